@@ -1,0 +1,58 @@
+"""bayesode: Bayesian neural ordinary differential equations with diffrax, NumPyro and ArviZ."""
+
+from ._cache import enable_compilation_cache
+from ._data import Data, ModelData, make_data
+from ._errors import BayesODEError, ConfigError, DataError, FieldError, InitializationError
+from ._infer import prior_failure_rate, run_nuts, run_svi, run_svi_nuts
+from ._fields import HybridField, MechanisticField, MLPField, lotka_volterra_field, lotka_volterra_rhs
+from ._model import ModelSpec, make_model
+from ._observe import (
+    LogNormalNoise,
+    NegativeBinomialNoise,
+    NormalNoise,
+    PoissonNoise,
+    StudentTNoise,
+    observe,
+)
+from ._results import Posterior
+from ._priors import HierarchicalNormal, Normal, sample_field
+from ._solve import Solution, SolverConfig, solve, solve_series
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BayesODEError",
+    "ConfigError",
+    "Data",
+    "DataError",
+    "FieldError",
+    "HierarchicalNormal",
+    "HybridField",
+    "InitializationError",
+    "LogNormalNoise",
+    "MLPField",
+    "MechanisticField",
+    "ModelData",
+    "ModelSpec",
+    "NegativeBinomialNoise",
+    "Normal",
+    "NormalNoise",
+    "PoissonNoise",
+    "Solution",
+    "SolverConfig",
+    "StudentTNoise",
+    "lotka_volterra_field",
+    "lotka_volterra_rhs",
+    "enable_compilation_cache",
+    "make_data",
+    "make_model",
+    "observe",
+    "Posterior",
+    "prior_failure_rate",
+    "run_nuts",
+    "run_svi",
+    "run_svi_nuts",
+    "sample_field",
+    "solve",
+    "solve_series",
+]

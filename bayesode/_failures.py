@@ -1,0 +1,81 @@
+"""Host-side count of failed solves during sampling.
+
+A model evaluated by the sampler (``chain_id`` given) reports each solve's
+status through ``jax.debug.callback``. Under ``vmap`` a batched ``while_loop``
+(NUTS tree building) re-runs finished chains' bodies on their unchanged
+state, so reports are de-duplicated by a fingerprint of the evaluated
+parameters: each distinct failing proposal counts once.
+
+This is the one piece of module-level state in bayesode: a stack of active
+logs, because the callback target is fixed when the sampler is traced.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._solve import FAILURE_CAUSES
+
+_ACTIVE: list[FailureLog] = []
+_LOCK = threading.Lock()
+
+
+class FailureLog:
+    """Distinct failed solves per (chain, iteration), by cause."""
+
+    def __init__(self):
+        self._seen: dict[tuple[int, int], dict[float, int]] = defaultdict(dict)
+
+    def record(self, chain, iteration, status, fingerprint):
+        status = np.asarray(status).ravel()
+        bad = status[status != 0]
+        if bad.size == 0:
+            return
+        with _LOCK:
+            self._seen[(int(chain), int(iteration))][float(fingerprint)] = int(bad[0])
+
+    def counts(self, num_chains: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        """``{cause: (chain, stop - start) counts}`` plus ``total``, for iterations [start, stop)."""
+        out = {c: np.zeros((num_chains, stop - start), dtype=np.int64) for c in ["total", *FAILURE_CAUSES.values()]}
+        for (chain, it), fps in self._seen.items():
+            if start <= it < stop and chain < num_chains:
+                for code in fps.values():
+                    out[FAILURE_CAUSES.get(code, "other")][chain, it - start] += 1
+                    out["total"][chain, it - start] += 1
+        return out
+
+    def __enter__(self):
+        with _LOCK:
+            _ACTIVE.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        jax.effects_barrier()
+        with _LOCK:
+            _ACTIVE.remove(self)
+
+
+def _dispatch(chain, iteration, status, fingerprint):
+    with _LOCK:
+        logs = list(_ACTIVE)
+    for log in logs:
+        log.record(chain, iteration, status, fingerprint)
+
+
+def fingerprint(tree) -> jax.Array:
+    """A scalar that differs between distinct parameter values (for de-duplication)."""
+    total = jnp.zeros((), dtype=jnp.float32)
+    for k, leaf in enumerate(jax.tree.leaves(tree)):
+        flat = jnp.ravel(jnp.asarray(leaf, jnp.float32))
+        total = total + jnp.sum(flat * jnp.sin(jnp.arange(flat.size, dtype=jnp.float32) * 0.7548 + k + 1.0))
+    return total
+
+
+def report(chain_id, iteration, status, params) -> None:
+    """Inside a model run by the sampler: send solve statuses to the active log."""
+    jax.debug.callback(_dispatch, chain_id, iteration, status, fingerprint(params))

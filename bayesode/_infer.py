@@ -1,0 +1,590 @@
+"""Fitting: NUTS, SVI, and SVI then NUTS. The single JIT boundary of bayesode.
+
+NUTS is driven by NumPyro's functional kernel (``numpyro.infer.hmc.hmc``)
+rather than ``numpyro.infer.MCMC`` because the loop here must:
+
+- run in chunks, writing sampler state to disk after each so a run resumes
+  (bit-identically) after a kill, and Ctrl-C keeps what was drawn;
+- pass each chain's index to the model so failed solves are counted per
+  chain and iteration (``sample_stats.solver_failures``);
+- run chains in parallel across devices without ``pmap``. Reverse mode
+  through ``diffeqsolve`` with the default checkpointed adjoint fails under
+  ``pmap``/``shard_map`` (equinox closure conversion sees manually-sharded
+  avals) and automatic SPMD sharding of a batched NUTS while-loop was 40x
+  slower here, so ``chain_method="parallel"`` runs one vectorised group of
+  chains per device, each in its own thread (XLA releases the GIL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import optax
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import autoguide
+from numpyro.infer.hmc import hmc
+from numpyro.infer.initialization import init_to_median, init_to_value
+from numpyro import handlers
+from numpyro.infer.util import _get_model_transforms, get_potential_fn, unconstrain_fn
+
+from ._data import Data, as_data
+from ._errors import ConfigError, InitializationError
+from ._failures import FailureLog
+from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK, solve_series
+from ._results import Posterior, package_versions
+
+CHAIN_METHODS = ("vectorized", "parallel", "sequential")
+GUIDES = {
+    "mean-field": autoguide.AutoNormal,
+    "low-rank": autoguide.AutoLowRankMultivariateNormal,
+    "full-rank": autoguide.AutoMultivariateNormal,
+}
+_STAT_NAMES = ("diverging", "accept_prob", "num_steps", "potential_energy", "energy", "step_size")
+
+
+def _raw_key(key, argname="key"):
+    """Accept an int seed, a typed key or a raw uint32 key; return a raw key."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.PRNGKey(int(key))
+    if key is None:
+        raise ConfigError(f"`{argname}` is required (keyword-only): e.g. {argname}=jax.random.key(0) or an int seed.")
+    key = jnp.asarray(key) if not hasattr(key, "dtype") else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    if key.shape != (2,) or key.dtype != jnp.uint32:
+        raise ConfigError(f"`{argname}` must be a PRNG key or an int seed; got {key!r}.")
+    return key
+
+
+def _seed_of(key) -> object:
+    return int(key) if isinstance(key, (int, np.integer)) else np.asarray(_raw_key(key)).tolist()
+
+
+def _positive_int(name, value, allow_zero=False):
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        kind = "non-negative" if allow_zero else "positive"
+        raise ConfigError(f"`{name}` must be a {kind} int; got {value!r}.")
+    return int(value)
+
+
+def _check_model(model):
+    if not callable(model) or not hasattr(model, "spec"):
+        raise ConfigError("`model` must come from bayesode.make_model(...) (or a bayesode.models preset).")
+
+
+# ---------------------------------------------------------------- stress test
+def prior_failure_rate(model, data, *, key, num_draws: int = 200) -> dict:
+    """Prior-predictive stress test: fraction of prior draws whose solve fails, by cause.
+
+    Run it before a fit: a prior that makes half the solves blow up will make
+    NUTS crawl. Returns ``{"fraction": float, "draws": n, cause: count, ...}``.
+    """
+    _check_model(model)
+    data = as_data(data)
+    model.spec.check_data(data)
+    md = data.model_data()
+
+    @jax.jit
+    def statuses(keys):
+        return jax.vmap(lambda k: handlers.trace(handlers.seed(model, k)).get_trace(md)["solver_status"]["value"])(keys)
+
+    st = np.asarray(statuses(jax.random.split(_raw_key(key), num_draws)))  # (draws, series)
+    worst = np.where((st != STATUS_OK).any(axis=1), st.max(axis=1), 0)
+    out = {"draws": int(num_draws), "fraction": float(np.mean(worst != 0))}
+    for code, cause in FAILURE_CAUSES.items():
+        out[cause] = int(np.sum(worst == code))
+    return out
+
+
+def _init_error(model, data, key, original: Exception) -> InitializationError:
+    try:
+        rate = prior_failure_rate(model, data, key=key, num_draws=100)
+    except Exception:  # the stress test itself must not hide the first error
+        rate = None
+    if rate is None:
+        return InitializationError(f"no starting point with a finite log density was found: {original}")
+    causes = {c: rate[c] for c in FAILURE_CAUSES.values() if rate[c]}
+    advice = "; ".join(FAILURE_ADVICE[c] for c in causes) or (
+        "solves succeed, so the likelihood is -inf/NaN: check data against the likelihood (e.g. zeros with "
+        "LogNormalNoise) and the noise priors"
+    )
+    return InitializationError(
+        f"no starting point with a finite log density was found. Of 100 prior draws, "
+        f"{rate['fraction']:.0%} gave a failed solve; by cause: {causes or 'none'}. Fix: {advice}."
+    )
+
+
+# ---------------------------------------------------------------- NUTS driver
+class _Sampler:
+    """Compiled NUTS pieces for one (model, data shapes, settings); cached on the model.
+
+    Built without ``initialize_model`` (which re-traces and re-compiles the
+    gradient on every call): the potential comes from one model trace, the
+    starting points from a compiled prior-median draw.
+    """
+
+    def __init__(self, model, md, *, num_warmup, target_accept_prob, max_tree_depth, dense_mass, forward_mode):
+        self.model = model
+        seeded = handlers.seed(model, rng_seed=0)
+        inv_transforms, replay_model, _, _ = _get_model_transforms(seeded, (md,), {})
+        potential_fn_gen, postprocess_fn_gen = get_potential_fn(
+            model, inv_transforms, replay_model=replay_model, dynamic_args=True, model_args=(md,), model_kwargs={}
+        )
+        self.init_kernel, self.sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+        kw = dict(
+            num_warmup=num_warmup,
+            target_accept_prob=target_accept_prob,
+            max_tree_depth=max_tree_depth,
+            dense_mass=dense_mass,
+            forward_mode_differentiation=forward_mode,
+        )
+
+        def init_one(z, key, md):
+            return self.init_kernel(z, model_args=(md,), model_kwargs={}, rng_key=key, **kw)
+
+        def start_one(key, md, radius):
+            # Median of 15 prior draws per site; with radius > 0, uniform(-radius, radius)
+            # in unconstrained space instead (the fallback when the median fails).
+            strategy = init_to_median(num_samples=15)
+            tr = handlers.trace(handlers.substitute(handlers.seed(model, key), substitute_fn=strategy)).get_trace(md)
+            params = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+            z = unconstrain_fn(model, (md,), {}, params)
+            keys = jax.random.split(jax.random.fold_in(key, 7), len(z))
+            jitter = {k: jax.random.uniform(kk, jnp.shape(v), minval=-radius, maxval=radius) for kk, (k, v) in zip(keys, z.items())}
+            return {k: jnp.where(radius > 0, jitter[k], v) for k, v in z.items()}
+
+        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None)))
+        self.start = jax.jit(jax.vmap(start_one, in_axes=(0, None, None)))
+        self._chunks = {}
+        self.postprocess = jax.jit(jax.vmap(lambda z, md: postprocess_fn_gen(md)(z), in_axes=(0, None)))
+
+    def chunk(self, n: int):
+        if n not in self._chunks:
+
+            def run(states, chain_ids, md):
+                def one(state, cid):
+                    def body(s, _):
+                        s = self.sample_kernel(s, model_args=(md,), model_kwargs={"chain_id": cid, "iteration": s.i})
+                        stats = (s.diverging, s.accept_prob, s.num_steps, s.potential_energy, s.energy, s.adapt_state.step_size)
+                        return s, (s.z, stats)
+
+                    return jax.lax.scan(body, state, None, length=n)
+
+                return jax.vmap(one)(states, chain_ids)
+
+            self._chunks[n] = jax.jit(run)
+        return self._chunks[n]
+
+
+def _get_sampler(model, md, settings) -> _Sampler:
+    cache = model.__dict__.setdefault("_bayesode_samplers", {})
+    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tuple(md))
+    k = (shapes, tuple(sorted(settings.items())))
+    if k not in cache:
+        cache[k] = _Sampler(model, md, **settings)
+    return cache[k]
+
+
+def _device_groups(num_chains: int, chain_method: str):
+    if chain_method == "vectorized":
+        return [(jax.devices()[0], np.arange(num_chains))]
+    if chain_method == "sequential":
+        return [(jax.devices()[0], np.array([c])) for c in range(num_chains)]
+    devices = jax.devices()
+    n = min(len(devices), num_chains)
+    if n < 2:
+        warnings.warn(
+            f"chain_method='parallel' found {len(devices)} device(s); running chains vectorized. On CPU set "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N before importing jax.",
+            stacklevel=3,
+        )
+    return [(devices[i], idx) for i, idx in enumerate(np.array_split(np.arange(num_chains), n))]
+
+
+def _save_checkpoint(path, meta, states, draws, stats, failures):
+    os.makedirs(path, exist_ok=True)
+    tmp = os.path.join(path, "state.tmp.npz")
+    leaves = jax.tree.leaves(states)
+    np.savez(
+        tmp,
+        **{f"state_{i}": np.asarray(x) for i, x in enumerate(leaves)},
+        **{f"draw_{i}": x for i, x in enumerate(draws)},
+        **{f"stat_{k}": v for k, v in stats.items()},
+        failures=np.array(json.dumps([[k[0], k[1], {str(a): b for a, b in v.items()}] for k, v in failures._seen.items()])),
+    )
+    os.replace(tmp, os.path.join(path, "state.npz"))
+    with open(os.path.join(path, "meta.tmp.json"), "w") as fh:
+        json.dump(meta, fh)
+    os.replace(os.path.join(path, "meta.tmp.json"), os.path.join(path, "meta.json"))
+
+
+def _load_checkpoint(path, meta, states_like):
+    mpath = os.path.join(path, "meta.json")
+    if not os.path.exists(mpath):
+        return None
+    with open(mpath) as fh:
+        saved = json.load(fh)
+    same = {k: v for k, v in saved.items() if k != "iteration"} == {k: v for k, v in meta.items() if k != "iteration"}
+    if not same:
+        raise ConfigError(
+            f"`checkpoint_dir`={path!r} holds a run with different settings; use a new folder or the same settings. "
+            f"saved: {saved}; now: {meta}"
+        )
+    z = np.load(os.path.join(path, "state.npz"))
+    treedef = jax.tree.structure(states_like)
+    n_leaves = treedef.num_leaves
+    states = jax.tree.unflatten(treedef, [jnp.asarray(z[f"state_{i}"]) for i in range(n_leaves)])
+    draws = [z[f"draw_{i}"] for i in range(sum(k.startswith("draw_") for k in z.files))]
+    stats = {k[5:]: z[k] for k in z.files if k.startswith("stat_")}
+    log = FailureLog()
+    for chain, it, fps in json.loads(str(z["failures"])):
+        log._seen[(chain, it)] = {float(a): b for a, b in fps.items()}
+    return saved["iteration"], states, draws, stats, log
+
+
+class _Progress:
+    def __init__(self, total, num_warmup, enabled):
+        self.total, self.num_warmup, self.enabled, self.t0 = total, num_warmup, enabled, time.time()
+
+    def update(self, done, diverging, step_size, failures):
+        if not self.enabled:
+            return
+        phase = "warmup" if done <= self.num_warmup else "sample"
+        width = 30
+        fill = int(width * done / self.total)
+        msg = (
+            f"\r{phase} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
+            f"| {time.time() - self.t0:5.0f}s | step {float(np.mean(step_size)):.2g} "
+            f"| divergences {int(diverging)} | solver failures {int(failures)}"
+        )
+        print(msg, end="", file=sys.stderr, flush=True)
+        if done >= self.total:
+            print(file=sys.stderr, flush=True)
+
+
+def run_nuts(
+    model,
+    ts,
+    ys=None,
+    *,
+    key,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    chain_method: str = "vectorized",
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    init_params: dict | None = None,
+    chunk_size: int = 100,
+    checkpoint_dir: str | None = None,
+    progress: bool = True,
+    **data_kwargs,
+) -> Posterior:
+    """Sample the posterior with NUTS.
+
+    Parameters
+    ----------
+    model : from :func:`make_model`
+    ts, ys : times and observations, or a :class:`Data` as ``ts`` (then no ``ys``).
+    key : PRNG key or int seed (keyword-only). Same key, same settings, same
+        machine: bit-identical draws.
+    num_warmup, num_samples, num_chains : int
+    chain_method : {"vectorized", "parallel", "sequential"}
+        ``vectorized``: all chains in one ``vmap`` on one device (default).
+        ``parallel``: one vectorised group per JAX device, in threads.
+        ``sequential``: one chain at a time.
+    target_accept_prob, max_tree_depth, dense_mass : NUTS settings.
+    init_params : dict of site -> array with a leading (chain,) axis, optional
+        Constrained starting values per chain (e.g. draws from an SVI fit).
+    chunk_size : int
+        Iterations per compiled call; also the checkpoint interval.
+    checkpoint_dir : str, optional
+        Write the sampler state here after every chunk; calling ``run_nuts``
+        again with the same folder and settings resumes where it stopped.
+    progress : bool
+        Progress bar on stderr.
+
+    Returns
+    -------
+    Posterior
+    """
+    _check_model(model)
+    data = as_data(ts, ys, **data_kwargs)
+    model.spec.check_data(data)
+    num_warmup = _positive_int("num_warmup", num_warmup, allow_zero=True)
+    num_samples = _positive_int("num_samples", num_samples)
+    num_chains = _positive_int("num_chains", num_chains)
+    chunk_size = _positive_int("chunk_size", chunk_size)
+    max_tree_depth = _positive_int("max_tree_depth", max_tree_depth)
+    if chain_method not in CHAIN_METHODS:
+        raise ConfigError(f"`chain_method`={chain_method!r} is unknown; choose one of {CHAIN_METHODS}.")
+    if not (0 < target_accept_prob < 1):
+        raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
+    seed = _seed_of(key)
+    key = _raw_key(key)
+    k_init, k_chains = jax.random.split(key)
+    chain_keys = jax.random.split(k_chains, num_chains)
+    md = data.model_data()
+    settings = dict(
+        num_warmup=num_warmup,
+        target_accept_prob=float(target_accept_prob),
+        max_tree_depth=max_tree_depth,
+        dense_mass=bool(dense_mass),
+        forward_mode=model.spec.solver.forward_mode,
+    )
+    t_start = time.time()
+    sampler = _get_sampler(model, md, settings)
+    if init_params is None:
+        z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
+    else:
+        z0 = _unconstrain_inits(model, md, init_params, num_chains)
+    states = sampler.init(z0, chain_keys, md)
+    # Chains whose start has a non-finite log density (e.g. a failed solve) retry
+    # from uniform(-2, 2) in unconstrained space, as Stan does.
+    for attempt in range(20):
+        bad = ~np.isfinite(np.asarray(states.potential_energy))
+        if not bad.any():
+            break
+        retry = sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt + 1), num_chains), md, 2.0)
+        z0 = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), z0, retry)
+        states = sampler.init(z0, chain_keys, md)
+    else:
+        raise _init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
+    t_compile_init = time.time() - t_start
+
+    total = num_warmup + num_samples
+    meta = dict(settings, num_samples=num_samples, num_chains=num_chains, chain_method=chain_method, seed=seed,
+                chunk_size=chunk_size, iteration=0)
+    draws, stats, log, done = [], {}, FailureLog(), 0
+    if checkpoint_dir is not None:
+        loaded = _load_checkpoint(checkpoint_dir, meta, states)
+        if loaded is not None:
+            done, states, draws, stats, log = loaded
+            draws = [d for d in draws]
+            if progress:
+                print(f"resuming from iteration {done} of {total} in {checkpoint_dir}", file=sys.stderr)
+    groups = _device_groups(num_chains, chain_method)
+    bar = _Progress(total, num_warmup, progress)
+    interrupted = False
+    z_leaves_def = jax.tree.structure(z0)
+
+    def run_group(dev, idx, n, st):
+        sub = jax.tree.map(lambda x: x[idx], st)
+        if len(groups) > 1:
+            sub = jax.device_put(sub, dev)
+        out_states, (z, chunk_stats) = sampler.chunk(n)(sub, jnp.asarray(idx), jax.device_put(md, dev) if len(groups) > 1 else md)
+        return jax.device_get((out_states, z, chunk_stats))
+
+    with log:
+        try:
+            while done < total:
+                n = min(chunk_size, total - done)
+                if len(groups) == 1:
+                    results = [run_group(*groups[0], n, states)]
+                elif chain_method == "parallel":
+                    with ThreadPoolExecutor(len(groups)) as ex:
+                        results = list(ex.map(lambda g: run_group(g[0], g[1], n, states), groups))
+                else:
+                    results = [run_group(dev, idx, n, states) for dev, idx in groups]
+                cat = lambda *xs: np.concatenate(xs, axis=0)  # noqa: E731
+                states = jax.tree.map(lambda *xs: jnp.asarray(cat(*xs)), *[r[0] for r in results])
+                z = jax.tree.map(cat, *[r[1] for r in results])
+                chunk_stats = [cat(*[r[2][j] for r in results]) for j in range(len(_STAT_NAMES))]
+                draws.append(jax.tree.leaves(z))
+                for name, v in zip(_STAT_NAMES, chunk_stats):
+                    stats[name] = v if name not in stats else np.concatenate([stats[name], v], axis=1)
+                done += n
+                jax.effects_barrier()
+                fails = log.counts(num_chains, 0, done)["total"].sum()
+                bar.update(done, stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
+                if checkpoint_dir is not None:
+                    _save_checkpoint(checkpoint_dir, dict(meta, iteration=done), states, _merge(draws), stats, log)
+                    draws = [_merge(draws)]
+        except KeyboardInterrupt:
+            interrupted = True
+            print(file=sys.stderr)
+            warnings.warn(
+                f"interrupted at iteration {done} of {total}; returning the {max(done - num_warmup, 0)} draws made"
+                + (f"; run again with checkpoint_dir={checkpoint_dir!r} to resume" if checkpoint_dir else ""),
+                stacklevel=2,
+            )
+    wall = time.time() - t_start
+    n_kept = done - num_warmup
+    if n_kept <= 0:
+        raise KeyboardInterrupt("interrupted during warmup; no draws to return")
+    z_all = jax.tree.unflatten(z_leaves_def, [leaf[:, num_warmup:done] for leaf in _merge(draws)])
+    flat_z = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z_all)
+    constrained = jax.device_get(sampler.postprocess(flat_z, md))
+    samples = {
+        k: np.asarray(v).reshape((num_chains, n_kept) + np.shape(v)[1:])
+        for k, v in constrained.items()
+        if k in _latent_sites(model, md)
+    }
+    sstats = {k: np.asarray(v[:, num_warmup:done]) for k, v in stats.items()}
+    sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
+    sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
+    fail = log.counts(num_chains, num_warmup, done)
+    sstats["solver_failures"] = fail.pop("total")
+    for cause, v in fail.items():
+        sstats[f"solver_failures_{cause}"] = v
+    warm = log.counts(num_chains, 0, num_warmup)
+    settings_out = dict(
+        meta,
+        iteration=done,
+        method="nuts",
+        interrupted=interrupted,
+        wall_time_s=wall,
+        init_and_compile_s=t_compile_init,
+        warmup_solver_failures={c: int(v.sum()) for c, v in warm.items()},
+        warmup_divergences=int(stats["diverging"][:, :num_warmup].sum()),
+        versions=package_versions(),
+    )
+    return Posterior(samples=samples, sample_stats=sstats, data=data, model=model, settings=settings_out)
+
+
+def _merge(draws):
+    if len(draws) == 1:
+        return draws[0]
+    return [np.concatenate(parts, axis=1) for parts in zip(*draws)]
+
+
+def _latent_sites(model, md) -> set[str]:
+    from numpyro import handlers
+
+    cache = model.__dict__.setdefault("_bayesode_latents", {})
+    if "sites" not in cache:
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(md)
+        cache["sites"] = {k for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+    return cache["sites"]
+
+
+def _unconstrain_inits(model, md, init_params, num_chains):
+    sites = _latent_sites(model, md)
+    missing = sorted(sites - set(init_params))
+    if missing:
+        raise ConfigError(f"`init_params` lacks site(s) {missing}; give a value (with a leading chain axis) for each.")
+    vals = {k: jnp.asarray(init_params[k]) for k in sites}
+    for k, v in vals.items():
+        if v.shape[:1] != (num_chains,):
+            raise ConfigError(f"`init_params['{k}']` must have a leading axis of num_chains={num_chains}; got {v.shape}.")
+    return jax.jit(jax.vmap(lambda p: unconstrain_fn(model, (md,), {}, p)))(vals)
+
+
+# ---------------------------------------------------------------- SVI
+def run_svi(
+    model,
+    ts,
+    ys=None,
+    *,
+    key,
+    guide: str = "mean-field",
+    optimizer=None,
+    num_steps: int = 2000,
+    num_particles: int = 1,
+    num_draws: int = 1000,
+    rank: int | None = None,
+    progress: bool = True,
+    **data_kwargs,
+) -> Posterior:
+    """Fit a variational approximation with SVI (ELBO), then draw from it.
+
+    Parameters
+    ----------
+    guide : {"mean-field", "low-rank", "full-rank"}
+        ``AutoNormal``, ``AutoLowRankMultivariateNormal`` (``rank``), ``AutoMultivariateNormal``.
+    optimizer : optax optimizer, default ``optax.adam(0.01)`` with gradient clipping.
+    num_steps : optimisation steps; ``num_particles``: ELBO samples per step.
+    num_draws : draws from the fitted guide kept as the posterior (one chain).
+
+    Failed solves make a step's loss non-finite; those updates are skipped
+    (``stable_update``) and counted in ``settings['nonfinite_steps']``.
+    """
+    _check_model(model)
+    data = as_data(ts, ys, **data_kwargs)
+    model.spec.check_data(data)
+    if guide not in GUIDES:
+        raise ConfigError(f"`guide`={guide!r} is unknown; choose one of {list(GUIDES)}.")
+    num_steps = _positive_int("num_steps", num_steps)
+    num_draws = _positive_int("num_draws", num_draws)
+    num_particles = _positive_int("num_particles", num_particles)
+    seed = _seed_of(key)
+    key = _raw_key(key)
+    md = data.model_data()
+    kw = {"init_loc_fn": init_to_median(num_samples=15)}
+    if guide == "low-rank" and rank is not None:
+        kw["rank"] = _positive_int("rank", rank)
+    g = GUIDES[guide](model, **kw)
+    opt = optimizer if optimizer is not None else optax.chain(optax.clip_by_global_norm(10.0), optax.adam(0.01))
+    svi = SVI(model, g, numpyro.optim.optax_to_numpyro(opt), Trace_ELBO(num_particles=num_particles))
+    k_fit, k_draw = jax.random.split(key)
+    t0 = time.time()
+    try:
+        res = svi.run(k_fit, num_steps, md, progress_bar=progress, stable_update=True)
+    except RuntimeError as e:
+        if "Cannot find valid initial parameters" in str(e):
+            raise _init_error(model, data, key, e) from None
+        raise
+    losses = np.asarray(res.losses)
+    draws = g.sample_posterior(k_draw, res.params, sample_shape=(num_draws,))
+    sites = _latent_sites(model, md)
+    samples = {k: np.asarray(v)[None] for k, v in draws.items() if k in sites}
+    settings = dict(
+        method="svi",
+        guide=guide,
+        num_steps=num_steps,
+        num_particles=num_particles,
+        num_draws=num_draws,
+        num_chains=1,
+        seed=seed,
+        nonfinite_steps=int(np.sum(~np.isfinite(losses))),
+        wall_time_s=time.time() - t0,
+        versions=package_versions(),
+    )
+    return Posterior(samples=samples, sample_stats={}, data=data, model=model, settings=settings, losses=losses,
+                     guide_state=(g, res.params))
+
+
+def run_svi_nuts(
+    model,
+    ts,
+    ys=None,
+    *,
+    key,
+    svi_steps: int = 2000,
+    guide: str = "mean-field",
+    optimizer=None,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    progress: bool = True,
+    **nuts_kwargs,
+) -> Posterior:
+    """SVI first, then NUTS started from draws of the SVI fit (one per chain).
+
+    For neural fields NUTS from the prior median or random points often
+    spends its warmup in tiny step sizes; starting near the mode removes most
+    of that. The SVI fit's losses are kept on the result.
+    """
+    data = as_data(ts, ys, **{k: nuts_kwargs.pop(k) for k in ("state_names", "series_names", "t0") if k in nuts_kwargs})
+    k_svi, k_nuts = jax.random.split(_raw_key(key))
+    svi = run_svi(model, data, key=k_svi, guide=guide, optimizer=optimizer, num_steps=svi_steps,
+                  num_draws=num_chains, progress=progress)
+    inits = {k: v[0] for k, v in svi.samples.items()}
+    post = run_nuts(model, data, key=k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                    init_params=inits, progress=progress, **nuts_kwargs)
+    post.losses = svi.losses
+    post.settings.update(method="svi+nuts", svi_steps=svi_steps, svi_guide=guide, seed=_seed_of(key),
+                         svi_wall_time_s=svi.settings["wall_time_s"])
+    return post
