@@ -14,9 +14,12 @@ from ._observe import (
     StudentTNoise,
     observe,
 )
+from ._plots import plot_trajectories
 from ._results import Posterior
 from ._priors import HierarchicalNormal, Normal, sample_field
 from ._solve import Solution, SolverConfig, solve, solve_series
+
+from . import datasets, models  # noqa: E402  (imports the layers above)
 
 __version__ = "0.1.0"
 
@@ -44,9 +47,12 @@ __all__ = [
     "lotka_volterra_field",
     "lotka_volterra_rhs",
     "enable_compilation_cache",
+    "datasets",
     "make_data",
+    "models",
     "make_model",
     "observe",
+    "plot_trajectories",
     "Posterior",
     "prior_failure_rate",
     "run_nuts",
