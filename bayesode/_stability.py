@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ from numpyro import handlers
 from ._errors import ConfigError
 from ._fields import field_state_dim
 from ._priors import SITE_Y0, sample_field
-from ._solve import STATUS_NONFINITE, STATUS_OK, SolverConfig, solve, solve_series
+from ._solve import STATUS_BLOW_UP, STATUS_NONFINITE, STATUS_OK, SolverConfig, _status_from, solve_series
 
 # Kinds of fixed point (``FixedPoints.kind``); -1 marks an empty slot.
 KIND_NONE = -1
@@ -139,7 +140,7 @@ def _root_search(fn, y, num_steps):
     return y
 
 
-def _fixed_points_impl(field, starts, t, args, tol, eig_tol, dedup_tol, num_steps) -> FixedPoints:
+def _fixed_points_impl(field, starts, t, args, tol, eig_tol, dedup_tol, num_steps, reach) -> FixedPoints:
     dtype = starts.dtype
     t = jnp.asarray(t, dtype)
 
@@ -152,11 +153,18 @@ def _fixed_points_impl(field, starts, t, args, tol, eig_tol, dedup_tol, num_step
     finite = jnp.all(jnp.isfinite(ends), axis=1) & jnp.all(jnp.isfinite(f_end), axis=1)
     finite = finite & jnp.all(jnp.isfinite(jac), axis=(1, 2))
     residual = jnp.max(jnp.abs(f_end), axis=1)
-    # Backward-error test: |f(y*)| small next to |J| (|y*| + s), s the size of the search region.
+    # Converged: |f(y*)| small next to |J| (|y*| + s) (s: size of the search region) AND the next
+    # Newton step small next to |y*| + s AND |y*| <= reach * s. Far out a saturated network is nearly
+    # flat (|f| > 0, J ~ 0): the search drifts off to huge |y| where relative tests pass; `reach` stops that.
     s = jnp.maximum(jnp.max(jnp.abs(starts)), 1.0)
     jac_norm = jnp.max(jnp.sum(jnp.abs(jac), axis=2), axis=1)
     y_norm = jnp.max(jnp.abs(ends), axis=1)
-    converged = finite & (residual <= tol * jac_norm * (y_norm + s))
+    step = jax.vmap(jnp.linalg.solve)(
+        jnp.where(finite[:, None, None], jac, 0.0), jnp.where(finite[:, None], f_end, 0.0)
+    )
+    step_norm = jnp.where(jnp.all(jnp.isfinite(step), axis=1), jnp.max(jnp.abs(step), axis=1), jnp.inf)
+    small = (residual <= tol * jac_norm * (y_norm + s)) & (step_norm <= tol * (y_norm + s))
+    converged = finite & ((residual == 0) | small) & (y_norm <= reach * s)
 
     dist = jnp.max(jnp.abs(ends[:, None, :] - ends[None, :, :]), axis=2)
     same = dist <= dedup_tol * (y_norm[:, None] + s)
@@ -199,6 +207,7 @@ def fixed_points(
     eig_tol: float = 1e-3,
     dedup_tol: float = 1e-3,
     num_steps: int = 100,
+    reach: float = 100.0,
 ) -> FixedPoints:
     """Find and classify the equilibria ``f(t, y*) = 0`` of a vector field.
 
@@ -224,8 +233,10 @@ def fixed_points(
         Time at which a non-autonomous field is frozen (default 0).
     args : passed to the field.
     tol : float
-        Convergence test ``max|f(y*)| <= tol * |J|_inf * (|y*|_inf + s)`` with ``s`` the
-        largest start coordinate (at least 1). Default ``sqrt(eps)`` of the dtype.
+        Convergence test: ``max|f(y*)| <= tol * |J|_inf * (|y*|_inf + s)`` and the
+        Newton step ``max|J^-1 f(y*)| <= tol * (|y*|_inf + s)``, with ``s`` the largest
+        start coordinate (at least 1); or ``f(y*) = 0`` exactly. Default ``sqrt(eps)``
+        of the dtype (3.5e-4 in float32).
     eig_tol : float
         An eigenvalue with ``|Re| <= eig_tol * max|eigenvalue|`` counts as
         marginal (the point is a ``centre/marginal``); one with ``|Im|`` above
@@ -234,6 +245,10 @@ def fixed_points(
         Points closer than ``dedup_tol * (|y*|_inf + s)`` (max-norm) are one point.
     num_steps : int
         Newton iterations per start (default 100).
+    reach : float
+        Points with ``|y*|_inf > reach * s`` are dropped (default 100): far from
+        the data a saturating network is nearly flat and the search drifts
+        off to where relative tests cannot tell a root from a plateau.
 
     Returns
     -------
@@ -279,8 +294,8 @@ def fixed_points(
     if not (isinstance(num_steps, int) and num_steps >= 1):
         raise ConfigError(f"`num_steps` must be a positive int; got {num_steps!r}.")
     tol = _default_tol(starts.dtype) if tol is None else float(tol)
-    t = 0.0 if t is None else t
-    return _fixed_points_jit(field, starts, t, args, tol, float(eig_tol), float(dedup_tol), num_steps)
+    t = jnp.asarray(0.0 if t is None else t, starts.dtype)
+    return _fixed_points_jit(field, starts, t, args, tol, float(eig_tol), float(dedup_tol), num_steps, float(reach))
 
 
 # ----------------------------------------------------------------------------- Lyapunov exponent
@@ -296,6 +311,37 @@ class _Tangent(eqx.Module):
         return jnp.concatenate([fy, jv])
 
 
+def _integrate_window(tangent, z, start, dt, args, config, live):
+    """``z`` at ``start + dt`` and a status code; a zero-length (free) solve when not ``live``.
+
+    diffrax directly rather than :func:`bayesode.solve`: no blow-up event or
+    gradient guard is needed for a forward-only run, and leaving them out
+    compiles about 40% faster. A state that leaves ``config.max_abs_state``
+    is caught at the window's end; one that turns non-finite makes the step
+    size collapse below ``dtmin``, which ends the solve cheaply.
+    """
+    dtype = z.dtype
+    dtmin = dt * max(1e-10, 64 * float(jnp.finfo(dtype).eps))
+    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol, dtmin=dtmin, force_dtmin=False)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(tangent),
+        config.solver,
+        t0=start,
+        t1=jnp.where(live, start + dt, start),
+        dt0=config.dt0,
+        y0=z,
+        args=args,
+        stepsize_controller=controller,
+        max_steps=config.max_steps,
+        throw=False,
+    )
+    end = sol.ys[-1]
+    status = _status_from(sol.result, sol.ys, jnp.asarray(True))
+    y = end[: tangent.state_dim]
+    blown = (status == STATUS_OK) & ~(jnp.max(jnp.abs(y)) < config.max_abs_state)
+    return end, jnp.where(blown, STATUS_BLOW_UP, status)
+
+
 def _lyapunov_impl(field, y0, t0, dt, args, config, num_burn: int, num_avg: int) -> LyapunovResult:
     dim = y0.shape[0]
     dtype = y0.dtype
@@ -304,21 +350,22 @@ def _lyapunov_impl(field, y0, t0, dt, args, config, num_burn: int, num_avg: int)
 
     def window(carry, i):
         y, v, status = carry
-        start = t0 + i.astype(dtype) * dt
-        sol = solve(tangent, jnp.concatenate([y, v]), jnp.reshape(start + dt, (1,)), t0=start, args=args, config=config)
-        z = sol.ys[0]
+        live = status == STATUS_OK
+        z, code = _integrate_window(tangent, jnp.concatenate([y, v]), t0 + i.astype(dtype) * dt, dt, args, config, live)
         w = z[dim:]
         norm = jnp.sqrt(jnp.sum(w * w))
-        ok = (sol.status == STATUS_OK) & (norm > 0) & jnp.isfinite(norm)
-        code = jnp.where(sol.status == STATUS_OK, STATUS_NONFINITE, sol.status)
-        status = jnp.where((status == STATUS_OK) & ~ok, code, status).astype(jnp.int32)
+        ok = live & (code == STATUS_OK) & (norm > 0) & jnp.isfinite(norm)
+        code = jnp.where(code == STATUS_OK, STATUS_NONFINITE, code)
+        status = jnp.where(live & ~ok, code, status).astype(jnp.int32)
         v = jnp.where(ok, w / jnp.where(ok, norm, 1.0), v)
+        y = jnp.where(ok, z[:dim], y)
         growth = jnp.where(ok, jnp.log(jnp.where(ok, norm, 1.0)), jnp.nan)
-        return (z[:dim], v, status), (growth, z[:dim])
+        return (y, v, status), (growth, y)
 
+    # One scan over burn-in and averaging windows (two scans would compile the window twice).
     carry = (y0, v0, jnp.asarray(STATUS_OK, jnp.int32))
-    carry, _ = jax.lax.scan(window, carry, jnp.arange(num_burn))
-    (_, _, status), (growth, ys) = jax.lax.scan(window, carry, jnp.arange(num_burn, num_burn + num_avg))
+    (_, _, status), (growth, ys) = jax.lax.scan(window, carry, jnp.arange(num_burn + num_avg))
+    growth, ys = growth[num_burn:], ys[num_burn:]
     elapsed = dt * jnp.arange(1, num_avg + 1, dtype=dtype)
     running = jnp.cumsum(growth) / elapsed
     exponent = jnp.where(status == STATUS_OK, running[-1], jnp.nan)
@@ -442,6 +489,7 @@ class _Settings(NamedTuple):
     eig_tol: float
     dedup_tol: float
     num_steps: int
+    reach: float
     margin: float
     bound_scale: float
     num_burn: int
@@ -465,7 +513,7 @@ def _draw_stability(spec, st: _Settings, params, y0, u, md, dt, data_lo, data_hi
         lo = jnp.where(nonneg & (low >= 0), jnp.maximum(low - st.margin * width, 0.0), low - st.margin * width)
         hi = high + st.margin * width
     starts = lo[None, :] + u * (hi - lo)[None, :]
-    fp = _fixed_points_impl(field, starts, 0.0, spec.args, st.tol, st.eig_tol, st.dedup_tol, st.num_steps)
+    fp = _fixed_points_impl(field, starts, 0.0, spec.args, st.tol, st.eig_tol, st.dedup_tol, st.num_steps, st.reach)
     inside = fp.valid & jnp.all((fp.points >= lo[None, :]) & (fp.points <= hi[None, :]), axis=1)
     stable = (fp.kind == STABLE_NODE) | (fp.kind == STABLE_FOCUS)
     out = {
@@ -507,7 +555,13 @@ def _stability_fn(model, st: _Settings):
             def one(p):
                 return _draw_stability(spec, st, p[0], p[1], u, md, dt, data_lo, data_hi, nonneg)
 
-            return jax.lax.map(one, (params, y0s), batch_size=batch_size)
+            # Pad to whole batches: lax.map would compile a second, remainder-sized copy of `one`.
+            n = y0s.shape[0]
+            size = min(batch_size, n)
+            padded = -(-n // size) * size
+            pad = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - n, axis=0)]), (params, y0s))
+            out = jax.lax.map(one, pad, batch_size=size)
+            return jax.tree.map(lambda x: x[:n], out)
 
         cache[st] = eqx.filter_jit(many)
     return cache[st]
@@ -538,6 +592,7 @@ def posterior_stability(
     eig_tol: float = 1e-3,
     dedup_tol: float = 1e-3,
     num_steps: int = 100,
+    reach: float = 100.0,
     config: SolverConfig | None = None,
     batch_size: int = 64,
 ) -> xr.Dataset:
@@ -587,7 +642,7 @@ def posterior_stability(
         Exponents within ``±lyapunov_tol`` count as zero. Default
         ``5 / (t_total - t_burn)``: a finite-time estimate of a zero exponent
         is of order ``log(transient growth) / averaging time``.
-    tol, eig_tol, dedup_tol, num_steps : as in :func:`fixed_points`.
+    tol, eig_tol, dedup_tol, num_steps, reach : as in :func:`fixed_points`.
     config : SolverConfig, optional
         Solver for trajectories (default the model's).
     batch_size : int
@@ -644,8 +699,9 @@ def posterior_stability(
 
     num_burn = num_avg = 0
     lyap_tol = 0.0
-    dt_renorm = 1.0 if dt_renorm is None else dt_renorm
-    if lyapunov:
+    if not lyapunov:
+        dt_renorm = 1.0  # unused
+    else:
         span = float(np.max(data.ts) - data.t0[0])
         if span <= 0 and None in (t_burn, t_total):
             raise ConfigError("the data span no time; give `t_burn`, `t_total` and `dt_renorm` explicitly.")
@@ -669,6 +725,7 @@ def posterior_stability(
         float(eig_tol),
         float(dedup_tol),
         num_steps,
+        float(reach),
         float(margin),
         float(bound_scale),
         num_burn,
