@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from ._errors import ConfigError
 
@@ -28,7 +29,7 @@ _ACTIVATIONS: dict[str, Callable] = {
 
 
 def _positive_tuple(name: str, value, state_dim: int) -> tuple[float, ...]:
-    values = (float(value),) * state_dim if jnp.ndim(value) == 0 else tuple(float(v) for v in value)
+    values = (float(value),) * state_dim if np.ndim(value) == 0 else tuple(float(v) for v in value)
     if len(values) != state_dim:
         raise ConfigError(f"`{name}` has {len(values)} entries; expected state_dim={state_dim} (one per state).")
     if not all(v > 0 and jnp.isfinite(v) for v in values):

@@ -148,10 +148,13 @@ class _Sampler:
             max_tree_depth=max_tree_depth,
             dense_mass=dense_mass,
             forward_mode_differentiation=forward_mode,
+            find_heuristic_step_size=True,
         )
 
-        def init_one(z, key, md):
-            return self.init_kernel(z, model_args=(md,), model_kwargs={}, rng_key=key, **kw)
+        def init_one(z, key, md, inverse_mass_matrix):
+            return self.init_kernel(
+                z, model_args=(md,), model_kwargs={}, rng_key=key, inverse_mass_matrix=inverse_mass_matrix, **kw
+            )
 
         def start_one(key, md, radius):
             # Median of 15 prior draws per site; with radius > 0, uniform(-radius, radius)
@@ -164,7 +167,7 @@ class _Sampler:
             jitter = {k: jax.random.uniform(kk, jnp.shape(v), minval=-radius, maxval=radius) for kk, (k, v) in zip(keys, z.items())}
             return {k: jnp.where(radius > 0, jitter[k], v) for k, v in z.items()}
 
-        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None)))
+        self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None)))
         self.start = jax.jit(jax.vmap(start_one, in_axes=(0, None, None)))
         self._chunks = {}
         self.postprocess = jax.jit(jax.vmap(lambda z, md: postprocess_fn_gen(md)(z), in_axes=(0, None)))
@@ -287,6 +290,7 @@ def run_nuts(
     max_tree_depth: int = 10,
     dense_mass: bool = False,
     init_params: dict | None = None,
+    inverse_mass_matrix=None,
     chunk_size: int = 100,
     checkpoint_dir: str | None = None,
     progress: bool = True,
@@ -308,6 +312,10 @@ def run_nuts(
     target_accept_prob, max_tree_depth, dense_mass : NUTS settings.
     init_params : dict of site -> array with a leading (chain,) axis, optional
         Constrained starting values per chain (e.g. draws from an SVI fit).
+    inverse_mass_matrix : array, optional
+        Starting (inverse) mass matrix over the flattened unconstrained
+        parameters (sites in sorted order): (P,) for diagonal, (P, P) with
+        ``dense_mass=True``. ``run_svi_nuts`` passes the SVI covariance.
     chunk_size : int
         Iterations per compiled call; also the checkpoint interval.
     checkpoint_dir : str, optional
@@ -350,7 +358,16 @@ def run_nuts(
         z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
     else:
         z0 = _unconstrain_inits(model, md, init_params, num_chains)
-    states = sampler.init(z0, chain_keys, md)
+    if inverse_mass_matrix is not None:
+        inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
+        size = sum(int(np.prod(v.shape[1:])) for v in jax.tree.leaves(z0))
+        want = (size, size) if dense_mass else (size,)
+        if inverse_mass_matrix.shape != want:
+            raise ConfigError(
+                f"`inverse_mass_matrix` has shape {inverse_mass_matrix.shape}; expected {want} "
+                f"({'dense' if dense_mass else 'diagonal'} over the {size} unconstrained parameters)."
+            )
+    states = sampler.init(z0, chain_keys, md, inverse_mass_matrix)
     # Chains whose start has a non-finite log density (e.g. a failed solve) retry
     # from uniform(-2, 2) in unconstrained space, as Stan does.
     for attempt in range(20):
@@ -359,7 +376,7 @@ def run_nuts(
             break
         retry = sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt + 1), num_chains), md, 2.0)
         z0 = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), z0, retry)
-        states = sampler.init(z0, chain_keys, md)
+        states = sampler.init(z0, chain_keys, md, inverse_mass_matrix)
     else:
         raise _init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
     t_compile_init = time.time() - t_start
@@ -526,7 +543,11 @@ def run_svi(
     if guide == "low-rank" and rank is not None:
         kw["rank"] = _positive_int("rank", rank)
     g = GUIDES[guide](model, **kw)
-    opt = optimizer if optimizer is not None else optax.chain(optax.clip_by_global_norm(10.0), optax.adam(0.01))
+    if optimizer is None:
+        # Adam with a decaying step: fast early progress, then a settled optimum.
+        schedule = optax.exponential_decay(0.01, transition_steps=num_steps, decay_rate=0.05)
+        optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+    opt = optimizer
     svi = SVI(model, g, numpyro.optim.optax_to_numpyro(opt), Trace_ELBO(num_particles=num_particles))
     k_fit, k_draw = jax.random.split(key)
     t0 = time.time()
@@ -563,7 +584,7 @@ def run_svi_nuts(
     *,
     key,
     svi_steps: int = 2000,
-    guide: str = "mean-field",
+    guide: str = "full-rank",
     optimizer=None,
     num_warmup: int = 500,
     num_samples: int = 500,
@@ -574,17 +595,34 @@ def run_svi_nuts(
     """SVI first, then NUTS started from draws of the SVI fit (one per chain).
 
     For neural fields NUTS from the prior median or random points often
-    spends its warmup in tiny step sizes; starting near the mode removes most
-    of that. The SVI fit's losses are kept on the result.
+    spends its warmup in tiny step sizes; starting near the mode, with the
+    SVI covariance as the starting mass matrix (dense for ``full-rank`` and
+    ``low-rank`` guides), removes most of that. The SVI losses are kept on
+    the result.
     """
     data = as_data(ts, ys, **{k: nuts_kwargs.pop(k) for k in ("state_names", "series_names", "t0") if k in nuts_kwargs})
     k_svi, k_nuts = jax.random.split(_raw_key(key))
     svi = run_svi(model, data, key=k_svi, guide=guide, optimizer=optimizer, num_steps=svi_steps,
                   num_draws=num_chains, progress=progress)
     inits = {k: v[0] for k, v in svi.samples.items()}
+    dense = guide != "mean-field"
+    nuts_kwargs.setdefault("dense_mass", dense)
+    if nuts_kwargs["dense_mass"] == dense and "inverse_mass_matrix" not in nuts_kwargs:
+        nuts_kwargs["inverse_mass_matrix"] = _guide_covariance(*svi.guide_state, dense)
     post = run_nuts(model, data, key=k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     init_params=inits, progress=progress, **nuts_kwargs)
     post.losses = svi.losses
     post.settings.update(method="svi+nuts", svi_steps=svi_steps, svi_guide=guide, seed=_seed_of(key),
                          svi_wall_time_s=svi.settings["wall_time_s"])
     return post
+
+
+def _guide_covariance(guide, params, dense: bool):
+    """The guide's covariance over the flattened unconstrained latents (NUTS's order)."""
+    if isinstance(guide, autoguide.AutoContinuous):
+        cov = guide.get_posterior(params).covariance_matrix
+        return cov if dense else jnp.diag(cov)
+    # AutoNormal: per-site scales, flattened in sorted site order like ravel_pytree.
+    var = [jnp.ravel(params[f"{k}_auto_scale"]) ** 2 for k in sorted(guide.prototype_trace) if f"{k}_auto_scale" in params]
+    diag = jnp.concatenate(var)
+    return jnp.diag(diag) if dense else diag

@@ -103,7 +103,7 @@ def _column_scale(ys, mask):
     m = mask.astype(ys.dtype)
     n = jnp.maximum(jnp.sum(m, axis=(0, 1)), 1.0)
     mean = jnp.sum(ys * m, axis=(0, 1)) / n
-    std = jnp.sqrt(jnp.sum(((ys - mean) * m) ** 2, axis=(0, 1)) / n)
+    std = jnp.sqrt(jnp.sum(((ys - mean[None, None, :]) * m) ** 2, axis=(0, 1)) / n)
     return jnp.where(std > 0, std, jnp.where(jnp.abs(mean) > 0, jnp.abs(mean), 1.0))
 
 

@@ -36,10 +36,11 @@ class AbstractLikelihood(eqx.Module):
     def check_data(self, ys: np.ndarray, argname: str = "ys") -> None:
         finite = ys[np.isfinite(ys)]
         if self.positive and finite.size and np.any(finite <= 0):
-            idx = np.argwhere(np.isfinite(ys) & (ys <= 0))[0]
+            idx = tuple(int(i) for i in np.argwhere(np.isfinite(ys) & (ys <= 0))[0])
+            where = ", ".join(f"{n} {i}" for n, i in zip(("series", "time index", "column")[-len(idx):], idx))
             raise DataError(
-                f"`{argname}` has a non-positive value {ys[tuple(idx)]!r} at index {tuple(int(i) for i in idx)}, but "
-                f"{type(self).__name__} needs positive observations; use bayesode.Normal() noise, or mark it missing (NaN)."
+                f"`{argname}` has a non-positive value {float(ys[idx])} at ({where}), but {type(self).__name__} "
+                "needs positive observations; use bayesode.NormalNoise(), or mark the value missing (NaN)."
             )
         if self.counts and finite.size and (np.any(finite < 0) or np.any(finite != np.round(finite))):
             raise DataError(f"`{argname}` must hold non-negative integer counts for {type(self).__name__}.")

@@ -1,0 +1,31 @@
+"""Shared test set-up: strict dtype promotion, raising rank promotion, a warm compile cache."""
+
+import os
+
+import jax
+import pytest
+
+import bayesode as bo
+
+# Compiled programs are cached on disk so separate test modules (and CI re-runs)
+# do not pay the ~30 s NUTS+diffrax compile again.
+bo.enable_compilation_cache(os.environ.get("BAYESODE_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")))
+
+
+@pytest.fixture(autouse=True)
+def _strict_jax():
+    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
+        yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run unit/smoke tests first, then `slow`, then `notebooks` (stable within each group)."""
+
+    def rank(item):
+        if item.get_closest_marker("notebooks"):
+            return 2
+        if item.get_closest_marker("slow"):
+            return 1
+        return 0
+
+    items.sort(key=rank)

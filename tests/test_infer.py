@@ -1,0 +1,166 @@
+"""Inference plumbing (smoke): NUTS and SVI on tiny problems, ArviZ structure, determinism,
+save/load, missing data, solver failures during sampling, checkpoint resume."""
+
+import arviz as az
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+import bayesode as bo
+
+TS = np.linspace(0.0, 6.0, 11)
+TRUE = bo.lotka_volterra_field(0.55, 0.028, 0.8, 0.024)
+CLEAN = np.asarray(bo.solve(TRUE, jnp.array([30.0, 4.0]), TS).ys)
+YS = CLEAN * np.exp(0.1 * np.random.default_rng(0).standard_normal(CLEAN.shape))
+SMALL = dict(num_warmup=30, num_samples=20, num_chains=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def lv():
+    return bo.models.lotka_volterra()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return bo.make_data(TS + 1900.0, YS, state_names=["hare", "lynx"])
+
+
+@pytest.fixture(scope="module")
+def post(lv, data):
+    return bo.run_nuts(lv, data, key=0, **SMALL)
+
+
+def test_nuts_shapes_and_stats(post):
+    assert post.samples["alpha"].shape == (2, 20)
+    assert post.samples["y0"].shape == (2, 20, 1, 2)
+    for k in ("diverging", "tree_depth", "num_steps", "solver_failures", "solver_failures_blow_up"):
+        assert post.sample_stats[k].shape == (2, 20), k
+    assert post.settings["seed"] == 0 and post.settings["chain_method"] == "vectorized"
+    assert "numpyro" in post.settings["versions"]
+
+
+def test_to_arviz_groups_dims_coords(post, data):
+    idata = post.to_arviz()
+    for g in ("posterior", "posterior_predictive", "log_likelihood", "sample_stats", "observed_data", "constant_data"):
+        assert g in idata.groups(), g
+    assert idata.posterior["y0"].dims == ("chain", "draw", "series", "state")
+    assert list(idata.posterior["sigma"].coords["state"].values) == ["hare", "lynx"]
+    traj = idata.posterior_predictive["trajectory"]
+    assert traj.dims == ("chain", "draw", "series", "time", "state")
+    np.testing.assert_allclose(traj.coords["time"].values, TS + 1900.0)  # real times, not indices
+    assert idata.log_likelihood["obs"].shape == (2, 20, YS.size)
+    assert set(idata.observed_data["obs"].coords) >= {"obs_series", "obs_time", "obs_state"}
+    for k in ("diverging", "tree_depth", "lp", "energy", "solver_failures"):
+        assert k in idata.sample_stats, k
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_same_seed_same_draws_different_seed_differs(lv, data, post):
+    again = bo.run_nuts(lv, data, key=0, **SMALL)
+    other = bo.run_nuts(lv, data, key=1, **SMALL)
+    for k in post.samples:
+        np.testing.assert_array_equal(again.samples[k], post.samples[k])
+    assert not np.array_equal(other.samples["alpha"], post.samples["alpha"])
+
+
+def test_netcdf_round_trip_is_exact(post, tmp_path):
+    path = tmp_path / "fit.nc"
+    post.save(path)
+    loaded = bo.Posterior.load(path)  # the model comes back from its stored recipe
+    a, b = post.to_arviz(), az.from_netcdf(path)
+    for g in a.groups():
+        assert a[g].equals(b[g]) or all(np.array_equal(a[g][v].values, b[g][v].values) for v in a[g].data_vars), g
+    for k in post.samples:
+        np.testing.assert_array_equal(loaded.samples[k], post.samples[k])
+    np.testing.assert_array_equal(loaded.data.ys, post.data.ys)
+    new = np.array([1900.0, 1910.0, 1920.0])
+    p1, p2 = post.predict(new, key=3), loaded.predict(new, key=3)
+    np.testing.assert_array_equal(p1["trajectory"].values, p2["trajectory"].values)
+
+
+def test_predict_forecast_bands_widen(post):
+    pred = post.predict(np.linspace(1900.0, 1930.0, 31))
+    assert pred["trajectory"].dims == ("chain", "draw", "series", "time", "state")
+    width = pred["trajectory"].quantile(0.95, ("chain", "draw")) - pred["trajectory"].quantile(0.05, ("chain", "draw"))
+    w = width.isel(series=0).mean("state").values
+    assert w[-5:].mean() > w[:5].mean()  # forecast uncertainty grows past the data
+    with pytest.raises(bo.DataError, match="before the start"):
+        post.predict(np.array([1800.0, 1900.0]))
+
+
+def test_missing_values_are_masked(lv):
+    ys = YS.copy()
+    ys[[2, 5], 0] = np.nan
+    ys[7, 1] = np.nan
+    post = bo.run_nuts(lv, TS, ys, key=0, **SMALL)
+    idata = post.to_arviz()
+    assert idata.observed_data["obs"].size == YS.size - 3
+    assert np.isnan(idata.constant_data["ys"].values).sum() == 3
+    assert np.all(np.isfinite(idata.log_likelihood["obs"].values))
+
+
+def test_blown_up_field_during_nuts_finishes_and_counts_failures():
+    # y' = k y^2 blows up before t=6 whenever k y0 > 1/6: a wide prior on k makes many proposals fail.
+    model = bo.make_model(
+        bo.MechanisticField(lambda t, y, p, a: p["k"] * y**2 - 0.5 * y, {"k": 0.0}, state_dim=1),
+        param_priors={"k": dist.Normal(0.0, 1.0)},
+        y0_prior=dist.LogNormal(0.0, 0.3),
+    )
+    ts = np.linspace(0.0, 6.0, 9)
+    ys = np.exp(-0.5 * ts)[:, None] + 0.05 * np.random.default_rng(1).standard_normal((9, 1))
+    post = bo.run_nuts(model, ts, ys, key=0, num_warmup=100, num_samples=100, num_chains=2, progress=False)
+    total = post.sample_stats["solver_failures"].sum() + post.settings["warmup_solver_failures"]["total"]
+    assert total > 0
+    assert np.all(np.isfinite(post.samples["k"]))
+    assert post.samples["k"].mean() < 0.2  # blown-up proposals were rejected, not accepted
+    diag = post.diagnostics()
+    assert "solver_failures" in diag
+
+
+def test_all_starts_fail_gives_clear_error():
+    model = bo.make_model(
+        bo.MechanisticField(lambda t, y, p, a: p["k"] * y**2, {"k": 0.0}, state_dim=1),
+        param_priors={"k": dist.LogNormal(3.0, 0.1)},  # always blows up
+        y0_prior=dist.LogNormal(0.0, 0.1),
+    )
+    with pytest.raises(bo.InitializationError, match=r"100% gave a failed solve; by cause: .*Fix:"):
+        bo.run_nuts(model, np.linspace(0.0, 6.0, 9), np.ones((9, 1)), key=0, **SMALL)
+
+
+def test_svi_smoke(lv, data):
+    svi = bo.run_svi(lv, data, key=0, num_steps=20, num_draws=50, progress=False)
+    assert svi.losses.shape == (20,)
+    assert svi.samples["alpha"].shape == (1, 50)
+    idata = svi.to_arviz()
+    assert "svi" in idata.groups() and idata.svi["loss"].size == 20
+
+
+def test_checkpoint_resume_returns_the_same_draws(lv, data, tmp_path, post):
+    first = bo.run_nuts(lv, data, key=0, chunk_size=10, checkpoint_dir=str(tmp_path), **SMALL)
+    for k in post.samples:
+        np.testing.assert_array_equal(first.samples[k], post.samples[k])  # chunking does not change draws
+    again = bo.run_nuts(lv, data, key=0, chunk_size=10, checkpoint_dir=str(tmp_path), **SMALL)
+    np.testing.assert_array_equal(again.samples["alpha"], first.samples["alpha"])
+    with pytest.raises(bo.ConfigError, match="different settings"):
+        bo.run_nuts(lv, data, key=5, chunk_size=10, checkpoint_dir=str(tmp_path), **SMALL)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_warmup": -1}, "`num_warmup` must be a non-negative int"),
+        ({"num_samples": 0}, "`num_samples` must be a positive int"),
+        ({"num_chains": 1.5}, "`num_chains` must be a positive int"),
+        ({"chain_method": "pmap"}, "`chain_method`='pmap' is unknown"),
+        ({"target_accept_prob": 1.0}, r"`target_accept_prob` must be in \(0, 1\)"),
+        ({"key": None}, "`key` is required"),
+        ({"key": "seed"}, "`key` must be a PRNG key or an int seed"),
+    ],
+)
+def test_run_nuts_argument_errors(lv, data, kwargs, match):
+    args = dict(key=0, progress=False)
+    args.update(kwargs)
+    with pytest.raises(bo.ConfigError, match=match):
+        bo.run_nuts(lv, data, **args)

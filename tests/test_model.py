@@ -1,0 +1,185 @@
+"""Model composition: site names and shapes, gradients, the failure path, configuration errors."""
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+from numpyro import handlers
+from numpyro.infer.util import log_density
+
+import bayesode as bo
+
+TS = np.linspace(0.0, 4.0, 9)
+DATA = bo.make_data(TS, 10.0 + np.arange(18.0).reshape(9, 2), state_names=["prey", "predator"])
+
+
+def trace(model, data=DATA, **kw):
+    return handlers.trace(handlers.seed(model, 0)).get_trace(data.model_data(), **kw)
+
+
+def test_lotka_volterra_sites_have_readable_names():
+    tr = trace(bo.models.lotka_volterra())
+    latent = {k: v["value"].shape for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+    assert latent == {"alpha": (), "beta": (), "gamma": (), "delta": (), "y0": (1, 2), "sigma": (2,)}
+    assert tr["obs"]["value"].shape == (1, 9, 2) and tr["trajectory"]["value"].shape == (1, 9, 2)
+
+
+def test_neural_sites_and_hierarchical_scales():
+    field = bo.MLPField(2, width=4, depth=1, key=jr.key(0))
+    tr = trace(bo.make_model(field, weight_prior=bo.HierarchicalNormal(1.0)))
+    names = {k for k, v in tr.items() if v["type"] == "sample"}
+    assert {"field.layers[0].weight_z", "field.layers[0].weight_scale", "field.layers[1].bias_z"} <= names
+    assert tr["field.layers[0].weight_z"]["value"].shape == (4, 2)
+
+
+def test_hybrid_has_both_parts():
+    tr = trace(bo.models.hybrid(data=DATA))
+    assert "alpha" in tr and "field.correction.layers[0].weight" in tr
+
+
+def test_predict_sites():
+    model = bo.models.lotka_volterra()
+    new = jnp.linspace(0.0, 8.0, 5)[None]
+    tr = trace(model, predict_ts=new)
+    assert tr["trajectory_predict"]["value"].shape == (1, 5, 2)
+    assert tr["obs_predict"]["value"].shape == (1, 5, 2)
+
+
+def test_missing_values_do_not_enter_the_likelihood():
+    model = bo.models.lotka_volterra()
+    ys = DATA.ys[0].copy()
+    params = {k: v["value"] for k, v in trace(model).items() if v["type"] == "sample" and not v["is_observed"]}
+    lp_full, _ = log_density(model, (DATA.model_data(),), {}, params)
+    ys_missing = ys.copy()
+    ys_missing[3, 1] = np.nan
+    ys_changed = ys.copy()
+    ys_changed[3, 1] = 1e4  # a wild value at the same entry
+    lp_a, _ = log_density(model, (bo.make_data(TS, ys_missing).model_data(),), {}, params)
+    d_changed = bo.make_data(TS, ys_changed)
+    lp_b, _ = log_density(model, (d_changed.model_data(),), {}, params)
+    assert float(lp_a) != float(lp_full)
+    assert float(lp_b) != float(lp_a)  # the changed value counts when observed ...
+    d_masked = bo.Data(d_changed.ts, np.where(np.isnan(ys_missing), np.nan, ys_changed)[None], d_changed.lengths,
+                       d_changed.t0, d_changed.state_names, d_changed.series_names)
+    lp_c, _ = log_density(model, (d_masked.model_data(),), {}, params)
+    assert float(lp_c) == float(lp_a)  # ... and not at all when masked
+
+
+def test_gradient_of_log_density_matches_finite_differences():
+    with jax.enable_x64(True):
+        model = bo.make_model(
+            bo.lotka_volterra_field(),
+            param_priors=bo.models.lotka_volterra_priors(),
+            y0_prior=dist.LogNormal(np.log(10.0), 1.0),
+            likelihood=bo.LogNormalNoise(),
+            solver=bo.SolverConfig(rtol=1e-10, atol=1e-10),
+        )
+        md = DATA.model_data(jnp.float64)
+        base = {"alpha": 0.6, "beta": 0.03, "gamma": 0.8, "delta": 0.025, "sigma": jnp.array([0.3, 0.3]),
+                "y0": jnp.array([[10.0, 11.0]])}
+        base = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), base)
+
+        def lp(p):
+            return log_density(model, (md,), {}, p)[0]
+
+        grad = jax.grad(lp)(base)
+        for name in ("alpha", "beta", "gamma", "delta"):
+            h = 1e-6
+            up = dict(base, **{name: base[name] + h})
+            down = dict(base, **{name: base[name] - h})
+            fd = (lp(up) - lp(down)) / (2 * h)
+            # central differences in float64 with tol 1e-10 solves: relative error ~1e-6 expected
+            assert abs(float(grad[name]) - float(fd)) <= 1e-4 * max(1.0, abs(float(fd))), name
+
+
+def test_failed_solve_gives_minus_inf_and_finite_gradient():
+    model = bo.make_model(
+        bo.MechanisticField(lambda t, y, p, a: p["k"] * y**2, {"k": 1.0}, state_dim=1),
+        param_priors={"k": dist.Normal(0.0, 1.0)},
+        y0_prior=dist.LogNormal(0.0, 0.5),
+    )
+    data = bo.make_data(TS, np.ones((9, 1)))
+    md = data.model_data()
+
+    def lp(k):
+        return log_density(model, (md,), {}, {"k": k, "y0": jnp.ones((1, 1)), "sigma": jnp.ones(1)})[0]
+
+    assert np.isfinite(float(lp(-1.0)))
+    assert float(lp(1.0)) == -np.inf  # y' = y^2 from y=1 blows up at t=1 < 4
+    assert np.isfinite(float(jax.grad(lp)(1.0)))
+
+
+def test_prior_failure_rate_reports_causes():
+    model = bo.make_model(
+        bo.MechanisticField(lambda t, y, p, a: p["k"] * y**2, {"k": 1.0}, state_dim=1),
+        param_priors={"k": dist.Normal(0.0, 1.0)},
+        y0_prior=dist.LogNormal(0.0, 0.1),
+    )
+    rate = bo.prior_failure_rate(model, bo.make_data(TS, np.ones((9, 1))), key=0, num_draws=200)
+    # k > 1/(4 y0) ~ k > 0.25 blows up before t=4: P(k > 0.25) ~ 0.40 under N(0, 1).
+    assert 0.3 < rate["fraction"] < 0.5
+    assert rate["blow_up"] + rate["dt_min"] + rate["max_steps"] == round(rate["fraction"] * 200)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"param_priors": {}}, r"no prior for mechanistic parameter\(s\) \['k'\]"),
+        ({"param_priors": {"k": dist.Normal(), "q": dist.Normal()}}, r"names \['q'\], which the field does not have"),
+        ({"param_priors": {"k": 1.0}}, r"`param_priors\['k'\]` must be a numpyro distribution"),
+        ({"param_priors": {"k": dist.Normal()}, "y0_prior": dist.Normal(jnp.zeros(3), 1.0)}, r"`y0_prior` has shape \(3,\)"),
+        ({"param_priors": {"k": dist.Normal()}, "y0_prior": 1.0}, r"`y0_prior` must be a numpyro distribution"),
+        ({"param_priors": {"k": dist.Normal()}, "likelihood": "normal"}, r"`likelihood` must be a bayesode likelihood"),
+        ({"param_priors": {"k": dist.Normal()}, "solver": {"rtol": 1}}, r"`solver` must be a bayesode.SolverConfig"),
+        ({"param_priors": {"k": dist.Normal()}, "observation_fn": lambda y: y}, r"give `y0_prior=`"),
+        ({"param_priors": {"k": dist.Normal()}, "weight_prior": 0.5}, r"`weight_prior` must be"),
+    ],
+)
+def test_make_model_errors(kwargs, match):
+    field = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 1.0}, state_dim=1)
+    with pytest.raises(bo.ConfigError, match=match):
+        bo.make_model(field, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "fn, match",
+    [
+        (lambda t, y, p, a: jnp.zeros(3), r"must return dy/dt with the shape of y, \(2,\); got \(3,\)"),
+        (lambda t, y, p, a: jnp.zeros(2, dtype=jnp.int32), r"must return floats; got dtype int32"),
+        (lambda t, y, p, a: y @ jnp.ones((3, 3)), r"calling `field\(t, y, args\)` with y of shape \(2,\) failed"),
+    ],
+)
+def test_field_output_checked(fn, match):
+    field = bo.MechanisticField(fn, {"k": 1.0}, state_dim=2)
+    with pytest.raises(bo.FieldError, match=match):
+        bo.make_model(field, param_priors={"k": dist.Normal()})
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"state_dim": 0}, "`state_dim` must be a positive int"),
+        ({"width": 0}, "`width` must be a positive int"),
+        ({"depth": -1}, "`depth` must be a non-negative int"),
+        ({"activation": "sigmoidish"}, r"`activation`='sigmoidish' is unknown"),
+        ({"form": "log"}, r"`form`='log' is unknown"),
+        ({"y_scale": [1.0, 2.0, 3.0]}, r"`y_scale` has 3 entries; expected state_dim=2"),
+        ({"y_scale": -1.0}, r"`y_scale` must be positive"),
+        ({"t_scale": 0.0}, r"`t_scale` must be positive"),
+    ],
+)
+def test_mlp_field_errors(kwargs, match):
+    args = dict(state_dim=2, width=4, depth=1, key=jr.key(0))
+    args.update(kwargs)
+    with pytest.raises(bo.ConfigError, match=match):
+        bo.MLPField(**args)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("inf")])
+def test_weight_prior_scale_errors(scale):
+    with pytest.raises(bo.ConfigError, match="must be positive and finite"):
+        bo.Normal(scale)
+    with pytest.raises(bo.ConfigError, match="must be positive and finite"):
+        bo.HierarchicalNormal(scale)
