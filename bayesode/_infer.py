@@ -148,7 +148,10 @@ class _Sampler:
             max_tree_depth=max_tree_depth,
             dense_mass=dense_mass,
             forward_mode_differentiation=forward_mode,
-            find_heuristic_step_size=True,
+            # find_heuristic_step_size=True would capture the init-time data tracer in the
+            # warmup adapter (leaking it into later chunks); the SVI mass matrix makes the
+            # default start (step 1) reasonable instead.
+            find_heuristic_step_size=False,
         )
 
         def init_one(z, key, md, inverse_mass_matrix):
