@@ -16,6 +16,16 @@ from ._observe import (
 )
 from ._plots import plot_trajectories
 from ._results import Posterior
+from ._stability import (
+    KIND_NAMES,
+    FixedPoints,
+    LyapunovResult,
+    fixed_points,
+    lyapunov_exponent,
+    plot_stability,
+    posterior_stability,
+)
+from ._structured import AntisymmetricField, HamiltonianField, LipschitzField, StableField
 from ._priors import HierarchicalNormal, Normal, sample_field
 from ._solve import Solution, SolverConfig, solve, solve_series
 
@@ -24,6 +34,17 @@ from . import datasets, models  # noqa: E402  (imports the layers above)
 __version__ = "0.1.0"
 
 __all__ = [
+    "AntisymmetricField",
+    "FixedPoints",
+    "HamiltonianField",
+    "KIND_NAMES",
+    "LipschitzField",
+    "LyapunovResult",
+    "StableField",
+    "fixed_points",
+    "lyapunov_exponent",
+    "plot_stability",
+    "posterior_stability",
     "BayesODEError",
     "ConfigError",
     "Data",

@@ -73,13 +73,13 @@ class ModelSpec:
     def num_observed(self) -> int:
         if self.observation_fn is None:
             return self.state_dim
-        out = jax.eval_shape(self.observation_fn, jax.ShapeDtypeStruct((self.state_dim,), jnp.float32))
+        out = jax.eval_shape(self.observation_fn, jax.ShapeDtypeStruct((self.state_dim,), jnp.result_type(float)))
         return int(out.shape[0])
 
 
 def _check_field_output(field, state_dim, args):
     try:
-        out = jax.eval_shape(lambda y: field(0.0, y, args), jax.ShapeDtypeStruct((state_dim,), jnp.float32))
+        out = jax.eval_shape(lambda y: field(0.0, y, args), jax.ShapeDtypeStruct((state_dim,), jnp.result_type(float)))
     except Exception as e:
         raise FieldError(f"calling `field(t, y, args)` with y of shape ({state_dim},) failed: {e}") from e
     if not hasattr(out, "shape") or out.shape != (state_dim,):
