@@ -37,8 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--samples", type=int, default=500, help="NUTS draws per chain kept (default 500)")
     f.add_argument("--svi-steps", type=int, default=3000, help="SVI optimisation steps (default 3000)")
     f.add_argument("--seed", type=int, default=0, help="random seed; same seed, same draws (default 0)")
-    f.add_argument("--chain-method", default="vectorized", choices=["vectorized", "parallel", "sequential"],
-                   help="how NUTS chains run: vectorized on one device (default) or parallel across devices")
+    f.add_argument("--chain-method", default="parallel", choices=["vectorized", "parallel", "sequential"],
+                   help="how NUTS chains run: parallel across devices (default; on CPU one device per core) "
+                        "or vectorized on one device")
+    f.add_argument("--max-tree-depth", type=int, default=None,
+                   help="NUTS maximum tree depth (default 10 for lotka-volterra, 6 for neural/hybrid, which bounds "
+                        "the cost of an iteration at 63 gradients)")
     f.add_argument("--until", type=float, default=None,
                    help="forecast up to this time in the plot (default: a quarter of the data span past the end)")
     f.add_argument("--out", default="results", help="output folder (default results/)")
@@ -109,8 +113,9 @@ def cmd_fit(args) -> int:
     progress = not args.no_progress
     t0 = time.time()
     common = dict(key=args.seed, progress=progress)
+    depth = args.max_tree_depth or (10 if args.model == "lotka-volterra" else 6)
     nuts_kw = dict(num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
-                   chain_method=args.chain_method,
+                   chain_method=args.chain_method, max_tree_depth=depth,
                    checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None)
     if args.method == "nuts":
         post = bo.run_nuts(model, data, **common, **nuts_kw)
@@ -191,8 +196,17 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def _use_all_cores() -> None:
+    """One JAX CPU device per core, so parallel chains use every core (must precede importing jax)."""
+    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("fit", "predict"):
+        _use_all_cores()
     handlers = {"fit": cmd_fit, "summary": cmd_summary, "predict": cmd_predict, "datasets": cmd_datasets}
     try:
         return handlers[args.command](args)
