@@ -1,74 +1,201 @@
 """The ``bayesode`` command line.
 
-``bayesode fit`` runs the main job (default: a Bayesian neural ODE fitted by
-SVI then NUTS to the bundled lynx-hare data); ``summary`` and ``predict`` work
-on a saved run; ``datasets`` lists the bundled data.
+``bayesode fit`` fits a model to a bundled dataset or to your own CSV and saves
+the run in a folder; ``summary`` re-prints its diagnostics; ``predict`` writes
+a forecast table and plot from it; ``datasets`` lists the bundled data.
+
+Errors the user can fix (a malformed CSV, a bad setting, a missing folder)
+print one line on stderr and exit with status 2; bugs keep their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 
-EPILOG_FIT = """examples:
+EXIT_USAGE = 2
+
+EPILOG_MAIN = """examples:
+  bayesode datasets                               # what data ship with bayesode
+  bayesode fit --out runs/lh                      # neural ODE on lynx-hare (SVI then NUTS)
+  bayesode fit --csv mydata.csv --model neural --out runs/mine
+  bayesode summary runs/mine                      # diagnostics of a saved run
+  bayesode predict runs/mine --until 30           # forecast.csv + forecast.png
+
+`bayesode COMMAND --help` explains every option of COMMAND.
+"""
+
+EPILOG_FIT = """your own data (--csv): a header line naming the columns, then one row per time, e.g.
+
+  t,prey,predator
+  0,30,4
+  1,47.2,6.1
+  2,,9.8          <- an empty cell (or NA / nan) is a missing value
+
+The time column comes first unless --time-column says otherwise; times are numbers or
+ISO dates (YYYY-MM-DD, converted to days since the earliest). A --series-column splits
+the rows into several series that share one vector field.
+
+outputs in --out: posterior.nc (ArviZ InferenceData; reload with bayesode.Posterior.load),
+summary.csv (az.summary), trajectories.png (bands over the data and a forecast),
+phase.png (two states against each other) and, for neural and hybrid models,
+vector_field.png (learned field and its posterior spread).
+
+examples:
   bayesode fit                                   # neural ODE on lynx-hare, SVI then NUTS
   bayesode fit --model lotka-volterra --method nuts --chains 4 --warmup 1000 --samples 1000
-  bayesode fit --csv mydata.csv --model neural --until 30 --out runs/mine
+  bayesode fit --csv mydata.csv --model neural --width 16 --depth 2 --until 30 --out runs/mine
+  bayesode fit --csv counts.csv --columns in_bed --likelihood normal --method svi --svi-steps 2000
+  bayesode fit --csv trial.csv --series-column subject --time-column hours
+"""
+
+EPILOG_SUMMARY = """example:
+  bayesode summary runs/mine
+
+Prints az.summary of the interpretable variables (not the neural weights) and a table of
+R-hat, bulk/tail ESS, divergences, tree depth, E-BFMI and ODE solver failures, with
+plain-word warnings. Nothing is recomputed.
+"""
+
+EPILOG_PREDICT = """example:
+  bayesode predict runs/mine --until 1935 --points 200 --prob 0.8
+
+forecast.csv has one row per (series, time, column) with the columns
+  series,<time name>,<state or observable>,lower,median,upper
+where lower/median/upper are quantiles of new noisy observations over the posterior
+(lower <= median <= upper), from the first time of the data to --until.
+forecast.png draws the same bands over the data.
+"""
+
+EPILOG_DATASETS = """example:
+  bayesode datasets
+  bayesode fit --dataset damped_pendulum --model neural --likelihood normal
 """
 
 
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _probability(text):
+    value = _finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a probability strictly between 0 and 1, got {value}")
+    return value
+
+
+def _sub(sub, name, help, epilog):
+    return sub.add_parser(
+        name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bayesode", description="Bayesian neural ODEs: fit, summarise, forecast.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(
+        prog="bayesode",
+        description="Bayesian neural ODEs: fit a vector field to time series, check the fit, forecast with honest bands.",
+        epilog=EPILOG_MAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    f = sub.add_parser("fit", help="fit a model to a dataset and save the posterior", epilog=EPILOG_FIT,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = f.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default=None, help="bundled dataset name (default lynx_hare; see `bayesode datasets`)")
-    src.add_argument("--csv", default=None, help="your CSV: a time column then one column per state; empty/NaN = missing")
-    f.add_argument("--model", default="neural", choices=["neural", "lotka-volterra", "hybrid"],
-                   help="vector field: neural (MLP), lotka-volterra (Stan case study priors), hybrid (LV + neural correction); default neural")
-    f.add_argument("--method", default="svi+nuts", choices=["nuts", "svi", "svi+nuts"],
-                   help="inference: NUTS, SVI (variational), or SVI then NUTS from the SVI fit (default)")
-    f.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
-    f.add_argument("--warmup", type=int, default=500, help="NUTS warmup iterations per chain (default 500)")
-    f.add_argument("--samples", type=int, default=500, help="NUTS draws per chain kept (default 500)")
-    f.add_argument("--svi-steps", type=int, default=3000, help="SVI optimisation steps (default 3000)")
-    f.add_argument("--seed", type=int, default=0, help="random seed; same seed, same draws (default 0)")
-    f.add_argument("--chain-method", default="parallel", choices=["vectorized", "parallel", "sequential"],
-                   help="how NUTS chains run: parallel across devices (default; on CPU one device per core) "
-                        "or vectorized on one device")
-    f.add_argument("--max-tree-depth", type=int, default=None,
-                   help="NUTS maximum tree depth (default 10 for lotka-volterra, 6 for neural/hybrid, which bounds "
-                        "the cost of an iteration at 63 gradients)")
-    f.add_argument("--until", type=float, default=None,
-                   help="forecast up to this time in the plot (default: a quarter of the data span past the end)")
-    f.add_argument("--out", default="results", help="output folder (default results/)")
-    f.add_argument("--checkpoint", action="store_true", help="write NUTS state to OUT/checkpoint; re-running resumes")
-    f.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    f = _sub(sub, "fit", "fit a model to a dataset and save the posterior", EPILOG_FIT)
+    g = f.add_argument_group("data")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--dataset", default=None, metavar="NAME",
+                     help="bundled dataset name (default lynx_hare; list them with `bayesode datasets`)")
+    src.add_argument("--csv", default=None, metavar="FILE",
+                     help="your CSV file: a header line, a time column, one column per observed state")
+    g.add_argument("--time-column", default=None, metavar="NAME", help="--csv: name of the time column (default the first)")
+    g.add_argument("--columns", default=None, metavar="A,B",
+                   help="--csv: comma-separated observed columns, in order (default all but time/series)")
+    g.add_argument("--series-column", default=None, metavar="NAME",
+                   help="--csv: column of series labels (e.g. subject); each label is one series")
+    g = f.add_argument_group("model")
+    g.add_argument("--model", default="neural", choices=["neural", "lotka-volterra", "hybrid"],
+                   help="vector field: neural (an MLP), lotka-volterra (the Stan case study's priors, 2 states), "
+                        "hybrid (Lotka-Volterra + a small neural correction); default neural")
+    g.add_argument("--width", type=_int_at_least(1), default=8, help="neural/hybrid: hidden units per layer (default 8)")
+    g.add_argument("--depth", type=_int_at_least(0), default=1,
+                   help="neural/hybrid: hidden layers (default 1; 0 = linear in log-state)")
+    g.add_argument("--likelihood", default="lognormal", choices=["lognormal", "normal", "student-t"],
+                   help="neural: observation noise; lognormal needs positive data (default lognormal; "
+                        "lotka-volterra and hybrid are always lognormal)")
+    g = f.add_argument_group("inference")
+    g.add_argument("--method", default="svi+nuts", choices=["nuts", "svi", "svi+nuts"],
+                   help="NUTS, SVI (fast variational approximation), or SVI then NUTS started from it (default)")
+    g.add_argument("--chains", type=_int_at_least(1), default=4, help="NUTS chains (default 4; >= 2 for R-hat)")
+    g.add_argument("--warmup", type=_int_at_least(0), default=500, help="NUTS warmup iterations per chain (default 500)")
+    g.add_argument("--samples", type=_int_at_least(1), default=500,
+                   help="NUTS draws kept per chain (default 500); with --method svi, chains x samples draws are kept")
+    g.add_argument("--svi-steps", type=_int_at_least(1), default=3000, help="SVI optimisation steps (default 3000)")
+    g.add_argument("--max-tree-depth", type=_int_at_least(1), default=None,
+                   help="NUTS tree depth limit (default 10 for lotka-volterra, 8 for neural/hybrid, whose "
+                        "gradients are costly); saturation is reported in the diagnostics")
+    g.add_argument("--seed", type=int, default=0, help="random seed; same seed and settings, same draws (default 0)")
+    g.add_argument("--chain-method", default="vectorized", choices=["vectorized", "parallel", "sequential"],
+                   help="vectorized: all chains in one program on one device (default); parallel: one group per "
+                        "device; sequential: one chain at a time")
+    g.add_argument("--checkpoint", action="store_true",
+                   help="save NUTS state in OUT/checkpoint after each chunk; running the same command again resumes")
+    g = f.add_argument_group("output")
+    g.add_argument("--out", default="results", metavar="DIR", help="output folder, created if needed (default results)")
+    g.add_argument("--until", type=_finite_float, default=None, metavar="T",
+                   help="draw the forecast up to time T (default: a quarter of the data span past the end)")
+    g.add_argument("--prob", type=_probability, default=0.9, help="credible band probability in the plots (default 0.9)")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bars (warmup, sampling, SVI)")
 
-    s = sub.add_parser("summary", help="re-print diagnostics of a saved run",
-                       epilog="example:\n  bayesode summary results/", formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("dir", help="a folder written by `bayesode fit` (holds posterior.nc)")
+    s = _sub(sub, "summary", "re-print the diagnostics of a saved run", EPILOG_SUMMARY)
+    s.add_argument("dir", metavar="DIR", help="a folder written by `bayesode fit` (holds posterior.nc)")
 
-    pr = sub.add_parser("predict", help="forecast from a saved run: writes forecast.csv and forecast.png",
-                        epilog="example:\n  bayesode predict results/ --until 1930",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    pr.add_argument("dir", help="a folder written by `bayesode fit`")
-    pr.add_argument("--until", type=float, required=True, help="forecast up to this time")
-    pr.add_argument("--points", type=int, default=100, help="number of forecast times (default 100)")
-    pr.add_argument("--prob", type=float, default=0.9, help="credible band probability (default 0.9)")
+    pr = _sub(sub, "predict", "forecast from a saved run: write forecast.csv and forecast.png", EPILOG_PREDICT)
+    pr.add_argument("dir", metavar="DIR", help="a folder written by `bayesode fit` (holds posterior.nc)")
+    pr.add_argument("--until", type=_finite_float, required=True, metavar="T",
+                    help="forecast up to time T, in the data's time units (e.g. a year)")
+    pr.add_argument("--points", type=_int_at_least(2), default=100, help="number of equally spaced times (default 100)")
+    pr.add_argument("--prob", type=_probability, default=0.9, help="credible band probability (default 0.9)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the noisy predictive draws (default 0)")
 
-    sub.add_parser("datasets", help="list the bundled datasets", epilog="example:\n  bayesode datasets",
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    _sub(sub, "datasets", "list the bundled datasets", EPILOG_DATASETS)
     return p
+
+
+def _chunk_size(num_warmup: int, num_samples: int) -> int:
+    """Iterations per compiled NUTS call: divides warmup and sampling (one compiled program,
+    a bar that switches phase exactly), and small enough for about 20 progress updates."""
+    total = num_warmup + num_samples
+    common = math.gcd(num_warmup, num_samples)
+    limit = max(1, min(100, total // 20))
+    return max(c for c in range(1, min(common, limit) + 1) if common % c == 0)
 
 
 def _diagnostics_table(post) -> str:
     d = post.diagnostics()
     rows = [
+        ("method", str(post.settings.get("method", "?"))),
         ("chains x draws", f"{d['num_chains']} x {d['num_draws']}"),
         ("max R-hat", f"{d['rhat_max']:.3f}" if "rhat_max" in d else "n/a (one chain)"),
         ("min bulk ESS", f"{d['ess_bulk_min']:.0f}" if "ess_bulk_min" in d else "n/a"),
@@ -87,15 +214,63 @@ def _diagnostics_table(post) -> str:
         lines += ["", "warnings:"] + [f"  - {w}" for w in d["warnings"]]
     else:
         lines += ["", "no diagnostic warnings."]
+    if post.settings.get("method") == "svi":
+        lines += ["(SVI: draws come from a variational approximation; R-hat, ESS and divergences do not apply.)"]
     return "\n".join(lines)
 
 
 def _load_data(args):
     from . import datasets
+    from ._errors import DataError
 
-    if args.csv:
-        return datasets.load_csv(args.csv).to_data()
-    return datasets.load(args.dataset or "lynx_hare").to_data()
+    if not args.csv:
+        if args.time_column or args.columns or args.series_column:
+            raise DataError("--time-column, --columns and --series-column apply to --csv files only.")
+        return datasets.load(args.dataset or "lynx_hare").to_data()
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    try:
+        return datasets.load_csv(
+            args.csv, time_column=args.time_column, state_columns=columns, series_column=args.series_column
+        ).to_data()
+    except DataError as e:
+        msg = str(e).replace(f"load_csv({args.csv!r}): ", "")
+        # make_data speaks of `ts`/`ys` arrays; say which file they came from.
+        raise DataError(f"{args.csv}: {msg}") from None
+
+
+def _model_for(args, data):
+    from . import models
+
+    kw = {}
+    if args.model in ("neural", "hybrid"):
+        kw.update(width=args.width, depth=args.depth)
+    if args.model == "neural":
+        kw["likelihood"] = args.likelihood
+    return models.for_data(args.model, data, **kw)
+
+
+def _save_plots(post, out, until, prob, *, field: bool) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    import bayesode as bo
+
+    written = []
+    fig, _ = bo.plot_trajectories(post, until=until, prob=prob)
+    written.append(_savefig(fig, out, "trajectories.png"))
+    if post.model.spec.state_dim >= 2:
+        fig, _ = bo.plot_phase(post, until=until)
+        written.append(_savefig(fig, out, "phase.png"))
+        if field:
+            fig, _ = bo.plot_vector_field(post)
+            written.append(_savefig(fig, out, "vector_field.png"))
+    plt.close("all")
+    return written
+
+
+def _savefig(fig, out, name) -> str:
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=120)
+    return path
 
 
 def cmd_fit(args) -> int:
@@ -105,24 +280,35 @@ def cmd_fit(args) -> int:
     import numpy as np
 
     import bayesode as bo
-    from bayesode import models
 
     bo.enable_compilation_cache()
     data = _load_data(args)
-    model = models.for_data(args.model, data)
+    model = _model_for(args, data)
     progress = not args.no_progress
     t0 = time.time()
     common = dict(key=args.seed, progress=progress)
-    depth = args.max_tree_depth or (10 if args.model == "lotka-volterra" else 6)
-    nuts_kw = dict(num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
-                   chain_method=args.chain_method, max_tree_depth=depth,
-                   checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None)
+    depth = args.max_tree_depth or (10 if args.model == "lotka-volterra" else 8)
+    nuts_kw = dict(
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        num_chains=args.chains,
+        chain_method=args.chain_method,
+        max_tree_depth=depth,
+        chunk_size=_chunk_size(args.warmup, args.samples),
+        checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,
+    )
+    if progress:
+        what = args.csv or args.dataset or "lynx_hare"
+        print(f"fitting {args.model} to {what} ({data.num_series} series, {data.ts.shape[1]} times, "
+              f"{list(data.state_names)}) by {args.method}; the first run compiles (tens of seconds)",
+              file=sys.stderr)
     if args.method == "nuts":
         post = bo.run_nuts(model, data, **common, **nuts_kw)
     elif args.method == "svi":
         post = bo.run_svi(model, data, num_steps=args.svi_steps, num_draws=args.samples * args.chains, **common)
     else:
         post = bo.run_svi_nuts(model, data, svi_steps=args.svi_steps, **common, **nuts_kw)
+    fit_s = time.time() - t0
     os.makedirs(args.out, exist_ok=True)
     nc = os.path.join(args.out, "posterior.nc")
     post.save(nc)
@@ -130,30 +316,58 @@ def cmd_fit(args) -> int:
     post.summary().to_csv(summary)
     span = float(np.max(data.ts) - np.min(data.t0))
     until = args.until if args.until is not None else float(np.max(data.ts)) + 0.25 * span
-    fig, _ = bo.plot_trajectories(post, until=until)
-    png = os.path.join(args.out, "trajectories.png")
-    fig.savefig(png, dpi=120)
+    pngs = _save_plots(post, args.out, until, args.prob, field=args.model != "lotka-volterra")
     print(_diagnostics_table(post))
-    print(f"\nfit: {args.model} by {args.method} in {time.time() - t0:.0f} s")
-    print(f"wrote {nc}\n      {summary}\n      {png}")
+    print(f"\nfit: {args.model} by {args.method} in {fit_s:.0f} s")
+    print("wrote " + "\n      ".join([nc, summary, *pngs]))
     return 0
 
 
-def cmd_summary(args) -> int:
-    import bayesode as bo
+def _posterior_path(d):
+    from ._errors import ConfigError
 
-    post = bo.Posterior.load(_posterior_path(args.dir))
+    path = os.path.join(d, "posterior.nc")
+    if not os.path.isfile(path):
+        what = "no folder" if not os.path.isdir(d) else "no posterior.nc in"
+        raise ConfigError(f"{what} {d!r}; run `bayesode fit --out {d}` first.")
+    return path
+
+
+def _load_posterior(d):
+    import bayesode as bo
+    from ._errors import ConfigError
+
+    path = _posterior_path(d)
+    try:
+        return bo.Posterior.load(path)
+    except (OSError, KeyError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"could not read {path!r} as a saved bayesode run ({type(e).__name__}: {e}).") from None
+
+
+def cmd_summary(args) -> int:
+    post = _load_posterior(args.dir)
     print(post.summary().to_string())
     print()
     print(_diagnostics_table(post))
     return 0
 
 
-def _posterior_path(d):
-    path = os.path.join(d, "posterior.nc")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no posterior.nc in {d!r}; run `bayesode fit --out {d}` first.")
-    return path
+def write_forecast_csv(path, pred, prob: float, time_name: str) -> None:
+    """Long table of predictive quantiles: series, time, column, lower, median, upper."""
+    obs_dim = "state" if "state" in pred["obs"].dims else "observable"
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    ok = ~pred["failed"]  # (chain, draw, series): failed solves are left out
+    q = pred["obs"].where(ok).quantile([lo, 0.5, hi], dim=("chain", "draw")).values  # (3, series, time, column)
+    ts = pred["time"].values
+    with open(path, "w") as fh:
+        fh.write(f"series,{time_name},{obs_dim},lower,median,upper\n")
+        for si, s in enumerate(pred["series"].values):
+            for i, t in enumerate(ts):
+                for k, name in enumerate(pred[obs_dim].values):
+                    v = q[:, si, i, k]
+                    fh.write(f"{s},{t:.6g},{name},{v[0]:.6g},{v[1]:.6g},{v[2]:.6g}\n")
 
 
 def cmd_predict(args) -> int:
@@ -163,28 +377,23 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     import bayesode as bo
+    from ._errors import ConfigError
 
     bo.enable_compilation_cache()
-    post = bo.Posterior.load(_posterior_path(args.dir))
+    post = _load_posterior(args.dir)
     d = post.data
-    if args.until <= float(np.min(d.t0)):
-        raise ValueError(f"--until {args.until} is before the data start {float(np.min(d.t0))}.")
-    ts = np.linspace(float(np.min(d.t0)), args.until, args.points)
-    pred = post.predict(ts)
-    obs_dim = "state" if "state" in pred["obs"].dims else "observable"
-    lo, hi = (1 - args.prob) / 2, 1 - (1 - args.prob) / 2
-    q = pred["obs"].quantile([lo, 0.5, hi], dim=("chain", "draw"))
+    start = float(np.min(d.t0))
+    if args.until <= start:
+        raise ConfigError(f"--until {args.until:g} is not after the data start {start:g}; give a later time.")
+    ts = np.linspace(start, args.until, args.points)
+    pred = post.predict(ts, key=args.seed)
     path = os.path.join(args.dir, "forecast.csv")
-    with open(path, "w") as fh:
-        fh.write(f"series,{d.time_name},{obs_dim},lower,median,upper\n")
-        for s in pred["series"].values:
-            for i, t in enumerate(ts):
-                for name in pred[obs_dim].values:
-                    v = q.sel(series=s, **{obs_dim: name}).values[:, i]
-                    fh.write(f"{s},{t:.6g},{name},{v[0]:.6g},{v[1]:.6g},{v[2]:.6g}\n")
-    fig, _ = bo.plot_trajectories(post, ts=ts, prob=args.prob)
-    png = os.path.join(args.dir, "forecast.png")
-    fig.savefig(png, dpi=120)
+    write_forecast_csv(path, pred, args.prob, d.time_name)
+    fig, _ = bo.plot_trajectories(post, ts=ts, prob=args.prob, key=args.seed)
+    png = _savefig(fig, args.dir, "forecast.png")
+    n_fail = int(pred["failed"].values.sum())
+    if n_fail:
+        print(f"note: {n_fail} draw(s) failed to solve up to {args.until:g} and were left out.", file=sys.stderr)
     print(f"wrote {path}\n      {png}")
     return 0
 
@@ -196,27 +405,24 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def _use_all_cores() -> None:
-    """One JAX CPU device per core, so parallel chains use every core (must precede importing jax)."""
-    if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 def main(argv=None) -> int:
+    """Entry point of the ``bayesode`` script; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.command in ("fit", "predict"):
-        _use_all_cores()
     handlers = {"fit": cmd_fit, "summary": cmd_summary, "predict": cmd_predict, "datasets": cmd_datasets}
+    from ._errors import BayesODEError
+
     try:
         return handlers[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        from ._errors import BayesODEError
-
-        if isinstance(e, (BayesODEError, FileNotFoundError)) or args.command != "fit":
-            print(f"bayesode {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except (BayesODEError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"bayesode {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"bayesode {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

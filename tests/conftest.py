@@ -1,4 +1,4 @@
-"""Shared test set-up: strict dtype promotion, raising rank promotion, a warm compile cache."""
+"""Shared test set-up: a warm compile cache, strict promotion for our own layers, test ordering."""
 
 import os
 
@@ -12,8 +12,14 @@ import bayesode as bo
 bo.enable_compilation_cache(os.environ.get("BAYESODE_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".jax_cache")))
 
 
-@pytest.fixture(autouse=True)
-def _strict_jax():
+@pytest.fixture
+def strict_jax():
+    """Strict dtype promotion and raising rank promotion, for tests of bayesode's own layers.
+
+    Not autouse: NumPyro's internals (e.g. ``init_to_median`` with sample shapes) rely on
+    rank promotion, so whole-model tests would fail for reasons outside bayesode. The jit
+    cache keys on these settings, so mixing them in one process also forces re-tracing.
+    """
     with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
         yield
 

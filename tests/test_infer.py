@@ -1,6 +1,8 @@
 """Inference plumbing (smoke): NUTS and SVI on tiny problems, ArviZ structure, determinism,
 save/load, missing data, solver failures during sampling, checkpoint resume."""
 
+import warnings
+
 import arviz as az
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +55,10 @@ def test_to_arviz_groups_dims_coords(post, data):
     assert set(idata.observed_data["obs"].coords) >= {"obs_series", "obs_time", "obs_state"}
     for k in ("diverging", "tree_depth", "lp", "energy", "solver_failures"):
         assert k in idata.sample_stats, k
-    loo = az.loo(idata)
+    with warnings.catch_warnings():
+        # 20 draws are too few for stable Pareto-k estimates; the smoke test checks plumbing only.
+        warnings.simplefilter("ignore", UserWarning)
+        loo = az.loo(idata)
     assert np.isfinite(loo.elpd_loo)
 
 

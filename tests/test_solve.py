@@ -121,3 +121,10 @@ def test_no_retrace_for_new_values():
 def test_solver_config_errors(kwargs, match):
     with pytest.raises(bo.ConfigError, match=match):
         bo.SolverConfig(**kwargs)
+
+
+def test_solve_and_data_under_strict_promotion(strict_jax):
+    d = bo.make_data(np.arange(4.0), np.ones((4, 2)))
+    md = d.model_data()
+    sol = bo.solve_series(linear, jnp.ones((1, 2)), md.ts, md.t0)
+    assert sol.ys.shape == (1, 4, 2) and int(sol.status[0]) == 0
