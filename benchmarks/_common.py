@@ -79,12 +79,21 @@ def time_call(fn, *args, repeats: int = 20, min_time: float = 0.2) -> float:
     return statistics.median(times)
 
 
-def potential_of(model, md, key=0):
-    """``(potential_fn, z)``: the model's potential (negative log density, unconstrained) and a start."""
+def potential_of(model, md, key=0, **model_kwargs):
+    """``(potential_fn, z)``: the model's potential (negative log density, unconstrained) and a start.
+
+    ``model_kwargs`` go to the model (e.g. ``chain_id=0, iteration=0`` as ``run_nuts`` passes them).
+    """
     from numpyro.infer.util import initialize_model
 
     forward = bool(model.spec.solver.forward_mode)
-    info = initialize_model(jax.random.PRNGKey(key), model, model_args=(md,), forward_mode_differentiation=forward)
+    info = initialize_model(
+        jax.random.PRNGKey(key),
+        model,
+        model_args=(md,),
+        model_kwargs=model_kwargs,
+        forward_mode_differentiation=forward,
+    )
     z = info.param_info.z
     return info.potential_fn, z
 

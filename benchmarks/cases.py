@@ -67,6 +67,18 @@ def case_lv(
     return [_nuts_row("lv", "bayesode", variant, fit, sz["num_warmup"], **sz)]
 
 
+def case_lv_no_callback(quick):
+    """Diagnostic: LV with the per-gradient failure-report host callback replaced by a no-op.
+
+    ``bayesode._model`` reports every solve's status through ``jax.debug.callback``
+    (see ``bayesode._failures``); this measures what that costs. Failure counts read 0 here.
+    """
+    import bayesode._failures as failures
+
+    failures.report = lambda *args, **kwargs: None
+    return [dict(r, case="lv") for r in case_lv(quick, variant="failure callback off (diagnostic)")]
+
+
 def case_lv_settings(quick):
     """NUTS settings that run_nuts exposes, on the LV model (throughput, not just speed)."""
     rows = []
@@ -312,6 +324,7 @@ def case_solver(quick, rounds=None):
 
 CASES = {
     "lv": case_lv,
+    "lv-no-callback": case_lv_no_callback,
     "lv-settings": case_lv_settings,
     "lv-vectorized": case_lv_vectorized,
     "lv-parallel": case_lv_parallel,

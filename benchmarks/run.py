@@ -22,7 +22,7 @@ CASE_ENV = {
     "lv-parallel": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     "solver-x64": {"JAX_ENABLE_X64": "1"},
 }
-DEFAULT_CASES = ["lv", "lv-numpyro", "lv-stan", "spiral", "neural-lh", "scaling", "solver"]
+DEFAULT_CASES = ["lv", "lv-no-callback", "lv-numpyro", "lv-stan", "spiral", "neural-lh", "scaling", "solver"]
 ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized", "lv-parallel"]
 TABLE = [
     ("case", "{}"),
