@@ -1,10 +1,11 @@
 """bayesode: Bayesian neural ordinary differential equations with diffrax, NumPyro and ArviZ."""
 
+from . import datasets, models  # noqa: E402  (imports the layers above)
 from ._cache import enable_compilation_cache
 from ._data import Data, ModelData, make_data
 from ._errors import BayesODEError, ConfigError, DataError, FieldError, InitializationError
-from ._infer import prior_failure_rate, run_nuts, run_svi, run_svi_nuts
 from ._fields import HybridField, MechanisticField, MLPField, lotka_volterra_field, lotka_volterra_rhs
+from ._infer import prior_failure_rate, run_nuts, run_svi, run_svi_nuts
 from ._model import ModelSpec, make_model
 from ._observe import (
     LogNormalNoise,
@@ -15,7 +16,9 @@ from ._observe import (
     observe,
 )
 from ._plots import plot_trajectories
+from ._priors import HierarchicalNormal, Normal, sample_field
 from ._results import Posterior
+from ._solve import Solution, SolverConfig, solve, solve_series
 from ._stability import (
     KIND_NAMES,
     FixedPoints,
@@ -26,10 +29,6 @@ from ._stability import (
     posterior_stability,
 )
 from ._structured import AntisymmetricField, HamiltonianField, LipschitzField, StableField
-from ._priors import HierarchicalNormal, Normal, sample_field
-from ._solve import Solution, SolverConfig, solve, solve_series
-
-from . import datasets, models  # noqa: E402  (imports the layers above)
 
 __version__ = "0.1.0"
 

@@ -23,25 +23,23 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import optax
-from numpyro.infer import SVI, Trace_ELBO
-from numpyro.infer import autoguide
-from numpyro.infer.hmc import hmc
-from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro import handlers
+from numpyro.infer import SVI, Trace_ELBO, autoguide
+from numpyro.infer.hmc import hmc
+from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import _get_model_transforms, get_potential_fn, unconstrain_fn
 
-from ._data import Data, as_data
+from ._data import as_data
 from ._errors import ConfigError, InitializationError
 from ._failures import FailureLog
-from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK, solve_series
 from ._results import Posterior, package_versions
+from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 GUIDES = {

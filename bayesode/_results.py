@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import warnings
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import arviz as az
 import jax
