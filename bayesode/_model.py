@@ -8,7 +8,11 @@ is a :class:`ModelData` (from ``Data.model_data()``). Sites:
 - noise sites of the likelihood (``sigma``, ``nu``, ``phi_inv``);
 - ``obs`` (series, time, observed): the masked likelihood;
 - deterministic ``trajectory`` (series, time, state);
-- with ``predict_ts`` (series, time'): ``trajectory_predict`` and ``obs_predict``.
+- with ``predict_ts`` (series, time'): ``trajectory_predict`` and ``obs_predict``;
+- with ``jumps=``: ``<name>_time`` / ``<name>_scale`` when inferred (see :class:`Jumps`);
+- with ``series_params=``: per parameter ``<p>_pop``, ``<p>_pop_sd``, ``<p>_z`` (series,)
+  and the deterministic ``<p>`` (series,) (see :class:`PopulationPrior`);
+- with ``events=``: deterministic ``event_times`` (series, max_events).
 
 A failed solve adds ``-inf`` through the factor ``solver_failed``.
 """
@@ -16,11 +20,14 @@ A failed solve adds ``-inf`` through the factor ``solver_failed``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -28,9 +35,128 @@ from . import _failures
 from ._data import Data, ModelData
 from ._errors import ConfigError, DataError, FieldError
 from ._fields import field_state_dim
+from ._jumps import Jumps, Regime, StateEvent, solve_with_events, solve_with_jumps
 from ._observe import AbstractLikelihood, NormalNoise, observe
-from ._priors import SITE_Y0, Normal, check_param_priors, sample_field
-from ._solve import STATUS_OK, SolverConfig, solve_series
+from ._priors import SITE_Y0, Normal, _mechanistic_name, check_param_priors, field_sites, sample_field
+from ._solve import STATUS_OK, Solution, SolverConfig, solve
+
+LINKS = ("log", "identity")
+
+
+class PopulationPrior(eqx.Module):
+    """A mechanistic parameter that varies by series around a population value (non-centred).
+
+    For series ``s``: ``g(theta_s) = g(pop) + pop_sd * z_s`` with ``z_s ~ Normal(0, 1)``,
+    ``pop ~ center``, ``pop_sd ~ spread`` and link ``g`` (``log`` or ``identity``).
+    Sampling ``z`` rather than ``theta`` avoids the funnel between ``pop_sd`` and
+    the series values when there are few series or little data per series.
+
+    Parameters
+    ----------
+    center : numpyro distribution, shape ()
+        Prior on the population value in natural units (the population median
+        for ``link="log"``), e.g. ``dist.LogNormal(0, 1)``. Site ``<name>_pop``.
+    spread : numpyro distribution, shape (), positive
+        Prior on the between-series standard deviation on the link scale (for
+        ``log``: roughly the coefficient of variation), e.g. ``dist.HalfNormal(0.5)``.
+        Site ``<name>_pop_sd``.
+    link : {"log", "identity"}
+        Default ``"log"`` (positive parameters such as rates).
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist
+    >>> PopulationPrior(dist.LogNormal(0.0, 1.0), dist.HalfNormal(0.5)).link
+    'log'
+    """
+
+    center: dist.Distribution
+    spread: dist.Distribution
+    link: str = eqx.field(static=True, default="log")
+
+    def __check_init__(self):
+        for argname in ("center", "spread"):
+            d = getattr(self, argname)
+            if not isinstance(d, dist.Distribution):
+                raise ConfigError(f"`PopulationPrior({argname}=...)` must be a numpyro distribution; got {d!r}.")
+            if tuple(d.batch_shape + d.event_shape) != ():
+                raise ConfigError(
+                    f"`PopulationPrior({argname}=...)` must be a scalar distribution; got shape "
+                    f"{tuple(d.batch_shape + d.event_shape)}."
+                )
+        if self.link not in LINKS:
+            raise ConfigError(f"`PopulationPrior(link=...)` must be one of {LINKS}; got {self.link!r}.")
+
+    def sample(self, name: str, num_series: int):
+        """Inside a model: sites ``<name>_pop``, ``<name>_pop_sd``, ``<name>_z``; returns (series,) values."""
+        pop = numpyro.sample(f"{name}_pop", self.center)
+        sd = numpyro.sample(f"{name}_pop_sd", self.spread)
+        with numpyro.plate("series", num_series, dim=-1):
+            z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0))
+        return self.combine(pop, sd, z)
+
+    def combine(self, pop, sd, z):
+        """Series values from the population value, spread and standard-normal offsets (broadcasting)."""
+        if self.link == "log":
+            return jnp.exp(jnp.log(pop) + sd * z)
+        return pop + sd * z
+
+
+def _check_series_params(field, series_params, param_priors) -> dict:
+    """Validate ``series_params`` (before tracing); tuples become :class:`PopulationPrior`."""
+    out = {}
+    scalars = {n: shape for n, shape, mech in field_sites(field) if mech}
+    for name, prior in dict(series_params or {}).items():
+        if name not in scalars:
+            raise ConfigError(
+                f"`series_params` names {name!r}, which is not a mechanistic parameter of the field; "
+                f"its parameters are {sorted(scalars)}."
+            )
+        if scalars[name] != ():
+            raise ConfigError(
+                f"`series_params['{name}']`: only scalar parameters can vary by series; it has shape {scalars[name]}."
+            )
+        if name in (param_priors or {}):
+            raise ConfigError(
+                f"{name!r} is in both `param_priors` and `series_params`; a per-series parameter takes its prior "
+                "from `series_params` only, so remove it from `param_priors`."
+            )
+        if isinstance(prior, tuple) and len(prior) == 2:
+            center = prior[0]
+            positive = isinstance(center, dist.Distribution) and center.support is dist.constraints.positive
+            prior = PopulationPrior(center, prior[1], link="log" if positive else "identity")
+        if not isinstance(prior, PopulationPrior):
+            raise ConfigError(
+                f"`series_params['{name}']` must be PopulationPrior(center, spread) or a (center, spread) tuple of "
+                f"numpyro distributions; got {prior!r}."
+            )
+        out[name] = prior
+    return out
+
+
+def _strip_params(field, names):
+    """``field`` with the named mechanistic leaves made non-random placeholders (Python 0.0)."""
+    return jax.tree_util.tree_map_with_path(lambda p, x: 0.0 if _mechanistic_name(p) in names else x, field)
+
+
+def _with_params(field, values: dict):
+    """``field`` with the named mechanistic leaves set to ``values[name]``."""
+    return jax.tree_util.tree_map_with_path(lambda p, x: values.get(_mechanistic_name(p), x), field)
+
+
+def per_series_params(posterior) -> dict:
+    """Per-series draws of every ``series_params`` parameter: name -> (chain, draw, series) array.
+
+    Rebuilt from the population sites (``<p>_pop``, ``<p>_pop_sd``, ``<p>_z``)
+    of a fitted :class:`bayesode.Posterior`.
+    """
+    out = {}
+    for name, prior in posterior.model.spec.series_params.items():
+        s = posterior.samples
+        out[name] = np.asarray(
+            prior.combine(s[f"{name}_pop"][..., None], s[f"{name}_pop_sd"][..., None], s[f"{name}_z"])
+        )
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +172,10 @@ class ModelSpec:
     observation_fn: Callable | None
     args: object = None
     recipe: dict | None = dc_field(default=None)
+    y0: jax.Array | None = None
+    jumps: Jumps | None = None
+    events: StateEvent | None = None
+    series_params: Mapping = dc_field(default_factory=dict)
 
     @property
     def state_dim(self) -> int:
@@ -61,7 +191,13 @@ class ModelSpec:
                 f"{what} = {expected}; pass `ys` with shape (time, {expected})."
             )
         self.likelihood.check_data(data.ys)
-        if self.y0_prior is None and self.observation_fn is None:
+        if self.jumps is not None:
+            self.jumps.check(self.state_dim, data.num_series)
+        if self.y0 is not None and self.y0.ndim == 2 and self.y0.shape[0] != data.num_series:
+            raise DataError(
+                f"`y0` has {self.y0.shape[0]} rows (one per series) but the data have {data.num_series} series."
+            )
+        if self.y0_prior is None and self.y0 is None and self.observation_fn is None:
             never = [n for k, n in enumerate(data.state_names) if not data.mask[:, :, k].any(axis=1).all()]
             if never:
                 raise DataError(
@@ -118,6 +254,10 @@ def make_model(
     observation_fn: Callable | None = None,
     args=None,
     recipe: dict | None = None,
+    y0=None,
+    jumps: Jumps | None = None,
+    events: StateEvent | None = None,
+    series_params: Mapping | None = None,
 ):
     """Build a plain NumPyro model function for a Bayesian ODE.
 
@@ -129,7 +269,8 @@ def make_model(
     weight_prior : Normal or HierarchicalNormal
         Prior on neural weights and biases (default ``Normal(1.0)``).
     param_priors : dict of str to numpyro distribution
-        One prior per mechanistic parameter (required if the field has any).
+        One prior per mechanistic parameter (required if the field has any),
+        except those in ``series_params``.
     y0_prior : numpyro distribution with shape () or (state,), optional
         Prior on each series' initial state. Default: centred on the first
         observation of each series (``LogNormal(log y_first, 1)`` for positive
@@ -137,8 +278,20 @@ def make_model(
     likelihood : default ``NormalNoise()``
     solver : SolverConfig
     observation_fn : callable ``y (state,) -> (observed,)``, optional
-        What is measured, if not the full state (e.g. ``lambda y: y[1:2]``).
+        What is measured, if not the full state (e.g. ``lambda y: y[1:2]``, or
+        ``lambda y: y[1:2] * 763.0`` for counts out of a population of 763).
     args : pytree passed to the field as ``args``.
+    y0 : (state,) or (series, state) array, optional
+        A known initial state (no ``y0`` site), e.g. zero drug before the
+        first dose, or 762 susceptible pupils and 1 infected.
+    jumps : Jumps, optional
+        Impulses or change points at known or inferred times (doses; see
+        :class:`Jumps` and :func:`doses_from_events`). They act in forecasts too.
+    events : StateEvent, optional
+        Resets when the state crosses a surface (see :class:`StateEvent`).
+    series_params : dict of str to PopulationPrior or (center, spread), optional
+        Mechanistic parameters that vary by series, drawn from a population
+        (non-centred); the field is solved per series with its own values.
 
     Returns
     -------
@@ -158,57 +311,129 @@ def make_model(
     state_dim = field_state_dim(field)
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     if not hasattr(weight_prior, "sample"):
-        raise ConfigError(f"`weight_prior` must be bayesode.Normal(...) or HierarchicalNormal(...); got {weight_prior!r}.")
-    param_priors = check_param_priors(field, param_priors)
+        raise ConfigError(
+            f"`weight_prior` must be bayesode.Normal(...) or HierarchicalNormal(...); got {weight_prior!r}."
+        )
+    series_params = _check_series_params(field, series_params, param_priors)
+    param_priors = check_param_priors(_strip_params(field, set(series_params)), param_priors)
     likelihood = NormalNoise() if likelihood is None else likelihood
     if not isinstance(likelihood, AbstractLikelihood):
         raise ConfigError(f"`likelihood` must be a bayesode likelihood such as LogNormalNoise(); got {likelihood!r}.")
     solver = SolverConfig() if solver is None else solver
     if not isinstance(solver, SolverConfig):
         raise ConfigError(f"`solver` must be a bayesode.SolverConfig; got {type(solver).__name__}.")
+    if y0_prior is not None and y0 is not None:
+        raise ConfigError("give either `y0` (a known initial state) or `y0_prior`, not both.")
     if y0_prior is not None:
         if not isinstance(y0_prior, dist.Distribution):
             raise ConfigError(f"`y0_prior` must be a numpyro distribution; got {type(y0_prior).__name__}.")
         shape = tuple(y0_prior.batch_shape + y0_prior.event_shape)
         if shape not in ((), (state_dim,)):
             raise ConfigError(f"`y0_prior` has shape {shape}; expected () or (state,) = ({state_dim},).")
-    if observation_fn is None and y0_prior is None:
-        pass
-    elif observation_fn is not None and y0_prior is None:
-        raise ConfigError("with `observation_fn`, the data do not pin down the initial state: give `y0_prior=`.")
-    _check_field_output(field, state_dim, args)
+    if y0 is not None:
+        y0 = np.asarray(y0, dtype=float)
+        if y0.shape[-1:] != (state_dim,) or y0.ndim > 2 or not np.all(np.isfinite(y0)):
+            raise ConfigError(
+                f"`y0` must be a finite (state,) = ({state_dim},) or (series, {state_dim}) array; got shape {y0.shape}."
+            )
+    if observation_fn is not None and y0_prior is None and y0 is None:
+        raise ConfigError(
+            "with `observation_fn`, the data do not pin down the initial state: give `y0_prior=` (or a known `y0=`)."
+        )
+    if jumps is not None and not isinstance(jumps, Jumps):
+        raise ConfigError(
+            f"`jumps` must be a bayesode.Jumps (e.g. from doses_from_events); got {type(jumps).__name__}."
+        )
+    if events is not None and not isinstance(events, StateEvent):
+        raise ConfigError(f"`events` must be a bayesode.StateEvent; got {type(events).__name__}.")
+    if events is not None and jumps is not None:
+        raise ConfigError("`jumps` and `events` cannot be combined in one model yet; use one of them.")
+    if jumps is not None:
+        jumps.check(state_dim, jumps.num_series or 1)
+    if isinstance(solver.adjoint, diffrax.BacksolveAdjoint) and (
+        events is not None or (jumps is not None and jumps.time_prior is not None)
+    ):
+        what = "state events" if events is not None else "inferred jump times (`time_prior`)"
+        raise ConfigError(
+            f"`SolverConfig(adjoint=diffrax.BacksolveAdjoint())` cannot differentiate {what} (diffrax supports "
+            "neither events nor gradients with respect to t0/t1 there); use RecursiveCheckpointAdjoint() or ForwardMode()."
+        )
+    regime = jumps is not None and jumps.regime
+    _check_field_output(field, state_dim, Regime(jnp.zeros((), jnp.int32), args) if regime else args)
 
-    spec = ModelSpec(field, weight_prior, param_priors, y0_prior, likelihood, solver, observation_fn, args, recipe)
+    spec = ModelSpec(
+        field,
+        weight_prior,
+        param_priors,
+        y0_prior,
+        likelihood,
+        solver,
+        observation_fn,
+        args,
+        recipe,
+        y0=y0,
+        jumps=jumps,
+        events=events,
+        series_params=series_params,
+    )
+    stripped = _strip_params(field, set(series_params))
+
+    def solve_all(f, series_values, y0, ts, t0, schedule) -> Solution:
+        """Solve every series (vmapped), each with its own parameters and jumps."""
+
+        def one(values, y0, ts, t0, schedule):
+            g = _with_params(f, values) if values else f
+            if spec.events is not None:
+                sol = solve_with_events(g, y0, ts, spec.events, t0=t0, args=spec.args, config=spec.solver)
+                return Solution(sol.ys, sol.status, sol.num_steps), sol.event_times
+            if schedule is not None:
+                times, sizes, mask = schedule
+                sol = solve_with_jumps(
+                    g, y0, ts, times, sizes, jump_mask=mask, t0=t0, args=spec.args, config=spec.solver, regime=regime
+                )
+                return sol, None
+            return solve(g, y0, ts, t0=t0, args=spec.args, config=spec.solver), None
+
+        return jax.vmap(one)(series_values, y0, ts, t0, schedule)
 
     def model(data: ModelData, *, predict_ts=None, chain_id=None, iteration=None):
         num_series = data.ts.shape[0]
-        f = sample_field(spec.field, spec.weight_prior, spec.param_priors)
-        if spec.y0_prior is not None:
-            d = spec.y0_prior
-            d = d.expand((state_dim,)) if not (d.batch_shape + d.event_shape) else d
-            y0_dist = d.to_event(1) if d.event_shape == () else d
+        f = sample_field(stripped, spec.weight_prior, spec.param_priors)
+        series_values = {}
+        for name, prior in spec.series_params.items():
+            series_values[name] = numpyro.deterministic(name, prior.sample(name, num_series)).astype(data.ts.dtype)
+        if spec.y0 is not None:
+            y0 = jnp.asarray(spec.y0, data.ts.dtype)
         else:
-            first = _first_observed(data.ys, data.mask)
-            if spec.likelihood.positive or spec.likelihood.counts:
-                y0_dist = dist.LogNormal(jnp.log(jnp.maximum(first, 1e-3)), 1.0).to_event(1)
+            if spec.y0_prior is not None:
+                d = spec.y0_prior
+                d = d.expand((state_dim,)) if not (d.batch_shape + d.event_shape) else d
+                y0_dist = d.to_event(1) if d.event_shape == () else d
             else:
-                y0_dist = dist.Normal(first, _column_scale(data.ys, data.mask)).to_event(1)
-        with numpyro.plate("series", num_series, dim=-1):
-            y0 = numpyro.sample(SITE_Y0, y0_dist)
+                first = _first_observed(data.ys, data.mask)
+                if spec.likelihood.positive or spec.likelihood.counts:
+                    y0_dist = dist.LogNormal(jnp.log(jnp.maximum(first, 1e-3)), 1.0).to_event(1)
+                else:
+                    y0_dist = dist.Normal(first, _column_scale(data.ys, data.mask)).to_event(1)
+            with numpyro.plate("series", num_series, dim=-1):
+                y0 = numpyro.sample(SITE_Y0, y0_dist)
         y0 = jnp.broadcast_to(y0, (num_series, state_dim)).astype(data.ts.dtype)
         noise = spec.likelihood.sample_noise(_column_scale(data.ys, data.mask))
+        schedule = None if spec.jumps is None else spec.jumps.sample(num_series, state_dim, data.ts.dtype)
 
-        sol = solve_series(f, y0, data.ts, data.t0, args=spec.args, config=spec.solver)
+        sol, event_times = solve_all(f, series_values, y0, data.ts, data.t0, schedule)
         numpyro.factor("solver_failed", jnp.where(jnp.all(sol.status == STATUS_OK), 0.0, -jnp.inf))
         if chain_id is not None:
-            _failures.report(chain_id, iteration, sol.status, (eqx.filter(f, eqx.is_inexact_array), y0))
+            _failures.report(chain_id, iteration, sol.status, (eqx.filter(f, eqx.is_inexact_array), y0, series_values))
         numpyro.deterministic("solver_status", sol.status)
         numpyro.deterministic("trajectory", sol.ys)
+        if event_times is not None:
+            numpyro.deterministic("event_times", event_times)
         pred = sol.ys if spec.observation_fn is None else jax.vmap(jax.vmap(spec.observation_fn))(sol.ys)
         observe(spec.likelihood, pred, noise, data.ys, data.mask)
 
         if predict_ts is not None:
-            new = solve_series(f, y0, predict_ts, data.t0, args=spec.args, config=spec.solver)
+            new, _ = solve_all(f, series_values, y0, predict_ts, data.t0, schedule)
             numpyro.deterministic("trajectory_predict", new.ys)
             numpyro.deterministic("predict_status", new.status)
             pred_new = new.ys if spec.observation_fn is None else jax.vmap(jax.vmap(spec.observation_fn))(new.ys)

@@ -1,0 +1,636 @@
+"""Discontinuities: impulses at known or inferred times, regime changes, state-triggered resets.
+
+Three kinds, each a solve split into segments:
+
+- **Jumps at given times** (doses): ``y(t_j) = y(t_j^-) + size_j``. The solve
+  is a ``lax.scan`` over ``J + 1`` segments; segment ``k`` is one
+  :func:`bayesode.solve` from the previous segment's end state plus jump ``k``,
+  and keeps only the save points that fall inside it. Padded jumps (``mask``
+  False) do nothing, so each series can have its own dosing table and the
+  whole thing ``vmap``s over series.
+- **Jumps or regime changes at inferred times**: the same scan with traced
+  times. The field can see which regime it is in (``regime=True`` passes
+  ``Regime(index, args)`` as ``args``). The gradient with respect to a change
+  time flows through the segment boundary: the time is the ``t1`` of one
+  segment's solve and the ``t0`` of the next, so
+  ``d y(s) / d tau = Phi(s, tau) (f_before(y(tau)) - f_after(y(tau)))`` for a
+  regime change, plus ``-Phi(s, tau) f(y(tau)) ...`` terms for a jump,
+  which diffrax differentiates exactly. Writing the change as
+  ``jnp.where(t < tau, ...)`` inside the field would instead give a zero
+  gradient (the field is piecewise constant in ``tau``) and force the step-size
+  controller to find the kink.
+- **State-triggered events** (:class:`StateEvent`): a reset when
+  ``cond_fn(t, y, args)`` crosses zero, located by a root find. diffrax stops
+  at an event, so the solve restarts from the reset state, at most
+  ``max_events`` times (static).
+
+Convention: states are right-continuous. A save time equal to a jump (or
+event) time sees the state *after* the jump; to observe a trough just before
+a dose, record it a moment earlier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optimistix as optx
+
+from ._errors import ConfigError, DataError
+from ._solve import (
+    STATUS_BLOW_UP,
+    STATUS_DT_MIN,
+    STATUS_MAX_STEPS,
+    STATUS_NONFINITE,
+    STATUS_OK,
+    STATUS_OTHER,
+    Solution,
+    SolverConfig,
+    solve,
+)
+
+SCALE_PER = ("model", "series", "jump")
+
+
+class Regime(NamedTuple):
+    """What a field receives as ``args`` when a jump schedule passes the regime.
+
+    ``index``: int32 scalar, the number of jumps (change points) already
+    passed, so 0 before the first; ``args``: the user's own ``args``.
+    """
+
+    index: jax.Array
+    args: Any
+
+
+# ---------------------------------------------------------------- splitting at known or traced times
+def solve_with_jumps(
+    field,
+    y0,
+    ts,
+    jump_times,
+    jump_sizes,
+    *,
+    jump_mask=None,
+    t0=None,
+    args=None,
+    config: SolverConfig | None = None,
+    regime: bool = False,
+) -> Solution:
+    """Integrate with impulses ``y(t_j) = y(t_j^-) + jump_sizes[j]``. Never raises.
+
+    Parameters
+    ----------
+    field : callable ``(t, y, args) -> dy/dt``
+    y0 : (state,) array, the state at ``t0`` before any jump at ``t0``.
+    ts : (time,) non-decreasing save times.
+    jump_times : (jump,) array, any order, may be traced (inferred).
+        A jump at or before ``t0`` acts at ``t0``; one after ``ts[-1]`` has
+        no effect. Several jumps at one time add up.
+    jump_sizes : (jump, state) array, what each jump adds to the state.
+    jump_mask : (jump,) bool, optional
+        False marks padding (no effect), so series with fewer jumps can share
+        one padded array.
+    t0 : scalar, optional; default ``ts[0]``.
+    config : SolverConfig
+    regime : bool
+        If True the field is called with ``args=Regime(index, args)``, where
+        ``index`` counts the jumps passed: a change of dynamics at each jump
+        (use zero ``jump_sizes`` for a pure change point).
+
+    Returns
+    -------
+    Solution
+        ``ys`` (time, state), right-continuous at jump times; ``status`` the
+        first non-zero segment status (0 if all succeeded); ``num_steps``
+        summed over segments.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> ts = jnp.array([0.0, 1.0, 2.0])
+    >>> sol = solve_with_jumps(lambda t, y, a: -y, jnp.zeros(1), ts, jnp.array([0.0, 1.0]), jnp.ones((2, 1)))
+    >>> [round(float(v), 4) for v in sol.ys[:, 0]]
+    [1.0, 1.3679, 0.5032]
+    """
+    config = SolverConfig() if config is None else config
+    y0 = jnp.asarray(y0)
+    dtype = y0.dtype
+    ts = jnp.asarray(ts, dtype=dtype)
+    times = jnp.asarray(jump_times, dtype=dtype)
+    sizes = jnp.asarray(jump_sizes, dtype=dtype)
+    if times.ndim != 1:
+        raise ConfigError(f"`jump_times` must be 1-D (jump,); got shape {times.shape}.")
+    if sizes.shape != times.shape + y0.shape:
+        raise ConfigError(
+            f"`jump_sizes` must have shape (jump, state) = {times.shape + y0.shape}; got {sizes.shape}. "
+            "Give one row per jump with one entry per state (zeros where the jump does not act)."
+        )
+    mask = jnp.ones(times.shape, dtype=bool) if jump_mask is None else jnp.asarray(jump_mask, dtype=bool)
+    if mask.shape != times.shape:
+        raise ConfigError(f"`jump_mask` must have the shape of `jump_times` {times.shape}; got {mask.shape}.")
+    t0 = ts[0] if t0 is None else jnp.asarray(t0, dtype=dtype)
+    t_end = ts[-1]
+
+    # Padding sorts last (at +inf: never passed by a save time, clipped to a zero-length segment).
+    key = jnp.where(mask, times, jnp.inf)
+    order = jnp.argsort(key)
+    times_sorted = key[order]
+    sizes_sorted = jnp.where(mask[:, None], sizes, 0.0)[order]
+    bounds = jnp.clip(times_sorted, t0, t_end)
+    starts = jnp.concatenate([t0[None], bounds])
+    ends = jnp.concatenate([bounds, t_end[None]])
+    kicks = jnp.concatenate([jnp.zeros((1,) + y0.shape, dtype), sizes_sorted])
+    # Segment of each save point: how many jumps happened at or before it.
+    segment = jnp.sum(times_sorted[None, :] <= ts[:, None], axis=1, dtype=jnp.int32)
+
+    def one_segment(carry, x):
+        y, status, num_steps, ys = carry
+        k, start, end, kick = x
+        y = y + kick
+        ts_seg = jnp.concatenate([jnp.clip(ts, start, end), end[None]])
+        sol = solve(field, y, ts_seg, t0=start, args=Regime(k, args) if regime else args, config=config)
+        ys = jnp.where((segment == k)[:, None], sol.ys[:-1], ys)
+        status = jnp.where(status == STATUS_OK, sol.status, status)
+        return (sol.ys[-1], status, num_steps + sol.num_steps, ys), None
+
+    init = (y0, jnp.asarray(STATUS_OK, jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros(ts.shape + y0.shape, dtype))
+    xs = (jnp.arange(times.shape[0] + 1, dtype=jnp.int32), starts, ends, kicks)
+    (_, status, num_steps, ys), _ = jax.lax.scan(one_segment, init, xs)
+    return Solution(ys=ys, status=status, num_steps=num_steps)
+
+
+# ---------------------------------------------------------------- jump schedules inside a model
+def _as_array(value, argname, dtype=float):
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"`{argname}` could not be read as a numeric array ({e}).") from None
+    if dtype is float and not np.all(np.isfinite(arr)):
+        raise ConfigError(f"`{argname}` must be finite; got {value!r}. Mark padding with `mask=` instead of NaN.")
+    return arr
+
+
+def _prior_shape(d) -> tuple[int, ...]:
+    return tuple(d.batch_shape + d.event_shape)
+
+
+class Jumps(eqx.Module):
+    """A jump schedule for :func:`bayesode.make_model`: doses, resets or change points.
+
+    Parameters
+    ----------
+    times : (jump,) or (series, jump) array, optional
+        Jump times in the data's raw time units (the model subtracts
+        ``time_origin``). Omit with ``time_prior``.
+    amounts : (jump,), (series, jump), (jump, state) or (series, jump, state) array
+        What each jump adds: a number per jump with ``state=`` (the compartment
+        that receives it), else a full (state,) vector per jump. Default: ones
+        (with ``scale_prior``, the learned scale is then the jump size).
+    state : int, optional
+        Index of the state that receives scalar ``amounts``.
+    mask : bool array like ``times``, optional
+        False marks padding, so series can have different numbers of jumps.
+    time_prior : numpyro distribution of shape () or (jump,), optional
+        Infer the jump times (shared by all series; raw time units). Site
+        ``<name>_time``.
+    scale_prior : numpyro distribution, optional
+        Infer a positive multiplier on ``amounts``. Site ``<name>_scale`` of shape
+        () for ``scale_per="model"``, (series,) for ``"series"``, or the shape of
+        ``times``/``amounts`` for ``"jump"`` (one learned magnitude per jump).
+    scale_per : {"model", "series", "jump"}
+    regime : bool
+        Pass ``Regime(index, args)`` to the field (a change of dynamics at each jump).
+    name : str
+        Prefix of the sample sites (``"dose"`` gives ``dose_scale``, ``dose_time``).
+    time_origin : float
+        Raw time that model time 0 stands for: the data's ``t_ref``
+        (``Data.t_ref``, the earliest series start). :func:`doses_from_events`
+        sets it; set it yourself when ``t0``/the first time is not 0.
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist
+    >>> doses = Jumps(times=[0.0, 12.0], amounts=[100.0, 100.0], state=0,
+    ...               scale_prior=dist.LogNormal(0.0, 0.5), name="dose")
+    >>> doses.num_jumps, doses.sites()
+    (2, {'dose_scale': ()})
+    """
+
+    times: np.ndarray | None
+    amounts: np.ndarray
+    mask: np.ndarray
+    time_prior: dist.Distribution | None
+    scale_prior: dist.Distribution | None
+    state: int | None = eqx.field(static=True)
+    scale_per: str = eqx.field(static=True)
+    regime: bool = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    time_origin: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        times=None,
+        amounts=None,
+        *,
+        state: int | None = None,
+        mask=None,
+        time_prior: dist.Distribution | None = None,
+        scale_prior: dist.Distribution | None = None,
+        scale_per: str = "model",
+        regime: bool = False,
+        name: str = "jump",
+        time_origin: float = 0.0,
+    ):
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ConfigError(f"`name` must be a Python identifier (it prefixes site names); got {name!r}.")
+        if scale_per not in SCALE_PER:
+            raise ConfigError(f"`scale_per`={scale_per!r} is unknown; choose one of {SCALE_PER}.")
+        for argname, d in (("time_prior", time_prior), ("scale_prior", scale_prior)):
+            if d is not None and not isinstance(d, dist.Distribution):
+                raise ConfigError(f"`{argname}` must be a numpyro distribution or None; got {type(d).__name__}.")
+        if (times is None) == (time_prior is None):
+            raise ConfigError(
+                "give exactly one of `times` (known jump times) and `time_prior` (inferred times); "
+                f"got times={'None' if times is None else 'an array'}, time_prior={time_prior!r}."
+            )
+        if time_prior is not None:
+            shape = _prior_shape(time_prior)
+            if len(shape) > 1:
+                raise ConfigError(f"`time_prior` must have shape () or (jump,); got {shape}.")
+            num = shape[0] if shape else 1
+            if mask is not None:
+                raise ConfigError("`mask` pads known `times`; inferred times (`time_prior`) need no mask.")
+            times_arr = None
+            lead = (num,)
+        else:
+            times_arr = _as_array(times, "times")
+            if times_arr.ndim not in (1, 2):
+                raise ConfigError(f"`times` must have shape (jump,) or (series, jump); got {times_arr.shape}.")
+            lead = times_arr.shape
+        if amounts is None and state is None and not regime:
+            raise ConfigError("without `amounts`, give `state=` (the index of the state each jump adds to).")
+        if amounts is None:
+            # Ones into `state` (the learned scale is the size), or no jump at all for a pure change point.
+            amounts_arr = np.ones(lead) if state is not None else np.zeros(lead)
+            state = 0 if state is None else state
+        else:
+            amounts_arr = _as_array(amounts, "amounts")
+        scalar_amounts = state is not None
+        core = amounts_arr.shape if scalar_amounts else amounts_arr.shape[:-1]
+        ok = (
+            amounts_arr.ndim >= (1 if scalar_amounts else 2)
+            and len(core) in (1, 2)
+            and core[-1] == lead[-1]
+            and (len(core) == 1 or len(lead) == 1 or core[0] == lead[0])
+        )
+        if not ok:
+            want = "(jump,) or (series, jump)" if scalar_amounts else "(jump, state) or (series, jump, state)"
+            raise ConfigError(
+                f"`amounts` has shape {amounts_arr.shape}; expected {want} with jump = {lead[-1]} "
+                f"to match `{'times' if times_arr is not None else 'time_prior'}` {lead}."
+                + ("" if scalar_amounts else " Pass `state=` for one number per jump.")
+            )
+        if state is not None and not (isinstance(state, (int, np.integer)) and state >= 0):
+            raise ConfigError(f"`state` must be a non-negative int (a state index); got {state!r}.")
+        mask_arr = np.ones(lead, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        if mask_arr.shape != lead:
+            raise ConfigError(f"`mask` must have the shape of `times` {lead}; got {mask_arr.shape}.")
+        self.times = times_arr
+        self.amounts = amounts_arr
+        self.mask = mask_arr
+        self.time_prior = time_prior
+        self.scale_prior = scale_prior
+        self.state = None if state is None else int(state)
+        self.scale_per = scale_per
+        self.regime = bool(regime)
+        self.name = name
+        self.time_origin = float(time_origin)
+
+    @property
+    def num_jumps(self) -> int:
+        return int(self.mask.shape[-1])
+
+    @property
+    def num_series(self) -> int | None:
+        """Series count fixed by the arrays, or None when every series shares the schedule."""
+        shapes = [self.mask.shape, self.amounts.shape if self.state is not None else self.amounts.shape[:-1]]
+        two = [s[0] for s in shapes if len(s) == 2]
+        return two[0] if two else None
+
+    def scale_shape(self, num_series) -> tuple:
+        """Shape of the ``<name>_scale`` site for ``num_series`` series."""
+        per_jump = (self.num_jumps,) if self.num_series is None else (num_series, self.num_jumps)
+        return {"model": (), "series": (num_series,), "jump": per_jump}[self.scale_per]
+
+    def sites(self) -> dict[str, tuple]:
+        """Sample sites this schedule adds, by name, with their shapes (``"series"`` for the series axis)."""
+        out = {}
+        if self.time_prior is not None:
+            out[f"{self.name}_time"] = _prior_shape(self.time_prior)
+        if self.scale_prior is not None:
+            out[f"{self.name}_scale"] = self.scale_shape("series")
+        return out
+
+    def check(self, state_dim: int, num_series: int) -> None:
+        """Python-level checks against the model and data (before tracing)."""
+        if self.state is not None and self.state >= state_dim:
+            raise ConfigError(f"`state`={self.state} is out of range for a field with state_dim={state_dim}.")
+        if self.state is None and self.amounts.shape[-1] != state_dim:
+            raise ConfigError(
+                f"`amounts` has {self.amounts.shape[-1]} entries per jump; the field has state_dim={state_dim}."
+            )
+        if self.num_series is not None and self.num_series != num_series:
+            raise DataError(
+                f"the jump schedule `{self.name}` has {self.num_series} series (first axis of times/amounts) "
+                f"but the data have {num_series}; give one row per series, in the data's series order."
+            )
+
+    def sample(self, num_series: int, state_dim: int, dtype) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Inside a model: ``(times (series, jump), sizes (series, jump, state), mask (series, jump))``.
+
+        Adds the sites of :meth:`sites`; times are in model time (raw minus ``time_origin``).
+        """
+        S, J = num_series, self.num_jumps
+        if self.time_prior is None:
+            times = jnp.asarray(self.times, dtype)
+        else:
+            times = jnp.reshape(numpyro.sample(f"{self.name}_time", self.time_prior), (J,)).astype(dtype)
+        times = jnp.broadcast_to(times - self.time_origin, (S, J))
+        amounts = jnp.asarray(self.amounts, dtype)
+        if self.state is not None:
+            unit = jax.nn.one_hot(self.state, state_dim, dtype=dtype)
+            amounts = amounts[..., None] * jnp.reshape(unit, (1,) * amounts.ndim + (state_dim,))
+        amounts = jnp.broadcast_to(amounts, (S, J, state_dim))
+        if self.scale_prior is not None:
+            site, shape = f"{self.name}_scale", self.scale_shape(S)
+            d = self.scale_prior
+            if _prior_shape(d) == () and shape:
+                d = d.expand(shape).to_event(len(shape))
+            if _prior_shape(d) != shape:
+                raise ConfigError(f"`scale_prior` has shape {_prior_shape(d)}; `{site}` needs () or {shape}.")
+            scale = jnp.asarray(numpyro.sample(site, d), dtype)
+            amounts = amounts * jnp.broadcast_to(jnp.reshape(scale, shape + (1,) * (2 - len(shape))), (S, J))[..., None]
+        return times, amounts, jnp.broadcast_to(jnp.asarray(self.mask), (S, J))
+
+
+def doses_from_events(
+    events: dict,
+    data,
+    *,
+    state_names=None,
+    name: str = "dose",
+    scale_prior: dist.Distribution | None = None,
+    scale_per: str = "model",
+) -> Jumps:
+    """A per-series dose schedule from an events table (e.g. ``datasets.load("pk_multidose").events``).
+
+    Parameters
+    ----------
+    events : dict of (event,) arrays ``subject`` (series label), ``time`` (raw
+        units), ``amount`` and ``compartment`` (state name).
+    data : Data
+        Fixes the series order (``data.series_names``) and ``time_origin`` (``data.t_ref``).
+    state_names : sequence of str, optional
+        Names of the field's states, if not the data's columns.
+
+    Returns
+    -------
+    Jumps
+        Padded (series, jump) arrays; doses into different compartments are
+        full (state,) vectors.
+
+    Examples
+    --------
+    >>> from bayesode import datasets
+    >>> ds = datasets.load("pk_multidose")
+    >>> doses = doses_from_events(ds.events, ds.to_data())
+    >>> doses.times.shape, int(doses.mask.sum())
+    ((3, 4), 11)
+    """
+    missing = [k for k in ("subject", "time", "amount", "compartment") if k not in events]
+    if missing:
+        raise DataError(f"`events` lacks column(s) {missing}; it has {sorted(events)}.")
+    names = list(data.state_names if state_names is None else state_names)
+    subject = np.asarray(events["subject"]).astype(str)
+    unknown = sorted(set(subject) - set(data.series_names))
+    if unknown:
+        raise DataError(
+            f"`events` name subject(s) {unknown} that are not series of the data {list(data.series_names)}."
+        )
+    comp = np.asarray(events["compartment"]).astype(str)
+    bad = sorted(set(comp) - set(names))
+    if bad:
+        raise DataError(f"`events` dose into compartment(s) {bad}, which are not states {names}; pass `state_names=`.")
+    S, D = len(data.series_names), len(names)
+    J = max(1, max(int(np.sum(subject == s)) for s in data.series_names))
+    times, amounts, mask = np.zeros((S, J)), np.zeros((S, J, D)), np.zeros((S, J), dtype=bool)
+    for i, s in enumerate(data.series_names):
+        rows = np.flatnonzero(subject == s)
+        for j, r in enumerate(rows):
+            times[i, j] = float(events["time"][r])
+            amounts[i, j, names.index(comp[r])] = float(events["amount"][r])
+            mask[i, j] = True
+    return Jumps(
+        times, amounts, mask=mask, scale_prior=scale_prior, scale_per=scale_per, name=name, time_origin=data.t_ref
+    )
+
+
+# ---------------------------------------------------------------- state-triggered events
+class StateEvent(eqx.Module):
+    """A reset when the state crosses a surface: ``y <- reset_fn(t, y, args)`` when ``cond_fn`` hits 0.
+
+    Parameters
+    ----------
+    cond_fn : callable ``(t, y, args) -> scalar float``
+        The event happens where it crosses zero (located by a Newton root find).
+    reset_fn : callable ``(t, y, args) -> (state,)``
+        The state just after the event.
+    max_events : int
+        Most events per solve (static: the solve is a scan of ``max_events + 1``
+        restarts). A solve with more fails with status ``other``.
+    direction : bool or None
+        ``True``: only up-crossings (``cond_fn`` going from negative to
+        positive); ``False``: only down-crossings; ``None``: both. Set it so that
+        the state just after a reset does not trigger again at once.
+
+    Examples
+    --------
+    A ball dropped from height 1 under unit gravity, bouncing with restitution 0.8:
+
+    >>> import jax.numpy as jnp
+    >>> bounce = StateEvent(lambda t, y, a: y[0], lambda t, y, a: jnp.stack([jnp.abs(y[0]), -0.8 * y[1]]),
+    ...                     max_events=5, direction=False)
+    >>> sol = solve_with_events(lambda t, y, a: jnp.stack([y[1], -jnp.ones_like(y[1])]), jnp.array([1.0, 0.0]),
+    ...                         jnp.linspace(0.0, 4.0, 5), bounce)
+    >>> int(sol.num_events), [round(float(t), 3) for t in sol.event_times[:2]]
+    (2, [1.414, 3.677])
+    """
+
+    cond_fn: Callable = eqx.field(static=True)
+    reset_fn: Callable = eqx.field(static=True)
+    max_events: int = eqx.field(static=True)
+    direction: bool | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        if not callable(self.cond_fn) or not callable(self.reset_fn):
+            raise ConfigError("`cond_fn` and `reset_fn` must be callables `(t, y, args)`.")
+        if not (isinstance(self.max_events, int) and self.max_events >= 1):
+            raise ConfigError(f"`max_events` must be a positive int; got {self.max_events!r}.")
+        if self.direction not in (None, True, False):
+            raise ConfigError(f"`direction` must be True, False or None; got {self.direction!r}.")
+
+
+class EventSolution(NamedTuple):
+    """:class:`Solution` plus ``event_times`` (max_events,) (``inf`` where unused) and ``num_events``."""
+
+    ys: jax.Array
+    status: jax.Array
+    num_steps: jax.Array
+    event_times: jax.Array
+    num_events: jax.Array
+
+
+@jax.custom_vjp
+def _zero_nonfinite_cotangent(x):
+    """Identity whose backward pass zeroes non-finite cotangents (a failed solve's gradient)."""
+    return x
+
+
+_zero_nonfinite_cotangent.defvjp(
+    lambda x: (x, None),
+    lambda _, ct: (jax.tree.map(lambda c: jnp.where(jnp.isfinite(c), c, 0.0), ct),),
+)
+
+
+def solve_with_events(
+    field, y0, ts, event: StateEvent, *, t0=None, args=None, config: SolverConfig | None = None
+) -> EventSolution:
+    """Integrate with state-triggered resets (see :class:`StateEvent`). Never raises.
+
+    Each of ``max_events + 1`` restarts runs ``diffrax.diffeqsolve`` from the
+    last event (time and reset state) with a terminating event; save points
+    before the event keep its values. Event times are found by a Newton root
+    find, so gradients flow through them (implicit function theorem).
+    ``BacksolveAdjoint`` is not supported (diffrax does not combine it with
+    events); a blow-up or step-size collapse fails as in :func:`bayesode.solve`.
+
+    Parameters
+    ----------
+    field, y0, ts, t0, args, config : as :func:`bayesode.solve`.
+    event : StateEvent
+
+    Returns
+    -------
+    EventSolution
+        ``ys`` (time, state), right-continuous at events.
+    """
+    config = SolverConfig() if config is None else config
+    if isinstance(config.adjoint, diffrax.BacksolveAdjoint):
+        raise ConfigError(
+            "`SolverConfig(adjoint=diffrax.BacksolveAdjoint())` cannot differentiate through events (diffrax "
+            "does not support it); use RecursiveCheckpointAdjoint() or ForwardMode()."
+        )
+    y0 = jnp.asarray(y0)
+    dtype = y0.dtype
+    ts = jnp.asarray(ts, dtype=dtype)
+    t0 = ts[0] if t0 is None else jnp.asarray(t0, dtype=dtype)
+    t_end = ts[-1]
+    if not config.forward_mode:
+        dynamic, static = eqx.partition(field, eqx.is_inexact_array)
+        dynamic, y0 = _zero_nonfinite_cotangent((dynamic, y0))
+        field = eqx.combine(dynamic, static)
+    span = jnp.maximum(t_end - t0, jnp.finfo(dtype).tiny)
+    dtmin = span * max(1e-10, 64 * float(jnp.finfo(dtype).eps))
+    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol, dtmin=dtmin, force_dtmin=False)
+    bound = config.max_abs_state
+
+    def user(t, y, args, **kwargs):
+        return event.cond_fn(t, y, args)
+
+    def blow_up(t, y, args, **kwargs):
+        return ~(jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < bound))
+
+    dx_event = diffrax.Event(
+        (user, blow_up), root_finder=optx.Newton(rtol=config.rtol, atol=config.atol), direction=(event.direction, None)
+    )
+    r = diffrax.RESULTS
+
+    def restart(carry, _):
+        t_start, y, ys, status, num_steps, done, times, n = carry
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(field),
+            config.solver,
+            t0=t_start,
+            t1=t_end,
+            dt0=config.dt0,
+            y0=y,
+            args=args,
+            saveat=diffrax.SaveAt(
+                subs=(diffrax.SubSaveAt(ts=jnp.clip(ts, t_start, t_end)), diffrax.SubSaveAt(t1=True))
+            ),
+            stepsize_controller=controller,
+            adjoint=config.adjoint,
+            event=dx_event,
+            max_steps=config.max_steps,
+            throw=False,
+        )
+        (_, t_final), (ys_seg, y_final) = sol.ts, sol.ys
+        hit = (sol.result == r.event_occurred) & sol.event_mask[0] & ~done
+        t_stop = jnp.where(hit, t_final[0], t_end)
+        keep = (ts >= t_start) & jnp.where(hit, ts < t_stop, ts <= t_end) & ~done
+        ys = jnp.where(keep[:, None], ys_seg, ys)
+        seg_status = jnp.where(
+            (sol.result == r.successful) | hit,
+            STATUS_OK,
+            jnp.where(
+                sol.result == r.event_occurred,
+                STATUS_BLOW_UP,
+                jnp.where(
+                    sol.result == r.max_steps_reached,
+                    STATUS_MAX_STEPS,
+                    jnp.where(sol.result == r.dt_min_reached, STATUS_DT_MIN, STATUS_OTHER),
+                ),
+            ),
+        ).astype(jnp.int32)
+        status = jnp.where((status == STATUS_OK) & ~done, seg_status, status)
+        times = jnp.where(hit & (jnp.arange(times.shape[0], dtype=jnp.int32) == n), t_stop, times)
+        y_next = jnp.where(hit, event.reset_fn(t_stop, y_final[0], args), y_final[0])
+        carry = (
+            t_stop,
+            y_next,
+            ys,
+            status,
+            num_steps + sol.stats["num_steps"],
+            done | ~hit,
+            times,
+            n + hit.astype(jnp.int32),
+        )
+        return carry, None
+
+    M = event.max_events
+    init = (
+        t0,
+        y0,
+        jnp.zeros(ts.shape + y0.shape, dtype),
+        jnp.asarray(STATUS_OK, jnp.int32),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((), bool),
+        jnp.full((M + 1,), jnp.inf, dtype),
+        jnp.zeros((), jnp.int32),
+    )
+    (_, _, ys, status, num_steps, done, times, n), _ = jax.lax.scan(restart, init, None, length=M + 1)
+    # An event in the last restart means more than max_events: the tail is unsolved.
+    status = jnp.where((status == STATUS_OK) & ~done, STATUS_OTHER, status).astype(jnp.int32)
+    status = jnp.where((status == STATUS_OK) & ~jnp.all(jnp.isfinite(ys)), STATUS_NONFINITE, status)
+    ok = status == STATUS_OK
+    placeholder = jnp.broadcast_to(jnp.where(jnp.isfinite(y0), y0, 1.0), ys.shape)
+    ys = jnp.where(ok, ys, jax.lax.stop_gradient(placeholder))
+    return EventSolution(ys, status, num_steps, times[:M], jnp.minimum(n, M))

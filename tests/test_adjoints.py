@@ -1,0 +1,135 @@
+"""Adjoint choice: gradients of a neural-field loss agree across diffrax adjoints and with finite differences.
+
+All in float64 with tight tolerances, so the comparison is about the adjoint, not round-off:
+RecursiveCheckpointAdjoint differentiates the discrete solver steps exactly;
+BacksolveAdjoint solves the continuous adjoint ODE backwards (error ~ rtol);
+ForwardMode pushes tangents forward (``jax.jacfwd``; reverse mode is refused).
+"""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import bayesode as bo
+from bayesode._jumps import solve_with_jumps
+
+ADJOINTS = {
+    "checkpoint": diffrax.RecursiveCheckpointAdjoint(),
+    "backsolve": diffrax.BacksolveAdjoint(),
+    "forward": diffrax.ForwardMode(),
+}
+# bayesode.solve stops blown-up solves with a diffrax event, and diffrax refuses events with
+# BacksolveAdjoint (NotImplementedError). Remove this marker once `solve` drops the event for
+# BacksolveAdjoint (see the report accompanying this file).
+NEEDS_SOLVE_WITHOUT_EVENT = pytest.mark.xfail(
+    raises=NotImplementedError, strict=True, reason="bayesode.solve passes an event; BacksolveAdjoint refuses events"
+)
+
+
+def adjoint_params():
+    return [pytest.param(name, marks=NEEDS_SOLVE_WITHOUT_EVENT if name == "backsolve" else ()) for name in ADJOINTS]
+
+
+def neural_problem():
+    field = bo.MLPField(2, width=8, depth=1, key=jr.key(0))
+    field = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if eqx.is_inexact_array(x) else x, field)
+    params, static = eqx.partition(field, eqx.is_inexact_array)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    ts = jnp.linspace(0.0, 2.0, 11)
+    target = jnp.stack([jnp.cos(ts), jnp.sin(ts)], axis=-1)
+    return flat, unravel, static, ts, target
+
+
+def gradient(name, loss, theta):
+    if name == "forward":
+        return jax.jit(jax.jacfwd(loss))(theta)
+    return jax.jit(jax.grad(loss))(theta)
+
+
+def check_against_finite_differences(loss, theta, g, seed):
+    """Directional derivatives along 3 random unit directions, central differences with step 1e-6."""
+    for k in range(3):
+        v = jr.normal(jr.key(seed + k), theta.shape, jnp.float64)
+        v = v / jnp.linalg.norm(v)
+        eps = 1e-6
+        fd = (loss(theta + eps * v) - loss(theta - eps * v)) / (2 * eps)
+        # central differences in float64 with rtol 1e-10 solves: ~1e-7 relative error.
+        np.testing.assert_allclose(float(g @ v), float(fd), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", adjoint_params())
+def test_neural_field_gradients_agree_across_adjoints_and_with_finite_differences(name):
+    with jax.enable_x64(True):
+        flat, unravel, static, ts, target = neural_problem()
+        config = bo.SolverConfig(rtol=1e-10, atol=1e-10, adjoint=ADJOINTS[name])
+        reference = bo.SolverConfig(rtol=1e-10, atol=1e-10)
+
+        def make_loss(cfg):
+            def loss(theta):
+                field = eqx.combine(unravel(theta), static)
+                sol = bo.solve(field, jnp.array([1.0, 0.0]), ts, config=cfg)
+                return jnp.sum((sol.ys - target) ** 2)
+
+            return jax.jit(loss)
+
+        loss = make_loss(config)
+        g = gradient(name, loss, flat)
+        g_ref = gradient("checkpoint", make_loss(reference), flat)
+        assert g.shape == flat.shape and bool(jnp.all(jnp.isfinite(g)))
+        # Discrete (checkpoint, forward) agree to round-off; backsolve to ~rtol.
+        np.testing.assert_allclose(g, g_ref, rtol=1e-6, atol=1e-9)
+        check_against_finite_differences(loss, flat, g, seed=1)
+
+
+class Decay(eqx.Module):
+    k: jax.Array
+
+    def __call__(self, t, y, args):
+        return -self.k * y
+
+
+@pytest.mark.parametrize("name", adjoint_params())
+def test_jump_gradients_agree_across_adjoints(name):
+    # BacksolveAdjoint cannot differentiate with respect to t0/t1, so there the jump time is fixed.
+    with jax.enable_x64(True):
+        ts = jnp.linspace(0.0, 3.0, 7)
+        config = bo.SolverConfig(rtol=1e-10, atol=1e-10, adjoint=ADJOINTS[name])
+        learn_time = name != "backsolve"
+
+        @jax.jit
+        def loss(theta):
+            tau = theta[1] if learn_time else jnp.asarray(1.3)
+            sol = solve_with_jumps(Decay(theta[0]), jnp.ones(1), ts, tau[None], jnp.ones((1, 1)), config=config)
+            return jnp.sum(sol.ys**2)
+
+        theta = jnp.array([0.7, 1.3]) if learn_time else jnp.array([0.7])
+        g = gradient(name, loss, theta)
+        check_against_finite_differences(loss, theta, g, seed=5)
+
+
+def test_solver_config_accepts_each_adjoint_and_rejects_others():
+    for adjoint in ADJOINTS.values():
+        assert bo.SolverConfig(adjoint=adjoint).adjoint is adjoint
+    assert bo.SolverConfig(adjoint=diffrax.ForwardMode()).forward_mode
+    with pytest.raises(bo.ConfigError, match=r"`SolverConfig\(adjoint=...\)` must be a diffrax adjoint"):
+        bo.SolverConfig(adjoint="backsolve")
+
+
+def test_backsolve_is_refused_where_diffrax_cannot_differentiate():
+    import numpyro.distributions as dist
+
+    from bayesode._jumps import Jumps, StateEvent
+
+    field = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+    backsolve = bo.SolverConfig(adjoint=diffrax.BacksolveAdjoint())
+    kw = dict(param_priors={"k": dist.LogNormal(0, 1)}, y0=[1.0], solver=backsolve)
+    with pytest.raises(bo.ConfigError, match=r"cannot differentiate inferred jump times \(`time_prior`\)"):
+        bo.make_model(field, jumps=Jumps(time_prior=dist.Uniform(0, 1), amounts=[1.0], state=0), **kw)
+    with pytest.raises(bo.ConfigError, match="cannot differentiate state events"):
+        bo.make_model(field, events=StateEvent(lambda t, y, a: y[0], lambda t, y, a: y, max_events=1), **kw)
+    # Known jump times are fine: their segment boundaries carry no gradient.
+    bo.make_model(field, jumps=Jumps(times=[0.5], amounts=[1.0], state=0), **kw)
