@@ -56,6 +56,8 @@ def _raw_key(key, argname="key"):
         return jax.random.PRNGKey(int(key))
     if key is None:
         raise ConfigError(f"`{argname}` is required (keyword-only): e.g. {argname}=jax.random.key(0) or an int seed.")
+    if isinstance(key, (str, bytes, float, bool)) or not hasattr(key, "dtype") and not isinstance(key, (list, tuple)):
+        raise ConfigError(f"`{argname}` must be a PRNG key or an int seed; got {key!r}.")
     key = jnp.asarray(key) if not hasattr(key, "dtype") else key
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)

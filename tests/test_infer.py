@@ -126,11 +126,11 @@ def test_blown_up_field_during_nuts_finishes_and_counts_failures():
 
 def test_all_starts_fail_gives_clear_error():
     model = bo.make_model(
-        bo.MechanisticField(lambda t, y, p, a: p["k"] * y**2, {"k": 0.0}, state_dim=1),
-        param_priors={"k": dist.LogNormal(3.0, 0.1)},  # always blows up
+        bo.MechanisticField(lambda t, y, p, a: p["k"] * jnp.full_like(y, jnp.nan), {"k": 0.0}, state_dim=1),
+        param_priors={"k": dist.LogNormal(3.0, 0.1)},  # NaN field: every start fails
         y0_prior=dist.LogNormal(0.0, 0.1),
     )
-    with pytest.raises(bo.InitializationError, match=r"100% gave a failed solve; by cause: .*Fix:"):
+    with pytest.raises(bo.InitializationError, match=r"100% gave a failed solve; by cause: \{'nonfinite': 100\}. Fix: the initial state or field"):
         bo.run_nuts(model, np.linspace(0.0, 6.0, 9), np.ones((9, 1)), key=0, **SMALL)
 
 
