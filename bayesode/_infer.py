@@ -391,8 +391,8 @@ def run_nuts(
     if checkpoint_dir is not None:
         loaded = _load_checkpoint(checkpoint_dir, meta, states)
         if loaded is not None:
-            done, states, draws, stats, log = loaded
-            draws = [d for d in draws]
+            done, states, saved_draws, stats, log = loaded
+            draws = [saved_draws]  # one chunk holding every leaf drawn so far
             if progress:
                 print(f"resuming from iteration {done} of {total} in {checkpoint_dir}", file=sys.stderr)
     groups = _device_groups(num_chains, chain_method)
