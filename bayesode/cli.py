@@ -335,6 +335,7 @@ def _posterior_path(d):
 
 def _load_posterior(d):
     import bayesode as bo
+
     from ._errors import ConfigError
 
     path = _posterior_path(d)
@@ -377,6 +378,7 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     import bayesode as bo
+
     from ._errors import ConfigError
 
     bo.enable_compilation_cache()
