@@ -536,6 +536,11 @@ def run_svi(
     model.spec.check_data(data)
     if guide not in GUIDES:
         raise ConfigError(f"`guide`={guide!r} is unknown; choose one of {list(GUIDES)}.")
+    if model.spec.solver.forward_mode:
+        raise ConfigError(
+            "SVI needs reverse-mode gradients, but the model's solver uses diffrax.ForwardMode(); build it with a "
+            "reverse adjoint, e.g. bayesode.models.lotka_volterra(adjoint='checkpoint')."
+        )
     num_steps = _positive_int("num_steps", num_steps)
     num_draws = _positive_int("num_draws", num_draws)
     num_particles = _positive_int("num_particles", num_particles)
@@ -555,7 +560,15 @@ def run_svi(
     k_fit, k_draw = jax.random.split(key)
     t0 = time.time()
     try:
-        res = svi.run(k_fit, num_steps, md, progress_bar=progress, stable_update=True)
+        res = svi.run(
+            k_fit,
+            num_steps,
+            md,
+            progress_bar=progress,
+            stable_update=True,
+            # a ForwardMode adjoint supports only forward-mode autodiff of the solve
+            forward_mode_differentiation=model.spec.solver.forward_mode,
+        )
     except RuntimeError as e:
         if "Cannot find valid initial parameters" in str(e):
             raise _init_error(model, data, key, e) from None

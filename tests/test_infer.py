@@ -135,7 +135,10 @@ def test_all_starts_fail_gives_clear_error():
 
 
 def test_svi_smoke(lv, data):
-    svi = bo.run_svi(lv, data, key=0, num_steps=20, num_draws=50, progress=False)
+    with pytest.raises(bo.ConfigError, match="SVI needs reverse-mode gradients"):
+        bo.run_svi(lv, data, key=0, num_steps=20, progress=False)
+    model = bo.models.lotka_volterra(adjoint="checkpoint")
+    svi = bo.run_svi(model, data, key=0, num_steps=20, num_draws=50, progress=False)
     assert svi.losses.shape == (20,)
     assert svi.samples["alpha"].shape == (1, 50)
     idata = svi.to_arviz()
