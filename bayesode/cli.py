@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 EXIT_USAGE = 2
 
 EPILOG_MAIN = """examples:
@@ -108,7 +110,10 @@ def _probability(text):
 
 def _sub(sub, name, help, epilog):
     return sub.add_parser(
-        name, help=help, description=help[0].upper() + help[1:] + ".", epilog=epilog,
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -125,47 +130,107 @@ def _parser() -> argparse.ArgumentParser:
     f = _sub(sub, "fit", "fit a model to a dataset and save the posterior", EPILOG_FIT)
     g = f.add_argument_group("data")
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default=None, metavar="NAME",
-                     help="bundled dataset name (default lynx_hare; list them with `bayesode datasets`)")
-    src.add_argument("--csv", default=None, metavar="FILE",
-                     help="your CSV file: a header line, a time column, one column per observed state")
-    g.add_argument("--time-column", default=None, metavar="NAME", help="--csv: name of the time column (default the first)")
-    g.add_argument("--columns", default=None, metavar="A,B",
-                   help="--csv: comma-separated observed columns, in order (default all but time/series)")
-    g.add_argument("--series-column", default=None, metavar="NAME",
-                   help="--csv: column of series labels (e.g. subject); each label is one series")
+    src.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="bundled dataset name (default lynx_hare; list them with `bayesode datasets`)",
+    )
+    src.add_argument(
+        "--csv",
+        default=None,
+        metavar="FILE",
+        help="your CSV file: a header line, a time column, one column per observed state",
+    )
+    g.add_argument(
+        "--time-column", default=None, metavar="NAME", help="--csv: name of the time column (default the first)"
+    )
+    g.add_argument(
+        "--columns",
+        default=None,
+        metavar="A,B",
+        help="--csv: comma-separated observed columns, in order (default all but time/series)",
+    )
+    g.add_argument(
+        "--series-column",
+        default=None,
+        metavar="NAME",
+        help="--csv: column of series labels (e.g. subject); each label is one series",
+    )
     g = f.add_argument_group("model")
-    g.add_argument("--model", default="neural", choices=["neural", "lotka-volterra", "hybrid"],
-                   help="vector field: neural (an MLP), lotka-volterra (the Stan case study's priors, 2 states), "
-                        "hybrid (Lotka-Volterra + a small neural correction); default neural")
-    g.add_argument("--width", type=_int_at_least(1), default=8, help="neural/hybrid: hidden units per layer (default 8)")
-    g.add_argument("--depth", type=_int_at_least(0), default=1,
-                   help="neural/hybrid: hidden layers (default 1; 0 = linear in log-state)")
-    g.add_argument("--likelihood", default="lognormal", choices=["lognormal", "normal", "student-t"],
-                   help="neural: observation noise; lognormal needs positive data (default lognormal; "
-                        "lotka-volterra and hybrid are always lognormal)")
+    g.add_argument(
+        "--model",
+        default="neural",
+        choices=["neural", "lotka-volterra", "hybrid"],
+        help="vector field: neural (an MLP), lotka-volterra (the Stan case study's priors, 2 states), "
+        "hybrid (Lotka-Volterra + a small neural correction); default neural",
+    )
+    g.add_argument(
+        "--width", type=_int_at_least(1), default=8, help="neural/hybrid: hidden units per layer (default 8)"
+    )
+    g.add_argument(
+        "--depth",
+        type=_int_at_least(0),
+        default=1,
+        help="neural/hybrid: hidden layers (default 1; 0 = linear in log-state)",
+    )
+    g.add_argument(
+        "--likelihood",
+        default="lognormal",
+        choices=["lognormal", "normal", "student-t"],
+        help="neural: observation noise; lognormal needs positive data (default lognormal; "
+        "lotka-volterra and hybrid are always lognormal)",
+    )
     g = f.add_argument_group("inference")
-    g.add_argument("--method", default="svi+nuts", choices=["nuts", "svi", "svi+nuts"],
-                   help="NUTS, SVI (fast variational approximation), or SVI then NUTS started from it (default)")
+    g.add_argument(
+        "--method",
+        default="svi+nuts",
+        choices=["nuts", "svi", "svi+nuts"],
+        help="NUTS, SVI (fast variational approximation), or SVI then NUTS started from it (default)",
+    )
     g.add_argument("--chains", type=_int_at_least(1), default=4, help="NUTS chains (default 4; >= 2 for R-hat)")
-    g.add_argument("--warmup", type=_int_at_least(0), default=500, help="NUTS warmup iterations per chain (default 500)")
-    g.add_argument("--samples", type=_int_at_least(1), default=500,
-                   help="NUTS draws kept per chain (default 500); with --method svi, chains x samples draws are kept")
+    g.add_argument(
+        "--warmup", type=_int_at_least(0), default=300, help="NUTS warmup iterations per chain (default 300)"
+    )
+    g.add_argument(
+        "--samples",
+        type=_int_at_least(1),
+        default=300,
+        help="NUTS draws kept per chain (default 300); with --method svi, chains x samples draws are kept",
+    )
     g.add_argument("--svi-steps", type=_int_at_least(1), default=3000, help="SVI optimisation steps (default 3000)")
-    g.add_argument("--max-tree-depth", type=_int_at_least(1), default=None,
-                   help="NUTS tree depth limit (default 10 for lotka-volterra, 8 for neural/hybrid, whose "
-                        "gradients are costly); saturation is reported in the diagnostics")
+    g.add_argument(
+        "--max-tree-depth",
+        type=_int_at_least(1),
+        default=None,
+        help="NUTS tree depth limit (default 10 for lotka-volterra; 6 for neural/hybrid, which caps an "
+        "iteration at 63 costly gradients); saturation is reported in the diagnostics",
+    )
     g.add_argument("--seed", type=int, default=0, help="random seed; same seed and settings, same draws (default 0)")
-    g.add_argument("--chain-method", default="vectorized", choices=["vectorized", "parallel", "sequential"],
-                   help="vectorized: all chains in one program on one device (default); parallel: one group per "
-                        "device; sequential: one chain at a time")
-    g.add_argument("--checkpoint", action="store_true",
-                   help="save NUTS state in OUT/checkpoint after each chunk; running the same command again resumes")
+    g.add_argument(
+        "--chain-method",
+        default="parallel",
+        choices=["vectorized", "parallel", "sequential"],
+        help="parallel: chains spread over devices, on CPU one device per core (default; vectorized when "
+        "there is one device); vectorized: all chains in one program on one device; sequential: one at a time",
+    )
+    g.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="save NUTS state in OUT/checkpoint after each chunk; running the same command again resumes",
+    )
     g = f.add_argument_group("output")
     g.add_argument("--out", default="results", metavar="DIR", help="output folder, created if needed (default results)")
-    g.add_argument("--until", type=_finite_float, default=None, metavar="T",
-                   help="draw the forecast up to time T (default: a quarter of the data span past the end)")
-    g.add_argument("--prob", type=_probability, default=0.9, help="credible band probability in the plots (default 0.9)")
+    g.add_argument(
+        "--until",
+        type=_finite_float,
+        default=None,
+        metavar="T",
+        help="draw the forecast up to time T (default: a quarter of the data span past the end)",
+    )
+    g.add_argument(
+        "--prob", type=_probability, default=0.9, help="credible band probability in the plots (default 0.9)"
+    )
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars (warmup, sampling, SVI)")
 
     s = _sub(sub, "summary", "re-print the diagnostics of a saved run", EPILOG_SUMMARY)
@@ -173,8 +238,13 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = _sub(sub, "predict", "forecast from a saved run: write forecast.csv and forecast.png", EPILOG_PREDICT)
     pr.add_argument("dir", metavar="DIR", help="a folder written by `bayesode fit` (holds posterior.nc)")
-    pr.add_argument("--until", type=_finite_float, required=True, metavar="T",
-                    help="forecast up to time T, in the data's time units (e.g. a year)")
+    pr.add_argument(
+        "--until",
+        type=_finite_float,
+        required=True,
+        metavar="T",
+        help="forecast up to time T, in the data's time units (e.g. a year)",
+    )
     pr.add_argument("--points", type=_int_at_least(2), default=100, help="number of equally spaced times (default 100)")
     pr.add_argument("--prob", type=_probability, default=0.9, help="credible band probability (default 0.9)")
     pr.add_argument("--seed", type=int, default=0, help="seed of the noisy predictive draws (default 0)")
@@ -203,7 +273,10 @@ def _diagnostics_table(post) -> str:
         ("divergences", str(d.get("divergences", "n/a"))),
         ("tree depth saturated", f"{d['tree_depth_saturated']:.1%}" if "tree_depth_saturated" in d else "n/a"),
         ("min E-BFMI", f"{d['ebfmi_min']:.2f}" if "ebfmi_min" in d else "n/a"),
-        ("solver failures (sampling)", f"{d.get('solver_failures', 'n/a')} {d.get('solver_failures_by_cause') or ''}".strip()),
+        (
+            "solver failures (sampling)",
+            f"{d.get('solver_failures', 'n/a')} {d.get('solver_failures_by_cause') or ''}".strip(),
+        ),
         ("solver failures (warmup)", str(d.get("warmup_solver_failures", "n/a"))),
     ]
     if post.losses is not None:
@@ -246,22 +319,48 @@ def _model_for(args, data):
         kw.update(width=args.width, depth=args.depth)
     if args.model == "neural":
         kw["likelihood"] = args.likelihood
+    if args.model == "lotka-volterra" and args.method != "nuts":
+        # SVI differentiates in reverse mode, which the forward-mode adjoint cannot do.
+        kw["adjoint"] = "checkpoint"
     return models.for_data(args.model, data, **kw)
+
+
+def _use_all_cores() -> None:
+    """One JAX CPU device per core, so ``--chain-method parallel`` uses every core.
+
+    Possible only before JAX starts its backend (the first computation); a no-op
+    afterwards, or when the user set the device count already.
+    """
+    import jax
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
+        return
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # the backend is already running (e.g. main() called from Python)
+        pass
+
+
+def _chain_method(requested: str) -> str:
+    import jax
+
+    return "vectorized" if requested == "parallel" and len(jax.devices()) < 2 else requested
 
 
 def _save_plots(post, out, until, prob, *, field: bool) -> list[str]:
     import matplotlib.pyplot as plt
 
-    import bayesode as bo
+    from ._plots import plot_phase, plot_trajectories, plot_vector_field
 
     written = []
-    fig, _ = bo.plot_trajectories(post, until=until, prob=prob)
+    fig, _ = plot_trajectories(post, until=until, prob=prob)
     written.append(_savefig(fig, out, "trajectories.png"))
     if post.model.spec.state_dim >= 2:
-        fig, _ = bo.plot_phase(post, until=until)
+        fig, _ = plot_phase(post, until=until)
         written.append(_savefig(fig, out, "phase.png"))
         if field:
-            fig, _ = bo.plot_vector_field(post)
+            fig, _ = plot_vector_field(post)
             written.append(_savefig(fig, out, "vector_field.png"))
     plt.close("all")
     return written
@@ -277,7 +376,6 @@ def cmd_fit(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
 
     import bayesode as bo
 
@@ -287,21 +385,23 @@ def cmd_fit(args) -> int:
     progress = not args.no_progress
     t0 = time.time()
     common = dict(key=args.seed, progress=progress)
-    depth = args.max_tree_depth or (10 if args.model == "lotka-volterra" else 8)
+    depth = args.max_tree_depth or (10 if args.model == "lotka-volterra" else 6)
     nuts_kw = dict(
         num_warmup=args.warmup,
         num_samples=args.samples,
         num_chains=args.chains,
-        chain_method=args.chain_method,
+        chain_method=_chain_method(args.chain_method),
         max_tree_depth=depth,
         chunk_size=_chunk_size(args.warmup, args.samples),
         checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,
     )
     if progress:
         what = args.csv or args.dataset or "lynx_hare"
-        print(f"fitting {args.model} to {what} ({data.num_series} series, {data.ts.shape[1]} times, "
-              f"{list(data.state_names)}) by {args.method}; the first run compiles (tens of seconds)",
-              file=sys.stderr)
+        print(
+            f"fitting {args.model} to {what} ({data.num_series} series, {data.ts.shape[1]} times, "
+            f"{list(data.state_names)}) by {args.method}; compiling first (a minute or more on a small CPU)",
+            file=sys.stderr,
+        )
     if args.method == "nuts":
         post = bo.run_nuts(model, data, **common, **nuts_kw)
     elif args.method == "svi":
@@ -355,45 +455,50 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def write_forecast_csv(path, pred, prob: float, time_name: str) -> None:
-    """Long table of predictive quantiles: series, time, column, lower, median, upper."""
-    obs_dim = "state" if "state" in pred["obs"].dims else "observable"
+def write_forecast_csv(path, preds, prob: float, series_names, time_name: str) -> None:
+    """Long table of predictive quantiles, one row per (series, time, column).
+
+    ``preds``: the list from ``series_predictions`` (each series on its own grid).
+    Columns: series, <time name>, <state or observable>, lower, median, upper.
+    Draws whose solve failed are left out.
+    """
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
-    ok = ~pred["failed"]  # (chain, draw, series): failed solves are left out
-    q = pred["obs"].where(ok).quantile([lo, 0.5, hi], dim=("chain", "draw")).values  # (3, series, time, column)
-    ts = pred["time"].values
     with open(path, "w") as fh:
-        fh.write(f"series,{time_name},{obs_dim},lower,median,upper\n")
-        for si, s in enumerate(pred["series"].values):
-            for i, t in enumerate(ts):
-                for k, name in enumerate(pred[obs_dim].values):
-                    v = q[:, si, i, k]
-                    fh.write(f"{s},{t:.6g},{name},{v[0]:.6g},{v[1]:.6g},{v[2]:.6g}\n")
+        fh.write(f"series,{time_name},{preds[0]['obs_dim']},lower,median,upper\n")
+        for p in preds:
+            ok = ~p["failed"]
+            if not ok.any():
+                continue
+            q = np.quantile(p["obs"][ok], [lo, 0.5, hi], axis=0)  # (3, time, column)
+            for i, t in enumerate(p["ts"]):
+                for k, name in enumerate(p["names"]):
+                    v = q[:, i, k]
+                    fh.write(f"{series_names[p['series']]},{t:.6g},{name},{v[0]:.6g},{v[1]:.6g},{v[2]:.6g}\n")
 
 
 def cmd_predict(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
 
     import bayesode as bo
 
     from ._errors import ConfigError
+    from ._plots import series_predictions
 
     bo.enable_compilation_cache()
     post = _load_posterior(args.dir)
     d = post.data
-    start = float(np.min(d.t0))
+    start = float(np.max(d.t0))
     if args.until <= start:
         raise ConfigError(f"--until {args.until:g} is not after the data start {start:g}; give a later time.")
-    ts = np.linspace(start, args.until, args.points)
-    pred = post.predict(ts, key=args.seed)
+    kw = dict(until=args.until, num_points=args.points, key=args.seed)
+    preds = series_predictions(post, list(range(d.num_series)), **kw)
     path = os.path.join(args.dir, "forecast.csv")
-    write_forecast_csv(path, pred, args.prob, d.time_name)
-    fig, _ = bo.plot_trajectories(post, ts=ts, prob=args.prob, key=args.seed)
+    write_forecast_csv(path, preds, args.prob, d.series_names, d.time_name)
+    fig, _ = bo.plot_trajectories(post, prob=args.prob, **kw)
     png = _savefig(fig, args.dir, "forecast.png")
-    n_fail = int(pred["failed"].values.sum())
+    n_fail = sum(int(p["failed"].sum()) for p in preds)
     if n_fail:
         print(f"note: {n_fail} draw(s) failed to solve up to {args.until:g} and were left out.", file=sys.stderr)
     print(f"wrote {path}\n      {png}")
@@ -414,6 +519,8 @@ def _one_line(e: BaseException) -> str:
 def main(argv=None) -> int:
     """Entry point of the ``bayesode`` script; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command in ("fit", "predict"):
+        _use_all_cores()
     handlers = {"fit": cmd_fit, "summary": cmd_summary, "predict": cmd_predict, "datasets": cmd_datasets}
     from ._errors import BayesODEError
 
