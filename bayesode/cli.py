@@ -325,6 +325,20 @@ def _model_for(args, data):
     return models.for_data(args.model, data, **kw)
 
 
+def _check_fit_input(args, model, data) -> None:
+    """The model's checks of the data, before compiling, worded for the command line."""
+    from ._errors import DataError
+
+    try:
+        model.spec.check_data(data)
+    except DataError as e:
+        msg = str(e)
+        if "use bayesode.NormalNoise()" in msg:
+            fix = "use --likelihood normal" if args.model == "neural" else "use --model neural --likelihood normal"
+            msg = msg.replace("use bayesode.NormalNoise()", fix)
+        raise DataError(f"{args.csv or args.dataset or 'lynx_hare'}: {msg}") from None
+
+
 def _use_all_cores() -> None:
     """One JAX CPU device per core, so ``--chain-method parallel`` uses every core.
 
@@ -382,6 +396,7 @@ def cmd_fit(args) -> int:
     bo.enable_compilation_cache()
     data = _load_data(args)
     model = _model_for(args, data)
+    _check_fit_input(args, model, data)
     progress = not args.no_progress
     t0 = time.time()
     common = dict(key=args.seed, progress=progress)
