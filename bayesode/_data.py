@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import DataError
+from ._errors import ConfigError, DataError
 
 
 class ModelData(NamedTuple):
@@ -257,11 +257,30 @@ def make_data(
     return Data(ts_pad, ys_pad, lengths, t0_arr, state_names, series_names, time_name)
 
 
+_DATA_OPTIONS = ("state_names", "series_names", "t0", "time_name")
+
+
 def as_data(ts, ys=None, **kwargs) -> Data:
-    """Return ``ts`` if it is already :class:`Data`, else ``make_data(ts, ys, **kwargs)``."""
+    """Return ``ts`` if it is already :class:`Data`, else ``make_data(ts, ys, **kwargs)``.
+
+    Keyword arguments other than :func:`make_data`'s options are a typo in the
+    caller's arguments (e.g. ``run_nuts(..., num_draws=...)``), and options with a
+    ``Data`` object would be ignored; both raise instead of passing silently.
+    """
+    unknown = sorted(set(kwargs) - set(_DATA_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unexpected keyword argument(s) {unknown}; check their spelling against the function's signature "
+            f"(the only data options are {list(_DATA_OPTIONS)})."
+        )
     if isinstance(ts, Data):
         if ys is not None:
             raise DataError("pass either a `Data` object or `ts` and `ys`, not both.")
+        if kwargs:
+            raise DataError(
+                f"data option(s) {sorted(kwargs)} were given with a `Data` object, which already holds them; "
+                "pass them to make_data(...) instead."
+            )
         return ts
     if ys is None:
         raise DataError("`ys` is required when `ts` is an array (or pass a `Data` from make_data).")

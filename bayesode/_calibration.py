@@ -1,0 +1,462 @@
+"""Simulation-based calibration (SBC): does the whole fitting pipeline return calibrated posteriors?
+
+Talts et al. (2018), "Validating Bayesian inference algorithms with
+simulation-based calibration"; Modrák et al. (2023), "Simulation-based
+calibration checking for Bayesian computation: the choice of test quantities
+shapes sensitivity". For each replication:
+
+1. draw parameters from the prior and simulate data of the template's shape;
+2. fit the simulated data with :func:`bayesode.run_nuts`;
+3. record where each true value falls among (thinned, roughly independent)
+   posterior draws.
+
+If the model, the solver and the sampler are right, every such rank is
+uniform. A posterior that is too narrow piles ranks at both ends, one that
+is too wide piles them in the middle, a biased one at one end.
+
+Ranks are turned into randomised probability integral transforms
+``u = (#draws below truth + V * (#ties + 1)) / (L + 1)``, ``V ~ Uniform(0, 1)``,
+which are exactly uniform under calibration whatever the number ``L`` of kept
+draws (it may differ between replications when thinning adapts to the ESS).
+Uniformity is tested with a chi-square test over equal bins and, optionally,
+with simultaneous ECDF-difference bands (Säilynoja, Bürkner and Vehtari 2022).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import arviz as az
+import jax
+import numpy as np
+from numpyro import handlers
+from scipy import stats
+
+from ._data import Data, make_data
+from ._errors import ConfigError
+from ._infer import _check_model, _positive_int, _raw_key, run_nuts
+from ._priors import FIELD_PREFIX, SITE_OBS
+
+_ELEMENT = re.compile(r"^(?P<site>[^\[\]]+)(\[(?P<index>[0-9, ]+)\])?$")
+_MAX_SIMULATION_ATTEMPTS = 100
+
+
+@dataclass(frozen=True, eq=False)
+class SBCResult:
+    """Ranks, uniformity tests and per-replication diagnostics of :func:`sbc`.
+
+    Attributes
+    ----------
+    quantities : tuple of str
+        Scalar quantities tested, e.g. ``k``, ``y0[0,0]``, ``trajectory[0,5,0]``.
+    ranks : dict of str to (replication,) int arrays
+        Number of kept posterior draws below the true value (0 .. ``num_draws``).
+    pit : dict of str to (replication,) float arrays
+        Randomised fractional ranks in (0, 1); uniform under calibration.
+    truths : dict of str to (replication,) float arrays
+        The prior draws the data were simulated from.
+    num_draws : (replication,) int array
+        Kept (thinned) draws per replication.
+    diagnostics : list of dict
+        Per replication: ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min`` (over the
+        tested quantities), ``divergences``, ``ebfmi_min``, ``thin``, ``num_draws``,
+        ``solver_failures`` (None unless counted), ``simulation_attempts``, ``wall_time_s``.
+    num_bins : int
+        Bins of the chi-square test.
+    chi2, p_values : dict of str to float
+        Chi-square statistic over ``num_bins`` equal bins of ``pit`` (``num_bins - 1``
+        degrees of freedom) and its p-value, per quantity.
+    """
+
+    quantities: tuple[str, ...]
+    ranks: dict
+    pit: dict
+    truths: dict
+    num_draws: np.ndarray
+    diagnostics: list
+    num_bins: int
+    chi2: dict
+    p_values: dict
+
+    @property
+    def num_replications(self) -> int:
+        return int(self.num_draws.size)
+
+    def histogram(self, name: str) -> np.ndarray:
+        """(num_bins,) counts of ``pit[name]`` in equal bins of (0, 1)."""
+        return _bin_counts(self.pit[name], self.num_bins)
+
+    def ecdf_inside(self, *, alpha: float = 0.05, num_points: int | None = None, seed: int = 0) -> dict:
+        """Per quantity: True if the ECDF difference stays inside simultaneous ``1 - alpha`` bands."""
+        z, lower, upper = ecdf_bands(self.num_replications, alpha=alpha, num_points=num_points, seed=seed)
+        out = {}
+        for name, u in self.pit.items():
+            diff = np.mean(u[:, None] <= z[None, :], axis=0) - z
+            out[name] = bool(np.all((diff >= lower) & (diff <= upper)))
+        return out
+
+    def worst_diagnostics(self) -> dict:
+        """Worst value of each diagnostic across replications (for gating a test)."""
+        d = self.diagnostics
+        return {
+            "rhat_max": max(x["rhat_max"] for x in d),
+            "ess_bulk_min": min(x["ess_bulk_min"] for x in d),
+            "ess_tail_min": min(x["ess_tail_min"] for x in d),
+            "divergences": sum(x["divergences"] for x in d),
+            "ebfmi_min": min(x["ebfmi_min"] for x in d),
+            "num_draws_min": int(self.num_draws.min()),
+        }
+
+
+def chi2_uniformity(pit: np.ndarray, num_bins: int) -> tuple[float, float]:
+    """Chi-square test that ``pit`` (values in (0, 1)) is uniform: ``(statistic, p_value)``.
+
+    Examples
+    --------
+    >>> u = np.random.default_rng(0).uniform(size=200)
+    >>> stat, p = chi2_uniformity(u, 10)
+    >>> p > 0.01
+    True
+    """
+    counts = _bin_counts(pit, num_bins)
+    expected = counts.sum() / num_bins
+    stat = float(np.sum((counts - expected) ** 2) / expected)
+    return stat, float(stats.chi2.sf(stat, num_bins - 1))
+
+
+def ecdf_bands(
+    num_replications: int, *, alpha: float = 0.05, num_points: int | None = None, num_sims: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Simultaneous ``1 - alpha`` bands for the ECDF difference ``F(z) - z`` of uniform draws.
+
+    Säilynoja, Bürkner and Vehtari (2022), simulation method: the pointwise
+    level ``gamma`` is the ``alpha`` quantile, over ``num_sims`` uniform samples of
+    size ``num_replications``, of the smallest two-sided binomial tail
+    probability along ``z``.
+
+    Returns
+    -------
+    z : (num_points,) evaluation points in (0, 1)
+    lower, upper : (num_points,) band for ``F(z) - z``
+    """
+    n = _positive_int("num_replications", num_replications)
+    k = num_points or min(n, 100)
+    z = np.arange(1, k) / k
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(size=(num_sims, n))
+    counts = np.sum(u[:, :, None] <= z[None, None, :], axis=1)  # (sims, points)
+    tail = 2 * np.minimum(stats.binom.cdf(counts, n, z), stats.binom.sf(counts - 1, n, z))
+    gamma = float(np.quantile(np.min(np.minimum(tail, 1.0), axis=1), alpha))
+    lower = stats.binom.ppf(gamma / 2, n, z) / n - z
+    upper = stats.binom.ppf(1 - gamma / 2, n, z) / n - z
+    return z, lower, upper
+
+
+def _bin_counts(pit, num_bins):
+    idx = np.minimum((np.asarray(pit) * num_bins).astype(int), num_bins - 1)
+    return np.bincount(idx, minlength=num_bins)
+
+
+def _simulator(model, md):
+    """Compiled ``key -> (latents, trajectory, obs, status)``: one prior-predictive draw."""
+    cache = model.__dict__.setdefault("_bayesode_sbc", {})
+    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tuple(md))
+    if ("simulate", shapes) not in cache:
+
+        def simulate(key, md):
+            tr = handlers.trace(handlers.seed(model, key)).get_trace(md)
+            latents = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+            obs = tr[SITE_OBS]["fn"].sample(jax.random.fold_in(key, 1))
+            return latents, tr["trajectory"]["value"], obs, tr["solver_status"]["value"]
+
+        cache[("simulate", shapes)] = jax.jit(simulate)
+    return cache[("simulate", shapes)]
+
+
+def _quiet(model):
+    """``model`` without the per-evaluation host report of failed solves (same log density).
+
+    The report is one host callback per gradient, which costs more than the
+    solve for small models; SBC fits hundreds of data sets and gates on
+    divergences, R-hat and ESS instead. Cached so the compiled sampler is reused.
+    """
+    cache = model.__dict__.setdefault("_bayesode_sbc", {})
+    if "quiet" not in cache:
+
+        def quiet(data, **kwargs):
+            kwargs.pop("chain_id", None)
+            kwargs.pop("iteration", None)
+            return model(data, **kwargs)
+
+        quiet.spec = model.spec
+        cache["quiet"] = quiet
+    return cache["quiet"]
+
+
+def _elements(name: str, value: np.ndarray) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{'y0[0,1]': ('y0', (0, 1)), ...}`` for every scalar element of a site."""
+    if value.ndim == 0:
+        return {name: (name, ())}
+    return {f"{name}[{','.join(map(str, i))}]": (name, i) for i in np.ndindex(value.shape)}
+
+
+def _default_quantities(latents: dict, trajectory: np.ndarray, lengths: np.ndarray) -> list[str]:
+    names = [k for k in sorted(latents) if not k.startswith(FIELD_PREFIX)]
+    out = [e for k in names for e in _elements(k, np.asarray(latents[k]))]
+    if any(k.startswith(FIELD_PREFIX) for k in latents):
+        # Neural weights are permutation-symmetric (their ranks test nothing useful);
+        # the trajectory they produce is identified, so test it at three times per series.
+        for s, n in enumerate(lengths):
+            for t in sorted({int(n) // 3, (2 * int(n)) // 3, int(n) - 1}):
+                out += [f"trajectory[{s},{t},{k}]" for k in range(trajectory.shape[-1])]
+    return out
+
+
+def _resolve_quantities(quantities, latents, trajectory, lengths) -> dict[str, tuple[str, tuple[int, ...]]]:
+    available = {k: np.asarray(v) for k, v in latents.items()}
+    available["trajectory"] = np.asarray(trajectory)
+    if quantities is None:
+        quantities = _default_quantities(latents, trajectory, lengths)
+    if isinstance(quantities, str) or not isinstance(quantities, Sequence) or not quantities:
+        raise ConfigError(
+            f"`quantities` must be a non-empty list of names such as ['k', 'y0[0,0]']; got {quantities!r}."
+        )
+    out = {}
+    for q in quantities:
+        m = _ELEMENT.match(str(q).replace(" ", ""))
+        site = m.group("site") if m else None
+        if site not in available:
+            raise ConfigError(
+                f"`quantities` names {q!r}, which is not a latent site or 'trajectory'; "
+                f"choose from {sorted(available)} (a whole site, or one element like 'y0[0,0]')."
+            )
+        value = available[site]
+        if m.group("index") is None:
+            out.update(_elements(site, value))
+            continue
+        idx = tuple(int(i) for i in m.group("index").split(","))
+        if len(idx) != value.ndim or any(not 0 <= i < n for i, n in zip(idx, value.shape, strict=True)):
+            raise ConfigError(f"`quantities` entry {q!r} is out of range: {site!r} has shape {value.shape}.")
+        out[f"{site}[{','.join(map(str, idx))}]"] = (site, idx)
+    return out
+
+
+def _simulated_data(template: Data, obs: np.ndarray) -> Data:
+    """``template`` with its observed entries replaced by ``obs`` (missing entries stay missing)."""
+    ys = np.where(template.mask, obs, np.nan)
+    ts_list = [template.series(i)[0] for i in range(template.num_series)]
+    ys_list = [ys[i, : int(n)] for i, n in enumerate(template.lengths)]
+    return make_data(
+        ts_list,
+        ys_list,
+        state_names=template.state_names,
+        series_names=template.series_names,
+        t0=template.t0,
+        time_name=template.time_name,
+    )
+
+
+def _check_prior_is_data_free(simulate, md, key):
+    """SBC needs a prior that does not look at the data (the default y0 and sigma priors do)."""
+    other = md._replace(ys=md.ys * 1.7 + 0.3)
+    a, b = simulate(key, md)[0], simulate(key, other)[0]
+    moved = sorted(k for k in a if not np.array_equal(np.asarray(a[k]), np.asarray(b[k])))
+    if moved:
+        raise ConfigError(
+            f"the prior of site(s) {moved} depends on the data (the default y0 prior is centred on the first "
+            "observation, and NormalNoise/StudentTNoise scale sigma by the data), so simulating from it is not "
+            "drawing from a fixed prior. Give make_model an explicit `y0_prior=` and the likelihood a "
+            "`sigma_prior=` for SBC."
+        )
+
+
+def sbc(
+    model,
+    data_template: Data,
+    *,
+    key,
+    num_replications: int = 100,
+    num_warmup: int = 200,
+    num_samples: int = 100,
+    num_chains: int = 2,
+    quantities: Sequence[str] | None = None,
+    thin: int | None = None,
+    num_bins: int | None = None,
+    simulate_model=None,
+    count_failures: bool = False,
+    **nuts_kwargs,
+) -> SBCResult:
+    """Simulation-based calibration of :func:`bayesode.run_nuts` on ``model``.
+
+    Parameters
+    ----------
+    model : from :func:`bayesode.make_model`, with a data-free prior
+        (explicit ``y0_prior=`` and, for ``NormalNoise``/``StudentTNoise``,
+        ``sigma_prior=``); the model that is fitted.
+    data_template : Data
+        Times, series and missing-value pattern of every simulated data set;
+        its observed values are ignored.
+    key : PRNG key or int seed (keyword-only).
+    num_replications : int
+        Simulated data sets (default 100). With ``B`` bins, about ``10 B`` are
+        needed for the chi-square test to see moderate miscalibration.
+    num_warmup, num_samples, num_chains : passed to ``run_nuts``.
+        The compiled sampler is reused across replications (same shapes).
+    quantities : list of str, optional
+        What to rank: latent sites (all elements) or elements (``'y0[0,0]'``),
+        and ``'trajectory'`` / ``'trajectory[s,t,k]'``. Default: every element of
+        the non-neural latent sites, plus, when the field has neural weights,
+        the trajectory at three times per series (weights themselves are
+        permutation-symmetric and are not tested).
+    thin : int, optional
+        Keep every ``thin``-th draw per chain. Default: ``floor(draws / ESS)``
+        with the smallest bulk ESS over the quantities, so kept draws are
+        roughly independent.
+    num_bins : int, optional
+        Chi-square bins; default ``clip(num_replications // 10, 2, 20)``.
+    simulate_model : optional
+        Model to draw parameters and data from, when it differs from the
+        fitted ``model`` (to show that SBC detects a misspecified fit). Its
+        latent site names must include the quantities.
+    count_failures : bool
+        Count failed solves per replication (``solver_failures``). Off by
+        default: the count is a host callback per gradient evaluation,
+        which costs several times the solve of a small model.
+    **nuts_kwargs : more ``run_nuts`` settings (``target_accept_prob``...).
+
+    Returns
+    -------
+    SBCResult
+
+    Notes
+    -----
+    Prior draws whose simulated solve fails are redrawn. This is exact: the
+    fitted model gives those parameters zero posterior mass (``-inf``), so its
+    effective prior is the same truncated prior.
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist, numpy as np
+    >>> from bayesode import MechanisticField, NormalNoise, make_data, make_model
+    >>> field = MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+    >>> model = make_model(field, param_priors={"k": dist.LogNormal(np.log(0.5), 0.3)},
+    ...                    y0_prior=dist.LogNormal(0.0, 0.3),
+    ...                    likelihood=NormalNoise(sigma_prior=dist.LogNormal(np.log(0.1), 0.3)))
+    >>> template = make_data(np.linspace(0.0, 4.0, 8), np.ones((8, 1)))
+    >>> res = sbc(model, template, key=0, num_replications=2, num_warmup=50, num_samples=50,
+    ...           progress=False)  # doctest: +SKIP
+    >>> sorted(res.p_values)  # doctest: +SKIP
+    ['k', 'sigma', 'y0[0,0]']
+    """
+    _check_model(model)
+    simulate_model = model if simulate_model is None else simulate_model
+    _check_model(simulate_model)
+    if not isinstance(data_template, Data):
+        raise ConfigError(
+            f"`data_template` must be a bayesode Data (from make_data); got {type(data_template).__name__}."
+        )
+    model.spec.check_data(data_template)
+    num_replications = _positive_int("num_replications", num_replications)
+    if num_replications < 2:
+        raise ConfigError(f"`num_replications` must be at least 2; got {num_replications}.")
+    if thin is not None:
+        thin = _positive_int("thin", thin)
+    num_bins = int(np.clip(num_replications // 10, 2, 20)) if num_bins is None else _positive_int("num_bins", num_bins)
+    if num_bins < 2:
+        raise ConfigError(f"`num_bins` must be at least 2; got {num_bins}.")
+    nuts_kwargs.setdefault("progress", False)
+    fit_model = model if count_failures else _quiet(model)
+
+    md = data_template.model_data()
+    simulate = _simulator(simulate_model, md)
+    key = _raw_key(key)
+    _check_prior_is_data_free(simulate, md, key)
+
+    names: dict | None = None
+    ranks, pits, truths, kept, diags = {}, {}, {}, [], []
+    for r in range(num_replications):
+        t_start = time.time()
+        k_sim, k_fit, k_pit = jax.random.split(jax.random.fold_in(key, r), 3)
+        for attempt in range(_MAX_SIMULATION_ATTEMPTS):
+            latents, traj, obs, status = jax.device_get(simulate(jax.random.fold_in(k_sim, attempt), md))
+            if np.all(status == 0) and np.all(np.isfinite(obs)):
+                break
+        else:
+            raise ConfigError(
+                f"{_MAX_SIMULATION_ATTEMPTS} prior draws in a row gave a failed solve or non-finite data; "
+                "tighten the priors (see bayesode.prior_failure_rate)."
+            )
+        if names is None:
+            names = _resolve_quantities(quantities, latents, traj, data_template.lengths)
+            ranks = {q: [] for q in names}
+            pits = {q: [] for q in names}
+            truths = {q: [] for q in names}
+        data = _simulated_data(data_template, np.asarray(obs, dtype=np.float64))
+        post = run_nuts(
+            fit_model,
+            data,
+            key=k_fit,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            **nuts_kwargs,
+        )
+        draws = dict(post.samples)
+        if any(site == "trajectory" for site, _ in names.values()):
+            draws["trajectory"] = post._run_derived()["trajectory"]
+        chains = {q: np.asarray(draws[site])[(slice(None), slice(None), *idx)] for q, (site, idx) in names.items()}
+        true = {
+            q: (latents if site != "trajectory" else {"trajectory": traj})[site][idx]
+            for q, (site, idx) in names.items()
+        }
+        d = _replication_diagnostics(post, chains, count_failures)
+        step = thin or max(1, int(np.floor(post.num_chains * post.num_draws / max(d["ess_bulk_min"], 1.0))))
+        u = np.asarray(jax.random.uniform(k_pit, (len(names),)))
+        n_kept = None
+        for j, q in enumerate(names):
+            x = chains[q][:, ::step].ravel()
+            below, ties = int(np.sum(x < true[q])), int(np.sum(x == true[q]))
+            n_kept = x.size
+            ranks[q].append(below)
+            pits[q].append((below + u[j] * (ties + 1)) / (x.size + 1))
+            truths[q].append(float(true[q]))
+        kept.append(n_kept)
+        d.update(thin=step, num_draws=n_kept, simulation_attempts=attempt + 1, wall_time_s=time.time() - t_start)
+        diags.append(d)
+
+    pit_arr = {q: np.asarray(v) for q, v in pits.items()}
+    tests = {q: chi2_uniformity(v, num_bins) for q, v in pit_arr.items()}
+    return SBCResult(
+        quantities=tuple(names),
+        ranks={q: np.asarray(v, dtype=np.int64) for q, v in ranks.items()},
+        pit=pit_arr,
+        truths={q: np.asarray(v) for q, v in truths.items()},
+        num_draws=np.asarray(kept, dtype=np.int64),
+        diagnostics=diags,
+        num_bins=num_bins,
+        chi2={q: t[0] for q, t in tests.items()},
+        p_values={q: t[1] for q, t in tests.items()},
+    )
+
+
+def _replication_diagnostics(post, chains: dict, count_failures: bool) -> dict:
+    """Convergence of one replication's fit over the tested quantities."""
+    rhat, bulk, tail = [], [], []
+    for x in chains.values():
+        x = np.asarray(x, dtype=np.float64)
+        if post.num_chains >= 2:
+            rhat.append(float(az.rhat(x)))
+        bulk.append(float(az.ess(x, method="bulk")))
+        tail.append(float(az.ess(x, method="tail")))
+    st = post.sample_stats
+    return {
+        "rhat_max": float(np.nanmax(rhat)) if rhat else float("nan"),
+        "ess_bulk_min": float(np.nanmin(bulk)),
+        "ess_tail_min": float(np.nanmin(tail)),
+        "divergences": int(np.sum(st["diverging"])),
+        "ebfmi_min": float(np.min(az.bfmi(st["energy"]))),
+        "solver_failures": int(np.sum(st["solver_failures"])) if count_failures else None,
+    }

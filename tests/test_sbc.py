@@ -1,0 +1,179 @@
+"""Simulation-based calibration: the whole pipeline (prior, solve, likelihood, NUTS) gives calibrated posteriors.
+
+One fitted model is compiled once and reused for every replication of both
+tests (only the simulated values change), so the slow tests cost one NUTS
+compile plus about half a second per replication.
+"""
+
+import time
+
+import diffrax
+import jax
+import jax.random as jr
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+import bayesode as bo
+from bayesode._calibration import _resolve_quantities, _simulator, chi2_uniformity, ecdf_bands, sbc
+
+TS = np.linspace(0.0, 4.0, 8)
+TEMPLATE = bo.make_data(TS, np.ones((8, 1)))
+DECAY = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+FORWARD = bo.SolverConfig(adjoint=diffrax.ForwardMode())  # 3 parameters: forward mode is the cheap gradient
+PRIORS = dict(param_priors={"k": dist.LogNormal(np.log(0.5), 0.3)}, y0_prior=dist.LogNormal(0.0, 0.3), solver=FORWARD)
+# Noise is (almost) fixed: sigma ~ LogNormal(log 0.02, 0.02) in the fitted model.
+FIT = bo.make_model(DECAY, likelihood=bo.NormalNoise(sigma_prior=dist.LogNormal(np.log(0.02), 0.02)), **PRIORS)
+# The same model with five times the noise: data simulated from it and fitted with FIT are miscalibrated.
+NOISIER = bo.make_model(DECAY, likelihood=bo.NormalNoise(sigma_prior=dist.LogNormal(np.log(0.1), 0.02)), **PRIORS)
+NUTS = dict(num_warmup=150, num_samples=150, num_chains=2)
+
+
+# ---------------------------------------------------------------- fast: the statistics themselves
+def test_chi2_uniformity_accepts_uniform_and_rejects_u_shape():
+    rng = np.random.default_rng(0)
+    _, p_uniform = chi2_uniformity(rng.uniform(size=500), 10)
+    _, p_u_shape = chi2_uniformity(rng.beta(0.5, 0.5, size=500), 10)
+    assert p_uniform > 0.01 and p_u_shape < 1e-6
+
+
+def test_chi2_false_alarm_rate_is_nominal():
+    # 400 uniform samples of 100: the fraction with p < 0.05 is Binomial(400, 0.05)/400, sd 0.011.
+    rng = np.random.default_rng(1)
+    p = np.array([chi2_uniformity(rng.uniform(size=100), 10)[1] for _ in range(400)])
+    assert 0.02 < np.mean(p < 0.05) < 0.09
+
+
+def test_ecdf_bands_have_simultaneous_coverage():
+    n = 100
+    z, lower, upper = ecdf_bands(n, alpha=0.05, seed=0)
+    assert np.all(lower < 0) and np.all(upper > 0)
+    rng = np.random.default_rng(2)
+    inside = []
+    for _ in range(300):
+        diff = np.mean(rng.uniform(size=n)[:, None] <= z, axis=0) - z
+        inside.append(np.all((diff >= lower) & (diff <= upper)))
+    # Nominal 95% simultaneous coverage; 300 trials give sd 0.013 (discreteness makes it slightly conservative).
+    assert 0.91 < np.mean(inside) <= 1.0
+    biased = np.mean(rng.uniform(size=n)[:, None] ** 1.5 <= z, axis=0) - z
+    assert not np.all((biased >= lower) & (biased <= upper))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"quantities": ["q"]}, r"`quantities` names 'q', which is not a latent site"),
+        ({"quantities": ["y0[0,3]"]}, r"`quantities` entry 'y0\[0,3\]' is out of range: 'y0' has shape \(1, 1\)"),
+        ({"quantities": "k"}, r"`quantities` must be a non-empty list"),
+        ({"num_replications": 1}, r"`num_replications` must be at least 2"),
+        ({"thin": 0}, r"`thin` must be a positive int"),
+        ({"num_bins": 1}, r"`num_bins` must be at least 2"),
+    ],
+)
+def test_sbc_argument_errors(kwargs, match, monkeypatch):
+    # Fail before any fit: make run_nuts unusable so an error after it would show up as a different failure.
+    monkeypatch.setattr("bayesode._calibration.run_nuts", None)
+    args = dict(key=0, num_replications=10)
+    args.update(kwargs)
+    start = time.perf_counter()
+    with pytest.raises(bo.ConfigError, match=match):
+        sbc(FIT, TEMPLATE, **args)
+    assert time.perf_counter() - start < 30  # at most the one small simulation compile
+
+
+def test_sbc_rejects_a_data_dependent_prior():
+    default_priors = bo.make_model(DECAY, param_priors={"k": dist.LogNormal(0.0, 0.3)}, solver=FORWARD)
+    with pytest.raises(bo.ConfigError, match=r"prior of site\(s\) \['sigma', 'y0'\] depends on the data"):
+        sbc(default_priors, TEMPLATE, key=0, num_replications=10)
+
+
+def test_default_quantities_skip_neural_weights_and_add_trajectory_times():
+    latents = {"field.layers[0].weight": np.zeros((4, 1)), "y0": np.zeros((1, 1)), "sigma": np.zeros(())}
+    names = _resolve_quantities(None, latents, np.zeros((1, 8, 1)), np.array([8]))
+    assert list(names) == ["sigma", "y0[0,0]", "trajectory[0,2,0]", "trajectory[0,5,0]", "trajectory[0,7,0]"]
+    assert names["trajectory[0,5,0]"] == ("trajectory", (0, 5, 0))
+    # a neural model's own trace gives the same kind of names
+    model = bo.make_model(
+        bo.MLPField(1, 3, 1, key=jr.key(0)),
+        y0_prior=dist.Normal(0.0, 1.0),
+        likelihood=bo.NormalNoise(sigma_prior=dist.LogNormal(np.log(0.1), 0.1)),
+    )
+    latents, traj, obs, status = _simulator(model, TEMPLATE.model_data())(jr.PRNGKey(0), TEMPLATE.model_data())
+    assert [q for q in _resolve_quantities(None, latents, traj, TEMPLATE.lengths) if q.startswith("field")] == []
+
+
+def fake_fit(spread):
+    """A stand-in for run_nuts: 'posterior' draws are the prior (spread=None: calibrated by construction)
+    or the truth plus tiny noise (spread > 0: far too confident), so the rank machinery is tested alone."""
+    md = TEMPLATE.model_data()
+    simulate = _simulator(FIT, md)
+    draws_of = jax.jit(jax.vmap(lambda k: simulate(k, md)[0]))
+
+    def run(model, data, *, key, num_warmup, num_samples, num_chains, progress):
+        keys = jax.random.split(key, num_chains * num_samples)
+        draws = {k: np.asarray(v).reshape((num_chains, num_samples) + v.shape[1:]) for k, v in draws_of(keys).items()}
+        if spread is not None:  # truth = what the data were simulated from; recover it from the data's own trace
+            truth = fake_fit.truth
+            noise = np.random.default_rng(int(key[1])).standard_normal
+            draws = {k: truth[k] + spread * noise(draws[k].shape) for k in draws}
+        stats = {
+            "diverging": np.zeros((num_chains, num_samples), bool),
+            "energy": np.random.default_rng(0).standard_normal((num_chains, num_samples)),
+            "solver_failures": np.zeros((num_chains, num_samples), int),
+        }
+        return bo.Posterior(samples=draws, sample_stats=stats, data=data, model=model, settings={})
+
+    return run
+
+
+def test_rank_machinery_accepts_a_calibrated_stand_in_and_rejects_an_overconfident_one(monkeypatch):
+    monkeypatch.setattr("bayesode._calibration.run_nuts", fake_fit(None))
+    res = sbc(FIT, TEMPLATE, key=0, num_replications=200, num_warmup=0, num_samples=50, num_chains=2)
+    assert min(res.p_values.values()) > 0.001, res.p_values  # 3 quantities at a fixed seed
+    assert res.num_bins == 20 and res.histogram("k").sum() == 200
+    assert set(res.ranks) == {"k", "sigma", "y0[0,0]"} and res.ranks["k"].max() <= res.num_draws.max()
+
+    real = _simulator(FIT, TEMPLATE.model_data())
+    monkeypatch.setattr("bayesode._calibration._simulator", lambda m, md: keep_truth(real))
+    monkeypatch.setattr("bayesode._calibration.run_nuts", fake_fit(1e-6))
+    res = sbc(FIT, TEMPLATE, key=0, num_replications=40, num_warmup=0, num_samples=50, num_chains=2, thin=1)
+    assert max(res.p_values.values()) < 1e-6, res.p_values  # every truth sits in the middle of its draws
+
+
+def keep_truth(simulate):
+    def run(key, md):
+        out = simulate(key, md)
+        fake_fit.truth = {k: np.asarray(v) for k, v in out[0].items()}
+        return out
+
+    return run
+
+
+# ---------------------------------------------------------------- slow: calibration of the pipeline
+@pytest.mark.slow
+def test_sbc_decay_is_calibrated():
+    start = time.perf_counter()
+    res = sbc(FIT, TEMPLATE, key=0, num_replications=100, **NUTS)
+    elapsed = time.perf_counter() - start
+    assert res.quantities == ("k", "sigma", "y0[0,0]")
+    worst = res.worst_diagnostics()
+    # Gate on the fits first: a broken sampler would make the rank test meaningless.
+    assert worst["divergences"] == 0 and worst["ebfmi_min"] > 0.3, worst
+    assert worst["rhat_max"] < 1.05 and worst["ess_bulk_min"] > 50, worst  # 2 x 150 draws: R-hat noise ~0.02
+    # Ranks uniform: with 3 quantities, a calibrated pipeline fails p > 0.01 for one of them 3% of the time.
+    assert min(res.p_values.values()) > 0.01, res.p_values
+    assert all(res.ecdf_inside(alpha=0.01).values())
+    print(f"SBC calibrated: p={res.p_values} worst={worst} in {elapsed:.0f}s")
+
+
+@pytest.mark.slow
+def test_sbc_detects_a_too_small_noise_scale():
+    # Data have noise 0.1; the fit assumes 0.02, so posteriors are ~5x too narrow and truths fall in the tails.
+    res = sbc(FIT, TEMPLATE, key=1, num_replications=40, simulate_model=NOISIER, **NUTS)
+    assert res.num_bins == 4
+    assert res.p_values["k"] < 1e-3 and res.p_values["y0[0,0]"] < 1e-3, res.p_values
+    for q in ("k", "y0[0,0]"):
+        h = res.histogram(q)
+        assert h[0] + h[-1] > 3 * (h[1] + h[2]), (q, h)  # U-shape: overconfident, not biased
+    assert not any(res.ecdf_inside(alpha=0.01).values())
+    print(f"SBC misspecified: p={res.p_values}")
