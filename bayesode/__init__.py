@@ -2,11 +2,13 @@
 
 from . import datasets, models  # noqa: E402  (imports the layers above)
 from ._cache import enable_compilation_cache
+from ._calibration import SBCResult, chi2_uniformity, ecdf_bands, sbc
 from ._data import Data, ModelData, make_data
 from ._errors import BayesODEError, ConfigError, DataError, FieldError, InitializationError
 from ._fields import HybridField, MechanisticField, MLPField, lotka_volterra_field, lotka_volterra_rhs
 from ._infer import prior_failure_rate, run_nuts, run_svi, run_svi_nuts
-from ._model import ModelSpec, make_model
+from ._jumps import EventSolution, Jumps, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
+from ._model import ModelSpec, PopulationPrior, make_model, per_series_params
 from ._observe import (
     LogNormalNoise,
     NegativeBinomialNoise,
@@ -15,7 +17,15 @@ from ._observe import (
     StudentTNoise,
     observe,
 )
-from ._plots import plot_trajectories
+from ._plots import (
+    field_draws,
+    plot_phase,
+    plot_prior_predictive,
+    plot_trajectories,
+    plot_vector_field,
+    prior_predictive,
+    series_predictions,
+)
 from ._priors import HierarchicalNormal, Normal, sample_field
 from ._results import Posterior
 from ._solve import Solution, SolverConfig, solve, solve_series
@@ -33,6 +43,24 @@ from ._structured import AntisymmetricField, HamiltonianField, LipschitzField, S
 __version__ = "0.1.0"
 
 __all__ = [
+    "EventSolution",
+    "Jumps",
+    "PopulationPrior",
+    "SBCResult",
+    "StateEvent",
+    "chi2_uniformity",
+    "doses_from_events",
+    "ecdf_bands",
+    "field_draws",
+    "per_series_params",
+    "plot_phase",
+    "plot_prior_predictive",
+    "plot_vector_field",
+    "prior_predictive",
+    "sbc",
+    "series_predictions",
+    "solve_with_events",
+    "solve_with_jumps",
     "AntisymmetricField",
     "FixedPoints",
     "HamiltonianField",

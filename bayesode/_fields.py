@@ -37,6 +37,9 @@ def _positive_tuple(name: str, value, state_dim: int) -> tuple[float, ...]:
     return values
 
 
+FORMS = ("additive", "multiplicative", "per-capita")
+
+
 class MLPField(eqx.Module):
     """Neural vector field ``dy/dt = NN(y)`` with optional data scaling.
 
@@ -44,8 +47,14 @@ class MLPField(eqx.Module):
 
     - ``"additive"``: ``dy/dt = y_scale * mlp(y / y_scale) / t_scale``.
     - ``"multiplicative"`` (Kolmogorov form): ``dy/dt = y * mlp(log(y / y_scale)) / t_scale``.
-      Positive states stay positive, and Lotka-Volterra is a special case,
-      so this is the form to use for populations and concentrations.
+      Positive states stay positive, so this is a form for populations and
+      concentrations.
+    - ``"per-capita"``: ``dy/dt = y * mlp(y / y_scale) / t_scale``: each state's
+      per-capita rate is a function of the (scaled) states, as in generalised
+      Lotka-Volterra models. Positive states stay positive, and Lotka-Volterra
+      is the case where the network is linear (a tanh network near its
+      linear regime, i.e. small weights), so a small weight prior means
+      "close to Lotka-Volterra".
 
     Parameters
     ----------
@@ -102,8 +111,8 @@ class MLPField(eqx.Module):
             raise ConfigError(f"`depth` must be a non-negative int; got {depth!r}.")
         if activation not in _ACTIVATIONS:
             raise ConfigError(f"`activation`={activation!r} is unknown; choose one of {sorted(_ACTIVATIONS)}.")
-        if form not in ("additive", "multiplicative"):
-            raise ConfigError(f"`form`={form!r} is unknown; choose 'additive' or 'multiplicative'.")
+        if form not in FORMS:
+            raise ConfigError(f"`form`={form!r} is unknown; choose one of {FORMS}.")
         if not (float(t_scale) > 0):
             raise ConfigError(f"`t_scale` must be positive; got {t_scale!r}.")
         in_size = state_dim + int(time_dependent)
@@ -133,9 +142,9 @@ class MLPField(eqx.Module):
         if self.time_dependent:
             x = jnp.concatenate([x, jnp.reshape(jnp.asarray(t, y.dtype) / self.t_scale, (1,))])
         out = self.network(x)
-        if self.form == "multiplicative":
-            return y * out / self.t_scale
-        return y_scale * out / self.t_scale
+        if self.form == "additive":
+            return y_scale * out / self.t_scale
+        return y * out / self.t_scale
 
 
 class MechanisticField(eqx.Module):

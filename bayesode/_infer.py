@@ -93,6 +93,7 @@ def prior_failure_rate(model, data, *, key, num_draws: int = 200) -> dict:
     _check_model(model)
     data = as_data(data)
     model.spec.check_data(data)
+    num_draws = _positive_int("num_draws", num_draws)
     md = data.model_data()
 
     @jax.jit
@@ -228,6 +229,9 @@ def _save_checkpoint(path, meta, states, draws, stats, failures):
         **{f"draw_{i}": x for i, x in enumerate(draws)},
         **{f"stat_{k}": v for k, v in stats.items()},
         failures=np.array(json.dumps([[k[0], k[1], {str(a): b for a, b in v.items()}] for k, v in failures._seen.items()])),
+        # The iteration lives with the state it belongs to: a kill between replacing
+        # state.npz and meta.json must not pair a new state with an old count.
+        iteration=np.array(meta["iteration"]),
     )
     os.replace(tmp, os.path.join(path, "state.npz"))
     with open(os.path.join(path, "meta.tmp.json"), "w") as fh:
@@ -256,7 +260,7 @@ def _load_checkpoint(path, meta, states_like):
     log = FailureLog()
     for chain, it, fps in json.loads(str(z["failures"])):
         log._seen[(chain, it)] = {float(a): b for a, b in fps.items()}
-    return saved["iteration"], states, draws, stats, log
+    return int(z["iteration"]), states, draws, stats, log
 
 
 class _Progress:
@@ -355,21 +359,26 @@ def run_nuts(
         dense_mass=bool(dense_mass),
         forward_mode=model.spec.solver.forward_mode,
     )
-    t_start = time.time()
-    sampler = _get_sampler(model, md, settings)
-    if init_params is None:
-        z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
-    else:
-        z0 = _unconstrain_inits(model, md, init_params, num_chains)
+    if checkpoint_dir is not None and os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+        raise ConfigError(f"`checkpoint_dir`={checkpoint_dir!r} is a file; give a folder (it is created if missing).")
+    # Argument checks that need the model's sites run on shapes only (eval_shape), before compiling.
+    if init_params is not None:
+        _check_inits(model, md, init_params, num_chains)
     if inverse_mass_matrix is not None:
         inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
-        size = sum(int(np.prod(v.shape[1:])) for v in jax.tree.leaves(z0))
+        size = sum(int(np.prod(s.shape)) for s in _unconstrained_shapes(model, md).values())
         want = (size, size) if dense_mass else (size,)
         if inverse_mass_matrix.shape != want:
             raise ConfigError(
                 f"`inverse_mass_matrix` has shape {inverse_mass_matrix.shape}; expected {want} "
                 f"({'dense' if dense_mass else 'diagonal'} over the {size} unconstrained parameters)."
             )
+    t_start = time.time()
+    sampler = _get_sampler(model, md, settings)
+    if init_params is None:
+        z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
+    else:
+        z0 = _unconstrain_inits(model, md, init_params)
     states = sampler.init(z0, chain_keys, md, inverse_mass_matrix)
     # Chains whose start has a non-finite log density (e.g. a failed solve) retry
     # from uniform(-2, 2) in unconstrained space, as Stan does.
@@ -481,24 +490,44 @@ def _merge(draws):
 
 
 def _latent_sites(model, md) -> set[str]:
+    return set(_unconstrained_shapes(model, md))
+
+
+def _unconstrained_shapes(model, md) -> dict:
+    """Shapes of the latent sites in unconstrained space, from an abstract trace (no compile)."""
     from numpyro import handlers
+    from numpyro.distributions import biject_to
 
     cache = model.__dict__.setdefault("_bayesode_latents", {})
-    if "sites" not in cache:
-        tr = handlers.trace(handlers.seed(model, 0)).get_trace(md)
-        cache["sites"] = {k for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
-    return cache["sites"]
+    if "unconstrained" not in cache:
+
+        def latents():
+            tr = handlers.trace(handlers.seed(model, 0)).get_trace(md)
+            return {
+                k: biject_to(v["fn"].support).inv(v["value"])
+                for k, v in tr.items()
+                if v["type"] == "sample" and not v["is_observed"]
+            }
+
+        cache["unconstrained"] = jax.eval_shape(latents)
+    return cache["unconstrained"]
 
 
-def _unconstrain_inits(model, md, init_params, num_chains):
+def _check_inits(model, md, init_params, num_chains):
+    if not isinstance(init_params, dict):
+        raise ConfigError(f"`init_params` must be a dict of site -> array; got {type(init_params).__name__}.")
     sites = _latent_sites(model, md)
     missing = sorted(sites - set(init_params))
     if missing:
         raise ConfigError(f"`init_params` lacks site(s) {missing}; give a value (with a leading chain axis) for each.")
-    vals = {k: jnp.asarray(init_params[k]) for k in sites}
-    for k, v in vals.items():
-        if v.shape[:1] != (num_chains,):
-            raise ConfigError(f"`init_params['{k}']` must have a leading axis of num_chains={num_chains}; got {v.shape}.")
+    for k in sorted(sites):
+        shape = np.shape(init_params[k])
+        if shape[:1] != (num_chains,):
+            raise ConfigError(f"`init_params['{k}']` must have a leading axis of num_chains={num_chains}; got {shape}.")
+
+
+def _unconstrain_inits(model, md, init_params):
+    vals = {k: jnp.asarray(init_params[k]) for k in _latent_sites(model, md)}
     return jax.jit(jax.vmap(lambda p: unconstrain_fn(model, (md,), {}, p)))(vals)
 
 
@@ -551,6 +580,11 @@ def run_svi(
     if guide == "low-rank" and rank is not None:
         kw["rank"] = _positive_int("rank", rank)
     g = GUIDES[guide](model, **kw)
+    if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise ConfigError(
+            f"`optimizer` must be an optax optimizer (a GradientTransformation such as optax.adam(0.01)); "
+            f"got {optimizer!r}."
+        )
     if optimizer is None:
         # Adam with a decaying step: fast early progress, then a settled optimum.
         schedule = optax.exponential_decay(0.01, transition_steps=num_steps, decay_rate=0.05)
@@ -605,22 +639,34 @@ def run_svi_nuts(
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 4,
+    init_spread: float = 0.1,
     progress: bool = True,
     **nuts_kwargs,
 ) -> Posterior:
-    """SVI first, then NUTS started from draws of the SVI fit (one per chain).
+    """SVI first, then NUTS started near the SVI fit's centre (one start per chain).
 
     For neural fields NUTS from the prior median or random points often
     spends its warmup in tiny step sizes; starting near the mode, with the
     SVI covariance as the starting mass matrix (dense for ``full-rank`` and
     ``low-rank`` guides), removes most of that. The SVI losses are kept on
     the result.
+
+    ``init_spread`` scales the guide's spread for the chain starts (in
+    unconstrained space): ``1`` starts from plain guide draws, ``0`` starts
+    every chain at the guide's centre. The default ``0.1`` keeps the chains in
+    the mode SVI found: a neural ODE's posterior has many modes (hidden-unit
+    permutations, and trajectories that fit the data in other ways), and a
+    wide guide's draws scatter the chains over several of them, which NUTS
+    cannot cross, so R-hat on the trajectories would report the scatter, not
+    the sampler. The price: modes SVI did not find are not explored.
     """
     data = as_data(ts, ys, **{k: nuts_kwargs.pop(k) for k in ("state_names", "series_names", "t0") if k in nuts_kwargs})
     k_svi, k_nuts = jax.random.split(_raw_key(key))
+    if not (isinstance(init_spread, (int, float)) and 0 <= init_spread <= 1):
+        raise ConfigError(f"`init_spread` must be a number in [0, 1]; got {init_spread!r}.")
     svi = run_svi(model, data, key=k_svi, guide=guide, optimizer=optimizer, num_steps=svi_steps,
                   num_draws=num_chains, progress=progress)
-    inits = {k: v[0] for k, v in svi.samples.items()}
+    inits = _starts_near_mode(model, data.model_data(), svi, init_spread)
     dense = guide != "mean-field"
     nuts_kwargs.setdefault("dense_mass", dense)
     if nuts_kwargs["dense_mass"] == dense and "inverse_mass_matrix" not in nuts_kwargs:
@@ -631,6 +677,27 @@ def run_svi_nuts(
     post.settings.update(method="svi+nuts", svi_steps=svi_steps, svi_guide=guide, seed=_seed_of(key),
                          svi_wall_time_s=svi.settings["wall_time_s"])
     return post
+
+
+def _starts_near_mode(model, md, svi, spread: float) -> dict:
+    """Chain starts ``centre + spread * (draw - centre)`` in unconstrained space, constrained back."""
+    from numpyro.infer.util import constrain_fn
+
+    guide, params = svi.guide_state
+    centre = guide.median(params)
+    draws = {k: jnp.asarray(v[0]) for k, v in svi.samples.items()}  # (chain, ...)
+    latents = _latent_sites(model, md)
+    centre = {k: jnp.asarray(centre[k]) for k in latents}
+    draws = {k: draws[k] for k in latents}
+
+    @jax.jit
+    def shrink(centre, draws):
+        z_c = unconstrain_fn(model, (md,), {}, centre)
+        z_d = jax.vmap(lambda d: unconstrain_fn(model, (md,), {}, d))(draws)
+        z = jax.tree.map(lambda c, d: c + spread * (d - c), z_c, z_d)
+        return jax.vmap(lambda u: constrain_fn(model, (md,), {}, u))(z)
+
+    return {k: np.asarray(v) for k, v in shrink(centre, draws).items()}
 
 
 def _guide_covariance(guide, params, dense: bool):

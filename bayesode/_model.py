@@ -11,7 +11,8 @@ is a :class:`ModelData` (from ``Data.model_data()``). Sites:
 - with ``predict_ts`` (series, time'): ``trajectory_predict`` and ``obs_predict``;
 - with ``jumps=``: ``<name>_time`` / ``<name>_scale`` when inferred (see :class:`Jumps`);
 - with ``series_params=``: per parameter ``<p>_pop``, ``<p>_pop_sd``, ``<p>_z`` (series,)
-  and the deterministic ``<p>`` (series,) (see :class:`PopulationPrior`);
+  and the deterministic ``<p>`` (series,); centred: ``<p>`` (series,) is the sample site
+  (see :class:`PopulationPrior`);
 - with ``events=``: deterministic ``event_times`` (series, max_events).
 
 A failed solve adds ``-inf`` through the factor ``solver_failed``.
@@ -37,19 +38,33 @@ from ._errors import ConfigError, DataError, FieldError
 from ._fields import field_state_dim
 from ._jumps import Jumps, Regime, StateEvent, solve_with_events, solve_with_jumps
 from ._observe import AbstractLikelihood, NormalNoise, observe
-from ._priors import SITE_Y0, Normal, _mechanistic_name, check_param_priors, field_sites, sample_field
+from ._priors import (
+    SITE_Y0,
+    HierarchicalNormal,
+    Normal,
+    _mechanistic_name,
+    check_param_priors,
+    field_sites,
+    sample_field,
+)
 from ._solve import STATUS_OK, Solution, SolverConfig, solve
 
 LINKS = ("log", "identity")
 
 
 class PopulationPrior(eqx.Module):
-    """A mechanistic parameter that varies by series around a population value (non-centred).
+    """A mechanistic parameter that varies by series around a population value.
 
-    For series ``s``: ``g(theta_s) = g(pop) + pop_sd * z_s`` with ``z_s ~ Normal(0, 1)``,
-    ``pop ~ center``, ``pop_sd ~ spread`` and link ``g`` (``log`` or ``identity``).
-    Sampling ``z`` rather than ``theta`` avoids the funnel between ``pop_sd`` and
-    the series values when there are few series or little data per series.
+    For series ``s``: ``g(theta_s) ~ Normal(g(pop), pop_sd)`` with ``pop ~ center``,
+    ``pop_sd ~ spread`` and link ``g`` (``log`` or ``identity``).
+
+    Non-centred by default: ``g(theta_s) = g(pop) + pop_sd * z_s`` with
+    ``z_s ~ Normal(0, 1)`` sampled instead of ``theta_s``, which avoids the
+    funnel between ``pop_sd`` and the series values when the data say little
+    about each series. When every series has enough data to pin its own value
+    (e.g. a dense concentration profile per subject), the non-centred
+    posterior becomes a narrow curved ridge and NUTS needs tiny steps; use
+    ``centered=True`` there (sample ``theta_s`` directly).
 
     Parameters
     ----------
@@ -62,6 +77,9 @@ class PopulationPrior(eqx.Module):
         Site ``<name>_pop_sd``.
     link : {"log", "identity"}
         Default ``"log"`` (positive parameters such as rates).
+    centered : bool
+        Sample the series values themselves (site ``<name>`` (series,)) instead
+        of the offsets ``<name>_z``. Default False.
 
     Examples
     --------
@@ -73,6 +91,7 @@ class PopulationPrior(eqx.Module):
     center: dist.Distribution
     spread: dist.Distribution
     link: str = eqx.field(static=True, default="log")
+    centered: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         for argname in ("center", "spread"):
@@ -86,14 +105,20 @@ class PopulationPrior(eqx.Module):
                 )
         if self.link not in LINKS:
             raise ConfigError(f"`PopulationPrior(link=...)` must be one of {LINKS}; got {self.link!r}.")
+        if not isinstance(self.centered, bool):
+            raise ConfigError(f"`PopulationPrior(centered=...)` must be True or False; got {self.centered!r}.")
 
     def sample(self, name: str, num_series: int):
-        """Inside a model: sites ``<name>_pop``, ``<name>_pop_sd``, ``<name>_z``; returns (series,) values."""
+        """Inside a model: sites ``<name>_pop``, ``<name>_pop_sd`` and ``<name>_z`` (deterministic
+        ``<name>``), or ``<name>`` itself when centred; returns the (series,) values."""
         pop = numpyro.sample(f"{name}_pop", self.center)
         sd = numpyro.sample(f"{name}_pop_sd", self.spread)
         with numpyro.plate("series", num_series, dim=-1):
+            if self.centered:
+                d = dist.LogNormal(jnp.log(pop), sd) if self.link == "log" else dist.Normal(pop, sd)
+                return numpyro.sample(name, d)
             z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0))
-        return self.combine(pop, sd, z)
+        return numpyro.deterministic(name, self.combine(pop, sd, z))
 
     def combine(self, pop, sd, z):
         """Series values from the population value, spread and standard-normal offsets (broadcasting)."""
@@ -148,11 +173,14 @@ def per_series_params(posterior) -> dict:
     """Per-series draws of every ``series_params`` parameter: name -> (chain, draw, series) array.
 
     Rebuilt from the population sites (``<p>_pop``, ``<p>_pop_sd``, ``<p>_z``)
-    of a fitted :class:`bayesode.Posterior`.
+    of a fitted :class:`bayesode.Posterior` (taken as they are when centred).
     """
     out = {}
     for name, prior in posterior.model.spec.series_params.items():
         s = posterior.samples
+        if prior.centered:
+            out[name] = np.asarray(s[name])
+            continue
         out[name] = np.asarray(
             prior.combine(s[f"{name}_pop"][..., None], s[f"{name}_pop_sd"][..., None], s[f"{name}_z"])
         )
@@ -211,6 +239,20 @@ class ModelSpec:
             return self.state_dim
         out = jax.eval_shape(self.observation_fn, jax.ShapeDtypeStruct((self.state_dim,), jnp.result_type(float)))
         return int(out.shape[0])
+
+
+def _check_observation_fn(observation_fn, state_dim):
+    if not callable(observation_fn):
+        raise ConfigError(f"`observation_fn` must be a function y (state,) -> (observed,); got {observation_fn!r}.")
+    try:
+        out = jax.eval_shape(observation_fn, jax.ShapeDtypeStruct((state_dim,), jnp.result_type(float)))
+    except Exception as e:
+        raise FieldError(f"calling `observation_fn(y)` with y of shape ({state_dim},) failed: {e}") from e
+    if not hasattr(out, "shape") or len(out.shape) != 1:
+        raise FieldError(
+            f"`observation_fn(y)` must return a 1-D array (observed,); got "
+            f"{getattr(out, 'shape', type(out).__name__)} for y of shape ({state_dim},)."
+        )
 
 
 def _check_field_output(field, state_dim, args):
@@ -310,9 +352,10 @@ def make_model(
     """
     state_dim = field_state_dim(field)
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
-    if not hasattr(weight_prior, "sample"):
+    if not isinstance(weight_prior, (Normal, HierarchicalNormal)):
         raise ConfigError(
-            f"`weight_prior` must be bayesode.Normal(...) or HierarchicalNormal(...); got {weight_prior!r}."
+            f"`weight_prior` must be bayesode.Normal(...) or HierarchicalNormal(...) (a scale for every weight, "
+            f"not a numpyro distribution); got {type(weight_prior).__name__}."
         )
     series_params = _check_series_params(field, series_params, param_priors)
     param_priors = check_param_priors(_strip_params(field, set(series_params)), param_priors)
@@ -340,6 +383,8 @@ def make_model(
         raise ConfigError(
             "with `observation_fn`, the data do not pin down the initial state: give `y0_prior=` (or a known `y0=`)."
         )
+    if observation_fn is not None:
+        _check_observation_fn(observation_fn, state_dim)
     if jumps is not None and not isinstance(jumps, Jumps):
         raise ConfigError(
             f"`jumps` must be a bayesode.Jumps (e.g. from doses_from_events); got {type(jumps).__name__}."
@@ -401,7 +446,7 @@ def make_model(
         f = sample_field(stripped, spec.weight_prior, spec.param_priors)
         series_values = {}
         for name, prior in spec.series_params.items():
-            series_values[name] = numpyro.deterministic(name, prior.sample(name, num_series)).astype(data.ts.dtype)
+            series_values[name] = prior.sample(name, num_series).astype(data.ts.dtype)
         if spec.y0 is not None:
             y0 = jnp.asarray(spec.y0, data.ts.dtype)
         else:

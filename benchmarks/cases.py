@@ -132,7 +132,8 @@ def spiral_model(cubed):
     return bo.make_model(field, weight_prior=bo.Normal(0.7071), likelihood=bo.NormalNoise())
 
 
-def case_spiral(quick):
+def case_spiral(quick, cubed=False):
+    """Yields rows as they finish, so a timeout keeps the finished ones."""
     data = spiral_data()
     nuts = (
         dict(num_chains=2, num_warmup=100, num_samples=100)
@@ -140,34 +141,31 @@ def case_spiral(quick):
         else dict(num_chains=2, num_warmup=500, num_samples=500)
     )
     svi_steps = 300 if quick else 2000
-    rows = []
-    for cubed in (False, True):
-        model = spiral_model(cubed)
-        name = "NN(u^3)" if cubed else "NN(u)"
-        n_weights = sum(int(np.size(x)) for x in jax.tree.leaves(eqx.filter(model.spec.field, eqx.is_inexact_array)))
+    model = spiral_model(cubed)
+    name = "NN(u^3)" if cubed else "NN(u)"
+    n_weights = sum(int(np.size(x)) for x in jax.tree.leaves(eqx.filter(model.spec.field, eqx.is_inexact_array)))
 
-        def fit_nuts(model=model):
-            return bo.run_nuts(model, data, key=jr.key(1), progress=False, **nuts)
+    def fit_svi_nuts():
+        return bo.run_svi_nuts(model, data, key=jr.key(1), svi_steps=svi_steps, progress=False, **nuts)
 
-        def fit_svi_nuts(model=model):
-            return bo.run_svi_nuts(model, data, key=jr.key(1), svi_steps=svi_steps, progress=False, **nuts)
+    def fit_nuts():
+        return bo.run_nuts(model, data, key=jr.key(1), progress=False, **nuts)
 
-        rows.append(
-            _nuts_row("spiral", "bayesode", f"{name} NUTS", fit_nuts, nuts["num_warmup"], weights=n_weights, **nuts)
-        )
-        rows.append(
-            _nuts_row(
-                "spiral",
-                "bayesode",
-                f"{name} SVI+NUTS",
-                fit_svi_nuts,
-                nuts["num_warmup"],
-                weights=n_weights,
-                svi_steps=svi_steps,
-                **nuts,
-            )
-        )
-    return rows
+    yield _nuts_row(
+        "spiral",
+        "bayesode",
+        f"{name} SVI+NUTS",
+        fit_svi_nuts,
+        nuts["num_warmup"],
+        weights=n_weights,
+        svi_steps=svi_steps,
+        **nuts,
+    )
+    yield _nuts_row("spiral", "bayesode", f"{name} NUTS", fit_nuts, nuts["num_warmup"], weights=n_weights, **nuts)
+
+
+def case_spiral_cubed(quick):
+    yield from case_spiral(quick, cubed=True)
 
 
 # ---------------------------------------------------------------- 3. neural ODE on lynx-hare
@@ -329,6 +327,7 @@ CASES = {
     "lv-vectorized": case_lv_vectorized,
     "lv-parallel": case_lv_parallel,
     "spiral": case_spiral,
+    "spiral-cubed": case_spiral_cubed,
     "neural-lh": case_neural_lh,
     "scaling": case_scaling,
     "many-series": case_many_series,

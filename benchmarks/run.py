@@ -22,7 +22,17 @@ CASE_ENV = {
     "lv-parallel": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     "solver-x64": {"JAX_ENABLE_X64": "1"},
 }
-DEFAULT_CASES = ["lv", "lv-no-callback", "lv-numpyro", "lv-stan", "spiral", "neural-lh", "scaling", "solver"]
+DEFAULT_CASES = [
+    "lv",
+    "lv-no-callback",
+    "lv-numpyro",
+    "lv-stan",
+    "spiral",
+    "spiral-cubed",
+    "neural-lh",
+    "scaling",
+    "solver",
+]
 ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized", "lv-parallel"]
 TABLE = [
     ("case", "{}"),
@@ -55,14 +65,14 @@ def worker(case: str, quick: bool, out: str) -> None:
 
     fn = {**CASES, **PEER_CASES}[case]
     t = time.perf_counter()
-    rows = fn(quick)
-    wall = time.perf_counter() - t
-    peak = peak_rss_mb()
-    for r in rows:
-        r.setdefault("peak_rss_mb", peak)
-        r["process_wall_s"] = wall
-    with open(out, "w") as fh:
-        json.dump(rows, fh)
+    rows = []
+    for r in fn(quick):  # a list, or a generator of rows: each is saved as it finishes
+        r.setdefault("peak_rss_mb", peak_rss_mb())
+        r["process_wall_s"] = time.perf_counter() - t
+        rows.append(r)
+        with open(out + ".tmp", "w") as fh:
+            json.dump(rows, fh)
+        os.replace(out + ".tmp", out)
 
 
 def run_case(case: str, quick: bool, timeout: float) -> list[dict]:
@@ -75,7 +85,8 @@ def run_case(case: str, quick: bool, timeout: float) -> list[dict]:
         try:
             proc = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
         except subprocess.TimeoutExpired:
-            return [{"case": case, "tool": "?", "variant": "error", "note": f"timed out after {timeout:.0f} s"}]
+            done = json.load(open(out)) if os.path.exists(out) else []
+            return done + [{"case": case, "tool": "?", "variant": "error", "note": f"timed out after {timeout:.0f} s"}]
         if proc.returncode != 0 or not os.path.exists(out):
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             return [{"case": case, "tool": "?", "variant": "error", "note": " | ".join(tail)}]
@@ -86,7 +97,7 @@ def run_case(case: str, quick: bool, timeout: float) -> list[dict]:
 def add_ratios(rows: list[dict]) -> None:
     """``vs_peer``: bayesode's time per gradient and ESS/s relative to each peer on the same case."""
     for r in rows:
-        if r.get("tool") != "bayesode" or r.get("variant") not in ("default",):
+        if r.get("tool") != "bayesode" or "ess_per_s" not in r:
             continue
         parts = []
         for p in rows:
@@ -138,10 +149,17 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per case process")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="folder for results.csv and results.json")
+    ap.add_argument("--show", action="store_true", help="print the table of the last run (from --out) and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         worker(args.worker, args.quick, args.out)
+        return
+    if args.show:
+        with open(os.path.join(args.out, "results.json")) as fh:
+            saved = json.load(fh)
+        add_ratios(saved["rows"])
+        print_table(saved["rows"], saved["machine"], saved["command"])
         return
     cases = args.cases or DEFAULT_CASES
     if cases == ["all"]:

@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MPLBACKEND=Agg
-exec python -m pytest -x "$@"
+# One worker per core (pytest-xdist): compiling JAX programs is single-threaded,
+# so two workers on two cores roughly halve the wall time. Each test module stays
+# on one worker (conftest.py) so module fixtures compile once.
+exec python -m pytest -x -n "${BAYESODE_TEST_WORKERS:-auto}" --dist loadgroup "$@"

@@ -25,7 +25,15 @@ def strict_jax():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run unit/smoke tests first, then `slow`, then `notebooks` (stable within each group)."""
+    """Run unit/smoke tests first, then `slow`, then `notebooks` (stable within each group).
+
+    Under pytest-xdist (``--dist loadgroup``, see scripts/test.sh) each test module
+    stays on one worker, so its module-scoped fixtures (compiled fits) are built
+    once; notebook tests carry no group and spread over the workers.
+    """
+    for item in items:
+        if not item.get_closest_marker("notebooks"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
     def rank(item):
         if item.get_closest_marker("notebooks"):

@@ -61,6 +61,7 @@ def check_against_finite_differences(loss, theta, g, seed):
         np.testing.assert_allclose(float(g @ v), float(fd), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.usefixtures("strict_jax")
 @pytest.mark.parametrize("name", adjoint_params())
 def test_neural_field_gradients_agree_across_adjoints_and_with_finite_differences(name):
     with jax.enable_x64(True):
@@ -92,6 +93,7 @@ class Decay(eqx.Module):
         return -self.k * y
 
 
+@pytest.mark.usefixtures("strict_jax")
 @pytest.mark.parametrize("name", adjoint_params())
 def test_jump_gradients_agree_across_adjoints(name):
     # BacksolveAdjoint cannot differentiate with respect to t0/t1, so there the jump time is fixed.

@@ -31,6 +31,7 @@ def decay_with_doses(ts, t0, y0, times, amounts):
 
 
 # ---------------------------------------------------------------- splitting
+@pytest.mark.usefixtures("strict_jax")
 def test_doses_match_closed_form_incl_first_time_same_time_padding_and_late_jumps():
     ts = jnp.linspace(0.0, 6.0, 13)  # 0, 0.5, ..., 6
     times = jnp.array([3.0, 0.0, 1.5, 1.5, 9.0, 2.0])  # unsorted; two at 1.5; one after the end; one padded
@@ -46,12 +47,14 @@ def test_doses_match_closed_form_incl_first_time_same_time_padding_and_late_jump
     assert float(sol.ys[6, 0]) == pytest.approx(exact[6], rel=2e-5)  # t = 3.0, dose of 2 included
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_jump_before_t0_acts_at_t0_and_t0_before_first_save():
     ts = jnp.array([1.0, 2.0])
     sol = solve_with_jumps(decay, jnp.array([1.0]), ts, jnp.array([-1.0]), jnp.array([[1.0]]), t0=0.0, config=TIGHT)
     np.testing.assert_allclose(sol.ys[:, 0], 2.0 * np.exp(-K * np.array([1.0, 2.0])), rtol=2e-5)
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_per_series_dosing_vmaps_with_padding():
     ts = jnp.broadcast_to(jnp.linspace(0.0, 4.0, 9), (2, 9))
     times = jnp.array([[0.0, 1.0, 2.0], [0.5, 3.0, 0.0]])
@@ -72,6 +75,7 @@ def test_per_series_dosing_vmaps_with_padding():
     )
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_gradient_wrt_jump_time_and_size_matches_closed_form_and_finite_differences():
     with jax.enable_x64(True):
         ts = jnp.array([0.0, 1.0, 2.0, 3.0])
@@ -98,6 +102,7 @@ def regime_decay(t, y, args):
     return -rates[args.index] * y
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_change_point_in_dynamics_matches_closed_form_and_gradient():
     with jax.enable_x64(True):
         ts = jnp.linspace(0.0, 4.0, 9)
@@ -118,6 +123,7 @@ def test_change_point_in_dynamics_matches_closed_form_and_gradient():
         np.testing.assert_allclose(g, 1.3 * exact[t > 1.7].sum(), rtol=1e-6)
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_solve_with_jumps_errors_name_the_argument():
     with pytest.raises(bo.ConfigError, match=r"`jump_sizes` must have shape \(jump, state\) = \(2, 1\); got \(2,\)"):
         solve_with_jumps(decay, jnp.ones(1), jnp.ones(3), jnp.zeros(2), jnp.zeros(2))
@@ -136,6 +142,7 @@ def lif(t, y, args):
 FIRE = StateEvent(lambda t, y, a: y[0] - 1.0, lambda t, y, a: jnp.zeros_like(y), max_events=6, direction=True)
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_integrate_and_fire_matches_analytic_spike_times_and_voltages():
     period = -TAU_M * np.log(1.0 - 1.0 / DRIVE)  # time from reset (v=0) to threshold
     ts = jnp.linspace(0.0, 5.0, 41)
@@ -148,6 +155,7 @@ def test_integrate_and_fire_matches_analytic_spike_times_and_voltages():
     np.testing.assert_allclose(sol.ys[:, 0], DRIVE * (1.0 - np.exp(-since / TAU_M)), atol=2e-5)
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_more_events_than_max_events_fails_with_status_other():
     ts = jnp.linspace(0.0, 5.0, 11)
     few = StateEvent(FIRE.cond_fn, FIRE.reset_fn, max_events=2, direction=True)
@@ -155,6 +163,7 @@ def test_more_events_than_max_events_fails_with_status_other():
     assert int(sol.status) == STATUS_OTHER and bool(jnp.all(jnp.isfinite(sol.ys)))
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_event_time_gradient_matches_finite_differences():
     with jax.enable_x64(True):
         ts = jnp.linspace(0.0, 3.0, 7)
@@ -171,6 +180,7 @@ def test_event_time_gradient_matches_finite_differences():
         np.testing.assert_allclose(jax.jit(jax.grad(loss))(drive), fd, rtol=1e-4)
 
 
+@pytest.mark.usefixtures("strict_jax")
 def test_state_event_errors():
     with pytest.raises(bo.ConfigError, match="cannot differentiate through events"):
         solve_with_events(

@@ -81,10 +81,11 @@ def test_gradient_of_log_density_matches_finite_differences():
                 "y0": jnp.array([[10.0, 11.0]])}
         base = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), base)
 
+        @jax.jit  # one compile for all eight evaluations below
         def lp(p):
             return log_density(model, (md,), {}, p)[0]
 
-        grad = jax.grad(lp)(base)
+        grad = jax.jit(jax.grad(lp))(base)
         for name in ("alpha", "beta", "gamma", "delta"):
             h = 1e-6
             up = dict(base, **{name: base[name] + h})

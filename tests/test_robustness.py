@@ -7,7 +7,9 @@ Bad-input cases already tested elsewhere (not repeated here): ``make_data`` in
 
 "Before compilation" is checked directly: the function that would build (and
 so trace and compile) the sampler or the SVI loop is replaced by one that
-fails the test, and the error must come within half a second.
+fails the test. Checks that need the model's sites (``init_params``, the mass
+matrix) trace the model abstractly (``jax.eval_shape``, no compile: about a
+second for a diffrax model on an idle machine); the rest must answer within half a second.
 """
 
 import time
@@ -70,13 +72,6 @@ def fake_posterior(model=MODEL):
     """A Posterior that was never fitted (enough for argument checks)."""
     samples = {"k": np.ones((1, 2)), "y0": np.ones((1, 2, 1, 1)), "sigma": np.ones((1, 2, 1))}
     return bo.Posterior(samples=samples, sample_stats={}, data=DATA, model=model, settings={})
-
-
-NEEDS_LEAD_FIX = "needs a validation in a lead-owned module; exact fix in the helper report (trust, issue 3)"
-
-
-def lead_fix(*values, id):
-    return pytest.param(*values, id=id, marks=pytest.mark.xfail(strict=True, reason=NEEDS_LEAD_FIX))
 
 
 BAD_INPUT = [
@@ -194,19 +189,19 @@ BAD_INPUT = [
         r"`y0_prior` has shape \(2,\); expected \(\) or \(state,\) = \(1,\)",
         id="make_model-y0-event-shape",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.make_model(MLP, weight_prior=NUMPYRO_NORMAL),
         bo.ConfigError,
         r"`weight_prior` must be bayesode.Normal",
         id="make_model-numpyro-weight-prior",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.make_model(DECAY, y0_prior=dist.LogNormal(), observation_fn=lambda y: y[None], **K),
         bo.FieldError,
         r"`observation_fn\(y\)` must return a 1-D array",
         id="make_model-observation-fn-2d",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.make_model(DECAY, y0_prior=dist.LogNormal(), observation_fn=lambda y: y @ jnp.ones((3, 3)), **K),
         bo.FieldError,
         r"calling `observation_fn\(y\)` with y of shape \(1,\) failed",
@@ -324,13 +319,13 @@ BAD_INPUT = [
         r"`key` must be a PRNG key or an int seed",
         id="run_nuts-float-key",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.run_nuts(MODEL, DATA, key=0, num_chains=2, init_params={"k": np.ones(2)}),
         bo.ConfigError,
         r"`init_params` lacks site\(s\) \['sigma', 'y0'\]",
         id="run_nuts-init-params-missing",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.run_nuts(
             MODEL,
             DATA,
@@ -342,13 +337,13 @@ BAD_INPUT = [
         r"leading axis of num_chains=2; got \(3,\)",
         id="run_nuts-init-params-chains",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.run_nuts(MODEL, DATA, key=0, inverse_mass_matrix=np.ones(7)),
         bo.ConfigError,
         r"`inverse_mass_matrix` has shape \(7,\); expected \(3,\)",
         id="run_nuts-mass-matrix-shape",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.run_nuts(MODEL, DATA, key=0, checkpoint_dir=__file__),
         bo.ConfigError,
         r"`checkpoint_dir`=.* is a file",
@@ -379,13 +374,13 @@ BAD_INPUT = [
         r"`num_particles` must be a positive int",
         id="run_svi-particles",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.run_svi(MODEL, DATA, key=0, optimizer="adam"),
         bo.ConfigError,
         r"`optimizer` must be an optax optimizer",
         id="run_svi-optimizer-string",
     ),
-    lead_fix(
+    pytest.param(
         lambda: bo.prior_failure_rate(MODEL, DATA, key=0, num_draws=0),
         bo.ConfigError,
         r"`num_draws` must be a positive int",
@@ -417,11 +412,12 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize("call, error, match", BAD_INPUT)
-def test_bad_input_gives_a_clear_error_before_compiling(call, error, match, no_compile):
+def test_bad_input_gives_a_clear_error_before_compiling(call, error, match, no_compile, request):
     start = time.perf_counter()
     with pytest.raises(error, match=match):
         call()
-    assert time.perf_counter() - start < 0.5
+    needs_sites = "init-params" in request.node.callspec.id or "mass-matrix" in request.node.callspec.id
+    assert time.perf_counter() - start < (20.0 if needs_sites else 0.5)  # an abstract trace: ~1 s idle, more under load
 
 
 # ---------------------------------------------------------------- solver failures
