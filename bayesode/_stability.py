@@ -625,7 +625,7 @@ def posterior_stability(
     Parameters
     ----------
     post : bayesode.Posterior with its model.
-    key : PRNGKey for the starting points.
+    key : PRNGKey or int seed for the starting points.
     num_draws : int, optional
         Draws per chain, evenly spaced (default all).
     lyapunov : bool
@@ -736,7 +736,9 @@ def posterior_stability(
         config,
     )
     fn = _stability_fn(post.model, st)
-    u = jr.uniform(key, (num_starts, spec.state_dim), dtype)
+    from ._infer import _raw_key  # late: _infer imports the results layer
+
+    u = jr.uniform(_raw_key(key), (num_starts, spec.state_dim), dtype)
     out = fn(
         params,
         y0s,
