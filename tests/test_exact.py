@@ -152,6 +152,9 @@ def test_full_rank_svi_agrees_with_nuts_on_a_gaussian_posterior(post, data):
             guide="full-rank",
             num_steps=1500,
             num_draws=4000,
+            # With one ELBO particle the gradient noise at the final learning rate keeps the guide's scales
+            # ~18% too wide (measured); eight particles reach the exact sds within 1%.
+            num_particles=8,
             progress=False,
         )
     mean, cov = exact_posterior(data.ys[0])
