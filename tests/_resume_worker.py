@@ -18,6 +18,9 @@ import warnings
 import numpy as np
 
 NUTS = dict(key=3, num_warmup=100, num_samples=200, num_chains=2, chunk_size=10)
+# Interrupted runs are far too long to finish before the signal arrives (with a warm compile cache the
+# 200-draw run can end between the test seeing a checkpoint and sending SIGINT).
+INTERRUPT_SAMPLES = 1_000_000
 
 
 def decay(t, y, p, args):
@@ -60,7 +63,8 @@ def main(mode, out, checkpoint_dir=None):
     model, data = build()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        post = bo.run_nuts(model, data, checkpoint_dir=checkpoint_dir, progress=True, **NUTS)
+        kw = dict(NUTS, num_samples=INTERRUPT_SAMPLES) if mode == "interrupt" else NUTS
+        post = bo.run_nuts(model, data, checkpoint_dir=checkpoint_dir, progress=True, **kw)
     _save(out, post, [w for w in caught if "interrupted" in str(w.message)])
     if mode == "resume":
         _save(out.replace(".npz", "_reference.npz"), bo.run_nuts(model, data, progress=False, **NUTS))
