@@ -73,6 +73,11 @@ class MLPField(eqx.Module):
         the weight prior meaningless.
     time_dependent : bool
         Feed ``t / t_scale`` to the network as an extra input.
+    fixed_layers : int
+        Leading layers held at their current weights (no prior, not sampled):
+        ``fixed_layers=depth`` with weights from a point fit is the
+        "neural-linear" model (Bayesian last layer; Snoek et al. 2015). See
+        :func:`bayesode.models.freeze_hidden`.
 
     Examples
     --------
@@ -89,6 +94,7 @@ class MLPField(eqx.Module):
     y_scale: tuple[float, ...] = eqx.field(static=True)
     t_scale: float = eqx.field(static=True)
     time_dependent: bool = eqx.field(static=True)
+    fixed_layers: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -102,6 +108,7 @@ class MLPField(eqx.Module):
         y_scale=1.0,
         t_scale: float = 1.0,
         time_dependent: bool = False,
+        fixed_layers: int = 0,
     ):
         if not isinstance(state_dim, int) or state_dim < 1:
             raise ConfigError(f"`state_dim` must be a positive int; got {state_dim!r}.")
@@ -115,6 +122,11 @@ class MLPField(eqx.Module):
             raise ConfigError(f"`form`={form!r} is unknown; choose one of {FORMS}.")
         if not (float(t_scale) > 0):
             raise ConfigError(f"`t_scale` must be positive; got {t_scale!r}.")
+        if not isinstance(fixed_layers, int) or not 0 <= fixed_layers <= depth:
+            raise ConfigError(
+                f"`fixed_layers` must be an int from 0 to depth={depth} (the output layer stays random); "
+                f"got {fixed_layers!r}."
+            )
         in_size = state_dim + int(time_dependent)
         sizes = [in_size] + [width] * depth + [state_dim]
         keys = jr.split(key, len(sizes) - 1)
@@ -125,6 +137,7 @@ class MLPField(eqx.Module):
         self.y_scale = _positive_tuple("y_scale", y_scale, state_dim)
         self.t_scale = float(t_scale)
         self.time_dependent = time_dependent
+        self.fixed_layers = fixed_layers
 
     def network(self, x):
         """The bare MLP, ``(D [+1],) -> (D,)``."""

@@ -32,7 +32,7 @@ import optax
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO, autoguide
 from numpyro.infer.hmc import hmc
-from numpyro.infer.initialization import init_to_median
+from numpyro.infer.initialization import init_to_median, init_to_sample
 from numpyro.infer.util import _get_model_transforms, get_potential_fn, unconstrain_fn
 
 from ._data import as_data
@@ -42,6 +42,8 @@ from ._results import Posterior, package_versions
 from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
+# Starting points tried per chain (without init_params); the one with the highest log density is used.
+NUM_START_CANDIDATES = 16
 GUIDES = {
     "mean-field": autoguide.AutoNormal,
     "low-rank": autoguide.AutoLowRankMultivariateNormal,
@@ -160,16 +162,29 @@ class _Sampler:
                 z, model_args=(md,), model_kwargs={}, rng_key=key, inverse_mass_matrix=inverse_mass_matrix, **kw
             )
 
-        def start_one(key, md, radius):
-            # Median of 15 prior draws per site; with radius > 0, uniform(-radius, radius)
-            # in unconstrained space instead (the fallback when the median fails).
-            strategy = init_to_median(num_samples=15)
+        def candidate(key, md, radius, strategy):
             tr = handlers.trace(handlers.substitute(handlers.seed(model, key), substitute_fn=strategy)).get_trace(md)
             params = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
             z = unconstrain_fn(model, (md,), {}, params)
             keys = jax.random.split(jax.random.fold_in(key, 7), len(z))
             jitter = {k: jax.random.uniform(kk, jnp.shape(v), minval=-radius, maxval=radius) for kk, (k, v) in zip(keys, z.items())}
             return {k: jnp.where(radius > 0, jitter[k], v) for k, v in z.items()}
+
+        def start_one(key, md, radius):
+            # The best (lowest potential) of NUM_START_CANDIDATES points: the median of 15 prior
+            # draws per site and prior draws (with radius > 0, uniform(-radius, radius) in
+            # unconstrained space instead: the fallback when every candidate fails). One start
+            # per chain left 1 of 4 Lotka-Volterra chains in a poor local mode for good
+            # (sigma 0.6 against 0.25 on lynx-hare); the best of several does not.
+            k_median, k_draws = jax.random.split(key)
+            first = candidate(k_median, md, radius, init_to_median(num_samples=15))
+            rest = jax.vmap(lambda k: candidate(k, md, radius, init_to_sample()))(
+                jax.random.split(k_draws, NUM_START_CANDIDATES - 1)
+            )
+            zs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+            potential = jax.vmap(potential_fn_gen(md))(zs)
+            best = jnp.argmin(jnp.where(jnp.isfinite(potential), potential, jnp.inf))
+            return jax.tree.map(lambda v: v[best], zs)
 
         self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None)))
         self.start = jax.jit(jax.vmap(start_one, in_axes=(0, None, None)))
@@ -319,6 +334,10 @@ def run_nuts(
     target_accept_prob, max_tree_depth, dense_mass : NUTS settings.
     init_params : dict of site -> array with a leading (chain,) axis, optional
         Constrained starting values per chain (e.g. draws from an SVI fit).
+        Default: each chain starts at the best (highest log density) of 16
+        candidates, the median of 15 prior draws and 15 prior draws, drawn
+        with the chain's own key, so chains start apart but not in a poor
+        local mode by bad luck.
     inverse_mass_matrix : array, optional
         Starting (inverse) mass matrix over the flattened unconstrained
         parameters (sites in sorted order): (P,) for diagonal, (P, P) with

@@ -19,6 +19,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from ._errors import ConfigError
+from ._fields import MLPField
 
 SITE_Y0 = "y0"
 SITE_SIGMA = "sigma"
@@ -113,6 +114,25 @@ def check_param_priors(field, param_priors: Mapping | None) -> dict:
     return param_priors
 
 
+def _random_leaves(field):
+    """Filter spec for ``eqx.partition``: True for leaves that get a prior.
+
+    Every inexact array leaf, except the leading ``fixed_layers`` of any
+    ``MLPField`` inside ``field`` (held at their values: a neural-linear model).
+    """
+
+    def spec(node):
+        if isinstance(node, MLPField):
+            flags = jax.tree_util.tree_map(eqx.is_inexact_array, node)
+            if not node.fixed_layers:
+                return flags
+            fixed = [jax.tree_util.tree_map(lambda _: False, flags.layers[i]) for i in range(node.fixed_layers)]
+            return eqx.tree_at(lambda m: tuple(m.layers[: node.fixed_layers]), flags, tuple(fixed))
+        return eqx.is_inexact_array(node)
+
+    return jax.tree_util.tree_map(spec, field, is_leaf=lambda x: isinstance(x, MLPField))
+
+
 def sample_field(field, weight_prior=None, param_priors: Mapping | None = None):
     """Inside a NumPyro model: return ``field`` with every random leaf replaced by a sample.
 
@@ -121,11 +141,12 @@ def sample_field(field, weight_prior=None, param_priors: Mapping | None = None):
     field : eqx.Module
         Any vector field. Mechanistic parameters (``params['name']``) use
         ``param_priors[name]``; every other inexact array leaf uses
-        ``weight_prior`` (default ``Normal(1.0)``).
+        ``weight_prior`` (default ``Normal(1.0)``), except the leading
+        ``fixed_layers`` of an ``MLPField``, which keep their values.
     """
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     param_priors = param_priors or {}
-    params, static = eqx.partition(field, eqx.is_inexact_array)
+    params, static = eqx.partition(field, _random_leaves(field))
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     new = []
     for path, leaf in flat:

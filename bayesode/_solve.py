@@ -15,6 +15,7 @@ Failures are made cheap:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import diffrax
@@ -153,6 +154,20 @@ def _status_from(result, ys, ok_start) -> jax.Array:
     return jnp.where((status == STATUS_OK) & ~jnp.all(jnp.isfinite(ys)), STATUS_NONFINITE, status).astype(jnp.int32)
 
 
+class _NaNOutside(eqx.Module):
+    """``field`` where all states are finite and below ``bound`` in size; NaN elsewhere.
+
+    A module (not a closure) so that ``BacksolveAdjoint`` sees the field's weights as inputs.
+    """
+
+    field: Callable
+    bound: float = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        inside = jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < self.bound)
+        return jnp.where(inside, self.field(t, y, args), jnp.nan)
+
+
 def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = None) -> Solution:
     """Integrate ``dy/dt = field(t, y, args)`` from ``(t0, y0)``, saving at ``ts``. Never raises.
 
@@ -204,6 +219,13 @@ def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = No
     def leaves_bounds(t, y, args, **kwargs):
         return ~(jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < bound))
 
+    # diffrax's BacksolveAdjoint refuses events. There the field is NaN outside the bound, so the
+    # controller rejects steps until dtmin stops the solve (cheap, reported as dt_min), and the
+    # saved states are checked against the bound afterwards.
+    backsolve = isinstance(config.adjoint, diffrax.BacksolveAdjoint)
+    if backsolve:
+        field = _NaNOutside(field, bound)
+
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
         config.solver,
@@ -215,11 +237,14 @@ def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = No
         saveat=diffrax.SaveAt(ts=ts_run),
         stepsize_controller=controller,
         adjoint=config.adjoint,
-        event=diffrax.Event(leaves_bounds),
+        event=None if backsolve else diffrax.Event(leaves_bounds),
         max_steps=config.max_steps,
         throw=False,
     )
     status = _status_from(sol.result, sol.ys, ok_start)
+    if backsolve:
+        out_of_bounds = jnp.max(jnp.where(jnp.isfinite(sol.ys), jnp.abs(sol.ys), 0.0)) >= bound
+        status = jnp.where((status == STATUS_OK) & out_of_bounds, STATUS_BLOW_UP, status).astype(jnp.int32)
     ok = status == STATUS_OK
     placeholder = jnp.broadcast_to(jnp.where(jnp.isfinite(y0), y0, 1.0), sol.ys.shape)
     ys = jnp.where(ok, sol.ys, jax.lax.stop_gradient(placeholder))

@@ -19,6 +19,8 @@ import time
 import numpy as np
 
 EXIT_USAGE = 2
+# Stage-1 fit whose median fixes a neural model's hidden layers (--bayesian-layers last).
+HIDDEN_GUIDE = "full-rank"
 
 EPILOG_MAIN = """examples:
   bayesode datasets                               # what data ship with bayesode
@@ -52,6 +54,7 @@ examples:
   bayesode fit --csv mydata.csv --model neural --width 16 --depth 2 --until 30 --out runs/mine
   bayesode fit --csv counts.csv --columns in_bed --likelihood normal --method svi --svi-steps 2000
   bayesode fit --csv trial.csv --series-column subject --time-column hours
+  bayesode fit --bayesian-layers all --warmup 1000 --samples 1000   # sample every weight (slow)
 """
 
 EPILOG_SUMMARY = """example:
@@ -175,6 +178,14 @@ def _parser() -> argparse.ArgumentParser:
         help="neural/hybrid: hidden layers (default 1; 0 = linear in log-state)",
     )
     g.add_argument(
+        "--bayesian-layers",
+        default="last",
+        choices=["last", "all"],
+        help="neural: last (default) fixes the hidden layers at a point fit of the whole network (SVI) and "
+        "samples the output layer, y0 and noise (a neural-linear model: chains mix in minutes); all samples "
+        "every weight (the full posterior; chains often disagree on small data sets)",
+    )
+    g.add_argument(
         "--likelihood",
         default="lognormal",
         choices=["lognormal", "normal", "student-t"],
@@ -198,7 +209,8 @@ def _parser() -> argparse.ArgumentParser:
         default=300,
         help="NUTS draws kept per chain (default 300); with --method svi, chains x samples draws are kept",
     )
-    g.add_argument("--svi-steps", type=_int_at_least(1), default=3000, help="SVI optimisation steps (default 3000)")
+    g.add_argument("--svi-steps", type=_int_at_least(1), default=3000, help="SVI optimisation steps (default 3000); with --bayesian-layers last, the fit of every weight "
+        "takes these and the output layer's fit a third of them")
     g.add_argument(
         "--max-tree-depth",
         type=_int_at_least(1),
@@ -392,6 +404,7 @@ def cmd_fit(args) -> int:
     matplotlib.use("Agg")
 
     import bayesode as bo
+    from bayesode import models
 
     bo.enable_compilation_cache()
     data = _load_data(args)
@@ -417,12 +430,21 @@ def cmd_fit(args) -> int:
             f"{list(data.state_names)}) by {args.method}; compiling first (a minute or more on a small CPU)",
             file=sys.stderr,
         )
+    if args.model == "neural" and args.bayesian_layers == "last" and args.depth > 0:
+        if progress:
+            print("stage 1: SVI over every weight, to fix the hidden layers", file=sys.stderr)
+        point = bo.run_svi(model, data, guide=HIDDEN_GUIDE, num_steps=args.svi_steps, num_draws=100, **common)
+        model = models.freeze_hidden(model, point)
+        # Stage 2 SVI only centres the chains and sets the mass matrix for the (few) output-layer weights.
+        svi_steps = max(args.svi_steps // 3, 1)
+    else:
+        svi_steps = args.svi_steps
     if args.method == "nuts":
         post = bo.run_nuts(model, data, **common, **nuts_kw)
     elif args.method == "svi":
-        post = bo.run_svi(model, data, num_steps=args.svi_steps, num_draws=args.samples * args.chains, **common)
+        post = bo.run_svi(model, data, num_steps=svi_steps, num_draws=args.samples * args.chains, **common)
     else:
-        post = bo.run_svi_nuts(model, data, svi_steps=args.svi_steps, **common, **nuts_kw)
+        post = bo.run_svi_nuts(model, data, svi_steps=svi_steps, **common, **nuts_kw)
     fit_s = time.time() - t0
     os.makedirs(args.out, exist_ok=True)
     nc = os.path.join(args.out, "posterior.nc")

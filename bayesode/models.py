@@ -14,6 +14,8 @@ and ``bayesode predict`` can rebuild the model without user code.
 from __future__ import annotations
 
 import diffrax
+import equinox as eqx
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import numpyro.distributions as dist
@@ -97,6 +99,7 @@ def neural(
     atol: float = 1e-4,
     max_steps: int = 2048,
     seed: int = 0,
+    fixed_layers: list | None = None,
 ):
     """A Bayesian neural ODE ``dy/dt = y * MLP(log(y / y_scale)) / t_scale``.
 
@@ -109,6 +112,10 @@ def neural(
     solve's error is then 100x below the noise, and each gradient needs about
     2.5x fewer steps than at 1e-6 (Tsit5's steps grow as tol^(-1/5)), which is
     most of NUTS's cost. Tighten them for precise data.
+
+    ``fixed_layers``: weights for the leading layers, ``[{"weight": (out, in),
+    "bias": (out,)}, ...]``, held fixed (no prior) so only the later layers,
+    ``y0`` and the noise are random. Usually set by :func:`freeze_hidden`.
     """
     if state_dim is None:
         if data is None:
@@ -118,8 +125,17 @@ def neural(
     if likelihood not in _LIKELIHOODS:
         raise ConfigError(f"`likelihood`={likelihood!r} is unknown; choose one of {list(_LIKELIHOODS)}.")
     field = MLPField(
-        state_dim, width, depth, activation, key=jr.key(seed), form=form, y_scale=y_scale, t_scale=float(t_scale)
+        state_dim,
+        width,
+        depth,
+        activation,
+        key=jr.key(seed),
+        form=form,
+        y_scale=y_scale,
+        t_scale=float(t_scale),
+        fixed_layers=len(fixed_layers or ()),
     )
+    field = _set_layers(field, fixed_layers or [])
     recipe = {
         "kind": "neural",
         "state_dim": state_dim,
@@ -138,6 +154,11 @@ def neural(
         "max_steps": max_steps,
         "seed": seed,
     }
+    if fixed_layers:
+        recipe["fixed_layers"] = [
+            {"weight": np.asarray(layer.weight).tolist(), "bias": np.asarray(layer.bias).tolist()}
+            for layer in field.layers[: len(fixed_layers)]
+        ]
     prior = HierarchicalNormal(weight_scale) if hierarchical else Normal(weight_scale)
     return make_model(
         field,
@@ -146,6 +167,65 @@ def neural(
         solver=_solver(adjoint, rtol, atol, max_steps),
         recipe=recipe,
     )
+
+
+def _set_layers(field: MLPField, values: list) -> MLPField:
+    """``field`` with its leading layers' weights and biases replaced by ``values``."""
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"`fixed_layers` must be a list of {{'weight', 'bias'}} dicts; got {type(values).__name__}.")
+    for i, v in enumerate(values):
+        layer = field.layers[i]
+        if not isinstance(v, dict) or set(v) != {"weight", "bias"}:
+            raise ConfigError(f"`fixed_layers[{i}]` must be a dict with keys 'weight' and 'bias'; got {v!r:.80}.")
+        w = np.asarray(v["weight"], dtype=layer.weight.dtype)
+        b = np.asarray(v["bias"], dtype=layer.bias.dtype)
+        if w.shape != layer.weight.shape or b.shape != layer.bias.shape:
+            raise ConfigError(
+                f"`fixed_layers[{i}]` has weight {w.shape} and bias {b.shape}; layer {i} of this network has "
+                f"weight {layer.weight.shape} and bias {layer.bias.shape}."
+            )
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+            raise ConfigError(f"`fixed_layers[{i}]` contains non-finite values.")
+        field = eqx.tree_at(lambda f: (f.layers[i].weight, f.layers[i].bias), field, (jnp.asarray(w), jnp.asarray(b)))
+    return field
+
+
+def freeze_hidden(model, fit, *, statistic: str = "median"):
+    """The neural model ``model`` with its hidden layers fixed at a point estimate from ``fit``.
+
+    A neural-linear model (Snoek et al. 2015; "Bayesian last layer"): the
+    hidden layers become fixed features taken from ``fit`` (usually a MAP or
+    SVI fit of ``model``), and only the output layer, ``y0`` and the noise
+    keep their priors. NUTS then mixes on problems where sampling every weight
+    does not: on lynx-hare with width 8, four chains over all 42 weights
+    disagree (R-hat of the trajectories 1.9 after 300 + 300 draws), while the
+    neural-linear posterior reaches R-hat 1.01 in the same time. The price:
+    uncertainty about the features themselves is left out, so bands can be
+    narrower than a full posterior's.
+
+    Parameters
+    ----------
+    model : a model from :func:`neural` (its recipe is rebuilt).
+    fit : Posterior whose samples hold the hidden layers' sites
+        (``field.layers[i].weight``, ``field.layers[i].bias``).
+    statistic : ``"median"`` or ``"mean"`` over all draws.
+    """
+    recipe = getattr(getattr(model, "spec", None), "recipe", None) or {}
+    if recipe.get("kind") != "neural":
+        raise ConfigError("`model` must come from bayesode.models.neural (freeze_hidden rebuilds it from its recipe).")
+    if statistic not in ("median", "mean"):
+        raise ConfigError(f"`statistic` must be 'median' or 'mean'; got {statistic!r}.")
+    reduce = np.median if statistic == "median" else np.mean
+    values = []
+    for i in range(recipe["depth"]):
+        names = [f"field.layers[{i}].weight", f"field.layers[{i}].bias"]
+        missing = [n for n in names if n not in fit.samples]
+        if missing:
+            raise ConfigError(f"`fit` has no samples of {missing}; fit the same neural model with every weight random.")
+        w, b = (np.asarray(fit.samples[n]) for n in names)
+        values.append({"weight": reduce(w.reshape(-1, *w.shape[2:]), axis=0), "bias": reduce(b.reshape(-1, *b.shape[2:]), axis=0)})
+    kw = {k: v for k, v in recipe.items() if k not in ("kind", "fixed_layers")}
+    return neural(**kw, fixed_layers=values)
 
 
 def hybrid(

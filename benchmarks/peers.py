@@ -7,6 +7,7 @@ reading of the initial state) with the same tolerances (rtol = atol = 1e-6).
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
@@ -96,42 +97,8 @@ def case_numpyro(quick):
 
 
 # ---------------------------------------------------------------- Stan (pystan 3)
-STAN_LV = """
-functions {
-  vector dz_dt(real t, vector z, array[] real theta) {
-    vector[2] dz;
-    dz[1] = (theta[1] - theta[2] * z[2]) * z[1];
-    dz[2] = (-theta[3] + theta[4] * z[1]) * z[2];
-    return dz;
-  }
-}
-data {
-  int<lower=0> N;
-  array[N] real ts;
-  array[2] real<lower=0> y_init;
-  array[N, 2] real<lower=0> y;
-  real rtol;
-  real atol;
-}
-parameters {
-  array[4] real<lower=0> theta;
-  vector<lower=0>[2] z_init;
-  array[2] real<lower=0> sigma;
-}
-transformed parameters {
-  array[N] vector[2] z = ode_rk45_tol(dz_dt, z_init, 0, ts, rtol, atol, 2048, theta);
-}
-model {
-  theta[{1, 3}] ~ normal(1, 0.5);
-  theta[{2, 4}] ~ normal(0.05, 0.05);
-  sigma ~ lognormal(-1, 1);
-  z_init ~ lognormal(log(10), 1);
-  for (k in 1:2) {
-    y_init[k] ~ lognormal(log(z_init[k]), sigma[k]);
-    y[:, k] ~ lognormal(log(z[:, k]), sigma[k]);
-  }
-}
-"""
+# The case study's program, shared with the Stan reference of tests/test_lv_reference.py.
+STAN_LV_FILE = os.path.join(os.path.dirname(__file__), "..", "tests", "reference", "lotka_volterra.stan")
 
 
 def case_stan(quick):
@@ -149,12 +116,14 @@ def case_stan(quick):
         "y": ys[1:].astype(float).tolist(),
         "rtol": RTOL,
         "atol": ATOL,
+        "max_steps": 2048,
     }
     sz = lv_sizes(quick)
     t0 = time.perf_counter()
     for _ in range(5):  # the g++ call has a short timeout that can fail under load
         try:
-            posterior = stan.build(STAN_LV, data=data, random_seed=1)
+            with open(STAN_LV_FILE) as fh:
+                posterior = stan.build(fh.read(), data=data, random_seed=1)
             break
         except Exception as e:  # noqa: BLE001  (pystan raises bare Exception/RuntimeError)
             err = e
@@ -168,7 +137,7 @@ def case_stan(quick):
     w = sz["num_warmup"]
 
     def by_chain(name):  # (chains, draws, flat param)
-        a = fit._draws[fit._parameter_indexes(name)]  # (flat param, draws, chains)
+        a = fit._draws[list(fit._parameter_indexes(name))]  # (flat param, draws, chains)
         return np.transpose(a, (2, 1, 0))
 
     leap = by_chain("n_leapfrog__")

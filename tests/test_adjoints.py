@@ -22,16 +22,10 @@ ADJOINTS = {
     "backsolve": diffrax.BacksolveAdjoint(),
     "forward": diffrax.ForwardMode(),
 }
-# bayesode.solve stops blown-up solves with a diffrax event, and diffrax refuses events with
-# BacksolveAdjoint (NotImplementedError). Remove this marker once `solve` drops the event for
-# BacksolveAdjoint (see the report accompanying this file).
-NEEDS_SOLVE_WITHOUT_EVENT = pytest.mark.xfail(
-    raises=NotImplementedError, strict=True, reason="bayesode.solve passes an event; BacksolveAdjoint refuses events"
-)
 
 
 def adjoint_params():
-    return [pytest.param(name, marks=NEEDS_SOLVE_WITHOUT_EVENT if name == "backsolve" else ()) for name in ADJOINTS]
+    return list(ADJOINTS)
 
 
 def neural_problem():

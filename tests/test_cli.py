@@ -193,3 +193,32 @@ def test_fit_summary_predict_on_own_csv(tmp_path, good_csv, capsys):
 
     code, _, err = run(["predict", out_dir, "--until", "-1"], capsys)
     assert code == 2 and "--until -1 is not after the data start 0" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow  # two SVI compiles and a prediction compile
+def test_neural_fit_fixes_the_hidden_layer_and_predict_rebuilds_it(tmp_path, good_csv, capsys):
+    out_dir = str(tmp_path / "nl")
+    argv = ["fit", "--csv", good_csv, "--method", "svi", "--svi-steps", "200", "--samples", "25", "--chains", "2",
+            "--width", "3", "--out", out_dir, "--no-progress"]  # fmt: skip
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    import bayesode as bo
+
+    post = bo.Posterior.load(os.path.join(out_dir, "posterior.nc"))
+    weights = {k for k in post.samples if k.startswith("field.")}
+    assert weights == {"field.layers[1].weight", "field.layers[1].bias"}  # output layer only
+    field = post.model.spec.field
+    assert field.fixed_layers == 1 and np.all(np.isfinite(field.layers[0].weight))
+    # The saved recipe carries the fixed hidden layer, so a forecast from the folder uses the same field.
+    code, out, err = run(["predict", out_dir, "--until", "10", "--points", "5"], capsys)
+    assert code == 0, err
+    with open(os.path.join(out_dir, "forecast.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5 * 2 and all(0 < float(r["median"]) < 1e4 for r in rows)
+
+    argv = argv[:-3] + ["--bayesian-layers", "all", "--out", out_dir + "_all", "--no-progress"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    post = bo.Posterior.load(os.path.join(out_dir + "_all", "posterior.nc"))
+    assert {"field.layers[0].weight", "field.layers[1].weight"} <= set(post.samples)
+    assert post.model.spec.field.fixed_layers == 0

@@ -1,5 +1,7 @@
 """Model composition: site names and shapes, gradients, the failure path, configuration errors."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -32,6 +34,60 @@ def test_neural_sites_and_hierarchical_scales():
     names = {k for k, v in tr.items() if v["type"] == "sample"}
     assert {"field.layers[0].weight_z", "field.layers[0].weight_scale", "field.layers[1].bias_z"} <= names
     assert tr["field.layers[0].weight_z"]["value"].shape == (4, 2)
+
+
+def test_fixed_layers_are_constants_and_the_rest_keeps_its_prior():
+    field = bo.MLPField(2, width=4, depth=2, key=jr.key(0), fixed_layers=2)
+    tr = trace(bo.make_model(field))
+    weights = {k for k, v in tr.items() if v["type"] == "sample" and k.startswith("field.")}
+    assert weights == {"field.layers[2].weight", "field.layers[2].bias"}
+    # The fixed layers enter the field unchanged: the field rebuilt inside the model equals the given one
+    # once the output layer takes the sampled values.
+    rebuilt = handlers.substitute(
+        lambda: bo.sample_field(field), {k: tr[k]["value"] for k in weights}
+    )()
+    x = jnp.array([0.3, -1.2])
+    np.testing.assert_array_equal(rebuilt.layers[0](x), field.layers[0](x))
+    np.testing.assert_array_equal(rebuilt.layers[2].weight, tr["field.layers[2].weight"]["value"])
+
+
+class _Fit:
+    """Just the ``samples`` a Posterior carries: (chain, draw, ...) arrays."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+
+def test_freeze_hidden_fixes_the_median_and_survives_the_recipe():
+    model = bo.models.neural(data=DATA, width=3)
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2, 5, 3, 2))
+    b = rng.normal(size=(2, 5, 3))
+    frozen = bo.models.freeze_hidden(model, _Fit({"field.layers[0].weight": w, "field.layers[0].bias": b}))
+    layer = frozen.spec.field.layers[0]
+    np.testing.assert_allclose(layer.weight, np.median(w.reshape(10, 3, 2), axis=0), rtol=1e-6)
+    np.testing.assert_allclose(layer.bias, np.median(b.reshape(10, 3), axis=0), rtol=1e-6)
+    names = {k for k, v in trace(frozen).items() if v["type"] == "sample" and k.startswith("field.")}
+    assert names == {"field.layers[1].weight", "field.layers[1].bias"}
+    # A saved fit rebuilds the model from its recipe (JSON): the fixed weights must come back.
+    again = bo.models.from_recipe(json.loads(json.dumps(frozen.spec.recipe)))
+    np.testing.assert_allclose(again.spec.field.layers[0].weight, layer.weight)
+    assert again.spec.field.fixed_layers == 1 and again.spec.field.y_scale == frozen.spec.field.y_scale
+
+
+def test_freeze_hidden_errors():
+    fit = _Fit({"field.layers[0].weight": np.zeros((1, 2, 3, 2)), "field.layers[0].bias": np.zeros((1, 2, 3))})
+    with pytest.raises(bo.ConfigError, match="`model` must come from bayesode.models.neural"):
+        bo.models.freeze_hidden(bo.models.lotka_volterra(), fit)
+    with pytest.raises(bo.ConfigError, match=r"`fit` has no samples of \['field.layers\[0\].bias'\]"):
+        bo.models.freeze_hidden(bo.models.neural(data=DATA, width=3), _Fit({"field.layers[0].weight": np.zeros((1, 2, 3, 2))}))
+    with pytest.raises(bo.ConfigError, match=r"`fixed_layers\[0\]` has weight \(3, 2\) and bias \(3,\); layer 0"):
+        bo.models.freeze_hidden(bo.models.neural(data=DATA, width=4), fit)
+    with pytest.raises(bo.ConfigError, match="`statistic` must be 'median' or 'mean'"):
+        bo.models.freeze_hidden(bo.models.neural(data=DATA, width=3), fit, statistic="mode")
+    bad = [{"weight": np.full((3, 2), np.nan), "bias": np.zeros(3)}]
+    with pytest.raises(bo.ConfigError, match=r"`fixed_layers\[0\]` contains non-finite values"):
+        bo.models.neural(data=DATA, width=3, fixed_layers=bad)
 
 
 def test_hybrid_has_both_parts():
@@ -169,6 +225,7 @@ def test_field_output_checked(fn, match):
         ({"y_scale": [1.0, 2.0, 3.0]}, r"`y_scale` has 3 entries; expected state_dim=2"),
         ({"y_scale": -1.0}, r"`y_scale` must be positive"),
         ({"t_scale": 0.0}, r"`t_scale` must be positive"),
+        ({"fixed_layers": 2}, r"`fixed_layers` must be an int from 0 to depth=1"),
     ],
 )
 def test_mlp_field_errors(kwargs, match):

@@ -53,6 +53,23 @@ def test_failures_are_codes_not_exceptions_and_cheap(field, y0, expected):
     assert bool(jnp.all(jnp.isfinite(sol.ys)))
 
 
+@pytest.mark.parametrize(
+    "field, expected",
+    [
+        (lambda t, y, a: y**2, (STATUS_DT_MIN, STATUS_BLOW_UP, STATUS_NONFINITE)),  # finite-time blow-up
+        (lambda t, y, a: 50.0 * y, (STATUS_DT_MIN, STATUS_BLOW_UP)),  # exponential growth past 1e8
+    ],
+)
+def test_backsolve_has_no_event_but_still_reports_blow_ups_cheaply(field, expected):
+    # diffrax refuses events with BacksolveAdjoint; the field is NaN past the bound instead.
+    config = bo.SolverConfig(adjoint=diffrax.BacksolveAdjoint())
+    sol = jax.jit(lambda y: bo.solve(field, y, TS, config=config))(jnp.ones(1))
+    assert int(sol.status) in expected and bool(jnp.all(jnp.isfinite(sol.ys)))
+    assert int(sol.num_steps) < 200  # stopped by dtmin, not by max_steps (2048)
+    healthy = bo.solve(linear, jnp.ones(2), TS, config=config)
+    assert int(healthy.status) == STATUS_OK
+
+
 def test_max_steps_reported():
     sol = bo.solve(linear, jnp.ones(2), TS, config=bo.SolverConfig(max_steps=3))
     assert int(sol.status) == STATUS_MAX_STEPS

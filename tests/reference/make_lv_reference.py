@@ -1,13 +1,18 @@
 """An independent reference posterior for the Lotka-Volterra model on lynx-hare (the Stan case study).
 
-Independent of bayesode's code path: the model is written by hand in NumPyro
-(no bayesode priors, likelihood, data handling or solve wrapper), solved with
-a different solver (diffrax ``Dopri8`` at rtol = atol = 1e-10 in float64,
-against bayesode's ``Tsit5`` at 1e-6 in float32), and sampled with NumPyro's
-own ``MCMC`` for many more draws. Writes ``lv_reference.json`` next to this
-file: mean, sd and Monte Carlo standard error (of the mean) per quantity.
+Independent of bayesode's whole stack: the model is the Stan case study's own
+program (Carpenter 2018), compiled by Stan, solved by Stan's ``ode_rk45_tol``
+(Dormand-Prince in float64 at rtol = atol = 1e-8, against bayesode's Tsit5 at
+1e-6 in float32) and sampled by Stan's NUTS for 4 x (1000 + 4000) draws. So a
+shared bug in bayesode's priors, likelihood, data handling, solve or sampler
+cannot hide in both. Writes ``lv_reference.json`` next to this file: mean, sd,
+Monte Carlo standard error of the mean, R-hat and bulk ESS per quantity.
 
-Run: ``python tests/reference/make_lv_reference.py`` (about 10 minutes on 2 cores).
+Needs pystan 3 (``pip install pystan``; compiles with the machine's g++), which
+is not a dependency of bayesode: the JSON is committed and the test
+(``tests/test_lv_reference.py``) only reads it.
+
+Run: ``python tests/reference/make_lv_reference.py`` (a few minutes on 2 cores).
 """
 
 import json
@@ -15,85 +20,55 @@ import os
 import sys
 import time
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-
-import arviz as az  # noqa: E402
-import diffrax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import numpyro  # noqa: E402
-import numpyro.distributions as dist  # noqa: E402
-from numpyro.infer import MCMC, NUTS  # noqa: E402
+import arviz as az
+import numpy as np
+import stan
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSV = os.path.join(HERE, "..", "..", "data", "lynx_hare.csv")
-NUM_CHAINS, NUM_WARMUP, NUM_SAMPLES, SEED = 4, 1000, 5000, 20261129
+NUM_CHAINS, NUM_WARMUP, NUM_SAMPLES, SEED = 4, 1000, 4000, 20261129
+TOL = 1e-8
 
-
-def lv(t, z, theta):
-    alpha, beta, gamma, delta = theta
-    u, v = z
-    return jnp.stack([(alpha - beta * v) * u, (-gamma + delta * u) * v])
-
-
-def model(ts, ys):
-    """The Stan case study, written out: rates, initial state, noise, log-normal likelihood."""
-    alpha = numpyro.sample("alpha", dist.TruncatedNormal(1.0, 0.5, low=0.0))
-    beta = numpyro.sample("beta", dist.TruncatedNormal(0.05, 0.05, low=0.0))
-    gamma = numpyro.sample("gamma", dist.TruncatedNormal(1.0, 0.5, low=0.0))
-    delta = numpyro.sample("delta", dist.TruncatedNormal(0.05, 0.05, low=0.0))
-    z_init = numpyro.sample("z_init", dist.LogNormal(jnp.log(10.0), 1.0).expand([2]).to_event(1))
-    sigma = numpyro.sample("sigma", dist.LogNormal(-1.0, 1.0).expand([2]).to_event(1))
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lv),
-        diffrax.Dopri8(),
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=0.01,
-        y0=z_init,
-        args=(alpha, beta, gamma, delta),
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
-        adjoint=diffrax.ForwardMode(),
-        max_steps=20_000,
-        throw=False,  # a failed solve (wild early-warmup proposals) is a rejection, not a crash
-    )
-    ok = sol.result == diffrax.RESULTS.successful
-    numpyro.factor("solve_failed", jnp.where(ok, 0.0, -jnp.inf))
-    pred = jnp.where(ok & jnp.all(sol.ys > 0), sol.ys, 1.0)
-    numpyro.sample("y", dist.LogNormal(jnp.log(pred), sigma).to_event(2), obs=ys)
+with open(os.path.join(HERE, "lotka_volterra.stan")) as fh:
+    PROGRAM = fh.read()  # the case study's program
 
 
 def main(out=os.path.join(HERE, "lv_reference.json")):
     raw = np.loadtxt(CSV, delimiter=",", skiprows=1)
     ts, ys = raw[:, 0] - raw[0, 0], raw[:, 1:]
-    kernel = NUTS(model, forward_mode_differentiation=True, target_accept_prob=0.9,
-                  init_strategy=numpyro.infer.init_to_median(num_samples=15))
-    mcmc = MCMC(kernel, num_warmup=NUM_WARMUP, num_samples=NUM_SAMPLES, num_chains=NUM_CHAINS,
-                chain_method="sequential", progress_bar=False)
+    data = {"N": len(ts) - 1, "ts": ts[1:].tolist(), "y_init": ys[0].tolist(), "y": ys[1:].tolist(),
+            "rtol": TOL, "atol": TOL, "max_steps": 100_000}  # fmt: skip
+    for attempt in range(5):  # pystan's g++ call has a 1 s timeout that can fail on a loaded machine
+        try:
+            posterior = stan.build(PROGRAM, data=data, random_seed=SEED)
+            break
+        except Exception:  # noqa: BLE001  (pystan raises bare Exception/RuntimeError)
+            if attempt == 4:
+                raise
     t = time.time()
-    mcmc.run(jax.random.PRNGKey(SEED), jnp.asarray(ts), jnp.asarray(ys))
+    fit = posterior.sample(num_chains=NUM_CHAINS, num_warmup=NUM_WARMUP, num_samples=NUM_SAMPLES)
     wall = time.time() - t
-    s = mcmc.get_samples(group_by_chain=True)
+
+    def by_chain(name):  # (chains, draws, flat index)
+        return np.transpose(fit._draws[list(fit._parameter_indexes(name))], (2, 1, 0))
+
+    theta, z_init, sigma = by_chain("theta"), by_chain("z_init"), by_chain("sigma")
     quantities = {
-        "alpha": s["alpha"], "beta": s["beta"], "gamma": s["gamma"], "delta": s["delta"],
-        "y0[hare]": s["z_init"][..., 0], "y0[lynx]": s["z_init"][..., 1],
-        "sigma[hare]": s["sigma"][..., 0], "sigma[lynx]": s["sigma"][..., 1],
-    }
+        "alpha": theta[..., 0], "beta": theta[..., 1], "gamma": theta[..., 2], "delta": theta[..., 3],
+        "y0[hare]": z_init[..., 0], "y0[lynx]": z_init[..., 1],
+        "sigma[hare]": sigma[..., 0], "sigma[lynx]": sigma[..., 1],
+    }  # fmt: skip
     ref = {}
     for name, x in quantities.items():
-        x = np.asarray(x)
         ref[name] = {
             "mean": float(x.mean()), "sd": float(x.std()), "mcse_mean": float(az.mcse(x, method="mean")),
             "rhat": float(az.rhat(x)), "ess_bulk": float(az.ess(x, method="bulk")),
-        }
-    divergences = int(np.sum(mcmc.get_extra_fields(group_by_chain=True)["diverging"]))
-    meta = {"draws": f"{NUM_CHAINS} chains x ({NUM_WARMUP} + {NUM_SAMPLES})", "seed": SEED,
-            "solver": "Dopri8, rtol=atol=1e-10, float64, ForwardMode", "sampler": "numpyro.infer.MCMC(NUTS)",
-            "divergences": divergences, "wall_s": round(wall), "versions": {
-                "jax": jax.__version__, "numpyro": numpyro.__version__, "diffrax": diffrax.__version__}}
+        }  # fmt: skip
+    meta = {
+        "draws": f"{NUM_CHAINS} chains x ({NUM_WARMUP} + {NUM_SAMPLES})", "seed": SEED,
+        "solver": f"Stan ode_rk45_tol, rtol=atol={TOL}, float64", "sampler": f"Stan NUTS via pystan {stan.__version__}",
+        "divergences": int(by_chain("divergent__").sum()), "wall_s": round(wall),
+    }  # fmt: skip
     with open(out, "w") as fh:
         json.dump({"meta": meta, "posterior": ref}, fh, indent=1)
     print(json.dumps(meta), file=sys.stderr)
