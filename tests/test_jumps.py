@@ -342,6 +342,7 @@ def test_recovers_a_known_dose_size():
     assert ok, interval
     # 24 points with noise 0.1 pin the size to a few percent; a 90% interval wider than 0.5 means a broken fit.
     assert interval[1] - interval[0] < 0.5
+    print(f"dose size: truth 2.0, 90% interval ({interval[0]:.3f}, {interval[1]:.3f})")
 
 
 @pytest.mark.slow
@@ -365,3 +366,4 @@ def test_recovers_a_known_change_point_time():
     ok, interval = interval_contains(post.samples["change_time"], 2.6)
     assert ok, interval
     assert interval[1] - interval[0] < 1.0  # the prior's 90% interval is 5.4 wide
+    print(f"change time: truth 2.6, 90% interval ({interval[0]:.3f}, {interval[1]:.3f})")

@@ -175,6 +175,7 @@ def test_lorenz_largest_exponent():
         assert res.exponent.dtype == jnp.float64
         assert int(res.status) == 0
         assert abs(float(res.exponent) - 0.906) < 0.1
+        print(f"Lorenz largest Lyapunov exponent {float(res.exponent):.3f} (literature 0.906)")
 
 
 def test_failed_integration_gives_nan_and_status():
