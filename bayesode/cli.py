@@ -201,16 +201,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--chains", type=_int_at_least(1), default=4, help="NUTS chains (default 4; >= 2 for R-hat)")
     g.add_argument(
-        "--warmup", type=_int_at_least(0), default=300, help="NUTS warmup iterations per chain (default 300)"
+        "--warmup", type=_int_at_least(0), default=250, help="NUTS warmup iterations per chain (default 250)"
     )
     g.add_argument(
         "--samples",
         type=_int_at_least(1),
-        default=300,
-        help="NUTS draws kept per chain (default 300); with --method svi, chains x samples draws are kept",
+        default=250,
+        help="NUTS draws kept per chain (default 250); with --method svi, chains x samples draws are kept",
     )
-    g.add_argument("--svi-steps", type=_int_at_least(1), default=3000, help="SVI optimisation steps (default 3000); with --bayesian-layers last, the fit of every weight "
-        "takes these and the output layer's fit a third of them")
+    g.add_argument(
+        "--svi-steps",
+        type=_int_at_least(1),
+        default=3000,
+        help="SVI optimisation steps (default 3000); with --bayesian-layers last, the fit of every weight "
+        "takes these and the output layer's fit a third of them",
+    )
     g.add_argument(
         "--max-tree-depth",
         type=_int_at_least(1),
