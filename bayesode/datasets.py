@@ -379,6 +379,13 @@ def _read_rows(path: Path, fn: str) -> tuple[list[str], list[tuple[int, list[str
     if not rows:
         raise DataError(f"{fn}: the file is empty; expected a header line naming the columns, then at least 2 rows.")
     (_, header), body = rows[0], rows[1:]
+    if len(header) == 1:
+        for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if sep in header[0]:
+                raise DataError(
+                    f"{fn}: the header {header[0]!r} is one column separated by {what}; bayesode reads "
+                    "comma-separated files. Save the file as CSV with commas."
+                )
     if all(_is_number(c) or c.lower() in _MISSING for c in header):
         raise DataError(
             f"{fn}: no header line; the first line {','.join(header)!r} looks like data. "

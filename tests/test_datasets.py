@@ -296,6 +296,8 @@ def test_load_csv_named_columns_series_and_dates(tmp_path):
         ("t,,y\n0,1,2\n1,2,3\n", {}, r"column 2 has an empty name"),
         ("t,x\n0,1\n1,2,3\n", {}, r"line 3 has 3 cells but the header has 2 columns"),
         ("t,x\n0,1\n", {}, r"found 1 data row\(s\); a time series needs at least 2 rows"),
+        ("t;x\n0;1\n1;2\n", {}, r"the header 't;x' is one column separated by semicolons; bayesode reads comma-sep"),
+        ("t\tx\n0\t1\n1\t2\n", {}, r"separated by tabs"),
         ("t,x\n", {}, r"found 0 data row"),
         ("t,x\n0,1\n1,abc\n", {}, r"line 3, column 'x': cannot read 'abc' as a number"),
         ("t,x\n0,1\n1,inf\n", {}, r"line 3, column 'x': infinite value 'inf'"),
