@@ -154,6 +154,11 @@ def _status_from(result, ys, ok_start) -> jax.Array:
     return jnp.where((status == STATUS_OK) & ~jnp.all(jnp.isfinite(ys)), STATUS_NONFINITE, status).astype(jnp.int32)
 
 
+def _within_bound(y, bound) -> jax.Array:
+    """True while every state is finite and smaller than ``bound`` in size."""
+    return jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < bound)
+
+
 class _NaNOutside(eqx.Module):
     """``field`` where all states are finite and below ``bound`` in size; NaN elsewhere.
 
@@ -164,8 +169,7 @@ class _NaNOutside(eqx.Module):
     bound: float = eqx.field(static=True)
 
     def __call__(self, t, y, args):
-        inside = jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < self.bound)
-        return jnp.where(inside, self.field(t, y, args), jnp.nan)
+        return jnp.where(_within_bound(y, self.bound), self.field(t, y, args), jnp.nan)
 
 
 def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = None) -> Solution:
@@ -217,7 +221,7 @@ def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = No
     bound = config.max_abs_state
 
     def leaves_bounds(t, y, args, **kwargs):
-        return ~(jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < bound))
+        return ~_within_bound(y, bound)
 
     # diffrax's BacksolveAdjoint refuses events. There the field is NaN outside the bound, so the
     # controller rejects steps until dtmin stops the solve (cheap, reported as dt_min), and the
