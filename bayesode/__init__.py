@@ -6,7 +6,7 @@ from ._calibration import SBCResult, chi2_uniformity, ecdf_bands, sbc
 from ._data import Data, ModelData, make_data
 from ._errors import BayesODEError, ConfigError, DataError, FieldError, InitializationError
 from ._fields import HybridField, MechanisticField, MLPField, lotka_volterra_field, lotka_volterra_rhs
-from ._infer import prior_failure_rate, run_nuts, run_svi, run_svi_nuts
+from ._infer import prior_failure_rate, run_neural_linear, run_nuts, run_svi, run_svi_nuts
 from ._jumps import EventSolution, Jumps, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
 from ._model import ModelSpec, PopulationPrior, make_model, per_series_params
 from ._observe import (
@@ -103,6 +103,7 @@ __all__ = [
     "plot_trajectories",
     "Posterior",
     "prior_failure_rate",
+    "run_neural_linear",
     "run_nuts",
     "run_svi",
     "run_svi_nuts",

@@ -409,7 +409,6 @@ def cmd_fit(args) -> int:
     matplotlib.use("Agg")
 
     import bayesode as bo
-    from bayesode import models
 
     bo.enable_compilation_cache()
     data = _load_data(args)
@@ -435,21 +434,19 @@ def cmd_fit(args) -> int:
             f"{list(data.state_names)}) by {args.method}; compiling first (a minute or more on a small CPU)",
             file=sys.stderr,
         )
+    svi_kw = dict(num_draws=args.samples * args.chains)
     if args.model == "neural" and args.bayesian_layers == "last" and args.depth > 0:
         if progress:
-            print("stage 1: SVI over every weight, to fix the hidden layers", file=sys.stderr)
-        point = bo.run_svi(model, data, guide=HIDDEN_GUIDE, num_steps=args.svi_steps, num_draws=100, **common)
-        model = models.freeze_hidden(model, point)
-        # Stage 2 SVI only centres the chains and sets the mass matrix for the (few) output-layer weights.
-        svi_steps = max(args.svi_steps // 3, 1)
-    else:
-        svi_steps = args.svi_steps
-    if args.method == "nuts":
+            print("stage 1: SVI over every weight, to fix the hidden layers; stage 2: the rest", file=sys.stderr)
+        post = bo.run_neural_linear(model, data, method=args.method, hidden_svi_steps=args.svi_steps,
+                                    hidden_guide=HIDDEN_GUIDE, **common,
+                                    **(svi_kw if args.method == "svi" else nuts_kw))  # fmt: skip
+    elif args.method == "nuts":
         post = bo.run_nuts(model, data, **common, **nuts_kw)
     elif args.method == "svi":
-        post = bo.run_svi(model, data, num_steps=svi_steps, num_draws=args.samples * args.chains, **common)
+        post = bo.run_svi(model, data, num_steps=args.svi_steps, **common, **svi_kw)
     else:
-        post = bo.run_svi_nuts(model, data, svi_steps=svi_steps, **common, **nuts_kw)
+        post = bo.run_svi_nuts(model, data, svi_steps=args.svi_steps, **common, **nuts_kw)
     fit_s = time.time() - t0
     os.makedirs(args.out, exist_ok=True)
     nc = os.path.join(args.out, "posterior.nc")

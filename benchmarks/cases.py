@@ -182,12 +182,9 @@ def case_neural_lh(quick):
     def fit():
         return bo.run_svi_nuts(model, data, key=jr.key(1), svi_steps=svi_steps, progress=False, **nuts)
 
-    def fit_neural_linear():  # what `bayesode fit` does: hidden layer fixed at a full-rank SVI fit's median
-        point = bo.run_svi(model, data, key=jr.key(1), guide="full-rank", num_steps=svi_steps, num_draws=100,
-                           progress=False)  # fmt: skip
-        frozen = bo.models.freeze_hidden(model, point)
-        return bo.run_svi_nuts(frozen, data, key=jr.key(1), svi_steps=svi_steps // 3, progress=False,
-                               max_tree_depth=6, **nuts)  # fmt: skip
+    def fit_neural_linear():  # what `bayesode fit` does
+        return bo.run_neural_linear(model, data, key=jr.key(1), hidden_svi_steps=svi_steps, progress=False,
+                                    max_tree_depth=6, **nuts)  # fmt: skip
 
     return [
         _nuts_row("neural-lh", "bayesode", "SVI+NUTS width 8", fit, nuts["num_warmup"], svi_steps=svi_steps, **nuts),

@@ -75,6 +75,23 @@ def test_freeze_hidden_fixes_the_median_and_survives_the_recipe():
     assert again.spec.field.fixed_layers == 1 and again.spec.field.y_scale == frozen.spec.field.y_scale
 
 
+def test_run_neural_linear_is_svi_then_freeze_then_the_stage_two_fit():
+    model = bo.models.neural(data=DATA, width=3)
+    post = bo.run_neural_linear(model, DATA, key=3, method="svi", hidden_svi_steps=30, num_draws=7, progress=False)
+    # The same two stages by hand, with the same key: identical draws.
+    hidden = bo.run_svi(model, DATA, key=3, guide="full-rank", num_steps=30, num_draws=100, progress=False)
+    by_hand = bo.run_svi(bo.models.freeze_hidden(model, hidden), DATA, key=3, num_steps=10, num_draws=7, progress=False)
+    assert set(post.samples) == set(by_hand.samples) and "field.layers[0].weight" not in post.samples
+    for k in post.samples:
+        np.testing.assert_array_equal(post.samples[k], by_hand.samples[k])
+    assert post.settings["hidden_fit"]["final_loss"] == pytest.approx(float(hidden.losses[-1]))
+    assert post.model.spec.recipe["fixed_layers"] is not None
+    with pytest.raises(bo.ConfigError, match="`method` must be one of"):
+        bo.run_neural_linear(model, DATA, key=0, method="mcmc")
+    with pytest.raises(bo.ConfigError, match="`hidden_svi_steps` must be a positive int"):
+        bo.run_neural_linear(model, DATA, key=0, hidden_svi_steps=0)
+
+
 def test_freeze_hidden_errors():
     fit = _Fit({"field.layers[0].weight": np.zeros((1, 2, 3, 2)), "field.layers[0].bias": np.zeros((1, 2, 3))})
     with pytest.raises(bo.ConfigError, match="`model` must come from bayesode.models.neural"):
