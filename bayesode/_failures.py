@@ -1,10 +1,19 @@
 """Host-side count of failed solves during sampling.
 
-A model evaluated by the sampler (``chain_id`` given) reports each solve's
-status through ``jax.debug.callback``. Under ``vmap`` a batched ``while_loop``
-(NUTS tree building) re-runs finished chains' bodies on their unchanged
-state, so reports are de-duplicated by a fingerprint of the evaluated
-parameters: each distinct failing proposal counts once.
+A model evaluated by the sampler (``chain_id`` given, ``report`` on) reports
+each solve's status through ``jax.debug.callback``. What is counted: a
+transition whose trajectory ended at a failed solve, i.e. a divergence caused
+by a failed solve (its log density is -inf, so NUTS stops there and rejects
+the point); at most one per chain and iteration, with its cause.
+
+Why the filter: under ``vmap`` a batched ``while_loop`` (NUTS tree building)
+keeps running the body for chains that have finished, from their unchanged
+state, and throws the result away. Those evaluations are real solves but no
+part of any chain; they can fail, and counting them would make the failure
+count depend on how chains are batched. Only chain-iterations that diverged
+are counted, and the first failure recorded in one is the one that stopped its
+trajectory (the discarded evaluations come after it). Reports of the same point
+are de-duplicated by a fingerprint of the evaluated parameters.
 
 This is the one piece of module-level state in bayesode: a stack of active
 logs, because the callback target is fixed when the sampler is traced.
@@ -37,16 +46,20 @@ class FailureLog:
         if bad.size == 0:
             return
         with _LOCK:
-            self._seen[(int(chain), int(iteration))][float(fingerprint)] = int(bad[0])
+            self._seen[(int(chain), int(iteration))].setdefault(float(fingerprint), int(bad[0]))
 
-    def counts(self, num_chains: int, start: int, stop: int) -> dict[str, np.ndarray]:
-        """``{cause: (chain, stop - start) counts}`` plus ``total``, for iterations [start, stop)."""
-        out = {c: np.zeros((num_chains, stop - start), dtype=np.int64) for c in ["total", *FAILURE_CAUSES.values()]}
+    def counts(self, diverging: np.ndarray, start: int) -> dict[str, np.ndarray]:
+        """``{cause: (chain, iteration) counts}`` plus ``total`` for the iterations ``start + j``
+        of ``diverging`` (chain, iteration): 1 where that chain-iteration diverged at a failed solve."""
+        diverging = np.asarray(diverging, dtype=bool)
+        num_chains, n = diverging.shape
+        out = {c: np.zeros((num_chains, n), dtype=np.int64) for c in ["total", *FAILURE_CAUSES.values()]}
         for (chain, it), fps in self._seen.items():
-            if start <= it < stop and chain < num_chains:
-                for code in fps.values():
-                    out[FAILURE_CAUSES.get(code, "other")][chain, it - start] += 1
-                    out["total"][chain, it - start] += 1
+            j = it - start
+            if 0 <= j < n and chain < num_chains and diverging[chain, j] and fps:
+                first = next(iter(fps.values()))
+                out[FAILURE_CAUSES.get(first, "other")][chain, j] += 1
+                out["total"][chain, j] += 1
         return out
 
     def __enter__(self):

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +45,9 @@ from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 # Starting points tried per chain (without init_params); the one with the highest log density is used.
+# Report solver failures from every iteration in the first pass (no replay): slower (a host
+# callback per gradient); the reference the replay is tested against.
+_REPORT_EVERY_ITERATION = False
 NUM_START_CANDIDATES = 16
 GUIDES = {
     "mean-field": autoguide.AutoNormal,
@@ -192,16 +197,29 @@ class _Sampler:
         self.postprocess = jax.jit(jax.vmap(lambda z, md: postprocess_fn_gen(md)(z), in_axes=(0, None)))
 
     def chunk(self, n: int):
+        """Compiled ``(states, chain_ids, md, report, stop) -> (states, (z, stats))`` for ``n`` iterations.
+
+        ``report`` (n,) bool turns the model's solver-failure callback on for
+        those iterations; iterations ``>= stop`` are skipped (state unchanged).
+        Both are runtime arguments, so one compiled program serves the fast pass
+        (no callbacks) and the replay of the iterations that diverged.
+        """
         if n not in self._chunks:
 
-            def run(states, chain_ids, md):
+            def run(states, chain_ids, md, report, stop):
                 def one(state, cid):
-                    def body(s, _):
-                        s = self.sample_kernel(s, model_args=(md,), model_kwargs={"chain_id": cid, "iteration": s.i})
+                    def body(s, x):
+                        k, report_k = x
+
+                        def step(s):
+                            kwargs = {"chain_id": cid, "iteration": s.i, "report": report_k}
+                            return self.sample_kernel(s, model_args=(md,), model_kwargs=kwargs)
+
+                        s = jax.lax.cond(k < stop, step, lambda s: s, s)
                         stats = (s.diverging, s.accept_prob, s.num_steps, s.potential_energy, s.energy, s.adapt_state.step_size)
                         return s, (s.z, stats)
 
-                    return jax.lax.scan(body, state, None, length=n)
+                    return jax.lax.scan(body, state, (jnp.arange(n), report))
 
                 return jax.vmap(one)(states, chain_ids)
 
@@ -276,6 +294,39 @@ def _load_checkpoint(path, meta, states_like):
     for chain, it, fps in json.loads(str(z["failures"])):
         log._seen[(chain, it)] = {float(a): b for a, b in fps.items()}
     return int(z["iteration"]), states, draws, stats, log
+
+
+class _StopOnSigint:
+    """Ctrl-C while sampling: finish the chunk in progress (and its checkpoint), then return the draws.
+
+    A second Ctrl-C raises KeyboardInterrupt at once (losing that chunk). Why a
+    flag: Python raises KeyboardInterrupt wherever the main thread happens to be,
+    and it can land inside library code that swallows it (seen here: a run that
+    kept sampling after Ctrl-C); a flag read between chunks is never lost. Only
+    the main thread may install signal handlers; elsewhere this does nothing.
+    """
+
+    def __init__(self, verbose: bool):
+        self.requested, self.verbose, self._previous = False, verbose, None
+
+    def __bool__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C interrupts at once
+        print("\nCtrl-C: stopping after this chunk; press Ctrl-C again to stop now", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            self._previous = previous if previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class _Progress:
@@ -429,15 +480,32 @@ def run_nuts(
     z_leaves_def = jax.tree.structure(z0)
 
     def run_group(dev, idx, n, st):
-        sub = jax.tree.map(lambda x: x[idx], st)
-        if len(groups) > 1:
-            sub = jax.device_put(sub, dev)
-        out_states, (z, chunk_stats) = sampler.chunk(n)(sub, jnp.asarray(idx), jax.device_put(md, dev) if len(groups) > 1 else md)
-        return jax.device_get((out_states, z, chunk_stats))
+        """One chunk of ``n`` iterations for chains ``idx`` on ``dev``, without failure reports.
 
-    with log:
+        Then, if any chain diverged (a failed solve always gives a divergence: its
+        log density is -inf), the chunk is replayed from the same states up to the
+        last such iteration with reports on at the diverging iterations; the
+        replay is the same compiled program with the same inputs, so it retraces
+        the same trajectories and only adds the counts.
+        """
+        sub = jax.tree.map(lambda x: x[idx], st)
+        md_dev = md
+        if len(groups) > 1:
+            sub, md_dev = jax.device_put(sub, dev), jax.device_put(md, dev)
+        fn = sampler.chunk(n)
+        first = jnp.full(n, _REPORT_EVERY_ITERATION)
+        out_states, (z, chunk_stats) = fn(sub, jnp.asarray(idx), md_dev, first, n)
+        out = jax.device_get((out_states, z, chunk_stats))
+        replay = np.asarray(out[2][0]).any(axis=0)  # (n,) iterations where any chain diverged
+        if replay.any() and not _REPORT_EVERY_ITERATION:
+            fn(sub, jnp.asarray(idx), md_dev, jnp.asarray(replay), int(np.flatnonzero(replay)[-1]) + 1)
+            jax.effects_barrier()
+        return out
+
+    stop_requested = _StopOnSigint(progress)
+    with log, stop_requested:
         try:
-            while done < total:
+            while done < total and not stop_requested:
                 n = min(chunk_size, total - done)
                 if len(groups) == 1:
                     results = [run_group(*groups[0], n, states)]
@@ -455,19 +523,22 @@ def run_nuts(
                     stats[name] = v if name not in stats else np.concatenate([stats[name], v], axis=1)
                 done += n
                 jax.effects_barrier()
-                fails = log.counts(num_chains, 0, done)["total"].sum()
+                fails = log.counts(stats["diverging"], 0)["total"].sum()
                 bar.update(done, stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
                 if checkpoint_dir is not None:
                     _save_checkpoint(checkpoint_dir, dict(meta, iteration=done), states, _merge(draws), stats, log)
                     draws = [_merge(draws)]
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the chunk in progress is lost
             interrupted = True
+    if interrupted or (stop_requested and done < total):
+        interrupted = True
+        if progress:
             print(file=sys.stderr)
-            warnings.warn(
-                f"interrupted at iteration {done} of {total}; returning the {max(done - num_warmup, 0)} draws made"
-                + (f"; run again with checkpoint_dir={checkpoint_dir!r} to resume" if checkpoint_dir else ""),
-                stacklevel=2,
-            )
+        warnings.warn(
+            f"interrupted at iteration {done} of {total}; returning the {max(done - num_warmup, 0)} draws made"
+            + (f"; run again with checkpoint_dir={checkpoint_dir!r} to resume" if checkpoint_dir else ""),
+            stacklevel=2,
+        )
     wall = time.time() - t_start
     n_kept = done - num_warmup
     if n_kept <= 0:
@@ -483,11 +554,11 @@ def run_nuts(
     sstats = {k: np.asarray(v[:, num_warmup:done]) for k, v in stats.items()}
     sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
     sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
-    fail = log.counts(num_chains, num_warmup, done)
+    fail = log.counts(stats["diverging"][:, num_warmup:done], num_warmup)
     sstats["solver_failures"] = fail.pop("total")
     for cause, v in fail.items():
         sstats[f"solver_failures_{cause}"] = v
-    warm = log.counts(num_chains, 0, num_warmup)
+    warm = log.counts(stats["diverging"][:, :num_warmup], 0)
     settings_out = dict(
         meta,
         iteration=done,

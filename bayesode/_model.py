@@ -441,7 +441,7 @@ def make_model(
 
         return jax.vmap(one)(series_values, y0, ts, t0, schedule)
 
-    def model(data: ModelData, *, predict_ts=None, chain_id=None, iteration=None):
+    def model(data: ModelData, *, predict_ts=None, chain_id=None, iteration=None, report=True):
         num_series = data.ts.shape[0]
         f = sample_field(stripped, spec.weight_prior, spec.param_priors)
         series_values = {}
@@ -469,7 +469,15 @@ def make_model(
         sol, event_times = solve_all(f, series_values, y0, data.ts, data.t0, schedule)
         numpyro.factor("solver_failed", jnp.where(jnp.all(sol.status == STATUS_OK), 0.0, -jnp.inf))
         if chain_id is not None:
-            _failures.report(chain_id, iteration, sol.status, (eqx.filter(f, eqx.is_inexact_array), y0, series_values))
+            # `report` may be a traced flag: run_nuts samples with it off (a host callback costs
+            # about 1 ms per gradient on CPU) and replays the iterations that diverged with it on.
+            params = (eqx.filter(f, eqx.is_inexact_array), y0, series_values)
+            send = lambda: _failures.report(chain_id, iteration, sol.status, params)  # noqa: E731
+            if isinstance(report, bool):
+                if report:
+                    send()
+            else:
+                jax.lax.cond(report, send, lambda: None)
         numpyro.deterministic("solver_status", sol.status)
         numpyro.deterministic("trajectory", sol.ys)
         if event_times is not None:

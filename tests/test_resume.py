@@ -31,7 +31,10 @@ CHUNK = worker.NUTS["chunk_size"]
 
 
 def start(mode, out, checkpoint_dir, log):
-    env = dict(os.environ, BAYESODE_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
+    # The worker imports the same bayesode as this process (not another install on the path).
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(bo.__file__)))
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, BAYESODE_CACHE_DIR=jax.config.jax_compilation_cache_dir or "", PYTHONPATH=path)
     return subprocess.Popen(
         [sys.executable, WORKER, mode, str(out), str(checkpoint_dir)], env=env, stdout=log, stderr=subprocess.STDOUT
     )
