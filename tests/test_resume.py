@@ -100,6 +100,7 @@ def test_ctrl_c_returns_the_draws_made_so_far_with_a_warning(tmp_path):
         wait_for(proc, ckpt, worker.NUTS["num_warmup"] + 2 * CHUNK)  # some sampling done
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, (tmp_path / "interrupt.log").read_text()
+    assert "Ctrl-C: stopping after this chunk" in (tmp_path / "interrupt.log").read_text()
     z = np.load(tmp_path / "partial.npz")
     assert bool(z["interrupted"])
     (message,) = json.loads(str(z["warnings"]))
