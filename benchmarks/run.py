@@ -24,7 +24,7 @@ CASE_ENV = {
 }
 DEFAULT_CASES = [
     "lv",
-    "lv-no-callback",
+    "lv-report-every-gradient",
     "lv-numpyro",
     "lv-stan",
     "spiral",
