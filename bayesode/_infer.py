@@ -502,6 +502,7 @@ def run_nuts(
             jax.effects_barrier()
         return out
 
+    traced = set()  # chunk sizes whose program has been traced (safe to call from threads)
     stop_requested = _StopOnSigint(progress)
     with log, stop_requested:
         try:
@@ -509,11 +510,15 @@ def run_nuts(
                 n = min(chunk_size, total - done)
                 if len(groups) == 1:
                     results = [run_group(*groups[0], n, states)]
-                elif chain_method == "parallel":
+                elif chain_method == "parallel" and n in traced:
                     with ThreadPoolExecutor(len(groups)) as ex:
                         results = list(ex.map(lambda g: run_group(g[0], g[1], n, states), groups))
                 else:
+                    # The first call of a chunk size traces the model, and NumPyro's effect handlers
+                    # live on one global stack: two threads tracing at once mix their sites ("all
+                    # sites must have unique names"). So it runs group by group, once.
                     results = [run_group(dev, idx, n, states) for dev, idx in groups]
+                    traced.add(n)
                 cat = lambda *xs: np.concatenate(xs, axis=0)  # noqa: E731
                 states = jax.tree.map(lambda *xs: jnp.asarray(cat(*xs)), *[r[0] for r in results])
                 z = jax.tree.map(cat, *[r[1] for r in results])
