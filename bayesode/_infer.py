@@ -44,10 +44,10 @@ from ._results import Posterior, package_versions
 from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
-# Starting points tried per chain (without init_params); the one with the highest log density is used.
 # Report solver failures from every iteration in the first pass (no replay): slower (a host
 # callback per gradient); the reference the replay is tested against.
 _REPORT_EVERY_ITERATION = False
+# Starting points tried per chain (without init_params); the one with the highest log density is used.
 NUM_START_CANDIDATES = 16
 GUIDES = {
     "mean-field": autoguide.AutoNormal,
@@ -306,8 +306,8 @@ class _StopOnSigint:
     the main thread may install signal handlers; elsewhere this does nothing.
     """
 
-    def __init__(self, verbose: bool):
-        self.requested, self.verbose, self._previous = False, verbose, None
+    def __init__(self):
+        self.requested, self._previous = False, None
 
     def __bool__(self) -> bool:
         return self.requested
@@ -503,7 +503,7 @@ def run_nuts(
         return out
 
     traced = set()  # chunk sizes whose program has been traced (safe to call from threads)
-    stop_requested = _StopOnSigint(progress)
+    stop_requested = _StopOnSigint()
     with log, stop_requested:
         try:
             while done < total and not stop_requested:
@@ -806,9 +806,8 @@ def run_neural_linear(
     """
     from . import models
 
-    methods = {"svi+nuts": run_svi_nuts, "nuts": run_nuts, "svi": run_svi}
-    if method not in methods:
-        raise ConfigError(f"`method` must be one of {list(methods)}; got {method!r}.")
+    if method not in ("svi+nuts", "nuts", "svi"):
+        raise ConfigError(f"`method` must be one of ['svi+nuts', 'nuts', 'svi']; got {method!r}.")
     if not (isinstance(hidden_svi_steps, int) and hidden_svi_steps > 0):
         raise ConfigError(f"`hidden_svi_steps` must be a positive int; got {hidden_svi_steps!r}.")
     data = as_data(ts, ys, **{k: kwargs.pop(k) for k in ("state_names", "series_names", "t0") if k in kwargs})
