@@ -47,6 +47,9 @@ CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 # Report solver failures from every iteration in the first pass (no replay): slower (a host
 # callback per gradient); the reference the replay is tested against.
 _REPORT_EVERY_ITERATION = False
+# Per chain and chunk, the states before this many diverging iterations are kept, so the
+# failure report replays just those iterations (more divergences: the chunk is replayed).
+REPLAY_SLOTS = 8
 # Starting points tried per chain (without init_params); the one with the highest log density is used.
 NUM_START_CANDIDATES = 16
 GUIDES = {
@@ -197,34 +200,48 @@ class _Sampler:
         self.postprocess = jax.jit(jax.vmap(lambda z, md: postprocess_fn_gen(md)(z), in_axes=(0, None)))
 
     def chunk(self, n: int):
-        """Compiled ``(states, chain_ids, md, report, stop) -> (states, (z, stats))`` for ``n`` iterations.
+        """Compiled ``(states, chain_ids, md, report, stop) -> (states, (z, stats), (kept, count))`` for ``n`` iterations.
 
         ``report`` (n,) bool turns the model's solver-failure callback on for
         those iterations; iterations ``>= stop`` are skipped (state unchanged).
         Both are runtime arguments, so one compiled program serves the fast pass
-        (no callbacks) and the replay of the iterations that diverged.
+        (no callbacks) and the replays of iterations that diverged. ``kept``
+        holds, per chain, the states before its first ``REPLAY_SLOTS`` diverging
+        iterations (leading axes (chain, slot)); ``count`` (chain,) how many diverged.
         """
-        if n not in self._chunks:
+        if (n, REPLAY_SLOTS) not in self._chunks:
 
             def run(states, chain_ids, md, report, stop):
                 def one(state, cid):
-                    def body(s, x):
+                    def body(carry, x):
+                        s, kept, count = carry
                         k, report_k = x
 
                         def step(s):
                             kwargs = {"chain_id": cid, "iteration": s.i, "report": report_k}
                             return self.sample_kernel(s, model_args=(md,), model_kwargs=kwargs)
 
-                        s = jax.lax.cond(k < stop, step, lambda s: s, s)
-                        stats = (s.diverging, s.accept_prob, s.num_steps, s.potential_energy, s.energy, s.adapt_state.step_size)
-                        return s, (s.z, stats)
+                        new = jax.lax.cond(k < stop, step, lambda s: s, s)
+                        # Keep the state this iteration started from if it diverged (in place, one slot).
+                        slot = jnp.minimum(count, REPLAY_SLOTS - 1)
+                        keep = (k < stop) & new.diverging & (count < REPLAY_SLOTS)
+                        kept = jax.tree.map(
+                            lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, jnp.where(keep, v, buf[slot]), slot, 0),
+                            kept,
+                            s,
+                        )
+                        count = count + ((k < stop) & new.diverging).astype(jnp.int32)
+                        stats = (new.diverging, new.accept_prob, new.num_steps, new.potential_energy, new.energy, new.adapt_state.step_size)
+                        return (new, kept, count), (new.z, stats)
 
-                    return jax.lax.scan(body, state, (jnp.arange(n), report))
+                    kept = jax.tree.map(lambda v: jnp.repeat(v[None], REPLAY_SLOTS, axis=0), state)
+                    (s, kept, count), out = jax.lax.scan(body, (state, kept, jnp.int32(0)), (jnp.arange(n), report))
+                    return s, out, (kept, count)
 
                 return jax.vmap(one)(states, chain_ids)
 
-            self._chunks[n] = jax.jit(run)
-        return self._chunks[n]
+            self._chunks[n, REPLAY_SLOTS] = jax.jit(run)
+        return self._chunks[n, REPLAY_SLOTS]
 
 
 def _get_sampler(model, md, settings) -> _Sampler:
@@ -483,22 +500,33 @@ def run_nuts(
         """One chunk of ``n`` iterations for chains ``idx`` on ``dev``, without failure reports.
 
         Then, if any chain diverged (a failed solve always gives a divergence: its
-        log density is -inf), the chunk is replayed from the same states up to the
-        last such iteration with reports on at the diverging iterations; the
-        replay is the same compiled program with the same inputs, so it retraces
-        the same trajectories and only adds the counts.
+        log density is -inf), those iterations are run again with reports on, from
+        the states they started from (kept by the chunk): the same compiled program
+        with the same inputs retraces the same trajectories and only adds the
+        counts. A chain with more than ``REPLAY_SLOTS`` divergences in the chunk
+        has the chunk replayed up to its last diverging iteration instead.
         """
         sub = jax.tree.map(lambda x: x[idx], st)
         md_dev = md
         if len(groups) > 1:
             sub, md_dev = jax.device_put(sub, dev), jax.device_put(md, dev)
         fn = sampler.chunk(n)
-        first = jnp.full(n, _REPORT_EVERY_ITERATION)
-        out_states, (z, chunk_stats) = fn(sub, jnp.asarray(idx), md_dev, first, n)
+        ids = jnp.asarray(idx)
+        out_states, (z, chunk_stats), (kept, count) = fn(sub, ids, md_dev, jnp.full(n, _REPORT_EVERY_ITERATION), n)
         out = jax.device_get((out_states, z, chunk_stats))
-        replay = np.asarray(out[2][0]).any(axis=0)  # (n,) iterations where any chain diverged
-        if replay.any() and not _REPORT_EVERY_ITERATION:
-            fn(sub, jnp.asarray(idx), md_dev, jnp.asarray(replay), int(np.flatnonzero(replay)[-1]) + 1)
+        count = np.asarray(count)
+        if count.any() and not _REPORT_EVERY_ITERATION:
+            if count.max() > REPLAY_SLOTS:
+                replay = np.asarray(out[2][0]).any(axis=0)  # (n,) iterations where any chain diverged
+                fn(sub, ids, md_dev, jnp.asarray(replay), int(np.flatnonzero(replay)[-1]) + 1)
+            else:
+                first_only = jnp.asarray(np.arange(n) == 0)
+                rows = np.arange(len(idx))
+                for j in range(int(count.max())):
+                    # Chains with fewer divergences repeat their last one: reports of the
+                    # same point are de-duplicated, so this only costs the evaluation.
+                    pick = np.clip(np.minimum(j, count - 1), 0, None)
+                    fn(jax.tree.map(lambda b: b[rows, pick], kept), ids, md_dev, first_only, 1)
             jax.effects_barrier()
         return out
 
