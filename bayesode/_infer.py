@@ -35,7 +35,7 @@ from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO, autoguide
 from numpyro.infer.hmc import hmc
 from numpyro.infer.initialization import init_to_median, init_to_sample
-from numpyro.infer.util import _get_model_transforms, get_potential_fn, unconstrain_fn
+from numpyro.infer.util import _get_model_transforms, compute_log_probs, get_potential_fn, unconstrain_fn
 
 from ._data import as_data
 from ._errors import ConfigError, InitializationError
@@ -242,6 +242,30 @@ class _Sampler:
 
             self._chunks[n, REPLAY_SLOTS] = jax.jit(run)
         return self._chunks[n, REPLAY_SLOTS]
+
+
+class _TraceELBO(Trace_ELBO):
+    """NumPyro's ``Trace_ELBO`` (no mutable state), summing the sites in trace order.
+
+    NumPyro 0.22 sums over a Python ``set`` of site names, whose order follows the
+    process's string-hash seed: the traced SVI program differs from one process to the
+    next, so JAX's persistent compilation cache never hits and every run recompiles.
+    Same estimator, same key use (model key, guide key = split(key)).
+    """
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        def particle(key):
+            model_key, guide_key = jax.random.split(key)
+            guide_lp, guide_trace = compute_log_probs(handlers.seed(guide, guide_key), args, kwargs, param_map)
+            replayed = handlers.replay(handlers.seed(model, model_key), guide_trace)
+            model_lp, _ = compute_log_probs(replayed, args, kwargs, param_map)
+            names = list(model_lp) + [k for k in guide_lp if k not in model_lp]
+            return sum((model_lp.get(k, 0.0) - guide_lp.get(k, 0.0) for k in names), start=jnp.zeros(()))
+
+        if self.num_particles == 1:
+            return {"loss": -particle(rng_key), "mutable_state": None}
+        elbos = self.vectorize_particles_fn(particle, jax.random.split(rng_key, self.num_particles))
+        return {"loss": -jnp.mean(elbos), "mutable_state": None}
 
 
 def _get_sampler(model, md, settings) -> _Sampler:
@@ -713,7 +737,7 @@ def run_svi(
         schedule = optax.exponential_decay(0.01, transition_steps=num_steps, decay_rate=0.05)
         optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
     opt = optimizer
-    svi = SVI(model, g, numpyro.optim.optax_to_numpyro(opt), Trace_ELBO(num_particles=num_particles))
+    svi = SVI(model, g, numpyro.optim.optax_to_numpyro(opt), _TraceELBO(num_particles=num_particles))
     k_fit, k_draw = jax.random.split(key)
     t0 = time.time()
     try:

@@ -15,11 +15,14 @@ Failures are made cheap:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 
@@ -172,6 +175,25 @@ class _NaNOutside(eqx.Module):
         return jnp.where(_within_bound(y, self.bound), self.field(t, y, args), jnp.nan)
 
 
+@contextlib.contextmanager
+def _checks_without_callbacks():
+    """diffrax checks ``saveat.ts`` (increasing, within the interval) with equinox's
+    ``error_if``, which raises through a host callback, and JAX never writes a program
+    with a host callback to the persistent compilation cache: every process would
+    recompile every model. Our times are validated before any solve, so while our
+    solve is traced these checks return NaN instead of raising (``on_error="nan"``:
+    a NaN time fails the solve, which is then counted like any other failure).
+    Only ``equinox.internal.error_if``, the name diffrax calls, is swapped, and only
+    during the trace; equinox caches the two variants under different keys.
+    """
+    original = eqxi.error_if
+    eqxi.error_if = functools.partial(original, on_error="nan")
+    try:
+        yield
+    finally:
+        eqxi.error_if = original
+
+
 def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = None) -> Solution:
     """Integrate ``dy/dt = field(t, y, args)`` from ``(t0, y0)``, saving at ``ts``. Never raises.
 
@@ -230,21 +252,22 @@ def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = No
     if backsolve:
         field = _NaNOutside(field, bound)
 
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        config.solver,
-        t0=t0,
-        t1=t1,
-        dt0=config.dt0,
-        y0=y0_run,
-        args=args,
-        saveat=diffrax.SaveAt(ts=ts_run),
-        stepsize_controller=controller,
-        adjoint=config.adjoint,
-        event=None if backsolve else diffrax.Event(leaves_bounds),
-        max_steps=config.max_steps,
-        throw=False,
-    )
+    with _checks_without_callbacks():
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(field),
+            config.solver,
+            t0=t0,
+            t1=t1,
+            dt0=config.dt0,
+            y0=y0_run,
+            args=args,
+            saveat=diffrax.SaveAt(ts=ts_run),
+            stepsize_controller=controller,
+            adjoint=config.adjoint,
+            event=None if backsolve else diffrax.Event(leaves_bounds),
+            max_steps=config.max_steps,
+            throw=False,
+        )
     status = _status_from(sol.result, sol.ys, ok_start)
     if backsolve:
         out_of_bounds = jnp.max(jnp.where(jnp.isfinite(sol.ys), jnp.abs(sol.ys), 0.0)) >= bound
