@@ -53,6 +53,7 @@ from ._solve import (
     STATUS_OTHER,
     Solution,
     SolverConfig,
+    _checks_without_callbacks,
     solve,
 )
 
@@ -565,23 +566,24 @@ def solve_with_events(
 
     def restart(carry, _):
         t_start, y, ys, status, num_steps, done, times, n = carry
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field),
-            config.solver,
-            t0=t_start,
-            t1=t_end,
-            dt0=config.dt0,
-            y0=y,
-            args=args,
-            saveat=diffrax.SaveAt(
-                subs=(diffrax.SubSaveAt(ts=jnp.clip(ts, t_start, t_end)), diffrax.SubSaveAt(t1=True))
-            ),
-            stepsize_controller=controller,
-            adjoint=config.adjoint,
-            event=dx_event,
-            max_steps=config.max_steps,
-            throw=False,
-        )
+        with _checks_without_callbacks():  # keeps the program cacheable (see _solve)
+            sol = diffrax.diffeqsolve(
+                diffrax.ODETerm(field),
+                config.solver,
+                t0=t_start,
+                t1=t_end,
+                dt0=config.dt0,
+                y0=y,
+                args=args,
+                saveat=diffrax.SaveAt(
+                    subs=(diffrax.SubSaveAt(ts=jnp.clip(ts, t_start, t_end)), diffrax.SubSaveAt(t1=True))
+                ),
+                stepsize_controller=controller,
+                adjoint=config.adjoint,
+                event=dx_event,
+                max_steps=config.max_steps,
+                throw=False,
+            )
         (_, t_final), (ys_seg, y_final) = sol.ts, sol.ys
         hit = (sol.result == r.event_occurred) & sol.event_mask[0] & ~done
         t_stop = jnp.where(hit, t_final[0], t_end)
