@@ -31,13 +31,14 @@ from dataclasses import dataclass
 
 import arviz as az
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 from scipy import stats
 
 from ._data import Data, make_data
 from ._errors import ConfigError
-from ._infer import _check_model, _positive_int, _raw_key, run_nuts
+from ._infer import _check_model, _get_sampler, _positive_int, _raw_key, run_nuts
 from ._priors import FIELD_PREFIX, SITE_OBS
 
 _ELEMENT = re.compile(r"^(?P<site>[^\[\]]+)(\[(?P<index>[0-9, ]+)\])?$")
@@ -287,6 +288,7 @@ def sbc(
     num_bins: int | None = None,
     simulate_model=None,
     count_failures: bool = False,
+    vectorize: bool = False,
     **nuts_kwargs,
 ) -> SBCResult:
     """Simulation-based calibration of :func:`bayesode.run_nuts` on ``model``.
@@ -325,6 +327,16 @@ def sbc(
         Count failed solves per replication (``solver_failures``). Off by
         default: the count is a host callback per gradient evaluation,
         which costs several times the solve of a small model.
+    vectorize : bool
+        Fit the simulated data sets as one vectorised NUTS run per batch of 32
+        (each chain with its own data), instead of one ``run_nuts`` call each
+        (the default; always so with ``count_failures`` or ``run_nuts`` settings
+        other than ``target_accept_prob``, ``max_tree_depth``, ``dense_mass``).
+        Same starting points, keys and settings either way. Every iteration of a
+        batch costs its longest trajectory, so on CPU this pays when trees are
+        short: measured in two-worker test runs on 2 cores, the small neural SBC test (tree depth <= 6)
+        ran in 238 s against 324 s, the decay SBC test (depth <= 10) in 157 s
+        against 120 s. On an accelerator the batch is the natural unit.
     **nuts_kwargs : more ``run_nuts`` settings (``target_accept_prob``...).
 
     Returns
@@ -375,10 +387,9 @@ def sbc(
     key = _raw_key(key)
     _check_prior_is_data_free(simulate, md, key)
 
-    names: dict | None = None
-    ranks, pits, truths, kept, diags = {}, {}, {}, [], []
+    # 1. simulate every data set (a prior draw whose solve fails is redrawn, see Notes)
+    sims, datas, fit_keys, pit_keys = [], [], [], []
     for r in range(num_replications):
-        t_start = time.time()
         k_sim, k_fit, k_pit = jax.random.split(jax.random.fold_in(key, r), 3)
         for attempt in range(_MAX_SIMULATION_ATTEMPTS):
             latents, traj, obs, status = jax.device_get(simulate(jax.random.fold_in(k_sim, attempt), md))
@@ -389,31 +400,32 @@ def sbc(
                 f"{_MAX_SIMULATION_ATTEMPTS} prior draws in a row gave a failed solve or non-finite data; "
                 "tighten the priors (see bayesode.prior_failure_rate)."
             )
-        if names is None:
-            names = _resolve_quantities(quantities, latents, traj, data_template.lengths)
-            ranks = {q: [] for q in names}
-            pits = {q: [] for q in names}
-            truths = {q: [] for q in names}
-        data = _simulated_data(data_template, np.asarray(obs, dtype=np.float64))
-        post = run_nuts(
-            fit_model,
-            data,
-            key=k_fit,
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            num_chains=num_chains,
-            **nuts_kwargs,
-        )
-        draws = dict(post.samples)
-        if any(site == "trajectory" for site, _ in names.values()):
-            draws["trajectory"] = post._run_derived()["trajectory"]
+        sims.append((latents, traj, attempt + 1))
+        datas.append(_simulated_data(data_template, np.asarray(obs, dtype=np.float64)))
+        fit_keys.append(k_fit)
+        pit_keys.append(k_pit)
+    names = _resolve_quantities(quantities, sims[0][0], sims[0][1], data_template.lengths)
+    ranks, pits, truths = ({q: [] for q in names} for _ in range(3))
+    kept, diags = [], []
+
+    # 2. fit them: vectorised over data sets, or one run_nuts call each (counting failures,
+    # or with run_nuts settings the vectorised fit does not take)
+    nuts = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)
+    if not vectorize or count_failures or set(nuts_kwargs) - _VECTORISED_SETTINGS:
+        with_trajectory = any(site == "trajectory" for site, _ in names.values())
+        fits = (_fit_one(fit_model, data, k, with_trajectory, **nuts, **nuts_kwargs) for data, k in zip(datas, fit_keys))
+    else:
+        fits = _fit_replications(fit_model, datas, fit_keys, **nuts, **nuts_kwargs)
+
+    # 3. rank each truth among its (thinned) posterior draws
+    for (latents, traj, attempts), k_pit, (draws, sample_stats, seconds) in zip(sims, pit_keys, fits):
         chains = {q: np.asarray(draws[site])[(slice(None), slice(None), *idx)] for q, (site, idx) in names.items()}
         true = {
             q: (latents if site != "trajectory" else {"trajectory": traj})[site][idx]
             for q, (site, idx) in names.items()
         }
-        d = _replication_diagnostics(post, chains, count_failures)
-        step = thin or max(1, int(np.floor(post.num_chains * post.num_draws / max(d["ess_bulk_min"], 1.0))))
+        d = _replication_diagnostics(num_chains, sample_stats, chains, count_failures)
+        step = thin or max(1, int(np.floor(num_chains * num_samples / max(d["ess_bulk_min"], 1.0))))
         u = np.asarray(jax.random.uniform(k_pit, (len(names),)))
         n_kept = None
         for j, q in enumerate(names):
@@ -424,7 +436,7 @@ def sbc(
             pits[q].append((below + u[j] * (ties + 1)) / (x.size + 1))
             truths[q].append(float(true[q]))
         kept.append(n_kept)
-        d.update(thin=step, num_draws=n_kept, simulation_attempts=attempt + 1, wall_time_s=time.time() - t_start)
+        d.update(thin=step, num_draws=n_kept, simulation_attempts=attempts, wall_time_s=seconds)
         diags.append(d)
 
     pit_arr = {q: np.asarray(v) for q, v in pits.items()}
@@ -442,16 +454,91 @@ def sbc(
     )
 
 
-def _replication_diagnostics(post, chains: dict, count_failures: bool) -> dict:
+_VECTORISED_SETTINGS = {"target_accept_prob", "max_tree_depth", "dense_mass", "progress"}
+# Data sets per vectorised fit: wider batches vectorise more, but every NUTS iteration of
+# a batch costs its longest trajectory.
+_BATCH_REPLICATIONS = 32
+
+
+def _fit_one(model, data, key, with_trajectory, **nuts):
+    """One replication through ``run_nuts``: ``(draws, sample_stats, seconds)``."""
+    start = time.time()
+    post = run_nuts(model, data, key=key, **nuts)
+    draws = dict(post.samples)
+    if with_trajectory:
+        draws["trajectory"] = post._run_derived()["trajectory"]
+    return draws, post.sample_stats, time.time() - start
+
+
+def _fit_replications(model, datas, fit_keys, *, num_warmup, num_samples, num_chains, target_accept_prob=0.8,
+                      max_tree_depth=10, dense_mass=False, progress=False):  # fmt: skip
+    """Fit every data set in ``datas`` with NUTS, ``_BATCH_REPLICATIONS`` of them per vectorised run.
+
+    Each replication's chains start where ``run_nuts(key=fit_keys[r])`` would start them,
+    with the same chain keys and settings. Yields ``(draws, sample_stats, seconds)`` per
+    data set: constrained sites and ``trajectory`` with (chain, draw) leading axes;
+    ``diverging`` and ``energy`` (chain, draw); the batch's wall time per data set.
+    """
+    del progress  # one compiled call per batch: nothing to report in between
+    settings = dict(
+        num_warmup=num_warmup,
+        target_accept_prob=float(target_accept_prob),
+        max_tree_depth=_positive_int("max_tree_depth", max_tree_depth),
+        dense_mass=bool(dense_mass),
+        forward_mode=model.spec.solver.forward_mode,
+    )
+    sampler = _get_sampler(model, datas[0].model_data(), settings)
+    start, init, run, postprocess = sampler.per_chain_data(num_warmup + num_samples)
+    for b in range(0, len(datas), _BATCH_REPLICATIONS):
+        t0 = time.time()
+        batch = range(b, min(b + _BATCH_REPLICATIONS, len(datas)))
+        # chain c of replication r is row r * num_chains + c, with r's data
+        md = jax.tree.map(lambda *xs: np.repeat(np.stack(xs), num_chains, axis=0), *[datas[r].model_data() for r in batch])
+        k_init, k_chains = zip(*[jax.random.split(fit_keys[r]) for r in batch])  # as run_nuts splits its key
+
+        def start_keys(attempt):
+            return np.concatenate(
+                [jax.random.split(k if attempt == 0 else jax.random.fold_in(k, attempt), num_chains) for k in k_init]
+            )
+
+        chain_keys = np.concatenate([jax.random.split(k, num_chains) for k in k_chains])
+        z = start(start_keys(0), md, 0.0)
+        states = init(z, chain_keys, md)
+        for attempt in range(20):  # as run_nuts: chains without a finite start retry from uniform(-2, 2)
+            bad = ~np.isfinite(np.asarray(states.potential_energy))
+            if not bad.any():
+                break
+            retry = start(start_keys(attempt + 1), md, 2.0)
+            z = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), z, retry)
+            states = init(z, chain_keys, md)
+        else:
+            raise ConfigError(
+                f"SBC: no starting point with a finite log density for replication(s) "
+                f"{sorted({b + int(i) // num_chains for i in np.flatnonzero(bad)})} after 20 attempts."
+            )
+        zs, (diverging, _, energy) = run(states, md)
+        kept = jax.tree.map(lambda x: x[:, num_warmup:], zs)
+        draws = jax.device_get(postprocess(kept, md))
+        diverging, energy = np.asarray(diverging)[:, num_warmup:], np.asarray(energy)[:, num_warmup:]
+        seconds = (time.time() - t0) / len(batch)
+        for i in range(len(batch)):
+            rows = slice(i * num_chains, (i + 1) * num_chains)
+            yield (
+                {k: np.asarray(v[rows]) for k, v in draws.items()},
+                {"diverging": diverging[rows], "energy": energy[rows]},
+                seconds,
+            )
+
+
+def _replication_diagnostics(num_chains: int, st: dict, chains: dict, count_failures: bool) -> dict:
     """Convergence of one replication's fit over the tested quantities."""
     rhat, bulk, tail = [], [], []
     for x in chains.values():
         x = np.asarray(x, dtype=np.float64)
-        if post.num_chains >= 2:
+        if num_chains >= 2:
             rhat.append(float(az.rhat(x)))
         bulk.append(float(az.ess(x, method="bulk")))
         tail.append(float(az.ess(x, method="tail")))
-    st = post.sample_stats
     return {
         "rhat_max": float(np.nanmax(rhat)) if rhat else float("nan"),
         "ess_bulk_min": float(np.nanmin(bulk)),

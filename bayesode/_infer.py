@@ -196,8 +196,42 @@ class _Sampler:
 
         self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None)))
         self.start = jax.jit(jax.vmap(start_one, in_axes=(0, None, None)))
+        self._init_one, self._start_one = init_one, start_one
+        self._postprocess_one = lambda z, md: postprocess_fn_gen(md)(z)
+        self._per_chain = {}
         self._chunks = {}
+        # Chunk sizes whose program has been traced, so threads may call it (see run_nuts).
+        self.traced: set[int] = set()
         self.postprocess = jax.jit(jax.vmap(lambda z, md: postprocess_fn_gen(md)(z), in_axes=(0, None)))
+
+    def per_chain_data(self, total: int):
+        """Compiled ``(start, init, run, postprocess)`` for chains that each have their own
+        data: every ``md`` leaf has a leading (chain,) axis. SBC fits many simulated data sets
+        this way, as one vectorised run of ``total`` iterations (no chunks, no failure report).
+
+        ``start(keys, md, radius) -> z``, ``init(z, keys, md) -> states``,
+        ``run(states, md) -> (z, (diverging, num_steps, energy))`` with (chain, iteration)
+        leading axes, ``postprocess(z, md)``: constrained sites and deterministics.
+        """
+        if total not in self._per_chain:
+
+            def run(states, md):
+                def one(state, md):
+                    def body(s, _):
+                        s = self.sample_kernel(s, model_args=(md,), model_kwargs={})
+                        return s, (s.z, (s.diverging, s.num_steps, s.energy))
+
+                    return jax.lax.scan(body, state, None, length=total)[1]
+
+                return jax.vmap(one)(states, md)
+
+            self._per_chain[total] = (
+                jax.jit(jax.vmap(self._start_one, in_axes=(0, 0, None))),
+                jax.jit(jax.vmap(lambda z, key, md: self._init_one(z, key, md, None))),
+                jax.jit(run),
+                jax.jit(jax.vmap(jax.vmap(self._postprocess_one, in_axes=(0, None)))),
+            )
+        return self._per_chain[total]
 
     def chunk(self, n: int):
         """Compiled ``(states, chain_ids, md, report, stop) -> (states, (z, stats), (kept, count))`` for ``n`` iterations.
@@ -554,7 +588,6 @@ def run_nuts(
             jax.effects_barrier()
         return out
 
-    traced = set()  # chunk sizes whose program has been traced (safe to call from threads)
     stop_requested = _StopOnSigint()
     with log, stop_requested:
         try:
@@ -562,7 +595,7 @@ def run_nuts(
                 n = min(chunk_size, total - done)
                 if len(groups) == 1:
                     results = [run_group(*groups[0], n, states)]
-                elif chain_method == "parallel" and n in traced:
+                elif chain_method == "parallel" and n in sampler.traced:
                     with ThreadPoolExecutor(len(groups)) as ex:
                         results = list(ex.map(lambda g: run_group(g[0], g[1], n, states), groups))
                 else:
@@ -570,7 +603,7 @@ def run_nuts(
                     # live on one global stack: two threads tracing at once mix their sites ("all
                     # sites must have unique names"). So it runs group by group, once.
                     results = [run_group(dev, idx, n, states) for dev, idx in groups]
-                    traced.add(n)
+                    sampler.traced.add(n)
                 cat = lambda *xs: np.concatenate(xs, axis=0)  # noqa: E731
                 states = jax.tree.map(lambda *xs: jnp.asarray(cat(*xs)), *[r[0] for r in results])
                 z = jax.tree.map(cat, *[r[1] for r in results])

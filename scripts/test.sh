@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite in one pytest run. tests/conftest.py orders it cheapest
-# first (unit and smoke, then statistical `slow`, then `notebooks`) and -x stops
-# at the first failure, so a cheap failure ends the run early.
+# The whole test suite in one pytest run: unit and smoke tests, statistical `slow`
+# tests and `notebooks`. tests/conftest.py hands the heaviest modules and notebooks
+# to the workers first, so the run ends on short tests; -x stops at the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MPLBACKEND=Agg

@@ -24,22 +24,39 @@ def strict_jax():
         yield
 
 
+# Seconds each heavy unit took in a two-worker run on the 2-core development machine
+# (`pytest -n 2 --dist loadgroup --durations=80`, 2026-11-30), rounded. pytest-xdist
+# hands out units (a module, or one notebook) in collection order as workers free up,
+# so the heaviest go first (longest-processing-time order) and the short unit tests
+# fill the gaps at the end instead of one long module running alone on one worker.
+UNIT_SECONDS = {
+    "test_infer": 600, "test_sbc": 550, "test_jumps": 310, "test_model": 285, "test_cli": 265,
+    "test_lv_reference": 200, "test_exact": 230, "test_resume": 180, "test_robustness": 175,
+    "01_quickstart": 186, "04_svi_vs_nuts": 161, "02_mechanistic_neural_hybrid": 155, "06_dosing": 127,
+    "05_structured_fields": 108, "03_time_series": 105, "07_sir_influenza": 97,
+    "test_parallel": 145, "test_structured": 140, "test_cache": 110,
+}  # fmt: skip
+
+
+def _unit(item) -> str:
+    if item.get_closest_marker("notebooks"):
+        return item.callspec.id if hasattr(item, "callspec") else item.name
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Run unit/smoke tests first, then `slow`, then `notebooks` (stable within each group).
+    """Order test units heaviest first (see ``UNIT_SECONDS``); within a module, unit tests
+    before ``slow`` ones, so a cheap failure in a module shows before its long fits.
 
     Under pytest-xdist (``--dist loadgroup``, see scripts/test.sh) each test module
     stays on one worker, so its module-scoped fixtures (compiled fits) are built
-    once; notebook tests carry no group and spread over the workers.
+    once; each notebook is a unit of its own.
     """
     for item in items:
         if not item.get_closest_marker("notebooks"):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
     def rank(item):
-        if item.get_closest_marker("notebooks"):
-            return 2
-        if item.get_closest_marker("slow"):
-            return 1
-        return 0
+        return (-UNIT_SECONDS.get(_unit(item), 0), _unit(item), bool(item.get_closest_marker("slow")))
 
     items.sort(key=rank)
