@@ -27,13 +27,14 @@ DEFAULT_CASES = [
     "lv-report-every-gradient",
     "lv-numpyro",
     "lv-stan",
+    "lv-parallel",
     "spiral",
     "spiral-cubed",
     "neural-lh",
     "scaling",
     "solver",
 ]
-ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized", "lv-parallel"]
+ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized"]
 TABLE = [
     ("case", "{}"),
     ("tool", "{}"),
