@@ -202,7 +202,7 @@ class _Sampler:
         self._chunks = {}
         # Chunk sizes whose program has been traced, so threads may call it (see run_nuts).
         self.traced: set[int] = set()
-        self.postprocess = jax.jit(jax.vmap(lambda z, md: postprocess_fn_gen(md)(z), in_axes=(0, None)))
+        self.postprocess = jax.jit(jax.vmap(self._postprocess_one, in_axes=(0, None)))
 
     def per_chain_data(self, total: int):
         """Compiled ``(start, init, run, postprocess)`` for chains that each have their own
