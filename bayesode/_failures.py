@@ -10,10 +10,15 @@ Why the filter: under ``vmap`` a batched ``while_loop`` (NUTS tree building)
 keeps running the body for chains that have finished, from their unchanged
 state, and throws the result away. Those evaluations are real solves but no
 part of any chain; they can fail, and counting them would make the failure
-count depend on how chains are batched. Only chain-iterations that diverged
-are counted, and the first failure recorded in one is the one that stopped its
-trajectory (the discarded evaluations come after it). Reports of the same point
-are de-duplicated by a fingerprint of the evaluated parameters.
+count depend on how chains are batched (measured: in a vectorised run the
+points reported for a chain-iteration were as many as the *longest* tree among
+the chains batched with it, not its own). A chain's own evaluations come first:
+its tree is still being built while they happen, and the discarded ones start
+only once it has stopped. So every evaluated point is logged in order, and
+only a chain-iteration's first ``num_steps`` distinct points (its leapfrog
+steps) count; a failure among them is the one that stopped its trajectory.
+Reports of the same point are de-duplicated by a fingerprint of the evaluated
+parameters. Only chain-iterations that diverged are counted.
 
 This is the one piece of module-level state in bayesode: a stack of active
 logs, because the callback target is fixed when the sampler is traced.
@@ -35,31 +40,32 @@ _LOCK = threading.Lock()
 
 
 class FailureLog:
-    """Distinct failed solves per (chain, iteration), by cause."""
+    """Every reported point per (chain, iteration), in the order evaluated, with its solve status."""
 
     def __init__(self):
+        # (chain, iteration) -> {fingerprint: 0 (solved) or the first failure status}, insertion-ordered
         self._seen: dict[tuple[int, int], dict[float, int]] = defaultdict(dict)
 
     def record(self, chain, iteration, status, fingerprint):
         status = np.asarray(status).ravel()
         bad = status[status != 0]
-        if bad.size == 0:
-            return
         with _LOCK:
-            self._seen[(int(chain), int(iteration))].setdefault(float(fingerprint), int(bad[0]))
+            self._seen[(int(chain), int(iteration))].setdefault(float(fingerprint), int(bad[0]) if bad.size else 0)
 
-    def counts(self, diverging: np.ndarray, start: int) -> dict[str, np.ndarray]:
-        """``{cause: (chain, iteration) counts}`` plus ``total`` for the iterations ``start + j``
-        of ``diverging`` (chain, iteration): 1 where that chain-iteration diverged at a failed solve."""
+    def counts(self, diverging: np.ndarray, num_steps: np.ndarray, start: int) -> dict[str, np.ndarray]:
+        """``{cause: (chain, iteration) counts}`` plus ``total`` for the iterations ``start + j`` of
+        ``diverging`` and ``num_steps`` (chain, iteration): 1 where that chain-iteration diverged
+        at a failed solve, i.e. one of its first ``num_steps`` distinct evaluated points failed."""
         diverging = np.asarray(diverging, dtype=bool)
         num_chains, n = diverging.shape
         out = {c: np.zeros((num_chains, n), dtype=np.int64) for c in ["total", *FAILURE_CAUSES.values()]}
         for (chain, it), fps in self._seen.items():
             j = it - start
-            if 0 <= j < n and chain < num_chains and diverging[chain, j] and fps:
-                first = next(iter(fps.values()))
-                out[FAILURE_CAUSES.get(first, "other")][chain, j] += 1
-                out["total"][chain, j] += 1
+            if 0 <= j < n and chain < num_chains and diverging[chain, j]:
+                failed = [s for s in list(fps.values())[: int(num_steps[chain, j])] if s != 0]
+                if failed:
+                    out[FAILURE_CAUSES.get(failed[0], "other")][chain, j] += 1
+                    out["total"][chain, j] += 1
         return out
 
     def __enter__(self):

@@ -613,7 +613,7 @@ def run_nuts(
                     stats[name] = v if name not in stats else np.concatenate([stats[name], v], axis=1)
                 done += n
                 jax.effects_barrier()
-                fails = log.counts(stats["diverging"], 0)["total"].sum()
+                fails = log.counts(stats["diverging"], stats["num_steps"], 0)["total"].sum()
                 bar.update(done, stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
                 if checkpoint_dir is not None:
                     _save_checkpoint(checkpoint_dir, dict(meta, iteration=done), states, _merge(draws), stats, log)
@@ -644,11 +644,11 @@ def run_nuts(
     sstats = {k: np.asarray(v[:, num_warmup:done]) for k, v in stats.items()}
     sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
     sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
-    fail = log.counts(stats["diverging"][:, num_warmup:done], num_warmup)
+    fail = log.counts(stats["diverging"][:, num_warmup:done], stats["num_steps"][:, num_warmup:done], num_warmup)
     sstats["solver_failures"] = fail.pop("total")
     for cause, v in fail.items():
         sstats[f"solver_failures_{cause}"] = v
-    warm = log.counts(stats["diverging"][:, :num_warmup], 0)
+    warm = log.counts(stats["diverging"][:, :num_warmup], stats["num_steps"][:, :num_warmup], 0)
     settings_out = dict(
         meta,
         iteration=done,

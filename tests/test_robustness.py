@@ -481,7 +481,8 @@ def test_every_failure_cause_gives_exactly_minus_inf_finite_gradients_and_one_co
     run = jax.jit(jax.vmap(lambda p, chain: (lp(p, chain), grad(p, chain))))
     with FailureLog() as log:
         values, grads = jax.device_get(run(case_params(), jnp.arange(len(CASES))))
-    counts = log.counts(np.ones((len(CASES), 1), bool), 0)  # as if every case were a divergent transition
+    # as if every case were a divergent transition of one leapfrog step
+    counts = log.counts(np.ones((len(CASES), 1), bool), np.ones((len(CASES), 1), int), 0)
     for i, (name, (_, expected)) in enumerate(CASES.items()):
         if name == "ok":
             assert np.isfinite(values[i]) and counts["total"][i, 0] == 0
@@ -492,6 +493,28 @@ def test_every_failure_cause_gives_exactly_minus_inf_finite_gradients_and_one_co
             assert sum(counts[CAUSE_OF[code]][i, 0] for code in expected) == 1, (name, counts)
         for site, g in grads.items():
             assert np.all(np.isfinite(g[i])), (name, site, g[i])
+
+
+def test_failure_log_counts_only_a_chains_own_leapfrog_points():
+    # Points are logged in evaluation order; a chain-iteration with num_steps leapfrog steps owns
+    # its first num_steps distinct points. Later ones are the discarded evaluations a batched
+    # while-loop makes after the chain's tree has stopped (while another chain's still grows).
+    ok, blow_up, max_steps = np.array([STATUS_OK]), np.array([STATUS_BLOW_UP]), np.array([STATUS_MAX_STEPS])
+    log = FailureLog()
+    for chain, points in {
+        0: [(1.0, ok), (2.0, blow_up)],  # its second (last) step failed: counted
+        1: [(1.0, ok), (2.0, ok), (3.0, max_steps)],  # the failure came after its 2 steps: not counted
+        2: [(1.0, ok), (1.0, blow_up), (2.0, ok)],  # a repeated point keeps its first status: none failed
+        3: [(5.0, max_steps)],  # failed, but the iteration did not diverge: not counted
+    }.items():
+        for fingerprint, status in points:
+            log.record(chain, 7, status, fingerprint)
+    diverging = np.array([[True], [True], [True], [False]])
+    counts = log.counts(diverging, np.array([[2], [2], [2], [1]]), 7)
+    assert counts["total"][:, 0].tolist() == [1, 0, 0, 0]
+    assert counts["blow_up"][0, 0] == 1 and counts["max_steps"].sum() == 0
+    assert log.counts(diverging, np.array([[2], [3], [2], [1]]), 7)["max_steps"][:, 0].tolist() == [0, 1, 0, 0]
+    assert log.counts(diverging, np.array([[2], [2], [2], [1]]), 8)["total"].sum() == 0  # other iterations
 
 
 def test_failed_solves_are_cheap():
@@ -586,12 +609,18 @@ def test_nuts_survives_failures_of_several_causes_in_warmup_and_sampling(monkeyp
     # replaying only from kept states, must count the same failures.
     # iterations 200-249 are one chunk; more divergences there than slots: the whole-chunk replay ran
     assert st["diverging"][:, 50:].sum(axis=1).max() > infer.REPLAY_SLOTS, st["diverging"][:, 50:].sum(axis=1)
+    # Reporting from every iteration of the vectorised run also logs the discarded evaluations of
+    # a chain whose tree stopped before the other chain's (more points than its leapfrog steps);
+    # the count must not change (FailureLog keeps only a chain's own first num_steps points).
     variants = {"every iteration": dict(_REPORT_EVERY_ITERATION=True), "kept states only": dict(REPLAY_SLOTS=100)}
     for name, attrs in variants.items():
-        with monkeypatch.context() as m:
+        with monkeypatch.context() as m, FailureLog() as watch:
             for attr, value in attrs.items():
                 m.setattr(infer, attr, value)
             other = bo.run_nuts(model, ts, ys, key=0, num_warmup=150, num_samples=100, num_chains=2, progress=False)
+        if name == "every iteration":
+            points = np.array([[len(watch._seen[c, 150 + j]) for j in range(100)] for c in range(2)])
+            assert np.all(points >= st["num_steps"]) and np.any(points > st["num_steps"]), (points, st["num_steps"])
         np.testing.assert_array_equal(other.samples["c"], post.samples["c"])
         assert other.settings["warmup_solver_failures"] == warm, name
         for c in causes:
