@@ -562,7 +562,10 @@ def run_nuts(
         the states they started from (kept by the chunk): the same compiled program
         with the same inputs retraces the same trajectories and only adds the
         counts. A chain with more than ``REPLAY_SLOTS`` divergences in the chunk
-        has the chunk replayed up to its last diverging iteration instead.
+        has the chunk replayed up to its last diverging iteration instead. Each
+        chain stays in its own row of the batch: XLA's CPU code gives a row the
+        same floats whatever the other rows hold, but not the same floats in
+        another row (measured), so moving a chain would change its path.
         """
         sub = jax.tree.map(lambda x: x[idx], st)
         md_dev = md
