@@ -44,6 +44,7 @@ def _unit(item) -> str:
     return item.module.__name__.rsplit(".", 1)[-1]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the group marks added here
 def pytest_collection_modifyitems(config, items):
     """Order test units heaviest first (see ``UNIT_SECONDS``); within a module, unit tests
     before ``slow`` ones, so a cheap failure in a module shows before its long fits.
@@ -60,3 +61,12 @@ def pytest_collection_modifyitems(config, items):
         return (-UNIT_SECONDS.get(_unit(item), 0), _unit(item), bool(item.get_closest_marker("slow")))
 
     items.sort(key=rank)
+
+
+def pytest_collection_finish(session):
+    """Fail loudly if pytest-xdist's ``loadgroup`` did not apply the groups: it marks a grouped
+    test by appending ``@group`` to ``item._nodeid``, which pytest 9 no longer reads (its node
+    ids come from ``item._id``), so every test was scheduled alone and each worker rebuilt the
+    module fixtures and compiled the same programs (why pyproject pins ``pytest<9``)."""
+    if getattr(session.config.option, "loadgroup", False) and session.items and "@" not in session.items[0].nodeid:
+        raise pytest.UsageError("pytest-xdist --dist loadgroup did not group the tests (pytest >= 9?); see tests/conftest.py")
