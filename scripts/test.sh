@@ -7,5 +7,7 @@ cd "$(dirname "$0")/.."
 export MPLBACKEND=Agg
 # One worker per core (pytest-xdist): compiling JAX programs is single-threaded,
 # so two workers on two cores roughly halve the wall time. Each test module stays
-# on one worker (conftest.py) so module fixtures compile once.
-exec python -m pytest -x -n "${BAYESODE_TEST_WORKERS:-auto}" --dist loadgroup "$@"
+# on one worker (conftest.py) so module fixtures compile once. --no-loadscope-reorder
+# keeps conftest's heaviest-first order (xdist would otherwise sort groups by test
+# count, which put the seven one-test notebooks last).
+exec python -m pytest -x -n "${BAYESODE_TEST_WORKERS:-auto}" --dist loadgroup --no-loadscope-reorder "$@"
