@@ -329,6 +329,7 @@ CASES = {
     "lv-settings": case_lv_settings,
     "lv-vectorized": case_lv_vectorized,
     "lv-parallel": case_lv_parallel,
+    "lv-parallel-4": case_lv_parallel,
     "spiral": case_spiral,
     "spiral-cubed": case_spiral_cubed,
     "neural-lh": case_neural_lh,

@@ -20,6 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # case -> extra environment for its process
 CASE_ENV = {
     "lv-parallel": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    # one chain per device: no chain waits for another's tree or solve (4 threads share the cores)
+    "lv-parallel-4": {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     "solver-x64": {"JAX_ENABLE_X64": "1"},
 }
 DEFAULT_CASES = [
@@ -34,7 +36,7 @@ DEFAULT_CASES = [
     "scaling",
     "solver",
 ]
-ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized"]
+ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized", "lv-parallel-4"]
 TABLE = [
     ("case", "{}"),
     ("tool", "{}"),
