@@ -31,14 +31,13 @@ from dataclasses import dataclass
 
 import arviz as az
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 from scipy import stats
 
 from ._data import Data, make_data
 from ._errors import ConfigError
-from ._infer import _check_model, _get_sampler, _positive_int, _raw_key, run_nuts
+from ._infer import _check_model, _get_sampler, _positive_int, _raw_key, _retry_nonfinite_starts, run_nuts
 from ._priors import FIELD_PREFIX, SITE_OBS
 
 _ELEMENT = re.compile(r"^(?P<site>[^\[\]]+)(\[(?P<index>[0-9, ]+)\])?$")
@@ -502,16 +501,10 @@ def _fit_replications(model, datas, fit_keys, *, num_warmup, num_samples, num_ch
             )
 
         chain_keys = np.concatenate([jax.random.split(k, num_chains) for k in k_chains])
-        z = start(start_keys(0), md, 0.0)
-        states = init(z, chain_keys, md)
-        for attempt in range(20):  # as run_nuts: chains without a finite start retry from uniform(-2, 2)
-            bad = ~np.isfinite(np.asarray(states.potential_energy))
-            if not bad.any():
-                break
-            retry = start(start_keys(attempt + 1), md, 2.0)
-            z = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), z, retry)
-            states = init(z, chain_keys, md)
-        else:
+        states, bad = _retry_nonfinite_starts(
+            start(start_keys(0), md, 0.0), lambda z: init(z, chain_keys, md), lambda a: start(start_keys(a), md, 2.0)  # noqa: B023
+        )
+        if bad.any():
             raise ConfigError(
                 f"SBC: no starting point with a finite log density for replication(s) "
                 f"{sorted({b + int(i) // num_chains for i in np.flatnonzero(bad)})} after 20 attempts."

@@ -424,6 +424,24 @@ class _Progress:
             print(file=sys.stderr, flush=True)
 
 
+def _retry_nonfinite_starts(z, init, retry_starts, attempts: int = 20):
+    """Sampler states for starts ``z`` (unconstrained, leading chain axis), where a chain whose
+    start has a non-finite log density (e.g. a failed solve) retries from ``retry_starts(attempt)``
+    (``attempt`` = 1, 2, ...: uniform(-2, 2) in unconstrained space, as Stan does) up to
+    ``attempts`` times. ``init(z)`` gives the states. Returns ``(states, bad)``; ``bad`` (chain,)
+    marks chains still without a finite start. Shared by ``run_nuts`` and vectorised SBC fits.
+    """
+    states = init(z)
+    for attempt in range(1, attempts + 1):
+        bad = ~np.isfinite(np.asarray(states.potential_energy))
+        if not bad.any():
+            break
+        retry = retry_starts(attempt)
+        z = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), z, retry)  # noqa: B023
+        states = init(z)
+    return states, ~np.isfinite(np.asarray(states.potential_energy))
+
+
 def run_nuts(
     model,
     ts,
@@ -524,17 +542,12 @@ def run_nuts(
         z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
     else:
         z0 = _unconstrain_inits(model, md, init_params)
-    states = sampler.init(z0, chain_keys, md, inverse_mass_matrix)
-    # Chains whose start has a non-finite log density (e.g. a failed solve) retry
-    # from uniform(-2, 2) in unconstrained space, as Stan does.
-    for attempt in range(20):
-        bad = ~np.isfinite(np.asarray(states.potential_energy))
-        if not bad.any():
-            break
-        retry = sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt + 1), num_chains), md, 2.0)
-        z0 = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), z0, retry)
-        states = sampler.init(z0, chain_keys, md, inverse_mass_matrix)
-    else:
+    states, bad = _retry_nonfinite_starts(
+        z0,
+        lambda z: sampler.init(z, chain_keys, md, inverse_mass_matrix),
+        lambda attempt: sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt), num_chains), md, 2.0),
+    )
+    if bad.any():
         raise _init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
     t_compile_init = time.time() - t_start
 

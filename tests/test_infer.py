@@ -192,3 +192,25 @@ def test_run_nuts_argument_errors(lv, data, kwargs, match):
     args.update(kwargs)
     with pytest.raises(bo.ConfigError, match=match):
         bo.run_nuts(lv, data, **args)
+
+
+def test_nonfinite_starts_retry_only_the_bad_chains_and_report_the_rest():
+    from types import SimpleNamespace
+
+    from bayesode._infer import _retry_nonfinite_starts
+
+    def init(z):  # a "log density" finite only for x > 0
+        return SimpleNamespace(z=z, potential_energy=np.where(np.asarray(z["x"])[:, 0] > 0, 1.0, np.inf))
+
+    calls = []
+
+    def retry(attempt):  # every chain's candidate; chains 1 and 2 become valid on the second attempt
+        calls.append(attempt)
+        return {"x": jnp.asarray([[-1.0], [attempt - 1.5], [attempt - 1.5]])}
+
+    z = {"x": jnp.asarray([[0.5], [-1.0], [-2.0]])}
+    states, bad = _retry_nonfinite_starts(z, init, retry)
+    assert calls == [1, 2] and not bad.any()
+    np.testing.assert_array_equal(np.asarray(states.z["x"])[:, 0], [0.5, 0.5, 0.5])  # chain 0 kept its start
+    states, bad = _retry_nonfinite_starts(z, init, lambda a: {"x": -jnp.ones((3, 1))}, attempts=3)
+    assert bad.tolist() == [False, True, True]
