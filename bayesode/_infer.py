@@ -404,6 +404,12 @@ class _StopOnSigint:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _bar(done: int, total: int, width: int = 30) -> str:
+    """``[#####.....]``: ``done`` of ``total`` as a text bar (the NUTS and SVI progress lines)."""
+    fill = width * done // total
+    return f"[{'#' * fill}{'.' * (width - fill)}]"
+
+
 class _Progress:
     def __init__(self, total, num_warmup, enabled):
         self.total, self.num_warmup, self.enabled, self.t0 = total, num_warmup, enabled, time.time()
@@ -412,10 +418,8 @@ class _Progress:
         if not self.enabled:
             return
         phase = "warmup" if done <= self.num_warmup else "sample"
-        width = 30
-        fill = int(width * done / self.total)
         msg = (
-            f"\r{phase} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
+            f"\r{phase} {_bar(done, self.total)} {done}/{self.total} "
             f"| {time.time() - self.t0:5.0f}s | step {float(np.mean(step_size)):.2g} "
             f"| divergences {int(diverging)} | solver failures {int(failures)}"
         )
@@ -757,8 +761,7 @@ def _optimise(svi, svi_state, md, num_steps: int, progress: bool):
         losses.append(np.asarray(chunk_losses)[:n])
         if progress:
             done, last = start + n, losses[-1][np.isfinite(losses[-1])]
-            fill = 30 * done // num_steps
-            print(f"\rsvi [{'#' * fill}{'.' * (30 - fill)}] {done}/{num_steps} | {time.time() - t0:5.0f}s "
+            print(f"\rsvi {_bar(done, num_steps)} {done}/{num_steps} | {time.time() - t0:5.0f}s "
                   f"| loss {float(np.mean(last)) if last.size else float('nan'):.4g}", end="", file=sys.stderr,
                   flush=True)
     if progress:
