@@ -17,6 +17,8 @@ rather than ``numpyro.infer.MCMC`` because the loop here must:
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import signal
@@ -148,9 +150,11 @@ class _Sampler:
     def __init__(self, model, md, *, num_warmup, target_accept_prob, max_tree_depth, dense_mass, forward_mode):
         self.model = model
         seeded = handlers.seed(model, rng_seed=0)
-        inv_transforms, replay_model, _, _ = _get_model_transforms(seeded, (md,), {})
+        # The transforms need only the latent sites: no solve (which would compile eagerly here).
+        # replay_model=True as for any bayesode model (it has deterministic sites after the solve).
+        inv_transforms, _, _, _ = _get_model_transforms(seeded, (md,), {"latents_only": True})
         potential_fn_gen, postprocess_fn_gen = get_potential_fn(
-            model, inv_transforms, replay_model=replay_model, dynamic_args=True, model_args=(md,), model_kwargs={}
+            model, inv_transforms, replay_model=True, dynamic_args=True, model_args=(md,), model_kwargs={}
         )
         self.init_kernel, self.sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
         kw = dict(
@@ -171,17 +175,21 @@ class _Sampler:
             )
 
         def candidate(key, md, radius, strategy):
-            tr = handlers.trace(handlers.substitute(handlers.seed(model, key), substitute_fn=strategy)).get_trace(md)
+            # latents_only: the model stops before the solve (the potential below solves once)
+            tr = handlers.trace(handlers.substitute(handlers.seed(model, key), substitute_fn=strategy))
+            tr = tr.get_trace(md, latents_only=True)
             params = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
-            z = unconstrain_fn(model, (md,), {}, params)
+            z = unconstrain_fn(model, (md,), {"latents_only": True}, params)
+            if radius == 0:
+                return z
             keys = jax.random.split(jax.random.fold_in(key, 7), len(z))
-            jitter = {k: jax.random.uniform(kk, jnp.shape(v), minval=-radius, maxval=radius) for kk, (k, v) in zip(keys, z.items())}
-            return {k: jnp.where(radius > 0, jitter[k], v) for k, v in z.items()}
+            return {k: jax.random.uniform(kk, jnp.shape(v), minval=-radius, maxval=radius) for kk, (k, v) in zip(keys, z.items())}
 
-        def start_one(key, md, radius):
+        def start_one(key, md, radius: float):
             # The best (lowest potential) of NUM_START_CANDIDATES points: the median of 15 prior
             # draws per site and prior draws (with radius > 0, uniform(-radius, radius) in
-            # unconstrained space instead: the fallback when every candidate fails). One start
+            # unconstrained space instead: the fallback when every candidate fails; a Python
+            # number, so the fallback is a program of its own, compiled only when needed). One start
             # per chain left 1 of 4 Lotka-Volterra chains in a poor local mode for good
             # (sigma 0.6 against 0.25 on lynx-hare); the best of several does not.
             k_median, k_draws = jax.random.split(key)
@@ -195,7 +203,7 @@ class _Sampler:
             return jax.tree.map(lambda v: v[best], zs)
 
         self.init = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None)))
-        self.start = jax.jit(jax.vmap(start_one, in_axes=(0, None, None)))
+        self.start = _by_radius(start_one, in_axes=(0, None))
         self._init_one, self._start_one = init_one, start_one
         self._postprocess_one = lambda z, md: postprocess_fn_gen(md)(z)
         self._per_chain = {}
@@ -226,7 +234,7 @@ class _Sampler:
                 return jax.vmap(one)(states, md)
 
             self._per_chain[total] = (
-                jax.jit(jax.vmap(self._start_one, in_axes=(0, 0, None))),
+                _by_radius(self._start_one, in_axes=(0, 0)),
                 jax.jit(jax.vmap(lambda z, key, md: self._init_one(z, key, md, None))),
                 jax.jit(run),
                 jax.jit(jax.vmap(jax.vmap(self._postprocess_one, in_axes=(0, None)))),
@@ -300,6 +308,19 @@ class _TraceELBO(Trace_ELBO):
             return {"loss": -particle(rng_key), "mutable_state": None}
         elbos = self.vectorize_particles_fn(particle, jax.random.split(rng_key, self.num_particles))
         return {"loss": -jnp.mean(elbos), "mutable_state": None}
+
+
+def _by_radius(start_one, in_axes):
+    """``start(keys, md, radius)``: ``start_one`` vmapped and compiled once per radius value."""
+    programs = {}
+
+    def start(keys, md, radius: float):
+        radius = float(radius)
+        if radius not in programs:
+            programs[radius] = jax.jit(jax.vmap(functools.partial(start_one, radius=radius), in_axes=in_axes))
+        return programs[radius](keys, md)
+
+    return start
 
 
 def _get_sampler(model, md, settings) -> _Sampler:
@@ -571,6 +592,8 @@ def run_nuts(
     interrupted = False
     z_leaves_def = jax.tree.structure(z0)
 
+    length = min(chunk_size, total)  # iterations per compiled chunk call
+
     def run_group(dev, idx, n, st):
         """One chunk of ``n`` iterations for chains ``idx`` on ``dev``, without failure reports.
 
@@ -588,17 +611,21 @@ def run_nuts(
         md_dev = md
         if len(groups) > 1:
             sub, md_dev = jax.device_put(sub, dev), jax.device_put(md, dev)
-        fn = sampler.chunk(n)
+        # One program of `length` iterations serves every chunk: a shorter last chunk runs its
+        # first n iterations and passes the state through the rest (a second program of n
+        # iterations would cost a second compile, 7-11 s on 2 cores, for the same work).
+        fn = sampler.chunk(length)
         ids = jnp.asarray(idx)
-        out_states, (z, chunk_stats), (kept, count) = fn(sub, ids, md_dev, jnp.full(n, _REPORT_EVERY_ITERATION), n)
+        out_states, (z, chunk_stats), (kept, count) = fn(sub, ids, md_dev, jnp.full(length, _REPORT_EVERY_ITERATION), n)
         out = jax.device_get((out_states, z, chunk_stats))
+        out = (out[0], jax.tree.map(lambda v: v[:, :n], out[1]), jax.tree.map(lambda v: v[:, :n], out[2]))
         count = np.asarray(count)
         if count.any() and not _REPORT_EVERY_ITERATION:
             if count.max() > REPLAY_SLOTS:
                 replay = np.asarray(out[2][0]).any(axis=0)  # (n,) iterations where any chain diverged
-                fn(sub, ids, md_dev, jnp.asarray(replay), int(np.flatnonzero(replay)[-1]) + 1)
+                fn(sub, ids, md_dev, jnp.asarray(np.pad(replay, (0, length - n))), int(np.flatnonzero(replay)[-1]) + 1)
             else:
-                first_only = jnp.asarray(np.arange(n) == 0)
+                first_only = jnp.asarray(np.arange(length) == 0)
                 rows = np.arange(len(idx))
                 for j in range(int(count.max())):
                     # Chains with fewer divergences repeat their last one: reports of the
@@ -615,7 +642,7 @@ def run_nuts(
                 n = min(chunk_size, total - done)
                 if len(groups) == 1:
                     results = [run_group(*groups[0], n, states)]
-                elif chain_method == "parallel" and n in sampler.traced:
+                elif chain_method == "parallel" and length in sampler.traced:
                     with ThreadPoolExecutor(len(groups)) as ex:
                         results = list(ex.map(lambda g: run_group(g[0], g[1], n, states), groups))
                 else:
@@ -623,7 +650,7 @@ def run_nuts(
                     # live on one global stack: two threads tracing at once mix their sites ("all
                     # sites must have unique names"). So it runs group by group, once.
                     results = [run_group(dev, idx, n, states) for dev, idx in groups]
-                    sampler.traced.add(n)
+                    sampler.traced.add(length)
                 cat = lambda *xs: np.concatenate(xs, axis=0)  # noqa: E731
                 states = jax.tree.map(lambda *xs: jnp.asarray(cat(*xs)), *[r[0] for r in results])
                 z = jax.tree.map(cat, *[r[1] for r in results])
@@ -702,7 +729,7 @@ def _unconstrained_shapes(model, md) -> dict:
     if "unconstrained" not in cache:
 
         def latents():
-            tr = handlers.trace(handlers.seed(model, 0)).get_trace(md)
+            tr = handlers.trace(handlers.seed(model, 0)).get_trace(md, latents_only=True)
             return {
                 k: biject_to(v["fn"].support).inv(v["value"])
                 for k, v in tr.items()
@@ -733,9 +760,61 @@ def _unconstrain_inits(model, md, init_params):
 
 # ---------------------------------------------------------------- SVI
 SVI_CHUNK = 250  # optimisation steps per compiled call of `_optimise`
+SVI_PROGRAMS_KEPT = 8  # compiled SVI programs cached per model (oldest dropped first)
 
 
-def _optimise(svi, svi_state, md, num_steps: int, progress: bool):
+def _svi_program(model, md, guide: str, rank, num_particles: int, optimizer, num_steps: int):
+    """``(guide, svi, chunk)`` for one model, data shapes and settings; cached on the model, so
+    a second fit of the same shapes traces and compiles nothing (``chunk`` is one jitted
+    function; see ``_optimise``).
+
+    The guide object is reused, with its prototype cleared so ``svi.init`` sets it up again
+    from the new data (its initial locations come from the data-dependent priors). The
+    compiled update does not depend on the prototype beyond shapes: the param sites' values
+    come from the SVI state (checked: a cached second fit equals a fresh model's fit bit for bit).
+    """
+    default_optimizer = optimizer is None
+    key = (
+        jax.tree.map(lambda x: (x.shape, str(x.dtype)), tuple(md)),
+        guide,
+        rank,
+        num_particles,
+        ("default", num_steps) if default_optimizer else ("given", optimizer),
+    )
+    try:
+        hash(key)
+    except TypeError:  # an optimizer that cannot be a dict key: build afresh (traces again)
+        key = None
+    cache = model.__dict__.setdefault("_bayesode_svi", {})
+    if key is None or key not in cache:
+        kw = {"init_loc_fn": init_to_median(num_samples=15)}
+        if guide == "low-rank" and rank is not None:
+            kw["rank"] = rank
+        g = GUIDES[guide](model, **kw)
+        if default_optimizer:
+            # Adam with a decaying step: fast early progress, then a settled optimum.
+            schedule = optax.exponential_decay(0.01, transition_steps=num_steps, decay_rate=0.05)
+            optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+        svi = SVI(model, g, numpyro.optim.optax_to_numpyro(optimizer), _TraceELBO(num_particles=num_particles))
+
+        @jax.jit
+        def chunk(state, md, n):
+            def body(state, i):
+                return jax.lax.cond(i < n, lambda s: svi.stable_update(s, md), lambda s: (s, jnp.nan), state)
+
+            return jax.lax.scan(body, state, jnp.arange(SVI_CHUNK))
+
+        if key is None:
+            return g, svi, chunk
+        if len(cache) >= SVI_PROGRAMS_KEPT:  # e.g. a loop over fresh optax objects: keep memory bounded
+            cache.pop(next(iter(cache)))
+        cache[key] = (g, svi, chunk)
+    g, svi, chunk = cache[key]
+    g.prototype_trace = None
+    return g, svi, chunk
+
+
+def _optimise(chunk, svi_state, md, num_steps: int, progress: bool):
     """``num_steps`` SVI steps (``stable_update``: a step with a non-finite loss is skipped),
     run as compiled chunks of ``SVI_CHUNK`` steps; returns the final state and the losses.
 
@@ -746,14 +825,6 @@ def _optimise(svi, svi_state, md, num_steps: int, progress: bool):
     two programs, whose floats differ (the main job's final loss was 174.39 with the bar
     and 175.80 without), so a fit depended on whether its progress was shown.
     """
-
-    @jax.jit
-    def chunk(state, md, n):
-        def body(state, i):
-            return jax.lax.cond(i < n, lambda s: svi.stable_update(s, md), lambda s: (s, jnp.nan), state)
-
-        return jax.lax.scan(body, state, jnp.arange(SVI_CHUNK))
-
     losses, t0 = [], time.time()
     for start in range(0, num_steps, SVI_CHUNK):
         n = min(SVI_CHUNK, num_steps - start)
@@ -813,21 +884,15 @@ def run_svi(
     seed = _seed_of(key)
     key = _raw_key(key)
     md = data.model_data()
-    kw = {"init_loc_fn": init_to_median(num_samples=15)}
     if guide == "low-rank" and rank is not None:
-        kw["rank"] = _positive_int("rank", rank)
-    g = GUIDES[guide](model, **kw)
+        rank = _positive_int("rank", rank)
     if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise ConfigError(
             f"`optimizer` must be an optax optimizer (a GradientTransformation such as optax.adam(0.01)); "
             f"got {optimizer!r}."
         )
-    if optimizer is None:
-        # Adam with a decaying step: fast early progress, then a settled optimum.
-        schedule = optax.exponential_decay(0.01, transition_steps=num_steps, decay_rate=0.05)
-        optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-    opt = optimizer
-    svi = SVI(model, g, numpyro.optim.optax_to_numpyro(opt), _TraceELBO(num_particles=num_particles))
+    g, svi, chunk = _svi_program(model, md, guide, rank if guide == "low-rank" else None, num_particles, optimizer,
+                                 num_steps)  # fmt: skip
     k_fit, k_draw = jax.random.split(key)
     t0 = time.time()
     try:
@@ -836,7 +901,7 @@ def run_svi(
         if "Cannot find valid initial parameters" in str(e):
             raise _init_error(model, data, key, e) from None
         raise
-    svi_state, losses = _optimise(svi, svi_state, md, num_steps, progress)
+    svi_state, losses = _optimise(chunk, svi_state, md, num_steps, progress)
     params = svi.get_params(svi_state)
     draws = g.sample_posterior(k_draw, params, sample_shape=(num_draws,))
     sites = _latent_sites(model, md)
@@ -854,7 +919,7 @@ def run_svi(
         versions=package_versions(),
     )
     return Posterior(samples=samples, sample_stats={}, data=data, model=model, settings=settings, losses=losses,
-                     guide_state=(g, params))
+                     guide_state=(copy.copy(g), params))  # a copy: the cached guide is set up again by the next fit
 
 
 def run_svi_nuts(

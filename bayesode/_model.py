@@ -446,7 +446,7 @@ def make_model(
     # few hundred small operations each cost an XLA compile (~0.08 s here), 40-50 s per SVI fit.
     solve_all = eqx.filter_jit(solve_all)
 
-    def model(data: ModelData, *, predict_ts=None, chain_id=None, iteration=None, report=True):
+    def model(data: ModelData, *, predict_ts=None, chain_id=None, iteration=None, report=True, latents_only=False):
         num_series = data.ts.shape[0]
         f = sample_field(stripped, spec.weight_prior, spec.param_priors)
         series_values = {}
@@ -470,6 +470,8 @@ def make_model(
         y0 = jnp.broadcast_to(y0, (num_series, state_dim)).astype(data.ts.dtype)
         noise = spec.likelihood.sample_noise(_column_scale(data.ys, data.mask))
         schedule = None if spec.jumps is None else spec.jumps.sample(num_series, state_dim, data.ts.dtype)
+        if latents_only:  # every latent site is drawn above: starting points need no solve
+            return
 
         sol, event_times = solve_all(f, series_values, y0, data.ts, data.t0, schedule)
         numpyro.factor("solver_failed", jnp.where(jnp.all(sol.status == STATUS_OK), 0.0, -jnp.inf))

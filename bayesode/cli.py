@@ -271,8 +271,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _chunk_size(num_warmup: int, num_samples: int) -> int:
-    """Iterations per compiled NUTS call: divides warmup and sampling (one compiled program,
-    a bar that switches phase exactly), and small enough for about 20 progress updates."""
+    """Iterations per compiled NUTS call: divides warmup and sampling (a bar that switches
+    phase exactly), and small enough for about 20 progress updates."""
     total = num_warmup + num_samples
     common = math.gcd(num_warmup, num_samples)
     limit = max(1, min(100, total // 20))

@@ -53,9 +53,10 @@ def pytest_collection_modifyitems(config, items):
     stays on one worker, so its module-scoped fixtures (compiled fits) are built
     once; each notebook is a unit of its own.
     """
-    for item in items:
-        if not item.get_closest_marker("notebooks"):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    if config.pluginmanager.hasplugin("xdist"):  # the mark is only registered with pytest-xdist loaded
+        for item in items:
+            if not item.get_closest_marker("notebooks"):
+                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
     def rank(item):
         return (-UNIT_SECONDS.get(_unit(item), 0), _unit(item), bool(item.get_closest_marker("slow")))

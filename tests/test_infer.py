@@ -1,9 +1,11 @@
 """Inference plumbing (smoke): NUTS and SVI on tiny problems, ArviZ structure, determinism,
 save/load, missing data, solver failures during sampling, checkpoint resume."""
 
+import contextlib
 import warnings
 
 import arviz as az
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -63,9 +65,31 @@ def test_to_arviz_groups_dims_coords(post, data):
     assert np.isfinite(loo.elpd_loo)
 
 
+@contextlib.contextmanager
+def traced_functions():
+    """Names of the functions JAX traces (to compile, or to look up in the compile cache) meanwhile."""
+    names = []
+
+    def listen(event, duration, **kw):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            names.append(kw.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+
+
 def test_same_seed_same_draws_different_seed_differs(lv, data, post):
-    again = bo.run_nuts(lv, data, key=0, **SMALL)
-    other = bo.run_nuts(lv, data, key=1, **SMALL)
+    # Fits of the same model and shapes reuse the compiled sampler: nothing is traced again,
+    # for new data values or a new seed either.
+    new_values = bo.make_data(TS + 1900.0, YS * 1.1, state_names=["hare", "lynx"])
+    with traced_functions() as traced:
+        again = bo.run_nuts(lv, data, key=0, **SMALL)
+        other = bo.run_nuts(lv, data, key=1, **SMALL)
+        bo.run_nuts(lv, new_values, key=2, **SMALL)
+    assert traced == [], traced
     for k in post.samples:
         np.testing.assert_array_equal(again.samples[k], post.samples[k])
     assert not np.array_equal(other.samples["alpha"], post.samples["alpha"])
@@ -163,6 +187,31 @@ def test_svi_gives_the_same_fit_with_and_without_progress(capsys):
     shorter = bo.run_svi(model, data, key=1, optimizer=optax.adam(0.01), num_steps=n - 20, num_draws=20, progress=False)
     np.testing.assert_array_equal(shorter.losses, fits[False].losses[: n - 20])
     assert fits[False].losses[-1] < fits[False].losses[0]
+
+
+def test_a_second_svi_fit_of_the_same_shapes_traces_no_optimisation_and_equals_a_fresh_one():
+    """The SVI program (guide, optimiser, compiled chunk) is cached on the model. A second fit on
+    other data of the same shapes traces no optimisation step, and gives the same numbers as a
+    fit of a freshly built model (the cached guide is set up again from the new data)."""
+    from bayesode._infer import SVI_CHUNK
+
+    def model():
+        decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+        return bo.make_model(decay, param_priors={"k": dist.LogNormal(0.0, 0.5)})  # y0 prior centred on the data
+
+    cached = model()
+    kw = dict(num_steps=SVI_CHUNK, num_draws=20, progress=False, guide="full-rank")
+    bo.run_svi(cached, TS, YS[:, :1] / 30.0, key=0, **kw)
+    other_data = YS[:, 1:] / 4.0  # other values, same shapes; its own y0 prior centre
+    with traced_functions() as traced:
+        second = bo.run_svi(cached, TS, other_data, key=1, **kw)
+    # NumPyro's guide draws eagerly through one small `lax.map` ("scan"), traced per call and
+    # then found in the compile cache; the optimisation itself is not traced again.
+    assert set(traced) <= {"scan"}, traced
+    fresh = bo.run_svi(model(), TS, other_data, key=1, **kw)
+    np.testing.assert_array_equal(second.losses, fresh.losses)
+    for k in fresh.samples:
+        np.testing.assert_array_equal(second.samples[k], fresh.samples[k])
 
 
 def test_checkpoint_resume_returns_the_same_draws(lv, data, tmp_path, post):
