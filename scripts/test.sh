@@ -9,5 +9,6 @@ export MPLBACKEND=Agg
 # so two workers on two cores roughly halve the wall time. Each test module stays
 # on one worker (conftest.py) so module fixtures compile once. --no-loadscope-reorder
 # keeps conftest's heaviest-first order (xdist would otherwise sort groups by test
-# count, which put the seven one-test notebooks last).
-exec python -m pytest -x -n "${BAYESODE_TEST_WORKERS:-auto}" --dist loadgroup --no-loadscope-reorder "$@"
+# count, which put the seven one-test notebooks last). --durations: the 30 slowest
+# tests close the log, so a run over its time budget shows where the time went.
+exec python -m pytest -x -n "${BAYESODE_TEST_WORKERS:-auto}" --dist loadgroup --no-loadscope-reorder --durations=30 "$@"
