@@ -163,7 +163,7 @@ def _bin_counts(pit, num_bins):
 def _simulator(model, md):
     """Compiled ``key -> (latents, trajectory, obs, status)``: one prior-predictive draw."""
     cache = model.__dict__.setdefault("_bayesode_sbc", {})
-    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tuple(md))
+    shapes = md.shapes()
     if ("simulate", shapes) not in cache:
 
         def simulate(key, md):

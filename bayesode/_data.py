@@ -29,6 +29,10 @@ class ModelData(NamedTuple):
     mask: jax.Array
     t0: jax.Array
 
+    def shapes(self) -> tuple:
+        """``((shape, dtype), ...)`` per field: the key of compiled programs cached on a model."""
+        return tuple((tuple(np.shape(x)), str(x.dtype)) for x in self)
+
 
 @dataclass(frozen=True, eq=False)
 class Data:

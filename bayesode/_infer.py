@@ -325,7 +325,7 @@ def _by_radius(start_one, in_axes):
 
 def _get_sampler(model, md, settings) -> _Sampler:
     cache = model.__dict__.setdefault("_bayesode_samplers", {})
-    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tuple(md))
+    shapes = md.shapes()
     k = (shapes, tuple(sorted(settings.items())))
     if k not in cache:
         cache[k] = _Sampler(model, md, **settings)
@@ -778,7 +778,7 @@ def _svi_program(model, md, guide: str, rank, num_particles: int, optimizer, num
     """
     default_optimizer = optimizer is None
     key = (
-        jax.tree.map(lambda x: (x.shape, str(x.dtype)), tuple(md)),
+        md.shapes(),
         guide,
         rank,
         num_particles,

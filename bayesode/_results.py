@@ -132,7 +132,7 @@ class Posterior:
     def _run_derived(self, predict_ts=None, key=0):
         self._require_model()
         md = self.data.model_data()
-        shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), tuple(md))
+        shapes = md.shapes()
         fn = _derived_fn(self.model, shapes, None if predict_ts is None else predict_ts.shape)
         flat = self._flat_samples()
         n = self.num_chains * self.num_draws
