@@ -157,6 +157,29 @@ def test_all_starts_fail_gives_clear_error():
     )
     with pytest.raises(bo.InitializationError, match=r"100% gave a failed solve; by cause: \{'nonfinite': 100\}. Fix: the initial state or field"):
         bo.run_nuts(model, np.linspace(0.0, 6.0, 9), np.ones((9, 1)), key=0, **SMALL)
+    with pytest.raises(bo.InitializationError, match=r"100% gave a failed solve; by cause: \{'nonfinite': 100\}"):
+        bo.run_svi(model, np.linspace(0.0, 6.0, 9), np.ones((9, 1)), key=0, num_steps=5, progress=False)
+
+
+def test_svi_looks_for_a_finite_start_when_the_prior_median_fails_the_model(monkeypatch):
+    """The guide starts at the prior median, checked against the prior only; where the model
+    fails there, run_svi falls back to NumPyro's set-up on the whole model, which retries."""
+    from numpyro.infer import SVI
+
+    calls = []
+    original = SVI.init
+    monkeypatch.setattr(SVI, "init", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    model = bo.make_model(  # NaN field for |k| < 0.5, where the median of 15 prior draws nearly always is
+        bo.MechanisticField(lambda t, y, p, a: jnp.where(jnp.abs(p["k"]) < 0.5, jnp.nan, -p["k"]) * y, {"k": 0.0},
+                            state_dim=1),
+        param_priors={"k": dist.Normal(0.0, 1.0)},
+        y0_prior=dist.LogNormal(0.0, 0.3),
+    )
+    ts = np.linspace(0.0, 3.0, 7)
+    svi = bo.run_svi(model, ts, np.exp(-ts)[:, None], key=0, num_steps=50, num_draws=20, progress=False)
+    assert len(calls) == 2  # traced once for the compiled init, then NumPyro's own (eager) set-up
+    assert np.isfinite(svi.losses[0])
+    assert np.all(np.abs(svi.samples["k"]) >= 0.5)
 
 
 def test_svi_smoke(lv, data):
