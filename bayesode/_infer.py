@@ -603,8 +603,22 @@ def run_nuts(
 
     length = min(chunk_size, total)  # iterations per compiled chunk call
 
+    def group_inputs(dev, idx, st):
+        """The chunk program's inputs for chains ``idx`` on ``dev`` (all but ``stop``)."""
+        # States live on the host between chunks: NumPy indexing costs microseconds, an eager
+        # JAX gather per state leaf about 2 ms (most of a small model's per-fit time in SBC).
+        sub = jax.tree.map(lambda x: np.asarray(x)[idx], st)
+        md_dev = md
+        if len(groups) > 1:
+            sub, md_dev = jax.device_put(sub, dev), jax.device_put(md, dev)
+        return sub, jnp.asarray(idx), md_dev, jnp.full(length, _REPORT_EVERY_ITERATION)
+
     def run_group(dev, idx, n, st):
         """One chunk of ``n`` iterations for chains ``idx`` on ``dev``, without failure reports.
+
+        One program of ``length`` iterations serves every chunk: a shorter last chunk runs its
+        first ``n`` iterations and passes the state through the rest (a second program of ``n``
+        iterations would cost a second compile, 7-11 s on 2 cores, for the same work).
 
         Then, if any chain diverged (a failed solve always gives a divergence: its
         log density is -inf), those iterations are run again with reports on, from
@@ -616,18 +630,9 @@ def run_nuts(
         same floats whatever the other rows hold, but not the same floats in
         another row (measured), so moving a chain would change its path.
         """
-        # States live on the host between chunks: NumPy indexing costs microseconds, an eager
-        # JAX gather per state leaf about 2 ms (most of a small model's per-fit time in SBC).
-        sub = jax.tree.map(lambda x: np.asarray(x)[idx], st)
-        md_dev = md
-        if len(groups) > 1:
-            sub, md_dev = jax.device_put(sub, dev), jax.device_put(md, dev)
-        # One program of `length` iterations serves every chunk: a shorter last chunk runs its
-        # first n iterations and passes the state through the rest (a second program of n
-        # iterations would cost a second compile, 7-11 s on 2 cores, for the same work).
         fn = sampler.chunk(length)
-        ids = jnp.asarray(idx)
-        out_states, (z, chunk_stats), (kept, count) = fn(sub, ids, md_dev, jnp.full(length, _REPORT_EVERY_ITERATION), n)
+        sub, ids, md_dev, report = group_inputs(dev, idx, st)
+        out_states, (z, chunk_stats), (kept, count) = fn(sub, ids, md_dev, report, n)
         out = jax.device_get((out_states, z, chunk_stats))
         out = (out[0], jax.tree.map(lambda v: v[:, :n], out[1]), jax.tree.map(lambda v: v[:, :n], out[2]))
         count = np.asarray(count)
@@ -654,15 +659,20 @@ def run_nuts(
                 n = min(chunk_size, total - done)
                 if len(groups) == 1:
                     results = [run_group(*groups[0], n, states)]
-                elif chain_method == "parallel" and length in sampler.traced:
+                elif chain_method == "parallel":
+                    if length not in sampler.traced:
+                        # Tracing runs the model, and NumPyro's effect handlers live on one global
+                        # stack: two threads tracing at once mix their sites ("all sites must have
+                        # unique names"). So the program is traced here, in this thread, for each
+                        # group's inputs (the trace is cached by shapes: once); the threads then
+                        # only lower and compile it for their own device, at the same time.
+                        for dev, idx in groups:
+                            sampler.chunk(length).trace(*group_inputs(dev, idx, states), n)
+                        sampler.traced.add(length)
                     with ThreadPoolExecutor(len(groups)) as ex:
                         results = list(ex.map(lambda g: run_group(g[0], g[1], n, states), groups))
-                else:
-                    # The first call of a chunk size traces the model, and NumPyro's effect handlers
-                    # live on one global stack: two threads tracing at once mix their sites ("all
-                    # sites must have unique names"). So it runs group by group, once.
+                else:  # sequential: one chain per group, on one device
                     results = [run_group(dev, idx, n, states) for dev, idx in groups]
-                    sampler.traced.add(length)
                 cat = lambda *xs: np.concatenate(xs, axis=0)  # noqa: E731
                 states = jax.tree.map(cat, *[r[0] for r in results])
                 z = jax.tree.map(cat, *[r[1] for r in results])
