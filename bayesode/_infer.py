@@ -938,21 +938,22 @@ def run_svi(
     k_fit, k_draw = jax.random.split(key)
     t0 = time.time()
     try:
-        svi_state, losses = _optimise(chunk, _svi_init(g, svi, init, k_fit, md), md, num_steps, progress)
-        if not np.isfinite(losses[0]):
+        svi_state = _svi_init(g, svi, init, k_fit, md)
+        if not np.isfinite(np.asarray(chunk(svi_state, md, 1)[1])[0]):
             # The guide's start was checked against the prior only, and the model fails there (a
-            # solve that fails, say). NumPyro's own set-up on the whole model looks for a start
-            # where the model's density is finite (or raises); slower, so only now.
+            # solve that fails, say): the first step's loss is not finite. NumPyro's own set-up on
+            # the whole model looks for a start where the model's density is finite (or raises).
             g.prototype_trace = None
             g.model = model
             try:
-                svi_state, losses = _optimise(chunk, svi.init(k_fit, md), md, num_steps, progress)
+                svi_state = svi.init(k_fit, md)
             finally:
                 g.model = functools.partial(model, latents_only=True)
     except RuntimeError as e:
         if "Cannot find valid initial parameters" in str(e):
             raise _init_error(model, data, key, e) from None
         raise
+    svi_state, losses = _optimise(chunk, svi_state, md, num_steps, progress)
     params = svi.get_params(svi_state)
     draws = g.sample_posterior(k_draw, params, sample_shape=(num_draws,))
     sites = _latent_sites(model, md)
