@@ -24,17 +24,18 @@ def strict_jax():
         yield
 
 
-# Seconds each heavy unit took in a two-worker run on the 2-core development machine
-# (`pytest -n 2 --dist loadgroup --durations=80`, 2026-11-30), rounded. pytest-xdist
-# hands out units (a module, or one notebook) in collection order as workers free up,
-# so the heaviest go first (longest-processing-time order) and the short unit tests
-# fill the gaps at the end instead of one long module running alone on one worker.
+# Seconds each heavy unit took in two-worker runs on the 2-core development machine, rounded
+# (2026-11-30: `bash scripts/test.sh --durations=0` before that day's fit set-up savings; the
+# notebooks, CLI, model, parallel and new SVI tests from the run after them).
+# pytest-xdist hands out units (a module, or one notebook) in collection order as workers free
+# up, so the heaviest go first (longest-processing-time order) and the short unit tests fill
+# the gaps at the end instead of one long module running alone on one worker.
 UNIT_SECONDS = {
-    "test_infer": 600, "test_sbc": 550, "test_jumps": 310, "test_model": 285, "test_cli": 265,
-    "test_lv_reference": 200, "test_exact": 230, "test_resume": 180, "test_robustness": 175,
-    "01_quickstart": 186, "04_svi_vs_nuts": 161, "02_mechanistic_neural_hybrid": 155, "06_dosing": 127,
-    "05_structured_fields": 108, "03_time_series": 105, "07_sir_influenza": 97,
-    "test_parallel": 145, "test_structured": 140, "test_cache": 110,
+    "test_infer": 310, "test_sbc": 260, "test_cli": 155, "test_lv_reference": 150, "test_jumps": 145,
+    "test_structured": 130, "test_model": 105, "test_robustness": 100, "test_resume": 100, "test_exact": 95,
+    "01_quickstart": 83, "04_svi_vs_nuts": 77, "test_parallel": 74, "test_cache": 73, "test_solve": 67,
+    "test_adjoints": 65, "02_mechanistic_neural_hybrid": 63, "06_dosing": 63, "07_sir_influenza": 59,
+    "05_structured_fields": 57, "test_hierarchy": 57, "03_time_series": 56, "test_plots": 45, "test_stability": 27,
 }  # fmt: skip
 
 
