@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import optax
+from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO, autoguide
 from numpyro.infer.hmc import hmc
@@ -42,6 +43,7 @@ from numpyro.infer.util import (
     compute_log_probs,
     constrain_fn,
     get_potential_fn,
+    potential_energy,
     unconstrain_fn,
 )
 
@@ -831,7 +833,15 @@ def _svi_program(model, md, guide: str, rank, num_particles: int, optimizer, num
 
             return jax.lax.scan(body, state, jnp.arange(SVI_CHUNK))
 
-        program = (g, svi, chunk, jax.jit(svi.init))
+        @jax.jit
+        def init(key, md, init_params, init_locs):
+            # NumPyro's own test of a start (find_valid_initial_params): the whole model's potential
+            # energy and its gradient are finite at the guide's initial locations (unconstrained).
+            pe, grad = jax.value_and_grad(lambda z: potential_energy(model, (md,), {}, z))(init_locs)
+            valid = jnp.isfinite(pe) & jnp.all(jnp.isfinite(ravel_pytree(grad)[0]))
+            return svi.init(key, md, init_params=init_params), valid
+
+        program = (g, svi, chunk, init)
         if key is None:
             return program
         if len(cache) >= SVI_PROGRAMS_KEPT:  # e.g. a loop over fresh optax objects: keep memory bounded
@@ -843,17 +853,18 @@ def _svi_program(model, md, guide: str, rank, num_particles: int, optimizer, num
 
 
 def _svi_init(g, svi, init, key, md):
-    """``svi.init(key, md)``, compiled. The guide is set up first, eagerly, from ``key``'s guide
-    seed as ``svi.init`` would (tracing the set-up inside ``jit`` would leave tracers on the
-    guide); the rest of ``svi.init`` (a guide draw and the whole model, solve included) is
-    then one compiled program instead of hundreds of eager ops. The guide's initial parameter
-    values are arguments, not constants of the program: they depend on the data's values
-    (data-dependent priors), and the program is reused for other data of the same shapes."""
+    """``(svi.init(key, md), valid)``, compiled. The guide is set up first, eagerly, from
+    ``key``'s guide seed as ``svi.init`` would (tracing the set-up inside ``jit`` would leave
+    tracers on the guide), on the latent sites only; the rest of ``svi.init`` (a guide draw and
+    the whole model, solve included) is then one compiled program instead of hundreds of eager
+    ops. The guide's initial values are arguments, not constants of the program: they depend on
+    the data's values (data-dependent priors), and the program is reused for other data of the
+    same shapes. ``valid``: the whole model passes NumPyro's start test there (see ``run_svi``)."""
     _, _, guide_seed = jax.random.split(key, 3)
     with handlers.trace() as guide_trace:
         handlers.seed(g, rng_seed=guide_seed)(md)
     init_params = {name: site["value"] for name, site in guide_trace.items() if site["type"] == "param"}
-    return init(key, md, init_params=init_params)
+    return init(key, md, init_params, g._init_locs)
 
 
 def _optimise(chunk, svi_state, md, num_steps: int, progress: bool):
@@ -938,11 +949,12 @@ def run_svi(
     k_fit, k_draw = jax.random.split(key)
     t0 = time.time()
     try:
-        svi_state = _svi_init(g, svi, init, k_fit, md)
-        if not np.isfinite(np.asarray(chunk(svi_state, md, 1)[1])[0]):
-            # The guide's start was checked against the prior only, and the model fails there (a
-            # solve that fails, say): the first step's loss is not finite. NumPyro's own set-up on
-            # the whole model looks for a start where the model's density is finite (or raises).
+        svi_state, valid = _svi_init(g, svi, init, k_fit, md)
+        if not bool(valid):
+            # The guide's start was checked against the prior only, and the whole model fails
+            # there (a solve that fails, say). NumPyro's own set-up on the whole model tries that
+            # start and then others, the same way, until its density and gradient are finite
+            # (or raises): the start it would have picked had the guide been built on it.
             g.prototype_trace = None
             g.model = model
             try:
