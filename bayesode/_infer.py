@@ -956,11 +956,11 @@ def run_svi(
             # start and then others, the same way, until its density and gradient are finite
             # (or raises): the start it would have picked had the guide been built on it.
             g.prototype_trace = None
-            g.model = model
+            latents_model, g.model = g.model, model
             try:
                 svi_state = svi.init(k_fit, md)
             finally:
-                g.model = functools.partial(model, latents_only=True)
+                g.model = latents_model
     except RuntimeError as e:
         if "Cannot find valid initial parameters" in str(e):
             raise _init_error(model, data, key, e) from None
