@@ -27,6 +27,37 @@ def _check_prior(name, prior):
         raise ConfigError(f"`{name}` must be a numpyro distribution or None; got {type(prior).__name__}.")
 
 
+def _known_sigma(value):
+    """A known noise scale: None, a positive number, or one positive number per observed column (a tuple)."""
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=float) if not isinstance(value, str) else None
+    if arr is None or arr.ndim > 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ConfigError(
+            f"`sigma` must be a positive finite number or one per observed column (a 1-d sequence); got {value!r}."
+        )
+    return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
+
+
+def _check_exclusive(likelihood):
+    if likelihood.sigma is not None and likelihood.sigma_prior is not None:
+        raise ConfigError(
+            f"{type(likelihood).__name__}: give `sigma` (known noise) or `sigma_prior` (learned noise), not both."
+        )
+
+
+def _noise_scale(likelihood, default_prior, scale):
+    """The ``sigma`` site drawn from the likelihood's prior, or its known value (no site) when ``sigma`` is set."""
+    if likelihood.sigma is None:
+        return numpyro.sample(SITE_SIGMA, likelihood.sigma_prior or default_prior)
+    sigma = jnp.asarray(likelihood.sigma, dtype=jnp.result_type(scale))
+    if sigma.ndim and sigma.shape != jnp.shape(scale):
+        raise ConfigError(
+            f"`sigma` has {sigma.shape[0]} values but the data have {jnp.shape(scale)[0]} observed columns."
+        )
+    return jnp.broadcast_to(sigma, jnp.shape(scale))
+
+
 class AbstractLikelihood(eqx.Module):
     """Interface: ``sample_noise(scale)``, ``distribution(pred, noise)``, ``check_data(ys)``."""
 
@@ -34,6 +65,12 @@ class AbstractLikelihood(eqx.Module):
     counts: bool = eqx.field(static=True, default=False)
 
     def check_data(self, ys: np.ndarray, argname: str = "ys") -> None:
+        sigma = getattr(self, "sigma", None)
+        if isinstance(sigma, tuple) and len(sigma) != ys.shape[-1]:
+            raise ConfigError(
+                f"{type(self).__name__}(sigma=...) has {len(sigma)} values but `{argname}` has {ys.shape[-1]} "
+                "observed columns; give one value per column, or a single number for all."
+            )
         finite = ys[np.isfinite(ys)]
         if self.positive and finite.size and np.any(finite <= 0):
             idx = tuple(int(i) for i in np.argwhere(np.isfinite(ys) & (ys <= 0))[0])
@@ -50,17 +87,20 @@ class NormalNoise(AbstractLikelihood):
     """``obs ~ Normal(pred, sigma)``, ``sigma`` per observed column.
 
     Default ``sigma ~ LogNormal(log(0.1 * scale), 1)`` with ``scale`` the
-    column's standard deviation in the data.
+    column's standard deviation in the data. ``sigma=`` a number (or one per
+    column) fixes it instead: a known measurement error, no ``sigma`` site.
     """
 
     sigma_prior: dist.Distribution | None = None
+    sigma: float | tuple | None = eqx.field(static=True, default=None, converter=_known_sigma)
 
     def __check_init__(self):
         _check_prior("sigma_prior", self.sigma_prior)
+        _check_exclusive(self)
 
     def sample_noise(self, scale):
-        prior = self.sigma_prior or dist.LogNormal(jnp.log(0.1 * scale), 1.0).to_event(1)
-        return {"sigma": numpyro.sample(SITE_SIGMA, prior)}
+        default = dist.LogNormal(jnp.log(0.1 * scale), 1.0).to_event(1)
+        return {"sigma": _noise_scale(self, default, scale)}
 
     def distribution(self, pred, noise):
         return dist.Normal(pred, noise["sigma"])
@@ -70,17 +110,20 @@ class LogNormalNoise(AbstractLikelihood):
     """``obs ~ LogNormal(log(pred), sigma)``: multiplicative noise for positive data.
 
     Default ``sigma ~ LogNormal(-1, 1)`` per column (the Stan predator-prey case study).
+    ``sigma=`` fixes it, as for :class:`NormalNoise`.
     """
 
     sigma_prior: dist.Distribution | None = None
+    sigma: float | tuple | None = eqx.field(static=True, default=None, converter=_known_sigma)
     positive: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
         _check_prior("sigma_prior", self.sigma_prior)
+        _check_exclusive(self)
 
     def sample_noise(self, scale):
-        prior = self.sigma_prior or dist.LogNormal(-jnp.ones_like(scale), 1.0).to_event(1)
-        return {"sigma": numpyro.sample(SITE_SIGMA, prior)}
+        default = dist.LogNormal(-jnp.ones_like(scale), 1.0).to_event(1)
+        return {"sigma": _noise_scale(self, default, scale)}
 
     def distribution(self, pred, noise):
         return dist.LogNormal(jnp.log(jnp.maximum(pred, _tiny(pred))), noise["sigma"])
@@ -90,20 +133,24 @@ class StudentTNoise(AbstractLikelihood):
     """``obs ~ StudentT(nu, pred, sigma)``: robust to outliers.
 
     ``df=None`` learns ``nu ~ Gamma(2, 0.1)`` (Juárez & Steel); a number fixes it.
+    ``sigma=`` fixes the scale, as for :class:`NormalNoise`.
     """
 
     df: float | None = eqx.field(static=True, default=None)
     sigma_prior: dist.Distribution | None = None
+    sigma: float | tuple | None = eqx.field(static=True, default=None, converter=_known_sigma)
 
     def __check_init__(self):
         _check_prior("sigma_prior", self.sigma_prior)
+        _check_exclusive(self)
         if self.df is not None and not (self.df > 0):
             raise ConfigError(f"`StudentTNoise(df=...)` must be positive or None; got {self.df!r}.")
 
     def sample_noise(self, scale):
-        prior = self.sigma_prior or dist.LogNormal(jnp.log(0.1 * scale), 1.0).to_event(1)
+        default = dist.LogNormal(jnp.log(0.1 * scale), 1.0).to_event(1)
+        sigma = _noise_scale(self, default, scale)
         nu = self.df if self.df is not None else numpyro.sample(SITE_NU, dist.Gamma(2.0, 0.1))
-        return {"sigma": numpyro.sample(SITE_SIGMA, prior), "nu": nu}
+        return {"sigma": sigma, "nu": nu}
 
     def distribution(self, pred, noise):
         return dist.StudentT(noise["nu"], pred, noise["sigma"])

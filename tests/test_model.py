@@ -140,6 +140,27 @@ def test_missing_values_do_not_enter_the_likelihood():
     assert float(lp_c) == float(lp_a)  # ... and not at all when masked
 
 
+@pytest.mark.parametrize("noise", [bo.NormalNoise, bo.LogNormalNoise, bo.StudentTNoise])
+def test_known_sigma_is_a_constant_not_a_site(noise):
+    """``sigma=`` fixes the noise: no ``sigma`` site, and the log density is the learned-sigma model's
+    at that sigma minus its sigma prior term."""
+    known = (0.3, 0.05)
+    spec = dict(param_priors=bo.models.lotka_volterra_priors(), y0_prior=dist.LogNormal(np.log(10.0), 1.0))
+    prior = dist.LogNormal(0.0, 1.0).expand([2]).to_event(1)
+    fixed = bo.make_model(bo.lotka_volterra_field(), likelihood=noise(sigma=known), **spec)
+    learned = bo.make_model(bo.lotka_volterra_field(), likelihood=noise(sigma_prior=prior), **spec)
+    tr = trace(fixed)
+    assert "sigma" not in tr and tr["obs"]["value"].shape == (1, 9, 2)
+    params = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
+    lp_fixed, _ = log_density(fixed, (DATA.model_data(),), {}, params)
+    sigma = jnp.asarray(known)
+    lp_learned, _ = log_density(learned, (DATA.model_data(),), {}, {**params, "sigma": sigma})
+    np.testing.assert_allclose(float(lp_fixed), float(lp_learned - prior.log_prob(sigma)), rtol=1e-5)
+    with pytest.raises(bo.ConfigError, match=r"has 3 values but `ys` has 2 observed columns"):
+        bo.run_nuts(bo.make_model(bo.lotka_volterra_field(), likelihood=noise(sigma=(1.0, 2.0, 3.0)), **spec),
+                    DATA, key=0)
+
+
 def test_gradient_of_log_density_matches_finite_differences():
     with jax.enable_x64(True):
         model = bo.make_model(

@@ -252,6 +252,24 @@ BAD_INPUT = [
         id="likelihood-float-prior",
     ),
     pytest.param(
+        lambda: bo.NormalNoise(sigma=0.0),
+        bo.ConfigError,
+        r"`sigma` must be a positive finite number or one per observed column .*got 0\.0",
+        id="likelihood-known-sigma-zero",
+    ),
+    pytest.param(
+        lambda: bo.LogNormalNoise(sigma=[0.1, float("nan")]),
+        bo.ConfigError,
+        r"`sigma` must be a positive finite number .*got \[0\.1, nan\]",
+        id="likelihood-known-sigma-nan",
+    ),
+    pytest.param(
+        lambda: bo.StudentTNoise(sigma=0.1, sigma_prior=dist.HalfNormal(1.0)),
+        bo.ConfigError,
+        r"StudentTNoise: give `sigma` \(known noise\) or `sigma_prior` \(learned noise\), not both",
+        id="likelihood-known-and-prior-sigma",
+    ),
+    pytest.param(
         lambda: bo.StudentTNoise(df=0.0),
         bo.ConfigError,
         r"`StudentTNoise\(df=...\)` must be positive",
