@@ -4,6 +4,7 @@ from . import datasets, models  # noqa: E402  (imports the layers above)
 from ._cache import enable_compilation_cache
 from ._calibration import SBCResult, chi2_uniformity, ecdf_bands, sbc
 from ._data import Data, ModelData, make_data
+from ._distributed import run_nuts_distributed
 from ._errors import BayesODEError, ConfigError, DataError, FieldError, InitializationError
 from ._fields import HybridField, MechanisticField, MLPField, lotka_volterra_field, lotka_volterra_rhs
 from ._infer import prior_failure_rate, run_neural_linear, run_nuts, run_svi, run_svi_nuts
@@ -105,6 +106,7 @@ __all__ = [
     "prior_failure_rate",
     "run_neural_linear",
     "run_nuts",
+    "run_nuts_distributed",
     "run_svi",
     "run_svi_nuts",
     "sample_field",

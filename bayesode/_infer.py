@@ -344,11 +344,13 @@ def _get_sampler(model, md, settings) -> _Sampler:
 
 
 def _device_groups(num_chains: int, chain_method: str):
+    # This process's own devices: in a multi-process (jax.distributed) job jax.devices() also
+    # lists the other processes' devices, which this one cannot run on.
     if chain_method == "vectorized":
-        return [(jax.devices()[0], np.arange(num_chains))]
+        return [(jax.local_devices()[0], np.arange(num_chains))]
     if chain_method == "sequential":
-        return [(jax.devices()[0], np.array([c])) for c in range(num_chains)]
-    devices = jax.devices()
+        return [(jax.local_devices()[0], np.array([c])) for c in range(num_chains)]
+    devices = jax.local_devices()
     n = min(len(devices), num_chains)
     if n < 2:
         warnings.warn(
@@ -496,6 +498,7 @@ def run_nuts(
     chunk_size: int = 100,
     checkpoint_dir: str | None = None,
     progress: bool = True,
+    chains=None,
     **data_kwargs,
 ) -> Posterior:
     """Sample the posterior with NUTS.
@@ -529,6 +532,14 @@ def run_nuts(
         again with the same folder and settings resumes where it stopped.
     progress : bool
         Progress bar on stderr.
+    chains : sequence of int, optional
+        Run only these of the ``num_chains`` chains (increasing indices), e.g.
+        one share per machine. Chain ``c`` gets the same key, start and draws
+        whichever share it is in, so the shares' posteriors, concatenated along
+        ``chain``, are the whole run (with ``chain_method="sequential"`` on
+        every side, bit-identical on the same machine; vectorised chains share
+        floating-point rounding with their group). :func:`run_nuts_distributed`
+        does the split and the gathering in a ``jax.distributed`` job.
 
     Returns
     -------
@@ -546,6 +557,7 @@ def run_nuts(
         raise ConfigError(f"`chain_method`={chain_method!r} is unknown; choose one of {CHAIN_METHODS}.")
     if not (0 < target_accept_prob < 1):
         raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
+    chains = _chain_subset(chains, num_chains)
     seed = _seed_of(key)
     key = _raw_key(key)
     k_init, k_chains = jax.random.split(key)
@@ -586,10 +598,14 @@ def run_nuts(
     if bad.any():
         raise _init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
     t_compile_init = time.time() - t_start
+    # Starts and initial states are made for all chains (each row as in a whole run), then this share kept.
+    states = jax.tree.map(lambda x: np.asarray(x)[chains], states)
 
     total = num_warmup + num_samples
     meta = dict(settings, num_samples=num_samples, num_chains=num_chains, chain_method=chain_method, seed=seed,
                 chunk_size=chunk_size, iteration=0)
+    if len(chains) < num_chains:
+        meta["chains"] = chains.tolist()
     draws, stats, log, done = [], {}, FailureLog(), 0
     if checkpoint_dir is not None:
         loaded = _load_checkpoint(checkpoint_dir, meta, states)
@@ -598,7 +614,7 @@ def run_nuts(
             draws = [saved_draws]  # one chunk holding every leaf drawn so far
             if progress:
                 print(f"resuming from iteration {done} of {total} in {checkpoint_dir}", file=sys.stderr)
-    groups = _device_groups(num_chains, chain_method)
+    groups = _device_groups(len(chains), chain_method)
     bar = _Progress(total, num_warmup, progress)
     interrupted = False
     z_leaves_def = jax.tree.structure(z0)
@@ -708,7 +724,7 @@ def run_nuts(
     flat_z = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z_all)
     constrained = jax.device_get(sampler.constrain(flat_z, md))
     samples = {
-        k: np.asarray(v).reshape((num_chains, n_kept) + np.shape(v)[1:])
+        k: np.asarray(v).reshape((len(chains), n_kept) + np.shape(v)[1:])
         for k, v in constrained.items()
         if k in _latent_sites(model, md)
     }
@@ -732,6 +748,19 @@ def run_nuts(
         versions=package_versions(),
     )
     return Posterior(samples=samples, sample_stats=sstats, data=data, model=model, settings=settings_out)
+
+
+def _chain_subset(chains, num_chains: int) -> np.ndarray:
+    if chains is None:
+        return np.arange(num_chains)
+    arr = np.asarray(chains)
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(f"`chains` must be a non-empty sequence of chain indices (ints); got {chains!r}.")
+    if arr.min() < 0 or arr.max() >= num_chains or np.any(np.diff(arr) <= 0):
+        raise ConfigError(
+            f"`chains` must be increasing indices in [0, num_chains={num_chains}) without repeats; got {arr.tolist()}."
+        )
+    return arr
 
 
 def _merge(draws):

@@ -314,6 +314,24 @@ BAD_INPUT = [
         id="run_nuts-plain-model",
     ),
     pytest.param(
+        lambda: bo.run_nuts(MODEL, DATA, key=0, num_chains=2, chains=[2]),
+        bo.ConfigError,
+        r"`chains` must be increasing indices in \[0, num_chains=2\) without repeats; got \[2\]",
+        id="nuts-chains-out-of-range",
+    ),
+    pytest.param(
+        lambda: bo.run_nuts(MODEL, DATA, key=0, num_chains=4, chains=[0.5]),
+        bo.ConfigError,
+        r"`chains` must be a non-empty sequence of chain indices \(ints\); got \[0.5\]",
+        id="nuts-chains-not-ints",
+    ),
+    pytest.param(
+        lambda: bo.run_nuts_distributed(MODEL, DATA, key=0, num_chains=0),
+        bo.ConfigError,
+        r"`num_chains`=0 must be a positive multiple of the number of processes \(1\)",
+        id="distributed-num-chains",
+    ),
+    pytest.param(
         lambda: bo.run_nuts(MODEL, DATA, key=0, chunk_size=0),
         bo.ConfigError,
         r"`chunk_size` must be a positive int",
