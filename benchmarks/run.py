@@ -54,6 +54,8 @@ TABLE = [
     ("divergences", "{:.0f}"),
     ("solver_failures", "{:.0f}"),
     ("peak_rss_mb", "{:.0f}"),
+    ("rhat_max", "{:.3f}"),
+    ("heldout_coverage_90", "{:.2f}"),
     ("vs_peer", "{}"),
 ]
 
