@@ -7,6 +7,7 @@ A case runs in its own process (``run.py`` spawns one per case and repeat), so
 
 from __future__ import annotations
 
+import functools
 import time
 
 import equinox as eqx
@@ -142,18 +143,23 @@ def spiral_model(cubed, tutorial=True):
 
 
 def heldout_coverage(post, level=0.9) -> dict:
-    """Share of the held-out spiral points (t > 1) inside the posterior predictive ``level`` interval."""
+    """Share of the held-out spiral points (t > 1) inside the posterior predictive ``level`` interval
+    (noisy ``obs``), and inside the band of the trajectory itself (the field's uncertainty alone)."""
     test = spiral_data(heldout=True)
-    obs = post.predict(test.ts[0], key=0)["obs"].values[:, :, 0]  # (chain, draw, time, state)
-    draws = obs.reshape(-1, *obs.shape[2:])
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    inside = (test.ys[0] >= lo) & (test.ys[0] <= hi)
-    return {"heldout_coverage_90": float(np.mean(inside)), "heldout_interval_width": float(np.mean(hi - lo))}
+    pred = post.predict(test.ts[0], key=0)
+    out = {}
+    for var, label in (("obs", ""), ("trajectory", "_trajectory")):
+        v = pred[var].values[:, :, 0]  # (chain, draw, time, state)
+        lo, hi = np.quantile(v.reshape(-1, *v.shape[2:]), [(1 - level) / 2, (1 + level) / 2], axis=0)
+        out[f"heldout{label}_coverage_90"] = float(np.mean((test.ys[0] >= lo) & (test.ys[0] <= hi)))
+        out[f"heldout{label}_interval_width"] = float(np.mean(hi - lo))
+    return out
 
 
 def case_spiral(quick, cubed=False):
     """Yields rows as they finish, so a timeout keeps the finished ones (the learned-noise variant is last:
-    it is the slow one)."""
+    it is the slow one). With 2+ devices (``run.py`` gives this case two CPU devices) the tutorial model
+    also runs with ``chain_method="parallel"``: one chain per core."""
     data = spiral_data()
     nuts = (
         dict(num_chains=2, num_warmup=100, num_samples=100)
@@ -162,18 +168,19 @@ def case_spiral(quick, cubed=False):
     )
     svi_steps = 300 if quick else 2000
     name = "NN(u^3)" if cubed else "NN(u)"
+    methods = (["parallel"] if jax.device_count() >= 2 else []) + ["vectorized"]
     for tutorial in (True, False):
         model = spiral_model(cubed, tutorial)
         n_weights = sum(int(np.size(x)) for x in jax.tree.leaves(eqx.filter(model.spec.field, eqx.is_inexact_array)))
         noise = "tutorial model, known noise" if tutorial else "learned noise, rtol 1e-6"
-
-        def fit_nuts(model=model):
-            return bo.run_nuts(model, data, key=jr.key(1), progress=False, **nuts)
-
-        def fit_svi_nuts(model=model):
-            return bo.run_svi_nuts(model, data, key=jr.key(1), svi_steps=svi_steps, progress=False, **nuts)
-
-        fits = [("NUTS", fit_nuts, {})] + ([] if tutorial else [("SVI+NUTS", fit_svi_nuts, {"svi_steps": svi_steps})])
+        fits = []
+        for method in methods if tutorial else ["vectorized"]:
+            fits.append((f"NUTS {method}", functools.partial(bo.run_nuts, model, data, key=jr.key(1), progress=False,
+                                                             chain_method=method, **nuts), {}))  # fmt: skip
+        if not tutorial:
+            fit = functools.partial(bo.run_svi_nuts, model, data, key=jr.key(1), svi_steps=svi_steps, progress=False,
+                                    **nuts)  # fmt: skip
+            fits.append(("SVI+NUTS", fit, {"svi_steps": svi_steps}))
         for method, fit, extra in fits:
             yield _nuts_row("spiral", "bayesode", f"{name} {method}, {noise}", fit, nuts["num_warmup"],
                             after=heldout_coverage, weights=n_weights, **extra, **nuts)  # fmt: skip

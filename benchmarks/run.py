@@ -23,6 +23,9 @@ CASE_ENV = {
     # one chain per device: no chain waits for another's tree or solve (4 threads share the cores)
     "lv-parallel-4": {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     "solver-x64": {"JAX_ENABLE_X64": "1"},
+    # 2 chains: one per core (the case also runs them vectorised on one device)
+    "spiral": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    "spiral-cubed": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
 }
 DEFAULT_CASES = [
     "lv",
@@ -56,6 +59,7 @@ TABLE = [
     ("peak_rss_mb", "{:.0f}"),
     ("rhat_max", "{:.3f}"),
     ("heldout_coverage_90", "{:.2f}"),
+    ("heldout_trajectory_coverage_90", "{:.2f}"),
     ("vs_peer", "{}"),
 ]
 
