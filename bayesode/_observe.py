@@ -39,7 +39,9 @@ def _known_sigma(value):
     return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
 
 
-def _check_exclusive(likelihood):
+def _check_noise(likelihood):
+    """``sigma_prior`` is a distribution or None, and not given together with a known ``sigma``."""
+    _check_prior("sigma_prior", likelihood.sigma_prior)
     if likelihood.sigma is not None and likelihood.sigma_prior is not None:
         raise ConfigError(
             f"{type(likelihood).__name__}: give `sigma` (known noise) or `sigma_prior` (learned noise), not both."
@@ -95,8 +97,7 @@ class NormalNoise(AbstractLikelihood):
     sigma: float | tuple | None = eqx.field(static=True, default=None, converter=_known_sigma)
 
     def __check_init__(self):
-        _check_prior("sigma_prior", self.sigma_prior)
-        _check_exclusive(self)
+        _check_noise(self)
 
     def sample_noise(self, scale):
         default = dist.LogNormal(jnp.log(0.1 * scale), 1.0).to_event(1)
@@ -118,8 +119,7 @@ class LogNormalNoise(AbstractLikelihood):
     positive: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
-        _check_prior("sigma_prior", self.sigma_prior)
-        _check_exclusive(self)
+        _check_noise(self)
 
     def sample_noise(self, scale):
         default = dist.LogNormal(-jnp.ones_like(scale), 1.0).to_event(1)
@@ -141,8 +141,7 @@ class StudentTNoise(AbstractLikelihood):
     sigma: float | tuple | None = eqx.field(static=True, default=None, converter=_known_sigma)
 
     def __check_init__(self):
-        _check_prior("sigma_prior", self.sigma_prior)
-        _check_exclusive(self)
+        _check_noise(self)
         if self.df is not None and not (self.df > 0):
             raise ConfigError(f"`StudentTNoise(df=...)` must be positive or None; got {self.df!r}.")
 
