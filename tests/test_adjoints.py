@@ -129,3 +129,26 @@ def test_backsolve_is_refused_where_diffrax_cannot_differentiate():
         bo.make_model(field, events=StateEvent(lambda t, y, a: y[0], lambda t, y, a: y, max_events=1), **kw)
     # Known jump times are fine: their segment boundaries carry no gradient.
     bo.make_model(field, jumps=Jumps(times=[0.5], amounts=[1.0], state=0), **kw)
+
+
+def test_nuts_forward_mode_gradient_is_jacfwd_in_one_pass():
+    # run_nuts differentiates ForwardMode models with one batched JVP (value and gradient together),
+    # not NumPyro's f(z) then jacfwd(f)(z): same numbers, one solve fewer per gradient.
+    from numpyro.infer.util import initialize_model
+
+    from bayesode._infer import _gradient_by_forward_mode
+
+    data = bo.datasets.load("lynx_hare").to_data()
+    model = bo.models.lotka_volterra()  # ForwardMode
+    info = initialize_model(jr.key(0), model, model_args=(data.model_data(),), forward_mode_differentiation=True)
+    potential, z = info.potential_fn, info.param_info.z
+    value, grad = jax.jit(jax.value_and_grad(_gradient_by_forward_mode(potential)))(z)
+    assert float(value) == float(jax.jit(potential)(z))
+    expected = jax.jit(jax.jacfwd(potential))(z)
+    assert set(grad) == set(expected) and all(bool(jnp.any(expected[k] != 0)) for k in expected)
+    for k in expected:
+        np.testing.assert_allclose(grad[k], expected[k], rtol=1e-6, err_msg=k)
+    # The cotangent scales it (reverse mode over the potential, e.g. -log density).
+    scaled = jax.grad(lambda z: -3.0 * _gradient_by_forward_mode(potential)(z))(z)
+    for k in expected:
+        np.testing.assert_allclose(scaled[k], -3.0 * np.asarray(expected[k]), rtol=1e-6, err_msg=k)
