@@ -704,19 +704,23 @@ def run_nuts(
             return out, None
 
         def replay():
+            # The separate reporting program is compiled once, for the first group's device
+            # (the same CPU code on every host device); otherwise this group's program, here.
+            put = functools.partial(jax.device_put, device=groups[0][0]) if separate else (lambda x: x)
             fn = sampler.chunk(length, reports=True)
+            sub_on, ids_on, md_on = put(sub), put(ids), put(md_dev)
             if count.max() > REPLAY_SLOTS:
                 again = np.asarray(out[2][0]).any(axis=0)  # (n,) iterations where any chain diverged
-                fn(sub, ids, md_dev, jnp.asarray(np.pad(again, (0, length - n))), int(np.flatnonzero(again)[-1]) + 1)
+                fn(sub_on, ids_on, md_on, put(jnp.asarray(np.pad(again, (0, length - n)))), int(np.flatnonzero(again)[-1]) + 1)
             else:
                 kept_host = jax.device_get(kept)
-                first_only = jnp.asarray(np.arange(length) == 0)
+                first_only = put(jnp.asarray(np.arange(length) == 0))
                 rows = np.arange(len(idx))
                 for j in range(int(count.max())):
                     # Chains with fewer divergences repeat their last one: reports of the
                     # same point are de-duplicated, so this only costs the evaluation.
                     pick = np.clip(np.minimum(j, count - 1), 0, None)
-                    fn(jax.tree.map(lambda b: b[rows, pick], kept_host), ids, md_dev, first_only, 1)
+                    fn(put(jax.tree.map(lambda b: b[rows, pick], kept_host)), ids_on, md_on, first_only, 1)
 
         return out, replay
 
@@ -726,7 +730,7 @@ def run_nuts(
     # the fast pass is the reporting program with reports off, and replays run at once.
     separate = bool(jax.config.jax_compilation_cache_dir) and total >= SEPARATE_REPORTING_MIN_ITERATIONS
     fast_reports = _REPORT_EVERY_ITERATION or not separate
-    reporting = {}  # (device, chains in group) -> Future of its compile
+    reporting = {}  # chains in a group -> Future of the compile (on the first group's device)
     pending = []  # (that key, replay) not yet run
     compiler = ThreadPoolExecutor(1)
 
@@ -768,9 +772,10 @@ def run_nuts(
                 for (dev, idx), (_, replay) in zip(groups, results):
                     if replay is None:
                         continue
-                    k = (dev, len(idx))
+                    k = len(idx)
                     if separate and k not in reporting:
-                        fn, inputs = sampler.chunk(length, reports=True), group_inputs(dev, idx, states)
+                        fn = sampler.chunk(length, reports=True)
+                        inputs = jax.device_put(group_inputs(dev, idx, states), groups[0][0])
                         fn.trace(*inputs, 0)  # here: tracing runs the model (see above)
                         reporting[k] = compiler.submit(fn, *inputs, 0)  # compiles; runs no iteration
                     pending.append((k, replay))

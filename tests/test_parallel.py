@@ -40,10 +40,15 @@ SCRIPT = textwrap.dedent(
     ys = (1.5 * np.exp(-0.7 * ts))[:, None] * np.exp(0.05 * np.random.default_rng(0).standard_normal((7, 1)))
     kw = dict(key=3, num_warmup=40, num_samples=30, num_chains=2, progress=False)
     out = {"devices": len(jax.devices())}
-    for method in ("parallel", "sequential"):
-        post = bo.run_nuts(model, ts, ys, chain_method=method, **kw)
+    for method in ("parallel", "sequential", "parallel_separate"):
+        if method == "parallel_separate":  # as a long run with the cache on: replays by a second program
+            import bayesode._infer as infer
+            infer.SEPARATE_REPORTING_MIN_ITERATIONS = 0
+        post = bo.run_nuts(model, ts, ys, chain_method=method.split("_")[0], **kw)
         out[method] = {k: np.asarray(v).tolist() for k, v in post.samples.items()}
         out[method + "_finite"] = bool(all(np.isfinite(np.asarray(v)).all() for v in post.samples.values()))
+        out[method + "_failures"] = [post.settings["warmup_divergences"], post.settings["warmup_solver_failures"],
+                                     post.sample_stats["solver_failures"].tolist()]  # fmt: skip
     print("RESULT" + json.dumps(out))
     """
 )
@@ -66,6 +71,10 @@ def test_parallel_chains_on_two_devices_match_sequential_chains_bitwise():
     assert set(out["parallel"]) == {"k", "y0", "sigma"}
     for site in out["parallel"]:
         assert out["parallel"][site] == out["sequential"][site], site
+        assert out["parallel_separate"][site] == out["parallel"][site], site
+    # Warmup diverged (replays ran) and the separately compiled reporting program counted the same.
+    assert out["parallel_failures"][0] > 0, out["parallel_failures"]
+    assert out["parallel_separate_failures"] == out["parallel_failures"]
     # and the two chains are distinct chains, not one chain copied
     k = out["parallel"]["k"]
     assert k[0] != k[1]
