@@ -134,12 +134,16 @@ def test_backsolve_is_refused_where_diffrax_cannot_differentiate():
 def test_nuts_forward_mode_gradient_is_jacfwd_in_one_pass():
     # run_nuts differentiates ForwardMode models with one batched JVP (value and gradient together),
     # not NumPyro's f(z) then jacfwd(f)(z): same numbers, one solve fewer per gradient.
+    import numpyro.distributions as dist
     from numpyro.infer.util import initialize_model
 
     from bayesode._infer import _gradient_by_forward_mode
 
-    data = bo.datasets.load("lynx_hare").to_data()
-    model = bo.models.lotka_volterra()  # ForwardMode
+    decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+    model = bo.make_model(decay, param_priors={"k": dist.LogNormal(0.0, 0.5)}, y0_prior=dist.LogNormal(0.0, 0.3),
+                          solver=bo.SolverConfig(adjoint=diffrax.ForwardMode()))  # fmt: skip
+    ts = np.linspace(0.0, 2.0, 6)
+    data = bo.make_data(ts, (1.2 * np.exp(-0.4 * ts))[:, None])
     info = initialize_model(jr.key(0), model, model_args=(data.model_data(),), forward_mode_differentiation=True)
     potential, z = info.potential_fn, info.param_info.z
     value, grad = jax.jit(jax.value_and_grad(_gradient_by_forward_mode(potential)))(z)

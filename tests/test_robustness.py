@@ -648,12 +648,12 @@ def test_nuts_survives_failures_of_several_causes_in_warmup_and_sampling(monkeyp
     # Reporting from every iteration of the vectorised run also logs the discarded evaluations of
     # a chain whose tree stopped before the other chain's (more points than its leapfrog steps);
     # the count must not change (FailureLog keeps only a chain's own first num_steps points).
-    # A long run (with the compile cache on, as here) samples with a program without the callback
-    # and replays with the one that has it, compiled in the background: same draws, same counts.
+    # Second variant: as a long run with the compile cache on (as here), the run samples with a
+    # program without the callback and replays with the one that has it, compiled in the
+    # background: same draws, same counts.
     variants = {
         "every iteration": dict(_REPORT_EVERY_ITERATION=True),
-        "kept states only": dict(REPLAY_SLOTS=100),
-        "separate reporting program": dict(SEPARATE_REPORTING_MIN_ITERATIONS=0),
+        "kept states only, separate reporting program": dict(REPLAY_SLOTS=100, SEPARATE_REPORTING_MIN_ITERATIONS=0),
     }
     for name, attrs in variants.items():
         with monkeypatch.context() as m, FailureLog() as watch:
