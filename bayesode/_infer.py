@@ -296,12 +296,13 @@ class _Sampler:
     def chunk(self, n: int, reports: bool = False):
         """Compiled ``(states, chain_ids, md, report, stop) -> (states, (z, stats), (kept, count))`` for ``n`` iterations.
 
-        Two programs: ``reports=False`` is the fast pass, with no solver-failure
-        callback in it at all (``report`` is ignored), so JAX's persistent
-        compilation cache can keep it: a host callback in a program makes JAX
-        recompile it in every process. ``reports=True``, for replaying the
-        iterations that diverged, turns the model's callback on where ``report``
-        (n,) is True; it is compiled only when a run first needs a replay.
+        ``reports=True`` turns the model's solver-failure callback on where
+        ``report`` (n,) is True: with ``report`` all False it is the fast pass of a
+        short run, and it replays the iterations that diverged. ``reports=False``
+        has no callback in it at all (``report`` is ignored), so JAX's persistent
+        compilation cache can keep it (a host callback makes JAX recompile a
+        program in every process): the fast pass of long runs with the cache on
+        (``SEPARATE_REPORTING_MIN_ITERATIONS``).
         Iterations ``>= stop`` are skipped (state unchanged). ``kept`` holds, per
         chain, the states before its first ``REPLAY_SLOTS`` diverging iterations
         (leading axes (chain, slot)); ``count`` (chain,) how many diverged.
