@@ -9,7 +9,7 @@ from ._errors import BayesODEError, ConfigError, DataError, FieldError, Initiali
 from ._fields import HybridField, MechanisticField, MLPField, lotka_volterra_field, lotka_volterra_rhs
 from ._infer import prior_failure_rate, run_neural_linear, run_nuts, run_svi, run_svi_nuts
 from ._jumps import EventSolution, Jumps, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
-from ._model import ModelSpec, PopulationPrior, make_model, per_series_params
+from ._model import ModelSpec, PopulationPrior, make_model, per_series_params, shard_series
 from ._observe import (
     LogNormalNoise,
     NegativeBinomialNoise,
@@ -108,6 +108,7 @@ __all__ = [
     "run_nuts",
     "run_nuts_distributed",
     "run_svi",
+    "shard_series",
     "run_svi_nuts",
     "sample_field",
     "solve",

@@ -601,6 +601,11 @@ def run_nuts(
     max_tree_depth = _positive_int("max_tree_depth", max_tree_depth)
     if chain_method not in CHAIN_METHODS:
         raise ConfigError(f"`chain_method`={chain_method!r} is unknown; choose one of {CHAIN_METHODS}.")
+    if chain_method == "parallel" and getattr(model.spec, "series_devices", None) is not None:
+        raise ConfigError(
+            "the model splits its series across devices (`series_devices`), so its chains cannot also take one "
+            "device each: use chain_method='vectorized' (all chains on the devices that share the series)."
+        )
     if not (0 < target_accept_prob < 1):
         raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
     chains = _chain_subset(chains, num_chains)

@@ -204,6 +204,7 @@ class ModelSpec:
     jumps: Jumps | None = None
     events: StateEvent | None = None
     series_params: Mapping = dc_field(default_factory=dict)
+    series_devices: tuple | None = None
 
     @property
     def state_dim(self) -> int:
@@ -285,6 +286,116 @@ def _column_scale(ys, mask):
     return jnp.where(std > 0, std, jnp.where(jnp.abs(mean) > 0, jnp.abs(mean), 1.0))
 
 
+def _resolve_devices(series_devices) -> tuple | None:
+    """``make_model(series_devices=...)`` as a tuple of two or more devices, or None (one device)."""
+    if series_devices is None:
+        return None
+    available = jax.devices()
+    if isinstance(series_devices, str):
+        if series_devices != "all":
+            raise ConfigError(f'`series_devices`={series_devices!r}: give "all", a device count or a list of devices.')
+        devices = tuple(available)
+    elif isinstance(series_devices, (int, np.integer)) and not isinstance(series_devices, bool):
+        if not 1 <= series_devices <= len(available):
+            raise ConfigError(
+                f"`series_devices`={series_devices} but jax sees {len(available)} device(s) ({available[0].platform}); "
+                "give a count between 1 and that (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                "set before jax starts gives N devices)."
+            )
+        devices = tuple(available[: int(series_devices)])
+    else:
+        devices = tuple(series_devices) if isinstance(series_devices, (list, tuple)) else None
+        if not devices or not all(isinstance(d, jax.Device) for d in devices) or len(set(devices)) != len(devices):
+            raise ConfigError(
+                f'`series_devices` must be "all", a device count or a list of distinct jax devices; got {series_devices!r}.'
+            )
+    return devices if len(devices) > 1 else None
+
+
+def _allow_closure_convert_in_shard_map():
+    """Let diffrax's checkpointed adjoint run inside ``shard_map`` (equinox <= 0.13).
+
+    Reverse mode through ``RecursiveCheckpointAdjoint`` closure-converts the loop body and
+    checks that it is called with the example arguments' shapes, dtypes *and shardings*;
+    inside ``shard_map`` a value gains the manual mesh's sharding (adding zero is enough), so
+    the check fails ("Closure-converted function called with different dynamic arguments":
+    diffrax issue #765, fix proposed in equinox PR #1261). Shapes and dtypes, what the check
+    is for, are still compared; only the sharding metadata is ignored. Applied once, by the
+    first model built with ``series_devices``.
+    """
+    import equinox._ad as eqx_ad
+
+    original = getattr(eqx_ad, "_strip_weak_dtype", None)
+    if original is None or getattr(original, "_bayesode", False):
+        return
+
+    def shape_and_dtype(tree):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+    shape_and_dtype._bayesode = True
+    eqx_ad._strip_weak_dtype = shape_and_dtype
+
+
+def _split_across_devices(fn, shared, per_series, devices):
+    """``fn(shared, per_series)`` with the series axis (leading, of every leaf of ``per_series``)
+    split across ``devices``.
+
+    Each device runs ``fn`` on its share in its own program (``jax.shard_map``), so a
+    device's adaptive-step loop never waits on another's. ``shared`` (the field's weights)
+    goes in as one copy per device: reverse mode then returns one gradient per copy and the
+    copying sums them (a replicated ``PartitionSpec()`` input relies on ``check_vma=True``
+    for that sum, a check diffrax's loops do not pass). The series are
+    padded with copies of the last one to a multiple of the device count; the padding is
+    cut from the result.
+    """
+    from jax.sharding import Mesh, PartitionSpec
+
+    num_series = jax.tree.leaves(per_series)[0].shape[0]
+    pad = -num_series % len(devices)
+    if pad:
+        per_series = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), per_series)
+    mesh = Mesh(np.asarray(devices), ("series",))
+    by_series = PartitionSpec("series")
+    copies = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(devices), *x.shape)), shared)
+
+    def on_device(copies, per_series):
+        return fn(jax.tree.map(lambda x: x[0], copies), per_series)
+
+    out = jax.shard_map(on_device, mesh=mesh, in_specs=(by_series, by_series), out_specs=by_series, check_vma=False)(
+        copies, per_series
+    )
+    return jax.tree.map(lambda x: x[:num_series], out) if pad else out
+
+
+def shard_series(model, devices="all"):
+    """The same model with its series split across ``devices`` (see ``make_model(series_devices=...)``).
+
+    >>> import bayesode as bo
+    >>> model = bo.shard_series(bo.models.lotka_volterra(), devices=1)   # one device: unchanged solves
+    >>> model.spec.series_devices is None
+    True
+    """
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise ConfigError(f"`model` must be a bayesode model (from make_model or bayesode.models); got {model!r}.")
+    return make_model(
+        spec.field,
+        weight_prior=spec.weight_prior,
+        param_priors=spec.param_priors,
+        y0_prior=spec.y0_prior,
+        likelihood=spec.likelihood,
+        solver=spec.solver,
+        observation_fn=spec.observation_fn,
+        args=spec.args,
+        recipe=spec.recipe,
+        y0=spec.y0,
+        jumps=spec.jumps,
+        events=spec.events,
+        series_params=spec.series_params,
+        series_devices=devices,
+    )
+
+
 def make_model(
     field,
     *,
@@ -300,6 +411,7 @@ def make_model(
     jumps: Jumps | None = None,
     events: StateEvent | None = None,
     series_params: Mapping | None = None,
+    series_devices=None,
 ):
     """Build a plain NumPyro model function for a Bayesian ODE.
 
@@ -334,6 +446,13 @@ def make_model(
     series_params : dict of str to PopulationPrior or (center, spread), optional
         Mechanistic parameters that vary by series, drawn from a population
         (non-centred); the field is solved per series with its own values.
+    series_devices : None, "all", int or sequence of jax devices, optional
+        Split the series across these devices (``"all"``: ``jax.devices()``;
+        an int: the first that many). Each device solves its share of the
+        series in its own loop (``jax.shard_map``); the series are padded to a
+        multiple of the device count. Default None: one device. Chains then
+        run vectorised (``chain_method="parallel"`` would need the same
+        devices). See also :func:`shard_series`.
 
     Returns
     -------
@@ -405,6 +524,9 @@ def make_model(
         )
     regime = jumps is not None and jumps.regime
     _check_field_output(field, state_dim, Regime(jnp.zeros((), jnp.int32), args) if regime else args)
+    series_devices = _resolve_devices(series_devices)
+    if series_devices is not None:
+        _allow_closure_convert_in_shard_map()
 
     spec = ModelSpec(
         field,
@@ -420,13 +542,14 @@ def make_model(
         jumps=jumps,
         events=events,
         series_params=series_params,
+        series_devices=series_devices,
     )
     stripped = _strip_params(field, set(series_params))
 
     def solve_all(f, series_values, y0, ts, t0, schedule) -> Solution:
         """Solve every series (vmapped), each with its own parameters and jumps."""
 
-        def one(values, y0, ts, t0, schedule):
+        def one(f, values, y0, ts, t0, schedule):
             g = _with_params(f, values) if values else f
             if spec.events is not None:
                 sol = solve_with_events(g, y0, ts, spec.events, t0=t0, args=spec.args, config=spec.solver)
@@ -439,7 +562,16 @@ def make_model(
                 return sol, None
             return solve(g, y0, ts, t0=t0, args=spec.args, config=spec.solver), None
 
-        return jax.vmap(one)(series_values, y0, ts, t0, schedule)
+        per_series = (series_values, y0, ts, t0, schedule)  # every leaf: (series, ...)
+        shared, static = eqx.partition(f, eqx.is_array)  # the field's weights and parameters
+
+        def solve_each(shared, per_series):
+            field = eqx.combine(shared, static)
+            return jax.vmap(lambda *series: one(field, *series))(*per_series)
+
+        if series_devices is None:
+            return solve_each(shared, per_series)
+        return _split_across_devices(solve_each, shared, per_series, series_devices)
 
     # Compiled as one program even when the model runs eagerly (numpyro's guide and
     # initialisation set-up evaluate the model and its gradient outside jit): op by op, its

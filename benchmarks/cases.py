@@ -210,8 +210,15 @@ def case_neural_lh(quick):
 
     return [
         _nuts_row("neural-lh", "bayesode", "SVI+NUTS width 8", fit, nuts["num_warmup"], svi_steps=svi_steps, **nuts),
-        _nuts_row("neural-lh", "bayesode", "neural-linear (main job)", fit_neural_linear, nuts["num_warmup"],
-                  svi_steps=svi_steps, **nuts),  # fmt: skip
+        _nuts_row(
+            "neural-lh",
+            "bayesode",
+            "neural-linear (main job)",
+            fit_neural_linear,
+            nuts["num_warmup"],
+            svi_steps=svi_steps,
+            **nuts,
+        ),  # fmt: skip
     ]
 
 
@@ -271,6 +278,56 @@ def case_scaling(quick, grids=None, case="scaling"):
                         "time_per_grad_us": 1e6 * r["grad_s"],
                         "compile_init_s": r["compile_s"],
                         "grad_finite": r["finite"],
+                    }
+                )
+    return rows
+
+
+def case_series_devices(quick):
+    """Series split across devices (``bo.shard_series``) vs one device: time per gradient, same process.
+
+    Run with 2 host devices (one per core); the two programs are timed in alternation so
+    that load on the shared machine hits both alike.
+    """
+    from _common import block, grad_fn, potential_of, time_call
+
+    rows = []
+    n_devices = jax.device_count()
+    for n_series in [10, 100] if quick else [10, 100, 1000]:
+        data = _simulated(n_series, 20)
+        md = data.model_data()
+        for kind in ("lotka-volterra", "neural"):
+            # the LV preset's forward mode would take one direction per series' initial state
+            base = (
+                bo.models.neural(data=data, width=16)
+                if kind == "neural"
+                else bo.models.lotka_volterra(adjoint="checkpoint")
+            )
+            fns = {}
+            for label, model in [("1 device", base), (f"{n_devices} devices", bo.shard_series(base))]:
+                potential_fn, z = potential_of(model, md)
+                f = grad_fn(potential_fn, False)
+                t = time.perf_counter()
+                block(f(z))
+                fns[label] = (f, z, time.perf_counter() - t)
+            times = {label: [] for label in fns}
+            for _ in range(3 if quick else 7):  # interleaved rounds
+                for label, (f, z, _) in fns.items():
+                    times[label].append(time_call(f, z, repeats=3))
+            one = float(np.median(times["1 device"]))
+            for label, (_, _, compile_s) in fns.items():
+                per = float(np.median(times[label]))
+                rows.append(
+                    {
+                        "case": "series-devices",
+                        "tool": "bayesode",
+                        "variant": f"{kind} series={n_series} {label}",
+                        "model": kind,
+                        "num_series": n_series,
+                        "devices": 1 if label == "1 device" else n_devices,
+                        "time_per_grad_us": 1e6 * per,
+                        "speedup_vs_1_device": one / per,
+                        "compile_init_s": compile_s,
                     }
                 )
     return rows
@@ -360,6 +417,7 @@ CASES = {
     "neural-lh": case_neural_lh,
     "scaling": case_scaling,
     "many-series": case_many_series,
+    "series-devices": case_series_devices,
     "solver": case_solver,
     "solver-x64": case_solver,
 }

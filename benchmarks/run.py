@@ -30,6 +30,7 @@ CASE_ENV = {
     # one chain per device: no chain waits for another's tree or solve (4 threads share the cores)
     "lv-parallel-4": {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
     "solver-x64": {"JAX_ENABLE_X64": "1"},
+    "series-devices": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     # 2 chains: one per core (the case also runs them vectorised on one device)
     "spiral": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     "spiral-cubed": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
@@ -44,6 +45,7 @@ DEFAULT_CASES = [
     "spiral-cubed",
     "neural-lh",
     "scaling",
+    "series-devices",
     "solver",
 ]
 ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized", "lv-parallel-4"]
@@ -69,6 +71,7 @@ TABLE = [
     ("rhat_max", "{:.3f}"),
     ("heldout_coverage_90", "{:.2f}"),
     ("heldout_trajectory_coverage_90", "{:.2f}"),
+    ("speedup_vs_1_device", "{:.2f}"),
     ("vs_peer", "{}"),
 ]
 

@@ -12,13 +12,9 @@ group of one is the same compiled program, so the parallel draws must be
 bit-identical to running the chains one at a time.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
-import jax
+from _devices import run_on_cpu_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -55,17 +51,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_parallel_chains_on_two_devices_match_sequential_chains_bitwise():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, jax.config.jax_compilation_cache_dir or ""],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    out = json.loads(line[len("RESULT") :])
+    out = run_on_cpu_devices(SCRIPT, 2)
     assert out["devices"] == 2
     assert out["parallel_finite"] and out["sequential_finite"]
     assert set(out["parallel"]) == {"k", "y0", "sigma"}
