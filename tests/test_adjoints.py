@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import bayesode as bo
+from bayesode._infer import _warn_if_forward_mode_is_costly
 from bayesode._jumps import solve_with_jumps
 
 ADJOINTS = {
@@ -156,3 +157,20 @@ def test_nuts_forward_mode_gradient_is_jacfwd_in_one_pass():
     scaled = jax.grad(lambda z: -3.0 * _gradient_by_forward_mode(potential)(z))(z)
     for k in expected:
         np.testing.assert_allclose(scaled[k], -3.0 * np.asarray(expected[k]), rtol=1e-6, err_msg=k)
+
+
+def test_nuts_warns_when_forward_mode_meets_many_parameters():
+    """Forward mode costs one solve direction per parameter; 40 LV series have 86."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    ts = np.linspace(0.0, 5.0, 6)
+    ys = rng.uniform(5.0, 30.0, size=(40, 6, 2))
+    data = bo.make_data([ts] * 40, list(ys))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # stop at the warning, before anything compiles
+        with pytest.raises(UserWarning, match=r"forward-mode sensitivities.*86 here.*adjoint='checkpoint'"):
+            bo.run_nuts(bo.models.lotka_volterra(), data, key=0, num_warmup=1, num_samples=1, progress=False)
+        # one series: 8 parameters, no warning; reverse mode: never
+        _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(), bo.make_data(ts, ys[0]).model_data())
+        _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="checkpoint"), data.model_data())
