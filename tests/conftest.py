@@ -33,7 +33,7 @@ def strict_jax():
 UNIT_SECONDS = {
     "test_infer": 310, "test_sbc": 260, "test_cli": 155, "test_lv_reference": 150, "test_jumps": 145,
     "test_structured": 130, "test_model": 105, "test_robustness": 100, "test_resume": 100, "test_exact": 95,
-    "test_distributed": 90, "01_quickstart": 83, "04_svi_vs_nuts": 77, "test_parallel": 74, "test_cache": 100, "test_series_devices": 100,
+    "test_distributed": 90, "01_quickstart": 83, "04_svi_vs_nuts": 77, "test_parallel": 74, "test_cache": 100, "test_series_devices": 190,
     "test_solve": 67, "test_adjoints": 65, "02_mechanistic_neural_hybrid": 63, "06_dosing": 63, "07_sir_influenza": 59,
     "05_structured_fields": 57, "test_hierarchy": 57, "03_time_series": 56, "test_plots": 45, "test_stability": 27,
 }  # fmt: skip
