@@ -108,9 +108,9 @@ __all__ = [
     "run_nuts",
     "run_nuts_distributed",
     "run_svi",
-    "shard_series",
     "run_svi_nuts",
     "sample_field",
+    "shard_series",
     "solve",
     "solve_series",
 ]
