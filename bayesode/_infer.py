@@ -399,7 +399,7 @@ FORWARD_MODE_MAX_PARAMETERS = 64
 def _warn_if_forward_mode_is_costly(model, md) -> None:
     if not model.spec.solver.forward_mode:
         return
-    size = sum(int(np.prod(s.shape)) for s in _unconstrained_shapes(model, md).values())
+    size = _unconstrained_size(model, md)
     if size > FORWARD_MODE_MAX_PARAMETERS:
         warnings.warn(
             f"the model's solver uses forward-mode sensitivities (`adjoint=ForwardMode()`), which cost about "
@@ -649,7 +649,7 @@ def run_nuts(
         _check_inits(model, md, init_params, num_chains)
     if inverse_mass_matrix is not None:
         inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
-        size = sum(int(np.prod(s.shape)) for s in _unconstrained_shapes(model, md).values())
+        size = _unconstrained_size(model, md)
         want = (size, size) if dense_mass else (size,)
         if inverse_mass_matrix.shape != want:
             raise ConfigError(
@@ -893,6 +893,11 @@ def _merge(draws):
 
 def _latent_sites(model, md) -> set[str]:
     return set(_unconstrained_shapes(model, md))
+
+
+def _unconstrained_size(model, md) -> int:
+    """Number of unconstrained scalars NUTS moves in (shapes only, no solve)."""
+    return sum(int(np.prod(s.shape)) for s in _unconstrained_shapes(model, md).values())
 
 
 def _unconstrained_shapes(model, md) -> dict:

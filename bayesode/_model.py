@@ -20,6 +20,7 @@ A failed solve adds ``-inf`` through the factor ``solver_failed``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -378,22 +379,12 @@ def shard_series(model, devices="all"):
     spec = getattr(model, "spec", None)
     if not isinstance(spec, ModelSpec):
         raise ConfigError(f"`model` must be a bayesode model (from make_model or bayesode.models); got {model!r}.")
-    return make_model(
-        spec.field,
-        weight_prior=spec.weight_prior,
-        param_priors=spec.param_priors,
-        y0_prior=spec.y0_prior,
-        likelihood=spec.likelihood,
-        solver=spec.solver,
-        observation_fn=spec.observation_fn,
-        args=spec.args,
-        recipe=spec.recipe,
-        y0=spec.y0,
-        jumps=spec.jumps,
-        events=spec.events,
-        series_params=spec.series_params,
-        series_devices=devices,
-    )
+    # Every ModelSpec field is a make_model argument of the same name: rebuild from all of them,
+    # so a field added later is carried over too.
+    settings = {
+        f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in ("field", "series_devices")
+    }
+    return make_model(spec.field, **settings, series_devices=devices)
 
 
 def make_model(

@@ -210,15 +210,8 @@ def case_neural_lh(quick):
 
     return [
         _nuts_row("neural-lh", "bayesode", "SVI+NUTS width 8", fit, nuts["num_warmup"], svi_steps=svi_steps, **nuts),
-        _nuts_row(
-            "neural-lh",
-            "bayesode",
-            "neural-linear (main job)",
-            fit_neural_linear,
-            nuts["num_warmup"],
-            svi_steps=svi_steps,
-            **nuts,
-        ),  # fmt: skip
+        _nuts_row("neural-lh", "bayesode", "neural-linear (main job)", fit_neural_linear, nuts["num_warmup"],
+                  svi_steps=svi_steps, **nuts),  # fmt: skip
     ]
 
 
