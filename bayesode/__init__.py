@@ -1,7 +1,7 @@
 """bayesode: Bayesian neural ordinary differential equations with diffrax, NumPyro and ArviZ."""
 
 from . import datasets, models  # noqa: E402  (imports the layers above)
-from ._cache import enable_compilation_cache
+from ._cache import enable_compilation_cache, use_cpu_cores
 from ._calibration import SBCResult, chi2_uniformity, ecdf_bands, sbc
 from ._data import Data, ModelData, make_data
 from ._distributed import run_nuts_distributed
@@ -29,7 +29,7 @@ from ._plots import (
 )
 from ._priors import HierarchicalNormal, Normal, sample_field
 from ._results import Posterior
-from ._solve import Solution, SolverConfig, solve, solve_series
+from ._solve import ForwardSensitivity, Solution, SolverConfig, solve, solve_series
 from ._stability import (
     KIND_NAMES,
     FixedPoints,
@@ -78,6 +78,7 @@ __all__ = [
     "Data",
     "DataError",
     "FieldError",
+    "ForwardSensitivity",
     "HierarchicalNormal",
     "HybridField",
     "InitializationError",
@@ -113,4 +114,5 @@ __all__ = [
     "shard_series",
     "solve",
     "solve_series",
+    "use_cpu_cores",
 ]

@@ -9,6 +9,7 @@ line, the next test module, a restarted notebook) start at once.
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 
@@ -31,3 +32,43 @@ def enable_compilation_cache(path: str | None = None, min_compile_time_s: float 
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def use_cpu_cores(count: int | None = None) -> int:
+    """One JAX CPU device per core (or ``count``), so ``run_nuts(chain_method="parallel")`` uses them all.
+
+    JAX fixes its CPU devices when it starts its backend (the first computation), so call
+    this first thing, e.g. right after ``import bayesode``. Returns the number of CPU
+    devices JAX will use; warns and changes nothing when the backend already runs; changes
+    nothing when ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` or
+    ``JAX_NUM_CPU_DEVICES`` already set the number.
+
+    Examples
+    --------
+    >>> import bayesode as bo
+    >>> bo.use_cpu_cores() >= 1   # doctest: +SKIP
+    True
+    """
+    import warnings
+
+    flag = re.search(r"xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    if flag:
+        return int(flag.group(1))
+    if os.environ.get("JAX_NUM_CPU_DEVICES"):  # the user's own choice
+        return int(os.environ["JAX_NUM_CPU_DEVICES"])
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not (isinstance(count, int) and count >= 1):
+        from ._errors import ConfigError
+
+        raise ConfigError(f"`count` must be a positive int (CPU devices); got {count!r}.")
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:
+        warnings.warn(
+            "use_cpu_cores(): JAX's backend already runs, so its CPU device count is fixed; call it before the "
+            "first computation (e.g. right after `import bayesode`).",
+            stacklevel=2,
+        )
+        return len(jax.devices("cpu"))
+    return count

@@ -25,6 +25,7 @@ import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from ._errors import ConfigError
 
@@ -100,7 +101,9 @@ class SolverConfig(eqx.Module):
         if self.dt0 is not None and not (self.dt0 > 0):
             raise ConfigError(f"`SolverConfig(dt0=...)` must be positive or None; got {self.dt0!r}.")
         if not isinstance(self.solver, diffrax.AbstractSolver):
-            raise ConfigError(f"`SolverConfig(solver=...)` must be a diffrax solver such as diffrax.Tsit5(); got {self.solver!r}.")
+            raise ConfigError(
+                f"`SolverConfig(solver=...)` must be a diffrax solver such as diffrax.Tsit5(); got {self.solver!r}."
+            )
         if not isinstance(self.adjoint, diffrax.AbstractAdjoint):
             raise ConfigError(f"`SolverConfig(adjoint=...)` must be a diffrax adjoint; got {self.adjoint!r}.")
 
@@ -194,6 +197,105 @@ def _checks_without_callbacks():
         eqxi.error_if = original
 
 
+class ForwardSensitivity(diffrax.AbstractAdjoint):
+    """Gradients from forward sensitivities integrated alongside the state.
+
+    With this adjoint :func:`solve` integrates, next to ``y``, its derivatives
+    with respect to the field's parameters (every floating-point array in the
+    field and in ``args``) and to ``y0``: ``dS/dt = J_y f S + J_p f``, one
+    column per parameter, in one array state ``(state, 1 + parameters + state)``
+    so the solver's stage sums run over all columns at once. Error control looks
+    at the states only, so the steps are those of the plain solve. The solve is
+    a ``custom_vjp``: the model's log density is differentiated in reverse mode
+    and the backward pass is one contraction with the saved sensitivities (no
+    second solve). Cotangents for ``ts`` and ``t0`` (inferred jump times) come
+    from ``f(t, y)``.
+
+    Cost grows with the number of parameters (one column each): use it for
+    mechanistic models with a handful of parameters. Measured on Lotka-Volterra
+    (4 rates + 2 initial states) it is cheaper per gradient than
+    ``diffrax.ForwardMode()`` (which carries one tangent per *unconstrained*
+    parameter through the whole log density) and than reverse mode.
+    Forward-mode differentiation (``jax.jvp``) through it is not possible.
+
+    Outside :func:`solve` (passed to ``diffrax.diffeqsolve`` directly, or in
+    :func:`bayesode.solve_with_events`) it behaves as
+    ``diffrax.RecursiveCheckpointAdjoint()``.
+    """
+
+    def loop(self, **kwargs):
+        return diffrax.RecursiveCheckpointAdjoint().loop(**kwargs)
+
+
+def _rms_of_states(error):
+    """The controller's error norm over the state column only (sensitivities ride along)."""
+    return jnp.sqrt(jnp.mean(jnp.square(error[:, 0])))
+
+
+def _integrate(vector_field, y0, ts, t0, args, config: SolverConfig, *, ok_start, states_of=None, norm=None):
+    """``diffeqsolve`` with bayesode's failure handling: returns ``(raw ys, status, num_steps)``.
+
+    ``states_of`` maps the solver's state to the model's states (the identity, or
+    column 0 of a state carrying sensitivities); events and statuses look at those.
+    """
+    states_of = (lambda y: y) if states_of is None else states_of
+    # Bad start: integrate over a zero-length interval (no steps, no cost).
+    y0_run = jnp.where(ok_start, y0, jnp.zeros_like(y0))
+    t1 = jnp.where(ok_start, ts[-1], t0)
+    ts_run = jnp.where(ok_start, ts, t0)
+
+    span = jnp.maximum(t1 - t0, jnp.finfo(ts.dtype).tiny)
+    dtmin = span * max(1e-10, 64 * float(jnp.finfo(ts.dtype).eps))
+    controller = diffrax.PIDController(
+        rtol=config.rtol, atol=config.atol, dtmin=dtmin, force_dtmin=False, **({} if norm is None else {"norm": norm})
+    )
+    bound = config.max_abs_state
+
+    def leaves_bounds(t, y, args, **kwargs):
+        return ~_within_bound(states_of(y), bound)
+
+    # diffrax's BacksolveAdjoint refuses events. There the field is NaN outside the bound, so the
+    # controller rejects steps until dtmin stops the solve (cheap, reported as dt_min), and the
+    # saved states are checked against the bound afterwards.
+    backsolve = isinstance(config.adjoint, diffrax.BacksolveAdjoint)
+    if backsolve:
+        vector_field = _NaNOutside(vector_field, bound)
+    # The sensitivity path is never differentiated through diffrax: a plain while loop.
+    adjoint = diffrax.ForwardMode() if isinstance(config.adjoint, ForwardSensitivity) else config.adjoint
+
+    with _checks_without_callbacks():
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(vector_field),
+            config.solver,
+            t0=t0,
+            t1=t1,
+            dt0=config.dt0,
+            y0=y0_run,
+            args=args,
+            saveat=diffrax.SaveAt(ts=ts_run),
+            stepsize_controller=controller,
+            adjoint=adjoint,
+            event=None if backsolve else diffrax.Event(leaves_bounds),
+            max_steps=config.max_steps,
+            throw=False,
+        )
+    status = _status_from(sol.result, states_of(sol.ys), ok_start)
+    if backsolve:
+        out_of_bounds = jnp.max(jnp.where(jnp.isfinite(sol.ys), jnp.abs(sol.ys), 0.0)) >= bound
+        status = jnp.where((status == STATUS_OK) & out_of_bounds, STATUS_BLOW_UP, status).astype(jnp.int32)
+    return sol.ys, status, sol.stats["num_steps"]
+
+
+def _start_is_ok(field, y0, t0, args):
+    f0 = field(t0, jnp.where(jnp.isfinite(y0), y0, 0.0), args)
+    return jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
+
+
+def _placeholder(y0, shape):
+    """What a failed solve returns: ``y0`` repeated (finite), without gradient."""
+    return jax.lax.stop_gradient(jnp.broadcast_to(jnp.where(jnp.isfinite(y0), y0, 1.0), shape))
+
+
 def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = None) -> Solution:
     """Integrate ``dy/dt = field(t, y, args)`` from ``(t0, y0)``, saving at ``ts``. Never raises.
 
@@ -225,57 +327,94 @@ def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = No
     y0 = jnp.asarray(y0)
     ts = jnp.asarray(ts, dtype=y0.dtype)
     t0 = ts[0] if t0 is None else jnp.asarray(t0, dtype=ts.dtype)
+    if isinstance(config.adjoint, ForwardSensitivity):
+        return Solution(*_solve_with_sensitivities((field, args, y0, ts, t0), config=config))
     if not config.forward_mode:
         dynamic, static = eqx.partition(field, eqx.is_inexact_array)
         dynamic, y0 = _finite_cotangent((dynamic, y0))
         field = eqx.combine(dynamic, static)
 
-    # Bad start: integrate over a zero-length interval (no steps, no cost).
-    f0 = field(t0, jnp.where(jnp.isfinite(y0), y0, 0.0), args)
-    ok_start = jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
-    y0_run = jnp.where(ok_start, y0, jnp.zeros_like(y0))
-    t1 = jnp.where(ok_start, ts[-1], t0)
-    ts_run = jnp.where(ok_start, ts, t0)
+    ok_start = _start_is_ok(field, y0, t0, args)
+    ys, status, num_steps = _integrate(field, y0, ts, t0, args, config, ok_start=ok_start)
+    ys = jnp.where(status == STATUS_OK, ys, _placeholder(y0, ys.shape))
+    return Solution(ys=ys, status=status, num_steps=num_steps)
 
-    span = jnp.maximum(t1 - t0, jnp.finfo(ts.dtype).tiny)
-    dtmin = span * max(1e-10, 64 * float(jnp.finfo(ts.dtype).eps))
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol, dtmin=dtmin, force_dtmin=False)
-    bound = config.max_abs_state
 
-    def leaves_bounds(t, y, args, **kwargs):
-        return ~_within_bound(y, bound)
+# ---------------------------------------------------------------- forward sensitivities
+@eqx.filter_custom_vjp
+def _solve_with_sensitivities(inputs, *, config):
+    """``(field, args, y0, ts, t0) -> (ys, status, num_steps)``; undifferentiated: the plain solve."""
+    field, args, y0, ts, t0 = inputs
+    ok_start = _start_is_ok(field, y0, t0, args)
+    ys, status, num_steps = _integrate(field, y0, ts, t0, args, config, ok_start=ok_start)
+    return jnp.where(status == STATUS_OK, ys, _placeholder(y0, ys.shape)), status, num_steps
 
-    # diffrax's BacksolveAdjoint refuses events. There the field is NaN outside the bound, so the
-    # controller rejects steps until dtmin stops the solve (cheap, reported as dt_min), and the
-    # saved states are checked against the bound afterwards.
-    backsolve = isinstance(config.adjoint, diffrax.BacksolveAdjoint)
-    if backsolve:
-        field = _NaNOutside(field, bound)
 
-    with _checks_without_callbacks():
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field),
-            config.solver,
-            t0=t0,
-            t1=t1,
-            dt0=config.dt0,
-            y0=y0_run,
-            args=args,
-            saveat=diffrax.SaveAt(ts=ts_run),
-            stepsize_controller=controller,
-            adjoint=config.adjoint,
-            event=None if backsolve else diffrax.Event(leaves_bounds),
-            max_steps=config.max_steps,
-            throw=False,
-        )
-    status = _status_from(sol.result, sol.ys, ok_start)
-    if backsolve:
-        out_of_bounds = jnp.max(jnp.where(jnp.isfinite(sol.ys), jnp.abs(sol.ys), 0.0)) >= bound
-        status = jnp.where((status == STATUS_OK) & out_of_bounds, STATUS_BLOW_UP, status).astype(jnp.int32)
+@_solve_with_sensitivities.def_fwd
+def _sensitivities_fwd(perturbed, inputs, *, config):
+    field, args, y0, ts, t0 = inputs
+    _, _, y0_perturbed, _, t0_perturbed = perturbed
+    if y0.ndim != 1:
+        raise ConfigError(f"ForwardSensitivity needs a (state,) initial state; got shape {y0.shape}.")
+    # The parameters: the differentiated floating-point arrays of the field and args, as one vector.
+    params, rest = eqx.partition((field, args), perturbed[:2])
+    p, unravel = ravel_pytree(params)
+    n, num_p, dtype = y0.shape[0], p.shape[0], y0.dtype
+    p = p.astype(dtype)
+    # d/dt0 needs the y0 columns too (dy/dt0 = -S_y0 f(t0, y0)).
+    num_y0 = n if (y0_perturbed or t0_perturbed) else 0
+
+    def field_at(p, t, y):
+        f, a = eqx.combine(unravel(p), rest)
+        return f(t, y, a)
+
+    # One column per parameter: the tangent of p is the unit vector; y0 columns have none.
+    p_tangents = jnp.concatenate([jnp.eye(num_p, dtype=dtype), jnp.zeros((num_p, num_y0), dtype)], axis=1)
+
+    def augmented(t, state, p):
+        y, s = state[:, 0], state[:, 1:]  # (state,), (state, columns)
+        f, ds = jax.vmap(
+            lambda s_col, p_col: jax.jvp(lambda yy, pp: field_at(pp, t, yy), (y, p), (s_col, p_col)),
+            in_axes=(1, 1),
+            out_axes=(None, 1),
+        )(s, p_tangents)
+        return jnp.concatenate([f[:, None], ds], axis=1)
+
+    ok_start = _start_is_ok(field, y0, t0, args)
+    s0 = jnp.concatenate([jnp.zeros((n, num_p), dtype), jnp.eye(n, num_y0, dtype=dtype)], axis=1)
+    state0 = jnp.concatenate([y0[:, None], s0], axis=1)  # (state, 1 + columns)
+    out, status, num_steps = _integrate(
+        augmented, state0, ts, t0, p, config, ok_start=ok_start, states_of=lambda st: st[..., 0], norm=_rms_of_states
+    )
     ok = status == STATUS_OK
-    placeholder = jnp.broadcast_to(jnp.where(jnp.isfinite(y0), y0, 1.0), sol.ys.shape)
-    ys = jnp.where(ok, sol.ys, jax.lax.stop_gradient(placeholder))
-    return Solution(ys=ys, status=status, num_steps=sol.stats["num_steps"])
+    ys = jnp.where(ok, out[..., 0], _placeholder(y0, out.shape[:-1]))
+    sens = jnp.where(ok, out[..., 1:], 0.0)  # (time, state, columns); zero for a failed solve
+    return (ys, status, num_steps), (ys, sens, ok)
+
+
+@_solve_with_sensitivities.def_bwd
+def _sensitivities_bwd(residuals, grad_obj, perturbed, inputs, *, config):
+    ys, sens, ok = residuals
+    field, args, y0, ts, t0 = inputs
+    field_p, args_p, y0_perturbed, ts_perturbed, t0_perturbed = perturbed
+    ct = grad_obj[0]
+    if ct is None:
+        return jax.tree.map(lambda _: None, inputs)
+    # A failed solve's cotangent can be NaN (its -inf log density times 0); it has no gradient.
+    ct = jnp.where(ok, ct, 0.0)
+    params, _ = eqx.partition((field, args), (field_p, args_p))
+    _, unravel = ravel_pytree(params)
+    num_p = sum(x.size for x in jax.tree.leaves(params))
+    g = jnp.einsum("tn,tnk->k", ct, sens)
+    g_field, g_args = unravel(g[:num_p])
+    g_y0 = g[num_p:] if y0_perturbed else None
+    g_ts = g_t0 = None
+    if ts_perturbed:  # dy(t_i)/dt_i = f(t_i, y(t_i))
+        f_ts = jax.vmap(lambda t, y: field(t, y, args))(ts, ys)
+        g_ts = jnp.where(ok, jnp.sum(ct * f_ts, axis=-1), 0.0)
+    if t0_perturbed:  # dy(t_i)/dt0 = -S_y0(t_i) f(t0, y0)
+        g_t0 = jnp.where(ok, -jnp.dot(g[num_p:], field(t0, y0, args)), 0.0)
+    return (g_field, g_args, g_y0, g_ts, g_t0)
 
 
 def solve_series(field, y0, ts, t0, *, args=None, config: SolverConfig | None = None) -> Solution:

@@ -336,9 +336,6 @@ def _model_for(args, data):
         kw.update(width=args.width, depth=args.depth)
     if args.model == "neural":
         kw["likelihood"] = args.likelihood
-    if args.model == "lotka-volterra" and args.method != "nuts":
-        # SVI differentiates in reverse mode, which the forward-mode adjoint cannot do.
-        kw["adjoint"] = "checkpoint"
     return models.for_data(args.model, data, **kw)
 
 
@@ -362,15 +359,13 @@ def _use_all_cores() -> None:
     Possible only before JAX starts its backend (the first computation); a no-op
     afterwards, or when the user set the device count already.
     """
-    import jax
+    import warnings
 
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ:
-        return
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        jax.config.update("jax_num_cpu_devices", n)
-    except RuntimeError:  # the backend is already running (e.g. main() called from Python)
-        pass
+    from ._cache import use_cpu_cores
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the backend is already running (e.g. main() called from Python)
+        use_cpu_cores()
 
 
 def _chain_method(requested: str) -> str:

@@ -49,7 +49,7 @@ def lv_sizes(quick):
 
 
 def case_lv(
-    quick, *, variant="default", dense_mass=False, target_accept_prob=0.8, chain_method="vectorized", **model_kw
+    quick, *, variant="parallel, one device per core", dense_mass=False, target_accept_prob=0.8, chain_method="parallel", **model_kw
 ):
     data = lynx_hare()
     model = bo.models.lotka_volterra(**model_kw)
@@ -101,7 +101,17 @@ def case_lv_parallel(quick):
 
 
 def case_lv_vectorized(quick):
-    return [dict(r, case="lv-chains") for r in case_lv(quick, variant="vectorized")]
+    return [dict(r, case="lv-chains") for r in case_lv(quick, variant="vectorized", chain_method="vectorized")]
+
+
+def case_lv_sequential(quick):
+    """One chain at a time, unbatched: each pays its own tree, and its solves run without vmap's selects."""
+    return [dict(r, case="lv-chains") for r in case_lv(quick, variant="sequential", chain_method="sequential")]
+
+
+def case_lv_forward_mode(quick):
+    """The LV preset with diffrax.ForwardMode() (jacfwd over the log density) instead of ForwardSensitivity."""
+    return [dict(r, case="lv-adjoint") for r in case_lv(quick, variant="diffrax ForwardMode", adjoint="forward")]
 
 
 # ---------------------------------------------------------------- 2. spiral Bayesian neural ODE
@@ -337,6 +347,8 @@ def solver_configs():
 
     F, C = diffrax.ForwardMode(), diffrax.RecursiveCheckpointAdjoint
     return {
+        "sensitivity (LV preset)": dict(adjoint=bo.ForwardSensitivity()),
+        "sensitivity Stan tolerances": dict(adjoint=bo.ForwardSensitivity(), rtol=1e-5, atol=1e-3),
         "forward Tsit5 rtol1e-6 f32": dict(adjoint=F),
         "forward Dopri5": dict(adjoint=F, solver=diffrax.Dopri5()),
         "forward rtol1e-5": dict(adjoint=F, rtol=1e-5, atol=1e-5),
@@ -372,7 +384,7 @@ def case_solver(quick, rounds=None):
     x64 = bool(jax.config.jax_enable_x64)
     fns = {}
     for name, kw in solver_configs().items():
-        if quick and name not in ("forward Tsit5 rtol1e-6 f32", "checkpoint (default)"):
+        if quick and name not in ("sensitivity (LV preset)", "forward Tsit5 rtol1e-6 f32", "checkpoint (default)"):
             continue
         model = lv_model_with(bo.SolverConfig(**kw))
         pf, z = potential_of(model, md)
@@ -405,6 +417,8 @@ CASES = {
     "lv-vectorized": case_lv_vectorized,
     "lv-parallel": case_lv_parallel,
     "lv-parallel-4": case_lv_parallel,
+    "lv-sequential": case_lv_sequential,
+    "lv-forward-mode": case_lv_forward_mode,
     "spiral": case_spiral,
     "spiral-cubed": case_spiral_cubed,
     "neural-lh": case_neural_lh,

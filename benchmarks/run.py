@@ -25,7 +25,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # case -> extra environment for its process
+# as `bayesode fit` runs: one CPU device per core, chains spread over them
+ONE_DEVICE_PER_CORE = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={len(os.sched_getaffinity(0))}"}
 CASE_ENV = {
+    "lv": ONE_DEVICE_PER_CORE,
+    "lv-report-every-gradient": ONE_DEVICE_PER_CORE,
+    "lv-settings": ONE_DEVICE_PER_CORE,
+    "lv-forward-mode": ONE_DEVICE_PER_CORE,
     "lv-parallel": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     # one chain per device: no chain waits for another's tree or solve (4 threads share the cores)
     "lv-parallel-4": {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
@@ -48,7 +54,15 @@ DEFAULT_CASES = [
     "series-devices",
     "solver",
 ]
-ALL_CASES = DEFAULT_CASES + ["many-series", "solver-x64", "lv-settings", "lv-vectorized", "lv-parallel-4"]
+ALL_CASES = DEFAULT_CASES + [
+    "many-series",
+    "solver-x64",
+    "lv-settings",
+    "lv-vectorized",
+    "lv-sequential",
+    "lv-parallel-4",
+    "lv-forward-mode",
+]
 TABLE = [
     ("case", "{}"),
     ("tool", "{}"),

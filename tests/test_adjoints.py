@@ -3,7 +3,8 @@
 All in float64 with tight tolerances, so the comparison is about the adjoint, not round-off:
 RecursiveCheckpointAdjoint differentiates the discrete solver steps exactly;
 BacksolveAdjoint solves the continuous adjoint ODE backwards (error ~ rtol);
-ForwardMode pushes tangents forward (``jax.jacfwd``; reverse mode is refused).
+ForwardMode pushes tangents forward (``jax.jacfwd``; reverse mode is refused);
+ForwardSensitivity integrates the sensitivities with the state (reverse mode over a custom_vjp).
 """
 
 import diffrax
@@ -22,6 +23,7 @@ ADJOINTS = {
     "checkpoint": diffrax.RecursiveCheckpointAdjoint(),
     "backsolve": diffrax.BacksolveAdjoint(),
     "forward": diffrax.ForwardMode(),
+    "sensitivity": bo.ForwardSensitivity(),
 }
 
 
@@ -169,8 +171,77 @@ def test_nuts_warns_when_forward_mode_meets_many_parameters():
     data = bo.make_data([ts] * 40, list(ys))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # stop at the warning, before anything compiles
-        with pytest.raises(UserWarning, match=r"forward-mode sensitivities.*86 here.*adjoint='checkpoint'"):
-            bo.run_nuts(bo.models.lotka_volterra(), data, key=0, num_warmup=1, num_samples=1, progress=False)
-        # one series: 8 parameters, no warning; reverse mode: never
-        _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(), bo.make_data(ts, ys[0]).model_data())
+        forward = bo.models.lotka_volterra(adjoint="forward")
+        with pytest.raises(UserWarning, match=r"ForwardMode.*86 here.*adjoint='checkpoint'.*adjoint='sensitivity'"):
+            bo.run_nuts(forward, data, key=0, num_warmup=1, num_samples=1, progress=False)
+        # one series: 8 parameters, no warning; reverse mode: never; forward sensitivities: 4 rates and
+        # 2 initial states (6 columns) whatever the number of series
+        _warn_if_forward_mode_is_costly(forward, bo.make_data(ts, ys[0]).model_data())
         _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="checkpoint"), data.model_data())
+        _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="sensitivity"), data.model_data())
+        # ... but a neural field has a column per weight
+        neural = bo.make_model(
+            bo.MLPField(2, width=16, depth=1, key=jr.key(0)), solver=bo.SolverConfig(adjoint=bo.ForwardSensitivity())
+        )
+        with pytest.raises(
+            UserWarning, match=r"ForwardSensitivity.*one column per field parameter.*\b(8[0-9]|9[0-9]|1[0-9]{2}) here"
+        ):
+            _warn_if_forward_mode_is_costly(neural, data.model_data())
+
+
+def lv_potential(adjoint, num_series):
+    """The LV preset's potential (negative log density) and a point near the posterior, on simulated series."""
+    from numpyro.infer.util import initialize_model
+
+    model = bo.models.lotka_volterra(adjoint=adjoint)
+    rates = {"alpha": 0.55, "beta": 0.028, "gamma": 0.80, "delta": 0.024}
+    y0 = np.array([[33.9, 5.9], [20.0, 10.0], [45.0, 4.0]][:num_series], np.float32)
+    ts = np.linspace(0.0, 12.0, 13)
+    truth = bo.MechanisticField(bo.lotka_volterra_rhs, rates, state_dim=2)
+    noise = np.random.default_rng(3).normal(0.0, 0.25, (num_series, ts.size, 2))
+    ys = [np.asarray(bo.solve(truth, y, ts).ys) * np.exp(e) for y, e in zip(y0, noise)]
+    md = bo.make_data([ts] * num_series, ys).model_data()
+    info = initialize_model(jr.key(0), model, model_args=(md,), forward_mode_differentiation=adjoint == "forward")
+    z = {k: jnp.log(jnp.asarray(v, jnp.float32)) for k, v in rates.items()}
+    z.update(y0=jnp.log(jnp.asarray(y0) * 1.05), sigma=jnp.log(jnp.array([0.3, 0.2], jnp.float32)))
+    return info.potential_fn, z
+
+
+@pytest.mark.parametrize("num_series", [1, 3])
+def test_forward_sensitivity_gradient_of_a_model_matches_reverse_mode(num_series):
+    """The whole log density, float32, near the posterior: one series (solved without vmap) and three
+    (vmapped, the rates' cotangents summed over series). Tolerance 1e-3 relative: both are float32
+    derivatives of the same discrete solve (sensitivity steps are the plain solve's), differing in round-off."""
+    potential, z = lv_potential("sensitivity", num_series)
+    reference, _ = lv_potential("checkpoint", num_series)
+    value, grad = jax.jit(jax.value_and_grad(potential))(z)
+    ref_value, ref_grad = jax.jit(jax.value_and_grad(reference))(z)
+    assert float(value) == pytest.approx(float(ref_value), rel=1e-6)
+    for k in ref_grad:
+        assert bool(jnp.any(ref_grad[k] != 0)), k
+        np.testing.assert_allclose(
+            grad[k], ref_grad[k], rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(ref_grad[k]))), err_msg=k
+        )
+
+
+def test_forward_sensitivity_takes_the_plain_solves_steps_and_differentiates_only_what_is_asked():
+    # Error control on the states only: the sensitivities ride along without adding steps.
+    field = bo.lotka_volterra_field()
+    ts = jnp.linspace(0.0, 12.0, 13)
+    y0 = jnp.array([33.9, 5.9])
+    plain = bo.solve(field, y0, ts)
+    sens = bo.SolverConfig(adjoint=bo.ForwardSensitivity())
+    seen = {}
+
+    def loss(y0):
+        sol = bo.solve(field, y0, ts, config=sens)
+        seen["steps"] = sol.num_steps
+        return jnp.sum(jnp.log(sol.ys))
+
+    g = jax.grad(loss)(y0)
+    assert int(seen["steps"]) == int(plain.num_steps)
+    ref = jax.grad(lambda y0: jnp.sum(jnp.log(bo.solve(field, y0, ts).ys)))(y0)
+    np.testing.assert_allclose(g, ref, rtol=1e-3)
+    # Forward-mode AD through the custom_vjp is refused by JAX (use diffrax.ForwardMode() for that).
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(loss, (y0,), (jnp.ones(2),))

@@ -7,11 +7,16 @@ called with different dynamic arguments"), so NumPyro's
 of chains per device, each in its own thread (see docs/architecture.md).
 
 The check runs in a fresh process because the number of CPU devices is fixed
-when JAX starts: two simulated devices, two chains. On CPU every chain of a
-group of one is the same compiled program, so the parallel draws must be
-bit-identical to running the chains one at a time.
+when JAX starts: two simulated devices, three chains. On CPU each device runs
+its chains one at a time, unbatched (device 0 chains 0 and 1, device 1 chain
+2), the same compiled program as a sequential run, so the parallel draws must
+be bit-identical to running the chains one at a time.
 """
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 
 from _devices import run_on_cpu_devices
@@ -34,7 +39,7 @@ SCRIPT = textwrap.dedent(
     )
     ts = np.linspace(0.0, 3.0, 7)
     ys = (1.5 * np.exp(-0.7 * ts))[:, None] * np.exp(0.05 * np.random.default_rng(0).standard_normal((7, 1)))
-    kw = dict(key=3, num_warmup=40, num_samples=30, num_chains=2, progress=False)
+    kw = dict(key=3, num_warmup=40, num_samples=30, num_chains=3, progress=False)
     out = {"devices": len(jax.devices())}
     for method in ("parallel", "sequential", "parallel_separate"):
         if method == "parallel_separate":  # as a long run with the cache on: replays by a second program
@@ -61,6 +66,38 @@ def test_parallel_chains_on_two_devices_match_sequential_chains_bitwise():
     # Warmup diverged (replays ran) and the separately compiled reporting program counted the same.
     assert out["parallel_failures"][0] > 0, out["parallel_failures"]
     assert out["parallel_separate_failures"] == out["parallel_failures"]
-    # and the two chains are distinct chains, not one chain copied
+    # and the chains are distinct chains, not one chain copied
     k = out["parallel"]["k"]
-    assert k[0] != k[1]
+    assert len(k) == 3 and k[0] != k[1] and k[1] != k[2]
+
+
+def test_use_cpu_cores_sets_the_device_count_before_jax_starts_and_warns_after():
+    script = textwrap.dedent(
+        """
+        import json, os, warnings
+        os.environ.pop("XLA_FLAGS", None)
+        import bayesode as bo
+        import jax
+        n = bo.use_cpu_cores(3)
+        devices = len(jax.devices())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            again = bo.use_cpu_cores(2)  # too late: the backend runs
+        try:
+            bo.use_cpu_cores(0)
+            bad = ""
+        except bo.ConfigError as e:
+            bad = str(e)
+        print("RESULT" + json.dumps({"n": n, "devices": devices, "again": again, "bad": bad,
+                                     "warned": [str(w.message) for w in caught]}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))[len("RESULT") :])
+    assert out["n"] == 3 and out["devices"] == 3 and out["again"] == 3
+    assert any("before the first computation" in w for w in out["warned"]), out["warned"]
+    assert "`count` must be a positive int" in out["bad"]
