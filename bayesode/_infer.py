@@ -950,7 +950,9 @@ def _unconstrained_shapes(model, md) -> dict:
     from numpyro.distributions import biject_to
 
     cache = model.__dict__.setdefault("_bayesode_latents", {})
-    if "unconstrained" not in cache:
+    # Per data shapes: every series adds its own initial state (and series parameters).
+    key = ("unconstrained", tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(md)))
+    if key not in cache:
 
         def latents():
             tr = handlers.trace(handlers.seed(model, 0)).get_trace(md, latents_only=True)
@@ -960,8 +962,8 @@ def _unconstrained_shapes(model, md) -> dict:
                 if v["type"] == "sample" and not v["is_observed"]
             }
 
-        cache["unconstrained"] = jax.eval_shape(latents)
-    return cache["unconstrained"]
+        cache[key] = jax.eval_shape(latents)
+    return cache[key]
 
 
 def _check_inits(model, md, init_params, num_chains):

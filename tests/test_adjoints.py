@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import bayesode as bo
-from bayesode._infer import _warn_if_forward_mode_is_costly
+from bayesode._infer import _unconstrained_size, _warn_if_forward_mode_is_costly
 from bayesode._jumps import solve_with_jumps
 
 ADJOINTS = {
@@ -177,6 +177,9 @@ def test_nuts_warns_when_forward_mode_meets_many_parameters():
         # one series: 8 parameters, no warning; reverse mode: never; forward sensitivities: 4 rates and
         # 2 initial states (6 columns) whatever the number of series
         _warn_if_forward_mode_is_costly(forward, bo.make_data(ts, ys[0]).model_data())
+        # the same model object, both data shapes: the count is per data shape (it was cached per model)
+        assert _unconstrained_size(forward, data.model_data()) == 86
+        assert _unconstrained_size(forward, bo.make_data(ts, ys[0]).model_data()) == 8
         _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="checkpoint"), data.model_data())
         _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="sensitivity"), data.model_data())
         # ... but a neural field has a column per weight
