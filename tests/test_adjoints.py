@@ -227,24 +227,30 @@ def test_forward_sensitivity_gradient_of_a_model_matches_reverse_mode(num_series
         )
 
 
-def test_forward_sensitivity_takes_the_plain_solves_steps_and_differentiates_only_what_is_asked():
-    # Error control on the states only: the sensitivities ride along without adding steps.
-    field = bo.lotka_volterra_field()
-    ts = jnp.linspace(0.0, 12.0, 13)
-    y0 = jnp.array([33.9, 5.9])
-    plain = bo.solve(field, y0, ts)
-    sens = bo.SolverConfig(adjoint=bo.ForwardSensitivity())
-    seen = {}
+@pytest.mark.usefixtures("strict_jax")
+def test_forward_sensitivity_takes_the_plain_solves_steps():
+    """Error control on the states only: the sensitivities ride along without adding steps. In float64,
+    where round-off does not move the accept/reject decisions (in float32 at rtol 1e-6 the error
+    estimates are at round-off level, and the counts differed by 2 of 62 on this problem)."""
+    with jax.enable_x64(True):
+        field = jax.tree.map(
+            lambda x: jnp.asarray(x, jnp.float64) if eqx.is_inexact_array(x) else x, bo.lotka_volterra_field()
+        )
+        ts = jnp.linspace(0.0, 12.0, 13)
+        y0 = jnp.array([33.9, 5.9])
+        plain = bo.solve(field, y0, ts)
+        sens = bo.SolverConfig(adjoint=bo.ForwardSensitivity())
+        seen = {}
 
-    def loss(y0):
-        sol = bo.solve(field, y0, ts, config=sens)
-        seen["steps"] = sol.num_steps
-        return jnp.sum(jnp.log(sol.ys))
+        def loss(y0, config):
+            sol = bo.solve(field, y0, ts, config=config)
+            seen[config.adjoint.__class__.__name__] = sol.num_steps
+            return jnp.sum(jnp.log(sol.ys))
 
-    g = jax.grad(loss)(y0)
-    assert int(seen["steps"]) == int(plain.num_steps)
-    ref = jax.grad(lambda y0: jnp.sum(jnp.log(bo.solve(field, y0, ts).ys)))(y0)
-    np.testing.assert_allclose(g, ref, rtol=1e-3)
-    # Forward-mode AD through the custom_vjp is refused by JAX (use diffrax.ForwardMode() for that).
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(loss, (y0,), (jnp.ones(2),))
+        g = jax.grad(loss)(y0, sens)
+        assert int(seen["ForwardSensitivity"]) == int(plain.num_steps) > 20
+        ref = jax.grad(loss)(y0, bo.SolverConfig())
+        np.testing.assert_allclose(g, ref, rtol=1e-8)
+        # Forward-mode AD through the custom_vjp is refused by JAX (use diffrax.ForwardMode() for that).
+        with pytest.raises(TypeError, match="custom_vjp"):
+            jax.jvp(lambda y: loss(y, sens), (y0,), (jnp.ones(2),))
