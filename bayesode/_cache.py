@@ -1,4 +1,4 @@
-"""Opt-in persistent XLA compilation cache.
+"""Process set-up: the opt-in persistent XLA compilation cache, and one CPU device per core.
 
 Compiling NUTS over a diffrax solve takes tens of seconds on a small CPU;
 the compiled program depends only on the model's structure and data shapes,

@@ -52,7 +52,7 @@ from ._data import as_data
 from ._errors import ConfigError, InitializationError
 from ._failures import FailureLog
 from ._results import Posterior, package_versions
-from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK, ForwardSensitivity
+from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK, ForwardSensitivity, vmap_unless_one
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 # Report solver failures from every iteration in the first pass (no replay): slower (a host
@@ -181,25 +181,6 @@ def _gradient_by_forward_mode(potential_fn):
     return potential
 
 
-def _over_chains(fn):
-    """``vmap(fn)`` over a leading chain axis; a group of one chain runs unbatched.
-
-    Batched, NUTS's tree-building loop and the ODE solver's adaptive-step loop
-    select every piece of their state at every step (chains may stop at different
-    steps), even with a batch of one. Sequential and one-chain-per-device runs
-    skip that: measured on Lotka-Volterra (2-core CPU) a gradient costs 239 us
-    unbatched vs 521 us in a batch of one.
-    """
-
-    def mapped(*args):
-        if jax.tree.leaves(args)[0].shape[0] == 1:
-            out = fn(*jax.tree.map(lambda x: x[0], args))
-            return jax.tree.map(lambda x: x[None], out)
-        return jax.vmap(fn)(*args)
-
-    return mapped
-
-
 class _Sampler:
     """Compiled NUTS pieces for one (model, data shapes, settings); cached on the model.
 
@@ -303,7 +284,7 @@ class _Sampler:
 
                     return jax.lax.scan(body, state, None, length=total)[1]
 
-                return _over_chains(one)(states, md)
+                return vmap_unless_one(one)(states, md)
 
             self._per_chain[total] = (
                 _by_radius(self._start_one, in_axes=(0, 0)),
@@ -357,7 +338,7 @@ class _Sampler:
                     (s, kept, count), out = jax.lax.scan(body, (state, kept, jnp.int32(0)), (jnp.arange(n), report))
                     return s, out, (kept, count)
 
-                return _over_chains(one)(states, chain_ids)
+                return vmap_unless_one(one)(states, chain_ids)
 
             self._chunks[n, REPLAY_SLOTS, reports] = jax.jit(run)
         return self._chunks[n, REPLAY_SLOTS, reports]
@@ -455,7 +436,7 @@ def _device_groups(num_chains: int, chain_method: str):
         )
     split = np.array_split(np.arange(num_chains), n)
     if n > 1 and devices[0].platform == "cpu":
-        # On CPU each device runs its chains one at a time, unbatched (see _over_chains): each
+        # On CPU each device runs its chains one at a time, unbatched (see vmap_unless_one): each
         # chain then pays for its own trees only, not the longest of its batch. LV, 4 chains on
         # 2 cores: 145 us per gradient unbatched vs about 290 us per chain in a batch.
         return [(devices[i], idx[j : j + 1]) for i, idx in enumerate(split) for j in range(len(idx))]
@@ -835,10 +816,14 @@ def run_nuts(
                     by_device = {}
                     for i, (dev, _) in enumerate(groups):
                         by_device.setdefault(dev, []).append(i)
+                    results = [None] * len(groups)
+
+                    def run_device(group_ids):
+                        for i in group_ids:
+                            results[i] = run_group(*groups[i], n, states)
+
                     with ThreadPoolExecutor(len(by_device)) as ex:
-                        done_by_device = list(ex.map(lambda ids: [(i, run_group(*groups[i], n, states)) for i in ids],
-                                                     by_device.values()))  # fmt: skip
-                    results = [r for _, r in sorted((pair for d in done_by_device for pair in d), key=lambda p: p[0])]
+                        list(ex.map(run_device, by_device.values()))  # list(): a thread's error surfaces here
                 else:  # sequential: one chain per group, on one device
                     results = [run_group(dev, idx, n, states) for dev, idx in groups]
                 for (dev, idx), (_, replay) in zip(groups, results):

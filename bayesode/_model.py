@@ -48,7 +48,7 @@ from ._priors import (
     field_sites,
     sample_field,
 )
-from ._solve import STATUS_OK, Solution, SolverConfig, solve
+from ._solve import STATUS_OK, Solution, SolverConfig, solve, vmap_unless_one
 
 LINKS = ("log", "identity")
 
@@ -558,13 +558,7 @@ def make_model(
 
         def solve_each(shared, per_series):
             field = eqx.combine(shared, static)
-            if jax.tree.leaves(per_series)[0].shape[0] == 1:
-                # One series: no vmap. A batched adaptive-step loop selects every piece of its
-                # state at every step (the batch might stop at different steps); with a batch of
-                # one that doubled the cost of a gradient (LV: 521 vs 228 us per solve gradient).
-                out = one(field, *jax.tree.map(lambda x: x[0], per_series))
-                return jax.tree.map(lambda x: x[None], out)
-            return jax.vmap(lambda *series: one(field, *series))(*per_series)
+            return vmap_unless_one(lambda *series: one(field, *series))(*per_series)
 
         if series_devices is None:
             return solve_each(shared, per_series)
