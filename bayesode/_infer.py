@@ -11,8 +11,9 @@ rather than ``numpyro.infer.MCMC`` because the loop here must:
   through ``diffeqsolve`` with the default checkpointed adjoint fails under
   ``pmap``/``shard_map`` (equinox closure conversion sees manually-sharded
   avals) and automatic SPMD sharding of a batched NUTS while-loop was 40x
-  slower here, so ``chain_method="parallel"`` runs one vectorised group of
-  chains per device, each in its own thread (XLA releases the GIL).
+  slower here, so ``chain_method="parallel"`` gives each device its own
+  thread (XLA releases the GIL): on CPU the device runs its chains one at a
+  time, unbatched; on an accelerator one vectorised group.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from ._failures import FailureLog
 from ._results import Posterior, package_versions
 from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK, ForwardSensitivity, vmap_unless_one
 
-CHAIN_METHODS = ("vectorized", "parallel", "sequential")
+CHAIN_METHODS = ("auto", "vectorized", "parallel", "sequential")
 # Report solver failures from every iteration in the first pass (no replay): slower (a host
 # callback per gradient); the reference the replay is tested against.
 _REPORT_EVERY_ITERATION = False
@@ -419,6 +420,26 @@ def _warn_if_forward_mode_is_costly(model, md) -> None:
         )
 
 
+def _resolve_chain_method(chain_method: str, model, num_chains: int) -> str:
+    """``"auto"`` -> the fastest way to run ``num_chains`` chains on this process's devices.
+
+    Accelerators: one vectorised batch per device (a batch of chains costs about one chain
+    there). CPU: unbatched chains, one device per core when there are several (``parallel``),
+    else one after another (``sequential``): a vmapped adaptive loop (solver steps, NUTS trees)
+    makes every chain wait for the longest and selects its whole state at every step. LV, 4
+    chains on one core: 18.6 ESS/s sequential vs 9.3 vectorised. Both CPU choices give the same
+    draws, so a seed's draws do not depend on the device count.
+    """
+    if chain_method != "auto":
+        return chain_method
+    if getattr(model.spec, "series_devices", None) is not None:
+        return "vectorized"  # the devices share the series; chains cannot take one each
+    devices = jax.local_devices()
+    if len(devices) >= 2 and num_chains >= 2:
+        return "parallel"
+    return "vectorized" if devices[0].platform != "cpu" else "sequential"
+
+
 def _device_groups(num_chains: int, chain_method: str):
     # This process's own devices: in a multi-process (jax.distributed) job jax.devices() also
     # lists the other processes' devices, which this one cannot run on.
@@ -428,19 +449,69 @@ def _device_groups(num_chains: int, chain_method: str):
         return [(jax.local_devices()[0], np.array([c])) for c in range(num_chains)]
     devices = jax.local_devices()
     n = min(len(devices), num_chains)
-    if n < 2:
+    cpu = devices[0].platform == "cpu"
+    if len(devices) < 2:
         warnings.warn(
-            f"chain_method='parallel' found {len(devices)} device(s); running chains vectorized. On CPU set "
-            "XLA_FLAGS=--xla_force_host_platform_device_count=N before importing jax.",
+            f"chain_method='parallel' found {len(devices)} device(s); running chains "
+            + ("one after another (as 'sequential'). Call bayesode.use_cpu_cores() before JAX starts for one "
+               "device per core." if cpu else "vectorized.")  # fmt: skip
+            + " chain_method='auto' (the default) picks without a warning.",
             stacklevel=3,
         )
     split = np.array_split(np.arange(num_chains), n)
-    if n > 1 and devices[0].platform == "cpu":
+    if cpu:
         # On CPU each device runs its chains one at a time, unbatched (see vmap_unless_one): each
         # chain then pays for its own trees only, not the longest of its batch. LV, 4 chains on
         # 2 cores: 145 us per gradient unbatched vs about 290 us per chain in a batch.
         return [(devices[i], idx[j : j + 1]) for i, idx in enumerate(split) for j in range(len(idx))]
     return [(devices[i], idx) for i, idx in enumerate(split)]
+
+
+# A chain is stuck when, over the last warmup chunk, its median potential energy (-log density)
+# is above the best chain's by more than this many of the best chain's own spreads (and at
+# least STUCK_MIN_GAP nats). LV on lynx-hare, seed 0: one chain spent its whole warmup in a
+# mode 40 nats worse (the best chain's potential has spread ~2), then met the main mode in
+# sampling with a mass matrix adapted to the other: 307 divergences, R-hat 1.33.
+STUCK_SPREADS = 10.0
+STUCK_MIN_GAP = 10.0
+
+
+def _restart_check_iteration(num_warmup: int, total: int, chunk_size: int) -> int | None:
+    """The chunk boundary (iteration count) at which stuck chains are looked for: the first at or
+    after half the warmup, if warmup continues after it (the restarted chain then adapts on)."""
+    at = -(-(num_warmup // 2) // chunk_size) * chunk_size
+    return at if 0 < at < num_warmup and at < total else None
+
+
+def _restart_stuck_chains(states, potential, iteration: int):
+    """Restart chains stuck in a region of far lower density from a good chain's whole state.
+
+    ``potential``: (chain, window) potential energies of the last warmup iterations. A stuck chain
+    takes the state of a good chain (position, gradient, step size, mass matrix and its window
+    sums) but keeps its own random key, so it follows its own path from there. Warmup draws are
+    discarded, so this changes which region the chain samples, not the validity of the sampling
+    that follows; it is reported in ``settings["restarted_chains"]`` and the diagnostics.
+    Returns the states and a list of ``{chain, donor, iteration, potential, donor_potential}``.
+    """
+    med = np.nanmedian(np.where(np.isfinite(potential), potential, np.nan), axis=1)
+    if len(med) < 2 or not np.isfinite(med).any():
+        return states, []
+    best = int(np.nanargmin(med))
+    q25, q75 = np.nanpercentile(potential[best], [25, 75])
+    gap = max(STUCK_MIN_GAP, STUCK_SPREADS * (q75 - q25) / 1.349)
+    stuck = ~(med <= med[best] + gap)  # NaN (no finite potential in the window) counts as stuck
+    if not stuck.any():
+        return states, []
+    good = np.flatnonzero(~stuck)
+    source = np.arange(len(med))
+    source[stuck] = good[np.arange(stuck.sum()) % len(good)]
+    moved = jax.tree.map(lambda x: np.asarray(x)[source], states)._replace(rng_key=states.rng_key)
+    report = [
+        dict(chain=int(c), donor=int(source[c]), iteration=int(iteration), potential=float(med[c]),
+             donor_potential=float(med[source[c]]))
+        for c in np.flatnonzero(stuck)
+    ]  # fmt: skip
+    return moved, report
 
 
 def _save_checkpoint(path, meta, states, draws, stats, failures):
@@ -469,7 +540,17 @@ def _load_checkpoint(path, meta, states_like):
         return None
     with open(mpath) as fh:
         saved = json.load(fh)
-    same = {k: v for k, v in saved.items() if k != "iteration"} == {k: v for k, v in meta.items() if k != "iteration"}
+    # On CPU, parallel and sequential chains run the same unbatched program (same draws): a run
+    # started on two devices resumes on one and back.
+    unbatched = jax.local_devices()[0].platform == "cpu"
+
+    def settings(m):
+        out = {k: v for k, v in m.items() if k not in ("iteration", "restarted_chains")}
+        if unbatched and out.get("chain_method") in ("parallel", "sequential"):
+            out["chain_method"] = "unbatched"
+        return out
+
+    same = settings(saved) == settings(meta)
     if not same:
         raise ConfigError(
             f"`checkpoint_dir`={path!r} holds a run with different settings; use a new folder or the same settings. "
@@ -484,7 +565,7 @@ def _load_checkpoint(path, meta, states_like):
     log = FailureLog()
     for chain, it, fps in json.loads(str(z["failures"])):
         log._seen[(chain, it)] = {float(a): b for a, b in fps.items()}
-    return int(z["iteration"]), states, draws, stats, log
+    return int(z["iteration"]), states, draws, stats, log, saved.get("restarted_chains", [])
 
 
 class _StopOnSigint:
@@ -571,7 +652,7 @@ def run_nuts(
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
-    chain_method: str = "vectorized",
+    chain_method: str = "auto",
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     dense_mass: bool = False,
@@ -581,6 +662,7 @@ def run_nuts(
     checkpoint_dir: str | None = None,
     progress: bool = True,
     chains=None,
+    restart_stuck_chains: bool = True,
     **data_kwargs,
 ) -> Posterior:
     """Sample the posterior with NUTS.
@@ -592,14 +674,18 @@ def run_nuts(
     key : PRNG key or int seed (keyword-only). Same key, same settings, same
         machine: bit-identical draws.
     num_warmup, num_samples, num_chains : int
-    chain_method : {"vectorized", "parallel", "sequential"}
-        ``vectorized``: all chains in one ``vmap`` on one device (default; the
-        choice on a GPU). ``parallel``: chains spread over the JAX devices, one
-        thread per device; on CPU each device runs its chains one at a time,
-        unbatched (a batch waits for its longest tree and solve), the fastest
-        choice there with one CPU device per core (:func:`use_cpu_cores`); on
-        other devices one vectorised group each. ``sequential``: one chain at a
-        time, unbatched.
+    chain_method : {"auto", "vectorized", "parallel", "sequential"}
+        ``auto`` (default): on CPU, ``parallel`` with several devices (one per
+        core: :func:`use_cpu_cores`) and ``sequential`` with one; on a GPU/TPU,
+        ``vectorized`` (``parallel`` with several); ``vectorized`` with
+        ``series_devices``. ``settings["chain_method"]`` records the choice.
+        ``vectorized``: all chains in one ``vmap`` on one device (the choice
+        on an accelerator). ``parallel``: chains spread over the JAX devices,
+        one thread per device; on CPU each device runs its chains one at a
+        time, unbatched (a batch waits for its longest tree and solve), the
+        fastest choice there; on other devices one vectorised group each.
+        ``sequential``: one chain at a time, unbatched. On CPU ``parallel``
+        and ``sequential`` give the same draws, whatever the device count.
     target_accept_prob, max_tree_depth, dense_mass : NUTS settings.
     init_params : dict of site -> array with a leading (chain,) axis, optional
         Constrained starting values per chain (e.g. draws from an SVI fit).
@@ -626,6 +712,17 @@ def run_nuts(
         every side, bit-identical on the same machine; vectorised chains share
         floating-point rounding with their group). :func:`run_nuts_distributed`
         does the split and the gathering in a ``jax.distributed`` job.
+    restart_stuck_chains : bool
+        At the first chunk boundary past half the warmup, a chain whose
+        log density over the last chunk sits far below the best chain's
+        (its median potential more than ``max(10, 10 x`` the best chain's
+        spread``)`` nats higher: a poor local mode, which adaptation would
+        tune the mass matrix to) restarts from a good chain's state with its
+        own random key, and adapts on. Reported in
+        ``settings["restarted_chains"]`` and by :meth:`Posterior.diagnostics`.
+        Needs warmup in more than one chunk and the whole run's chains (not a
+        ``chains`` share). ``False``: chains stay where they went (e.g. to
+        look for modes with R-hat).
 
     Returns
     -------
@@ -649,6 +746,7 @@ def run_nuts(
     if not (0 < target_accept_prob < 1):
         raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
     chains = _chain_subset(chains, num_chains)
+    chain_method = _resolve_chain_method(chain_method, model, len(chains))
     seed = _seed_of(key)
     key = _raw_key(key)
     k_init, k_chains = jax.random.split(key)
@@ -695,14 +793,18 @@ def run_nuts(
 
     total = num_warmup + num_samples
     meta = dict(settings, num_samples=num_samples, num_chains=num_chains, chain_method=chain_method, seed=seed,
-                chunk_size=chunk_size, iteration=0)
+                chunk_size=chunk_size, restart_stuck_chains=bool(restart_stuck_chains), iteration=0)
     if len(chains) < num_chains:
         meta["chains"] = chains.tolist()
-    draws, stats, log, done = [], {}, FailureLog(), 0
+    draws, stats, log, done, restarted = [], {}, FailureLog(), 0, []
+    # Restarts need every chain of the run: a share (``chains``) must give the same chains whatever the split.
+    check_at = _restart_check_iteration(num_warmup, total, chunk_size) if restart_stuck_chains else None
+    if len(chains) < num_chains:
+        check_at = None
     if checkpoint_dir is not None:
         loaded = _load_checkpoint(checkpoint_dir, meta, states)
         if loaded is not None:
-            done, states, saved_draws, stats, log = loaded
+            done, states, saved_draws, stats, log, restarted = loaded
             draws = [saved_draws]  # one chunk holding every leaf drawn so far
             if progress:
                 print(f"resuming from iteration {done} of {total} in {checkpoint_dir}", file=sys.stderr)
@@ -847,11 +949,16 @@ def run_nuts(
                 for name, v in zip(_STAT_NAMES, chunk_stats):
                     stats[name] = v if name not in stats else np.concatenate([stats[name], v], axis=1)
                 done += n
+                if done == check_at:
+                    window = stats["potential_energy"][:, max(0, done - max(n, 50)) : done]
+                    states, moved = _restart_stuck_chains(states, window, done)
+                    restarted += moved
                 jax.effects_barrier()
                 fails = log.counts(stats["diverging"], stats["num_steps"], 0)["total"].sum()
                 bar.update(done, stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
                 if checkpoint_dir is not None:
-                    _save_checkpoint(checkpoint_dir, dict(meta, iteration=done), states, _merge(draws), stats, log)
+                    _save_checkpoint(checkpoint_dir, dict(meta, iteration=done, restarted_chains=restarted), states,
+                                     _merge(draws), stats, log)  # fmt: skip
                     draws = [_merge(draws)]
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the chunk in progress is lost
             interrupted = True
@@ -896,6 +1003,7 @@ def run_nuts(
         init_and_compile_s=t_compile_init,
         warmup_solver_failures={c: int(v.sum()) for c, v in warm.items()},
         warmup_divergences=int(stats["diverging"][:, :num_warmup].sum()),
+        restarted_chains=restarted,
         versions=package_versions(),
     )
     return Posterior(samples=samples, sample_stats=sstats, data=data, model=model, settings=settings_out)

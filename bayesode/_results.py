@@ -312,6 +312,12 @@ class Posterior:
                     f"{out['solver_failures']} ODE solves failed during sampling ({out['solver_failures_by_cause']}); "
                     f"they were rejected, not used. If frequent: {advice}."
                 )
+        for r in self.settings.get("restarted_chains", []):
+            out["warnings"].append(
+                f"chain {r['chain']} was stuck in warmup where the log density is {r['potential'] - r['donor_potential']:.0f} "
+                f"lower than chain {r['donor']}'s (a poor local mode) and restarted from that chain's state at "
+                f"iteration {r['iteration']}; restart_stuck_chains=False keeps chains where they go."
+            )
         if self.settings.get("interrupted"):
             out["warnings"].append("the run was interrupted: these draws are partial.")
         return out

@@ -201,13 +201,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--chains", type=_int_at_least(1), default=4, help="NUTS chains (default 4; >= 2 for R-hat)")
     g.add_argument(
-        "--warmup", type=_int_at_least(0), default=250, help="NUTS warmup iterations per chain (default 250)"
+        "--warmup", type=_int_at_least(0), default=500, help="NUTS warmup iterations per chain (default 500)"
     )
     g.add_argument(
         "--samples",
         type=_int_at_least(1),
-        default=250,
-        help="NUTS draws kept per chain (default 250); with --method svi, chains x samples draws are kept",
+        default=500,
+        help="NUTS draws kept per chain (default 500); with --method svi, chains x samples draws are kept",
     )
     g.add_argument(
         "--svi-steps",
@@ -226,10 +226,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="random seed; same seed and settings, same draws (default 0)")
     g.add_argument(
         "--chain-method",
-        default="parallel",
-        choices=["vectorized", "parallel", "sequential"],
-        help="parallel: chains spread over devices, on CPU one device per core (default; vectorized when "
-        "there is one device); vectorized: all chains in one program on one device; sequential: one at a time",
+        default="auto",
+        choices=["auto", "vectorized", "parallel", "sequential"],
+        help="auto (default): on CPU one chain at a time per core (parallel; the fit uses one JAX device per "
+        "core), on a GPU all chains in one vectorised program; parallel: chains spread over devices; "
+        "vectorized: all chains in one program on one device; sequential: one at a time on one device",
     )
     g.add_argument(
         "--checkpoint",
@@ -354,7 +355,7 @@ def _check_fit_input(args, model, data) -> None:
 
 
 def _use_all_cores() -> None:
-    """One JAX CPU device per core, so ``--chain-method parallel`` uses every core.
+    """One JAX CPU device per core, so ``--chain-method auto`` (parallel there) uses every core.
 
     Possible only before JAX starts its backend (the first computation); a no-op
     afterwards, or when the user set the device count already.
@@ -366,12 +367,6 @@ def _use_all_cores() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the backend is already running (e.g. main() called from Python)
         use_cpu_cores()
-
-
-def _chain_method(requested: str) -> str:
-    import jax
-
-    return "vectorized" if requested == "parallel" and len(jax.devices()) < 2 else requested
 
 
 def _save_plots(post, out, until, prob, *, field: bool) -> list[str]:
@@ -417,7 +412,7 @@ def cmd_fit(args) -> int:
         num_warmup=args.warmup,
         num_samples=args.samples,
         num_chains=args.chains,
-        chain_method=_chain_method(args.chain_method),
+        chain_method=args.chain_method,
         max_tree_depth=depth,
         chunk_size=_chunk_size(args.warmup, args.samples),
         checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,

@@ -41,7 +41,7 @@ def test_nuts_shapes_and_stats(post):
     assert post.samples["y0"].shape == (2, 20, 1, 2)
     for k in ("diverging", "tree_depth", "num_steps", "solver_failures", "solver_failures_blow_up"):
         assert post.sample_stats[k].shape == (2, 20), k
-    assert post.settings["seed"] == 0 and post.settings["chain_method"] == "vectorized"
+    assert post.settings["seed"] == 0 and post.settings["chain_method"] == "sequential"  # "auto" on one CPU device
     assert "numpyro" in post.settings["versions"]
 
 
@@ -287,3 +287,30 @@ def test_nonfinite_starts_retry_only_the_bad_chains_and_report_the_rest():
     np.testing.assert_array_equal(np.asarray(states.z["x"])[:, 0], [0.5, 0.5, 0.5])  # chain 0 kept its start
     states, bad = _retry_nonfinite_starts(z, init, lambda a: {"x": -jnp.ones((3, 1))}, attempts=3)
     assert bad.tolist() == [False, True, True]
+
+
+def test_a_chain_stuck_in_a_poor_mode_is_restarted_from_a_good_chain_in_warmup():
+    """Decay rate with a two-spike prior, 0.7 (the data's rate) or 2.0: a chain started at 2.0 cannot cross
+    the gap between the spikes (prior log density ~-500 between them) and, with the noise known, its log
+    density sits ~80 nats below the other chain's. With restarts on (the default) it takes chain 0's state at the half-warmup
+    check and samples the good mode; with them off it stays at 2.0. Chain 0 is untouched either way."""
+    decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+    spikes = dist.MixtureSameFamily(dist.Categorical(probs=jnp.array([0.5, 0.5])),
+                                    dist.Normal(jnp.array([0.7, 2.0]), 0.02))  # fmt: skip
+    model = bo.make_model(decay, param_priors={"k": spikes}, y0_prior=dist.LogNormal(0.0, 0.3),
+                          likelihood=bo.NormalNoise(sigma=0.05))  # fmt: skip
+    ts = np.linspace(0.0, 3.0, 7)
+    ys = np.exp(-0.7 * ts)[:, None] * np.exp(0.05 * np.random.default_rng(0).standard_normal((7, 1)))
+    inits = {"k": np.array([0.7, 2.0]), "y0": np.ones((2, 1, 1))}
+    kw = dict(key=0, num_warmup=100, num_samples=30, num_chains=2, chunk_size=25, init_params=inits, progress=False)
+    on = bo.run_nuts(model, ts, ys, **kw)
+    off = bo.run_nuts(model, ts, ys, restart_stuck_chains=False, **kw)
+    [r] = on.settings["restarted_chains"]
+    assert (r["chain"], r["donor"], r["iteration"]) == (1, 0, 50)  # half the warmup, a chunk boundary
+    assert r["potential"] - r["donor_potential"] > 50
+    assert np.all(np.abs(on.samples["k"] - 0.7) < 0.1)
+    assert np.all(np.abs(off.samples["k"][1] - 2.0) < 0.1) and off.settings["restarted_chains"] == []
+    np.testing.assert_array_equal(on.samples["k"][0], off.samples["k"][0])
+    assert not np.array_equal(on.samples["k"][1], on.samples["k"][0])  # its own key: its own path
+    assert any("chain 1 was stuck in warmup" in w for w in on.diagnostics()["warnings"])
+    assert not any("stuck" in w for w in off.diagnostics()["warnings"])

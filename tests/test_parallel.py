@@ -3,8 +3,9 @@
 ``jax.pmap`` and ``shard_map`` both fail on reverse mode through
 ``diffeqsolve`` with ``RecursiveCheckpointAdjoint`` ("Closure-converted function
 called with different dynamic arguments"), so NumPyro's
-``chain_method="parallel"`` breaks. bayesode instead runs one vectorised group
-of chains per device, each in its own thread (see docs/architecture.md).
+``chain_method="parallel"`` breaks. bayesode instead gives each device its own
+thread (see docs/architecture.md); ``chain_method="auto"``, the default, picks
+this when there are several CPU devices.
 
 The check runs in a fresh process because the number of CPU devices is fixed
 when JAX starts: two simulated devices, three chains. On CPU each device runs
@@ -50,12 +51,21 @@ SCRIPT = textwrap.dedent(
         out[method + "_finite"] = bool(all(np.isfinite(np.asarray(v)).all() for v in post.samples.values()))
         out[method + "_failures"] = [post.settings["warmup_divergences"], post.settings["warmup_solver_failures"],
                                      post.sample_stats["solver_failures"].tolist()]  # fmt: skip
+    # The default picks parallel here; a checkpoint of a parallel run is resumed by a sequential one
+    # (the same unbatched program on CPU): the finished run is returned from disk, not refused.
+    import tempfile
+    folder = tempfile.mkdtemp()
+    post = bo.run_nuts(model, ts, ys, checkpoint_dir=folder, **kw)
+    out["auto"] = {k: np.asarray(v).tolist() for k, v in post.samples.items()}
+    out["auto_method"] = post.settings["chain_method"]
+    again = bo.run_nuts(model, ts, ys, checkpoint_dir=folder, chain_method="sequential", **kw)
+    out["resumed"] = {k: np.asarray(v).tolist() for k, v in again.samples.items()}
     print("RESULT" + json.dumps(out))
     """
 )
 
 
-def test_parallel_chains_on_two_devices_match_sequential_chains_bitwise():
+def test_parallel_chains_on_two_devices_match_sequential_chains_bitwise_and_are_the_default():
     out = run_on_cpu_devices(SCRIPT, 2)
     assert out["devices"] == 2
     assert out["parallel_finite"] and out["sequential_finite"]
@@ -63,6 +73,8 @@ def test_parallel_chains_on_two_devices_match_sequential_chains_bitwise():
     for site in out["parallel"]:
         assert out["parallel"][site] == out["sequential"][site], site
         assert out["parallel_separate"][site] == out["parallel"][site], site
+        assert out["auto"][site] == out["parallel"][site] == out["resumed"][site], site
+    assert out["auto_method"] == "parallel"
     # Warmup diverged (replays ran) and the separately compiled reporting program counted the same.
     assert out["parallel_failures"][0] > 0, out["parallel_failures"]
     assert out["parallel_separate_failures"] == out["parallel_failures"]

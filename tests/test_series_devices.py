@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
     truth = {"alpha": 0.55, "beta": 0.028, "gamma": 0.8, "delta": 0.024, "sigma": np.array([0.1, 0.1]),
              "y0": ys[:, 0, :]}
     out = {"devices": len(jax.devices())}
-    for adjoint in ("forward", "checkpoint"):
+    for adjoint in ("forward", "checkpoint", "sensitivity"):  # sensitivity: the LV preset's default
         base = bo.models.lotka_volterra(adjoint=adjoint)
         sharded = bo.shard_series(base)
         values = []
@@ -85,7 +85,7 @@ def _close(a, b, rtol):
     return np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=1e-3)
 
 
-@pytest.mark.parametrize("adjoint", ["forward", "checkpoint"])
+@pytest.mark.parametrize("adjoint", ["forward", "checkpoint", "sensitivity"])
 def test_sharded_series_give_the_same_log_density_and_gradient(four_devices, adjoint):
     assert four_devices["devices"] == 4
     assert four_devices[adjoint + "_sharded_devices"] == 4
