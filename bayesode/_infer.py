@@ -476,11 +476,11 @@ STUCK_SPREADS = 10.0
 STUCK_MIN_GAP = 10.0
 
 
-def _restart_check_iteration(num_warmup: int, total: int, chunk_size: int) -> int | None:
+def _restart_check_iteration(num_warmup: int, chunk_size: int) -> int | None:
     """The chunk boundary (iteration count) at which stuck chains are looked for: the first at or
     after half the warmup, if warmup continues after it (the restarted chain then adapts on)."""
     at = -(-(num_warmup // 2) // chunk_size) * chunk_size
-    return at if 0 < at < num_warmup and at < total else None
+    return at if 0 < at < num_warmup else None
 
 
 def _restart_stuck_chains(states, potential, iteration: int):
@@ -798,7 +798,7 @@ def run_nuts(
         meta["chains"] = chains.tolist()
     draws, stats, log, done, restarted = [], {}, FailureLog(), 0, []
     # Restarts need every chain of the run: a share (``chains``) must give the same chains whatever the split.
-    check_at = _restart_check_iteration(num_warmup, total, chunk_size) if restart_stuck_chains else None
+    check_at = _restart_check_iteration(num_warmup, chunk_size) if restart_stuck_chains else None
     if len(chains) < num_chains:
         check_at = None
     if checkpoint_dir is not None:

@@ -289,7 +289,7 @@ def test_nonfinite_starts_retry_only_the_bad_chains_and_report_the_rest():
     assert bad.tolist() == [False, True, True]
 
 
-def test_a_chain_stuck_in_a_poor_mode_is_restarted_from_a_good_chain_in_warmup():
+def test_a_chain_stuck_in_a_poor_mode_is_restarted_from_a_good_chain_in_warmup(tmp_path):
     """Decay rate with a two-spike prior, 0.7 (the data's rate) or 2.0: a chain started at 2.0 cannot cross
     the gap between the spikes (prior log density ~-500 between them) and, with the noise known, its log
     density sits ~80 nats below the other chain's. With restarts on (the default) it takes chain 0's state at the half-warmup
@@ -314,3 +314,5 @@ def test_a_chain_stuck_in_a_poor_mode_is_restarted_from_a_good_chain_in_warmup()
     assert not np.array_equal(on.samples["k"][1], on.samples["k"][0])  # its own key: its own path
     assert any("chain 1 was stuck in warmup" in w for w in on.diagnostics()["warnings"])
     assert not any("stuck" in w for w in off.diagnostics()["warnings"])
+    on.save(tmp_path / "fit.nc")  # the record survives the netCDF round trip
+    assert bo.Posterior.load(tmp_path / "fit.nc").settings["restarted_chains"] == on.settings["restarted_chains"]
