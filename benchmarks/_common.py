@@ -181,7 +181,7 @@ class PhaseClock:
     """
 
     def __init__(self, num_warmup: int):
-        import bayesode._infer as infer
+        import bayesode.infer.core as infer
 
         self.num_warmup = num_warmup
         self.marks: list[tuple[int, float]] = []

@@ -21,7 +21,7 @@ import numpy as np
 from numpyro.infer.util import initialize_model
 
 import bayesode as bo
-from bayesode._infer import _gradient_by_forward_mode
+from bayesode.infer.core import _gradient_by_forward_mode
 
 ADJOINTS = ("sensitivity", "forward", "checkpoint")
 # a point near the lynx-hare posterior (unconstrained: logs)

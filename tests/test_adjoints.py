@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import bayesode as bo
-from bayesode._infer import _unconstrained_size, _warn_if_forward_mode_is_costly
-from bayesode._jumps import solve_with_jumps
+from bayesode.infer.core import _unconstrained_size, _warn_if_forward_mode_is_costly
+from bayesode.solving.jumps import solve_with_jumps
 
 ADJOINTS = {
     "checkpoint": diffrax.RecursiveCheckpointAdjoint(),
@@ -121,7 +121,7 @@ def test_solver_config_accepts_each_adjoint_and_rejects_others():
 def test_backsolve_is_refused_where_diffrax_cannot_differentiate():
     import numpyro.distributions as dist
 
-    from bayesode._jumps import Jumps, StateEvent
+    from bayesode.solving.jumps import Jumps, StateEvent
 
     field = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
     backsolve = bo.SolverConfig(adjoint=diffrax.BacksolveAdjoint())
@@ -140,7 +140,7 @@ def test_nuts_forward_mode_gradient_is_jacfwd_in_one_pass():
     import numpyro.distributions as dist
     from numpyro.infer.util import initialize_model
 
-    from bayesode._infer import _gradient_by_forward_mode
+    from bayesode.infer.core import _gradient_by_forward_mode
 
     decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
     model = bo.make_model(decay, param_priors={"k": dist.LogNormal(0.0, 0.5)}, y0_prior=dist.LogNormal(0.0, 0.3),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bayesode import datasets
-from bayesode._errors import ConfigError, DataError
+from bayesode.errors import ConfigError, DataError
 
 DATA = datasets.data_dir()
 REGISTRY = json.loads((DATA / "registry.json").read_text(encoding="utf-8"))["datasets"]

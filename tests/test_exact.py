@@ -19,7 +19,7 @@ from numpyro.infer.util import log_density
 from scipy.linalg import expm
 
 import bayesode as bo
-from bayesode._observe import AbstractLikelihood
+from bayesode.model.likelihoods import AbstractLikelihood
 
 A = np.array([[-0.3, 1.0], [-1.0, -0.3]])  # damped rotation
 TS = np.linspace(0.0, 5.0, 10)

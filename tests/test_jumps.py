@@ -9,8 +9,8 @@ import pytest
 from numpyro import handlers
 
 import bayesode as bo
-from bayesode._jumps import Jumps, Regime, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
-from bayesode._solve import STATUS_OK, STATUS_OTHER
+from bayesode.solving.diffeq import STATUS_OK, STATUS_OTHER
+from bayesode.solving.jumps import Jumps, Regime, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
 
 K = 0.7  # decay rate of the test system dy/dt = -K y
 TIGHT = bo.SolverConfig(rtol=1e-8, atol=1e-8)

@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent(
     out = {"devices": len(jax.devices())}
     for method in ("parallel", "sequential", "parallel_separate"):
         if method == "parallel_separate":  # as a long run with the cache on: replays by a second program
-            import bayesode._infer as infer
+            import bayesode.infer.core as infer
             infer.SEPARATE_REPORTING_MIN_ITERATIONS = 0
         post = bo.run_nuts(model, ts, ys, chain_method=method.split("_")[0], **kw)
         out[method] = {k: np.asarray(v).tolist() for k, v in post.samples.items()}

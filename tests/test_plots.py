@@ -15,9 +15,9 @@ from matplotlib.collections import LineCollection, PolyCollection, QuadMesh
 from numpyro import handlers
 
 import bayesode as bo
-import bayesode._plots as bo_plots
-from bayesode._plots import field_draws, plot_phase, plot_prior_predictive, plot_vector_field
-from bayesode._priors import field_sites
+import bayesode.plots.core as bo_plots
+from bayesode.model.priors import field_sites
+from bayesode.plots.core import field_draws, plot_phase, plot_prior_predictive, plot_vector_field
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

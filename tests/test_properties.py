@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy.linalg import expm
 
 import bayesode as bo
-from bayesode._solve import FAILURE_CAUSES, STATUS_NONFINITE, STATUS_OK
+from bayesode.solving.diffeq import FAILURE_CAUSES, STATUS_NONFINITE, STATUS_OK
 
 # Function-scoped autouse fixtures (strict promotion) are fine to share across examples.
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import bayesode as bo
-import bayesode._infer as infer
+import bayesode.infer.core as infer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_resume_worker.py")

@@ -25,10 +25,10 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 import bayesode as bo
-import bayesode._infer as infer
-import bayesode._results
-from bayesode._failures import FailureLog
-from bayesode._solve import STATUS_BLOW_UP, STATUS_DT_MIN, STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_OK
+import bayesode.infer.core as infer
+import bayesode.results.posterior
+from bayesode.solving.diffeq import STATUS_BLOW_UP, STATUS_DT_MIN, STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_OK
+from bayesode.solving.failures import FailureLog
 
 TS = np.arange(5.0)
 YS = np.ones((5, 1))
@@ -62,10 +62,10 @@ class _NoHandlers:
 @pytest.fixture
 def no_compile(monkeypatch):
     """Replace everything that traces the model for compilation by a test failure."""
-    monkeypatch.setattr(infer, "_get_sampler", _would_compile)
+    monkeypatch.setattr(infer, "get_sampler", _would_compile)
     monkeypatch.setattr(infer, "SVI", _would_compile)
     monkeypatch.setattr(infer, "handlers", _NoHandlers())  # prior_failure_rate's compiled trace
-    monkeypatch.setattr(bayesode._results, "_derived_fn", _would_compile)
+    monkeypatch.setattr(bayesode.results.posterior, "_derived_fn", _would_compile)
 
 
 def fake_posterior(model=MODEL):

@@ -15,7 +15,7 @@ import numpyro.distributions as dist
 import pytest
 
 import bayesode as bo
-from bayesode._calibration import (
+from bayesode.diagnostics.calibration import (
     _fit_one,
     _fit_replications,
     _quiet,
@@ -81,8 +81,8 @@ def test_ecdf_bands_have_simultaneous_coverage():
 )
 def test_sbc_argument_errors(kwargs, match, monkeypatch):
     # Fail before any fit: make run_nuts unusable so an error after it would show up as a different failure.
-    monkeypatch.setattr("bayesode._calibration.run_nuts", None)
-    monkeypatch.setattr("bayesode._calibration._fit_replications", None)
+    monkeypatch.setattr("bayesode.diagnostics.calibration.run_nuts", None)
+    monkeypatch.setattr("bayesode.diagnostics.calibration._fit_replications", None)
     args = dict(key=0, num_replications=10)
     args.update(kwargs)
     start = time.perf_counter()
@@ -137,15 +137,15 @@ def fake_fit(spread):
 
 
 def test_rank_machinery_accepts_a_calibrated_stand_in_and_rejects_an_overconfident_one(monkeypatch):
-    monkeypatch.setattr("bayesode._calibration.run_nuts", fake_fit(None))
+    monkeypatch.setattr("bayesode.diagnostics.calibration.run_nuts", fake_fit(None))
     res = sbc(FIT, TEMPLATE, key=0, num_replications=200, num_warmup=0, num_samples=50, num_chains=2)
     assert min(res.p_values.values()) > 0.001, res.p_values  # 3 quantities at a fixed seed
     assert res.num_bins == 20 and res.histogram("k").sum() == 200
     assert set(res.ranks) == {"k", "sigma", "y0[0,0]"} and res.ranks["k"].max() <= res.num_draws.max()
 
     real = _simulator(FIT, TEMPLATE.model_data())
-    monkeypatch.setattr("bayesode._calibration._simulator", lambda m, md: keep_truth(real))
-    monkeypatch.setattr("bayesode._calibration.run_nuts", fake_fit(1e-6))
+    monkeypatch.setattr("bayesode.diagnostics.calibration._simulator", lambda m, md: keep_truth(real))
+    monkeypatch.setattr("bayesode.diagnostics.calibration.run_nuts", fake_fit(1e-6))
     res = sbc(FIT, TEMPLATE, key=0, num_replications=40, num_warmup=0, num_samples=50, num_chains=2, thin=1)
     assert max(res.p_values.values()) < 1e-6, res.p_values  # every truth sits in the middle of its draws
 

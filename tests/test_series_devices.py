@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     import bayesode as bo
     from numpyro.infer import init_to_value
     from numpyro.infer.util import initialize_model
-    from bayesode._errors import ConfigError
+    from bayesode.errors import ConfigError
 
     bo.enable_compilation_cache(sys.argv[1] or None)
     rng = np.random.default_rng(0)

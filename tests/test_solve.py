@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bayesode as bo
-from bayesode._solve import STATUS_BLOW_UP, STATUS_DT_MIN, STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_OK
+from bayesode.solving.diffeq import STATUS_BLOW_UP, STATUS_DT_MIN, STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_OK
 
 A = jnp.array([[-0.5, 1.0], [-1.0, -0.3]])
 TS = jnp.linspace(0.0, 5.0, 11)

@@ -1,4 +1,4 @@
-"""Fixed points, Lyapunov exponents and posterior stability (bayesode._stability).
+"""Fixed points, Lyapunov exponents and posterior stability (bayesode.diagnostics.stability).
 
 Tolerances: fixed points of linear and Lotka-Volterra fields are exact up to
 float32 rounding (1e-4 relative). Lyapunov exponents are finite-time
@@ -21,7 +21,7 @@ import numpyro.distributions as dist
 import pytest
 
 import bayesode as bo
-from bayesode._stability import (
+from bayesode.diagnostics.stability import (
     CENTRE,
     KIND_NAMES,
     KIND_NONE,
@@ -277,7 +277,7 @@ def test_posterior_stability_neural_field_partially_observed():
     # MLP weights (sites field.*) and an observation_fn: the region comes from each draw's trajectory.
     from numpyro import handlers
 
-    from bayesode._priors import field_sites
+    from bayesode.model.priors import field_sites
 
     field = bo.MLPField(2, width=4, depth=1, key=jr.key(0))
     model = bo.make_model(field, observation_fn=lambda y: y[:1], y0_prior=dist.Normal(0.0, 1.0))

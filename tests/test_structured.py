@@ -15,9 +15,9 @@ import pytest
 from numpyro import handlers
 
 import bayesode as bo
-from bayesode._errors import ConfigError
-from bayesode._fields import _ACTIVATIONS
-from bayesode._structured import AntisymmetricField, HamiltonianField, LipschitzField, StableField
+from bayesode.errors import ConfigError
+from bayesode.fields.basic import _ACTIVATIONS
+from bayesode.fields.structured import AntisymmetricField, HamiltonianField, LipschitzField, StableField
 
 
 def prior_draw(field, key, scale=1.0):

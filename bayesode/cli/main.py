@@ -311,8 +311,8 @@ def _diagnostics_table(post) -> str:
 
 
 def _load_data(args):
-    from . import datasets
-    from ._errors import DataError
+    from ..datasets import bundled as datasets
+    from ..errors import DataError
 
     if not args.csv:
         if args.time_column or args.columns or args.series_column:
@@ -330,7 +330,7 @@ def _load_data(args):
 
 
 def _model_for(args, data):
-    from . import models
+    from ..model import presets as models
 
     kw = {}
     if args.model in ("neural", "hybrid"):
@@ -342,7 +342,7 @@ def _model_for(args, data):
 
 def _check_fit_input(args, model, data) -> None:
     """The model's checks of the data, before compiling, worded for the command line."""
-    from ._errors import DataError
+    from ..errors import DataError
 
     try:
         model.spec.check_data(data)
@@ -362,7 +362,7 @@ def _use_all_cores() -> None:
     """
     import warnings
 
-    from ._cache import use_cpu_cores
+    from ..infer.runtime import use_cpu_cores
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the backend is already running (e.g. main() called from Python)
@@ -372,7 +372,7 @@ def _use_all_cores() -> None:
 def _save_plots(post, out, until, prob, *, field: bool) -> list[str]:
     import matplotlib.pyplot as plt
 
-    from ._plots import plot_phase, plot_trajectories, plot_vector_field
+    from ..plots.core import plot_phase, plot_trajectories, plot_vector_field
 
     written = []
     fig, _ = plot_trajectories(post, until=until, prob=prob)
@@ -453,7 +453,7 @@ def cmd_fit(args) -> int:
 
 
 def _posterior_path(d):
-    from ._errors import ConfigError
+    from ..errors import ConfigError
 
     path = os.path.join(d, "posterior.nc")
     if not os.path.isfile(path):
@@ -465,7 +465,7 @@ def _posterior_path(d):
 def _load_posterior(d):
     import bayesode as bo
 
-    from ._errors import ConfigError
+    from ..errors import ConfigError
 
     path = _posterior_path(d)
     try:
@@ -512,8 +512,8 @@ def cmd_predict(args) -> int:
 
     import bayesode as bo
 
-    from ._errors import ConfigError
-    from ._plots import series_predictions
+    from ..errors import ConfigError
+    from ..plots.core import series_predictions
 
     bo.enable_compilation_cache()
     post = _load_posterior(args.dir)
@@ -535,7 +535,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from . import datasets
+    from ..datasets import bundled as datasets
 
     print(datasets.format_table(), end="")
     return 0
@@ -551,7 +551,7 @@ def main(argv=None) -> int:
     if args.command in ("fit", "predict"):
         _use_all_cores()
     handlers = {"fit": cmd_fit, "summary": cmd_summary, "predict": cmd_predict, "datasets": cmd_datasets}
-    from ._errors import BayesODEError
+    from ..errors import BayesODEError
 
     try:
         return handlers[args.command](args)

@@ -30,10 +30,10 @@ import numpy as np
 import xarray as xr
 from numpyro import handlers
 
-from ._errors import ConfigError
-from ._fields import field_state_dim
-from ._priors import SITE_Y0, sample_field
-from ._solve import STATUS_BLOW_UP, STATUS_NONFINITE, STATUS_OK, SolverConfig, _status_from, solve_series
+from ..errors import ConfigError
+from ..fields.basic import field_state_dim
+from ..model.priors import SITE_Y0, sample_field
+from ..solving.diffeq import STATUS_BLOW_UP, STATUS_NONFINITE, STATUS_OK, SolverConfig, solve_series, status_from
 
 # Kinds of fixed point (``FixedPoints.kind``); -1 marks an empty slot.
 KIND_NONE = -1
@@ -336,7 +336,7 @@ def _integrate_window(tangent, z, start, dt, args, config, live):
         throw=False,
     )
     end = sol.ys[-1]
-    status = _status_from(sol.result, sol.ys, jnp.asarray(True))
+    status = status_from(sol.result, sol.ys, jnp.asarray(True))
     y = end[: tangent.state_dim]
     blown = (status == STATUS_OK) & ~(jnp.max(jnp.abs(y)) < config.max_abs_state)
     return end, jnp.where(blown, STATUS_BLOW_UP, status)
@@ -736,9 +736,9 @@ def posterior_stability(
         config,
     )
     fn = _stability_fn(post.model, st)
-    from ._infer import _raw_key  # late: _infer imports the results layer
+    from ..checks import as_key
 
-    u = jr.uniform(_raw_key(key), (num_starts, spec.state_dim), dtype)
+    u = jr.uniform(as_key(key), (num_starts, spec.state_dim), dtype)
     out = fn(
         params,
         y0s,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ._errors import ConfigError
+from ..errors import ConfigError
 
 _ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,

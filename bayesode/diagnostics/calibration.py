@@ -35,10 +35,12 @@ import numpy as np
 from numpyro import handlers
 from scipy import stats
 
-from ._data import Data, make_data
-from ._errors import ConfigError
-from ._infer import _check_model, _get_sampler, _positive_int, _raw_key, _retry_nonfinite_starts, run_nuts
-from ._priors import FIELD_PREFIX, SITE_OBS
+from ..checks import as_key, positive_int
+from ..datasets.data import Data, make_data
+from ..errors import ConfigError
+from ..infer.core import get_sampler, retry_nonfinite_starts, run_nuts
+from ..model.assembly import check_model
+from ..model.priors import FIELD_PREFIX, SITE_OBS
 
 _ELEMENT = re.compile(r"^(?P<site>[^\[\]]+)(\[(?P<index>[0-9, ]+)\])?$")
 _MAX_SIMULATION_ATTEMPTS = 100
@@ -142,7 +144,7 @@ def ecdf_bands(
     z : (num_points,) evaluation points in (0, 1)
     lower, upper : (num_points,) band for ``F(z) - z``
     """
-    n = _positive_int("num_replications", num_replications)
+    n = positive_int("num_replications", num_replications)
     k = num_points or min(n, 100)
     z = np.arange(1, k) / k
     rng = np.random.default_rng(seed)
@@ -362,20 +364,20 @@ def sbc(
     >>> sorted(res.p_values)  # doctest: +SKIP
     ['k', 'sigma', 'y0[0,0]']
     """
-    _check_model(model)
+    check_model(model)
     simulate_model = model if simulate_model is None else simulate_model
-    _check_model(simulate_model)
+    check_model(simulate_model)
     if not isinstance(data_template, Data):
         raise ConfigError(
             f"`data_template` must be a bayesode Data (from make_data); got {type(data_template).__name__}."
         )
     model.spec.check_data(data_template)
-    num_replications = _positive_int("num_replications", num_replications)
+    num_replications = positive_int("num_replications", num_replications)
     if num_replications < 2:
         raise ConfigError(f"`num_replications` must be at least 2; got {num_replications}.")
     if thin is not None:
-        thin = _positive_int("thin", thin)
-    num_bins = int(np.clip(num_replications // 10, 2, 20)) if num_bins is None else _positive_int("num_bins", num_bins)
+        thin = positive_int("thin", thin)
+    num_bins = int(np.clip(num_replications // 10, 2, 20)) if num_bins is None else positive_int("num_bins", num_bins)
     if num_bins < 2:
         raise ConfigError(f"`num_bins` must be at least 2; got {num_bins}.")
     nuts_kwargs.setdefault("progress", False)
@@ -383,7 +385,7 @@ def sbc(
 
     md = data_template.model_data()
     simulate = _simulator(simulate_model, md)
-    key = _raw_key(key)
+    key = as_key(key)
     _check_prior_is_data_free(simulate, md, key)
 
     # 1. simulate every data set (a prior draw whose solve fails is redrawn, see Notes)
@@ -482,11 +484,11 @@ def _fit_replications(model, datas, fit_keys, *, num_warmup, num_samples, num_ch
     settings = dict(
         num_warmup=num_warmup,
         target_accept_prob=float(target_accept_prob),
-        max_tree_depth=_positive_int("max_tree_depth", max_tree_depth),
+        max_tree_depth=positive_int("max_tree_depth", max_tree_depth),
         dense_mass=bool(dense_mass),
         forward_mode=model.spec.solver.forward_mode,
     )
-    sampler = _get_sampler(model, datas[0].model_data(), settings)
+    sampler = get_sampler(model, datas[0].model_data(), settings)
     start, init, run, postprocess = sampler.per_chain_data(num_warmup + num_samples)
     for b in range(0, len(datas), _BATCH_REPLICATIONS):
         t0 = time.time()
@@ -501,7 +503,7 @@ def _fit_replications(model, datas, fit_keys, *, num_warmup, num_samples, num_ch
             )
 
         chain_keys = np.concatenate([jax.random.split(k, num_chains) for k in k_chains])
-        states, bad = _retry_nonfinite_starts(
+        states, bad = retry_nonfinite_starts(
             start(start_keys(0), md, 0.0), lambda z: init(z, chain_keys, md), lambda a: start(start_keys(a), md, 2.0)  # noqa: B023
         )
         if bad.any():

@@ -59,7 +59,7 @@ def use_cpu_cores(count: int | None = None) -> int:
     if count is None:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not (isinstance(count, int) and count >= 1):
-        from ._errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError(f"`count` must be a positive int (CPU devices); got {count!r}.")
     try:

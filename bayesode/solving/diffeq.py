@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._errors import ConfigError
+from ..errors import ConfigError
 
 # Status codes; 0 is success. Reported by cause in ``sample_stats``.
 STATUS_OK = 0
@@ -141,7 +141,7 @@ def _fc_bwd(_, ct):
 _finite_cotangent.defvjp(_fc_fwd, _fc_bwd)
 
 
-def _status_from(result, ys, ok_start) -> jax.Array:
+def status_from(result, ys, ok_start) -> jax.Array:
     r = diffrax.RESULTS
     status = jnp.where(
         result == r.successful,
@@ -280,7 +280,7 @@ def _integrate(vector_field, y0, ts, t0, args, config: SolverConfig, *, ok_start
             max_steps=config.max_steps,
             throw=False,
         )
-    status = _status_from(sol.result, states_of(sol.ys), ok_start)
+    status = status_from(sol.result, states_of(sol.ys), ok_start)
     if backsolve:
         out_of_bounds = jnp.max(jnp.where(jnp.isfinite(sol.ys), jnp.abs(sol.ys), 0.0)) >= bound
         status = jnp.where((status == STATUS_OK) & out_of_bounds, STATUS_BLOW_UP, status).astype(jnp.int32)

@@ -31,9 +31,9 @@ import numpy as np
 import xarray as xr
 from numpyro import handlers
 
-from ._data import Data, check_times
-from ._errors import ConfigError, DataError
-from ._solve import FAILURE_ADVICE, FAILURE_CAUSES
+from ..datasets.data import Data, check_times
+from ..errors import ConfigError, DataError
+from ..solving.diffeq import FAILURE_ADVICE, FAILURE_CAUSES
 
 _STATS_TO_ARVIZ = {
     "diverging": "diverging",
@@ -341,7 +341,7 @@ class Posterior:
         attrs = idata.posterior.attrs
         settings = json.loads(attrs["bayesode_settings"])
         if model is None and "bayesode_recipe" in attrs:
-            from .models import from_recipe
+            from ..model.presets import from_recipe
 
             model = from_recipe(json.loads(attrs["bayesode_recipe"]))
         cd = idata.constant_data

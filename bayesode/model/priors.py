@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from ._errors import ConfigError
-from ._fields import MLPField
+from ..errors import ConfigError
+from ..fields.basic import MLPField
 
 SITE_Y0 = "y0"
 SITE_SIGMA = "sigma"

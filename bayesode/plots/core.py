@@ -18,10 +18,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from numpyro import handlers
 
-from ._data import Data, as_data
-from ._errors import ConfigError
-from ._priors import SITE_Y0, sample_field
-from ._results import Posterior
+from ..datasets.data import Data, as_data
+from ..errors import ConfigError
+from ..model.priors import SITE_Y0, sample_field
+from ..results.posterior import Posterior
 
 MAX_PANELS = 6
 
@@ -547,9 +547,10 @@ def prior_predictive(model, data, *, key, num_draws: int = 100, ts=None, num_poi
     dict with ``ts`` (series, time), ``trajectory`` (draws, series, time, state),
     ``obs`` (draws, series, time, observed) and ``failed`` (draws, series).
     """
-    from ._infer import _check_model, _raw_key
+    from ..checks import as_key
+    from ..model.assembly import check_model
 
-    _check_model(model)
+    check_model(model)
     data = as_data(data)
     model.spec.check_data(data)
     if not (isinstance(num_draws, (int, np.integer)) and num_draws > 0):
@@ -567,7 +568,7 @@ def prior_predictive(model, data, *, key, num_draws: int = 100, ts=None, num_poi
         ts = np.broadcast_to(ts, (data.num_series, ts.size))
     md = data.model_data()
     pts = jnp.asarray(ts - data.t_ref, dtype=md.ts.dtype)
-    keys = jax.random.split(_raw_key(key), int(num_draws))
+    keys = jax.random.split(as_key(key), int(num_draws))
 
     def one(k):
         tr = handlers.trace(handlers.seed(model, k)).get_trace(md, predict_ts=pts)
@@ -628,9 +629,9 @@ def plot_prior_predictive(
     --------
     >>> fig, axes = plot_prior_predictive(model, data, key=0)  # doctest: +SKIP
     """
-    from ._infer import _check_model
+    from ..model.assembly import check_model
 
-    _check_model(model)
+    check_model(model)
     _check_prob(prob)
     data = as_data(data)
     if yscale is None:

@@ -23,9 +23,9 @@ import os
 import jax
 import numpy as np
 
-from ._errors import ConfigError
-from ._infer import run_nuts
-from ._results import Posterior
+from ..errors import ConfigError
+from ..results.posterior import Posterior
+from .core import run_nuts
 
 
 def _gather(x: np.ndarray) -> np.ndarray:

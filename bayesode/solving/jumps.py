@@ -43,8 +43,8 @@ import numpyro
 import numpyro.distributions as dist
 import optimistix as optx
 
-from ._errors import ConfigError, DataError
-from ._solve import (
+from ..errors import ConfigError, DataError
+from .diffeq import (
     STATUS_BLOW_UP,
     STATUS_DT_MIN,
     STATUS_MAX_STEPS,

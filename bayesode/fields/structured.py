@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ._errors import ConfigError
-from ._fields import _ACTIVATIONS, _positive_tuple
+from ..errors import ConfigError
+from .basic import _ACTIVATIONS, _positive_tuple
 
 # Activations with a derivative in [0, 1]: monotone (needed by the antisymmetric
 # bound) and 1-Lipschitz (needed by the Lipschitz bound).

@@ -14,8 +14,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from ._errors import ConfigError, DataError
-from ._priors import SITE_NU, SITE_OBS, SITE_SIGMA
+from ..errors import ConfigError, DataError
+from .priors import SITE_NU, SITE_OBS, SITE_SIGMA
 
 
 def _tiny(x):

@@ -49,11 +49,13 @@ from numpyro.infer.util import (
     unconstrain_fn,
 )
 
-from ._data import as_data
-from ._errors import ConfigError, InitializationError
-from ._failures import FailureLog
-from ._results import Posterior, package_versions
-from ._solve import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK, ForwardSensitivity, vmap_unless_one
+from ..checks import as_key, positive_int, seed_of
+from ..datasets.data import as_data
+from ..errors import ConfigError, InitializationError
+from ..model.assembly import check_model
+from ..results.posterior import Posterior, package_versions
+from ..solving.diffeq import FAILURE_ADVICE, FAILURE_CAUSES, STATUS_OK, ForwardSensitivity, vmap_unless_one
+from ..solving.failures import FailureLog
 
 CHAIN_METHODS = ("auto", "vectorized", "parallel", "sequential")
 # Report solver failures from every iteration in the first pass (no replay): slower (a host
@@ -77,39 +79,6 @@ GUIDES = {
 _STAT_NAMES = ("diverging", "accept_prob", "num_steps", "potential_energy", "energy", "step_size")
 
 
-def _raw_key(key, argname="key"):
-    """Accept an int seed, a typed key or a raw uint32 key; return a raw key."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.PRNGKey(int(key))
-    if key is None:
-        raise ConfigError(f"`{argname}` is required (keyword-only): e.g. {argname}=jax.random.key(0) or an int seed.")
-    if isinstance(key, (str, bytes, float, bool)) or not hasattr(key, "dtype") and not isinstance(key, (list, tuple)):
-        raise ConfigError(f"`{argname}` must be a PRNG key or an int seed; got {key!r}.")
-    key = jnp.asarray(key) if not hasattr(key, "dtype") else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key)
-    if key.shape != (2,) or key.dtype != jnp.uint32:
-        raise ConfigError(f"`{argname}` must be a PRNG key or an int seed; got {key!r}.")
-    return key
-
-
-def _seed_of(key) -> object:
-    return int(key) if isinstance(key, (int, np.integer)) else np.asarray(_raw_key(key)).tolist()
-
-
-def _positive_int(name, value, allow_zero=False):
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        kind = "non-negative" if allow_zero else "positive"
-        raise ConfigError(f"`{name}` must be a {kind} int; got {value!r}.")
-    return int(value)
-
-
-def _check_model(model):
-    if not callable(model) or not hasattr(model, "spec"):
-        raise ConfigError("`model` must come from bayesode.make_model(...) (or a bayesode.models preset).")
-
-
 # ---------------------------------------------------------------- stress test
 def prior_failure_rate(model, data, *, key, num_draws: int = 200) -> dict:
     """Prior-predictive stress test: fraction of prior draws whose solve fails, by cause.
@@ -117,17 +86,17 @@ def prior_failure_rate(model, data, *, key, num_draws: int = 200) -> dict:
     Run it before a fit: a prior that makes half the solves blow up will make
     NUTS crawl. Returns ``{"fraction": float, "draws": n, cause: count, ...}``.
     """
-    _check_model(model)
+    check_model(model)
     data = as_data(data)
     model.spec.check_data(data)
-    num_draws = _positive_int("num_draws", num_draws)
+    num_draws = positive_int("num_draws", num_draws)
     md = data.model_data()
 
     @jax.jit
     def statuses(keys):
         return jax.vmap(lambda k: handlers.trace(handlers.seed(model, k)).get_trace(md)["solver_status"]["value"])(keys)
 
-    st = np.asarray(statuses(jax.random.split(_raw_key(key), num_draws)))  # (draws, series)
+    st = np.asarray(statuses(jax.random.split(as_key(key), num_draws)))  # (draws, series)
     worst = np.where((st != STATUS_OK).any(axis=1), st.max(axis=1), 0)
     out = {"draws": int(num_draws), "fraction": float(np.mean(worst != 0))}
     for code, cause in FAILURE_CAUSES.items():
@@ -382,7 +351,7 @@ def _by_radius(start_one, in_axes):
     return start
 
 
-def _get_sampler(model, md, settings) -> _Sampler:
+def get_sampler(model, md, settings) -> _Sampler:
     cache = model.__dict__.setdefault("_bayesode_samplers", {})
     shapes = md.shapes()
     k = (shapes, tuple(sorted(settings.items())))
@@ -625,7 +594,7 @@ class _Progress:
             print(file=sys.stderr, flush=True)
 
 
-def _retry_nonfinite_starts(z, init, retry_starts, attempts: int = 20):
+def retry_nonfinite_starts(z, init, retry_starts, attempts: int = 20):
     """Sampler states for starts ``z`` (unconstrained, leading chain axis), where a chain whose
     start has a non-finite log density (e.g. a failed solve) retries from ``retry_starts(attempt)``
     (``attempt`` = 1, 2, ...: uniform(-2, 2) in unconstrained space, as Stan does) up to
@@ -728,14 +697,14 @@ def run_nuts(
     -------
     Posterior
     """
-    _check_model(model)
+    check_model(model)
     data = as_data(ts, ys, **data_kwargs)
     model.spec.check_data(data)
-    num_warmup = _positive_int("num_warmup", num_warmup, allow_zero=True)
-    num_samples = _positive_int("num_samples", num_samples)
-    num_chains = _positive_int("num_chains", num_chains)
-    chunk_size = _positive_int("chunk_size", chunk_size)
-    max_tree_depth = _positive_int("max_tree_depth", max_tree_depth)
+    num_warmup = positive_int("num_warmup", num_warmup, allow_zero=True)
+    num_samples = positive_int("num_samples", num_samples)
+    num_chains = positive_int("num_chains", num_chains)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    max_tree_depth = positive_int("max_tree_depth", max_tree_depth)
     if chain_method not in CHAIN_METHODS:
         raise ConfigError(f"`chain_method`={chain_method!r} is unknown; choose one of {CHAIN_METHODS}.")
     if chain_method == "parallel" and getattr(model.spec, "series_devices", None) is not None:
@@ -747,8 +716,8 @@ def run_nuts(
         raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
     chains = _chain_subset(chains, num_chains)
     chain_method = _resolve_chain_method(chain_method, model, len(chains))
-    seed = _seed_of(key)
-    key = _raw_key(key)
+    seed = seed_of(key)
+    key = as_key(key)
     k_init, k_chains = jax.random.split(key)
     chain_keys = jax.random.split(k_chains, num_chains)
     md = data.model_data()
@@ -775,12 +744,12 @@ def run_nuts(
             )
     _warn_if_forward_mode_is_costly(model, md)
     t_start = time.time()
-    sampler = _get_sampler(model, md, settings)
+    sampler = get_sampler(model, md, settings)
     if init_params is None:
         z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
     else:
         z0 = _unconstrain_inits(model, md, init_params)
-    states, bad = _retry_nonfinite_starts(
+    states, bad = retry_nonfinite_starts(
         z0,
         lambda z: sampler.init(z, chain_keys, md, inverse_mass_matrix),
         lambda attempt: sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt), num_chains), md, 2.0),
@@ -1216,7 +1185,7 @@ def run_svi(
     Failed solves make a step's loss non-finite; those updates are skipped
     (``stable_update``) and counted in ``settings['nonfinite_steps']``.
     """
-    _check_model(model)
+    check_model(model)
     data = as_data(ts, ys, **data_kwargs)
     model.spec.check_data(data)
     if guide not in GUIDES:
@@ -1226,14 +1195,14 @@ def run_svi(
             "SVI needs reverse-mode gradients, but the model's solver uses diffrax.ForwardMode(); build it with a "
             "reverse adjoint, e.g. bayesode.models.lotka_volterra(adjoint='checkpoint')."
         )
-    num_steps = _positive_int("num_steps", num_steps)
-    num_draws = _positive_int("num_draws", num_draws)
-    num_particles = _positive_int("num_particles", num_particles)
-    seed = _seed_of(key)
-    key = _raw_key(key)
+    num_steps = positive_int("num_steps", num_steps)
+    num_draws = positive_int("num_draws", num_draws)
+    num_particles = positive_int("num_particles", num_particles)
+    seed = seed_of(key)
+    key = as_key(key)
     md = data.model_data()
     if guide == "low-rank" and rank is not None:
-        rank = _positive_int("rank", rank)
+        rank = positive_int("rank", rank)
     if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise ConfigError(
             f"`optimizer` must be an optax optimizer (a GradientTransformation such as optax.adam(0.01)); "
@@ -1315,7 +1284,7 @@ def run_svi_nuts(
     the sampler. The price: modes SVI did not find are not explored.
     """
     data = as_data(ts, ys, **{k: nuts_kwargs.pop(k) for k in ("state_names", "series_names", "t0") if k in nuts_kwargs})
-    k_svi, k_nuts = jax.random.split(_raw_key(key))
+    k_svi, k_nuts = jax.random.split(as_key(key))
     if not (isinstance(init_spread, (int, float)) and 0 <= init_spread <= 1):
         raise ConfigError(f"`init_spread` must be a number in [0, 1]; got {init_spread!r}.")
     svi = run_svi(model, data, key=k_svi, guide=guide, optimizer=optimizer, num_steps=svi_steps,
@@ -1328,7 +1297,7 @@ def run_svi_nuts(
     post = run_nuts(model, data, key=k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     init_params=inits, progress=progress, **nuts_kwargs)
     post.losses = svi.losses
-    post.settings.update(method="svi+nuts", svi_steps=svi_steps, svi_guide=guide, seed=_seed_of(key),
+    post.settings.update(method="svi+nuts", svi_steps=svi_steps, svi_guide=guide, seed=seed_of(key),
                          svi_wall_time_s=svi.settings["wall_time_s"])
     return post
 
@@ -1363,7 +1332,7 @@ def run_neural_linear(
     uncertainty (see ``freeze_hidden``). The stage-1 fit is kept as
     ``post.settings["hidden_fit"]`` (its guide, steps and final loss).
     """
-    from . import models
+    from ..model import presets as models
 
     if method not in ("svi+nuts", "nuts", "svi"):
         raise ConfigError(f"`method` must be one of ['svi+nuts', 'nuts', 'svi']; got {method!r}.")

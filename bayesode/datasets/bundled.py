@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 __all__ = ["Dataset", "data_dir", "format_table", "list_datasets", "load", "load_csv"]
 
@@ -105,7 +105,7 @@ class Dataset:
         >>> data.series_names, data.state_names
         (('S1', 'S2', 'S3'), ('gut', 'central'))
         """
-        from ._data import make_data  # lazy: _data imports JAX
+        from .data import make_data  # lazy: _data imports JAX
 
         names = self.series_names
         if self.series is None:
@@ -142,7 +142,8 @@ def data_dir() -> Path:
     A wheel install bundles it as ``bayesode/data``; a source or editable checkout has
     it at the repository root.
     """
-    candidates = [Path(__file__).parent / "data", Path(__file__).resolve().parents[1] / "data"]
+    package = Path(__file__).resolve().parents[1]  # bayesode/
+    candidates = [package / "data", package.parent / "data"]
     for folder in candidates:
         if (folder / "registry.json").is_file():
             return folder

@@ -33,13 +33,14 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from . import _failures
-from ._data import Data, ModelData
-from ._errors import ConfigError, DataError, FieldError
-from ._fields import field_state_dim
-from ._jumps import Jumps, Regime, StateEvent, solve_with_events, solve_with_jumps
-from ._observe import AbstractLikelihood, NormalNoise, observe
-from ._priors import (
+from ..datasets.data import Data, ModelData
+from ..errors import ConfigError, DataError, FieldError
+from ..fields.basic import field_state_dim
+from ..solving import failures as _failures
+from ..solving.diffeq import STATUS_OK, Solution, SolverConfig, solve, vmap_unless_one
+from ..solving.jumps import Jumps, Regime, StateEvent, solve_with_events, solve_with_jumps
+from .likelihoods import AbstractLikelihood, NormalNoise, observe
+from .priors import (
     SITE_Y0,
     HierarchicalNormal,
     Normal,
@@ -48,7 +49,6 @@ from ._priors import (
     field_sites,
     sample_field,
 )
-from ._solve import STATUS_OK, Solution, SolverConfig, solve, vmap_unless_one
 
 LINKS = ("log", "identity")
 
@@ -624,3 +624,8 @@ def make_model(
 
     model.spec = spec
     return model
+
+
+def check_model(model):
+    if not callable(model) or not hasattr(model, "spec"):
+        raise ConfigError("`model` must come from bayesode.make_model(...) (or a bayesode.models preset).")

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 
 class ModelData(NamedTuple):

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._solve import FAILURE_CAUSES
+from .diffeq import FAILURE_CAUSES
 
 _ACTIVE: list[FailureLog] = []
 _LOCK = threading.Lock()
