@@ -36,3 +36,17 @@ def test_a_planted_private_import_from_another_wing_fails(tmp_path):
     result = _check(tree)
     assert result.returncode == 1
     assert "private name of another wing: plots imports ['_hidden']" in result.stdout
+
+
+def test_the_api_page_lists_every_public_name_once_and_is_current():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_api_doc", ROOT / "scripts" / "make_api_doc.py")
+    make_api_doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_api_doc)
+    import bayesode
+
+    names = [n for _, group in make_api_doc.groups() for n in group]
+    assert sorted(names) == sorted(set(names)), "a name is listed twice in __all__"
+    assert sorted(names) == sorted(bayesode.__all__)
+    assert (ROOT / "docs" / "api.md").read_text() == make_api_doc.render(), "run python scripts/make_api_doc.py"
