@@ -198,7 +198,7 @@ def test_svi_gives_the_same_fit_with_and_without_progress(capsys):
     """The progress line is drawn between compiled chunks, so showing it changes no float (NumPyro's
     ``SVI.run`` ran a different program with its bar on: the main job's loss moved by 1.4); a
     partial last chunk passes the state through, so a shorter run is a prefix of a longer one."""
-    from bayesode.infer.core import SVI_CHUNK
+    from bayesode.infer.svi import SVI_CHUNK
 
     decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)  # small: cheap to compile
     model = bo.make_model(decay, param_priors={"k": dist.LogNormal(0.0, 0.5)}, y0_prior=dist.LogNormal(0.0, 0.3))
@@ -217,7 +217,7 @@ def test_a_second_svi_fit_of_the_same_shapes_traces_no_optimisation_and_equals_a
     """The SVI program (guide, optimiser, compiled chunk) is cached on the model. A second fit on
     other data of the same shapes traces no optimisation step, and gives the same numbers as a
     fit of a freshly built model (the cached guide is set up again from the new data)."""
-    from bayesode.infer.core import SVI_CHUNK
+    from bayesode.infer.svi import SVI_CHUNK
 
     def model():
         decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
@@ -270,7 +270,7 @@ def test_run_nuts_argument_errors(lv, data, kwargs, match):
 def test_nonfinite_starts_retry_only_the_bad_chains_and_report_the_rest():
     from types import SimpleNamespace
 
-    from bayesode.infer.core import retry_nonfinite_starts
+    from bayesode.infer import retry_nonfinite_starts
 
     def init(z):  # a "log density" finite only for x > 0
         return SimpleNamespace(z=z, potential_energy=np.where(np.asarray(z["x"])[:, 0] > 0, 1.0, np.inf))
