@@ -190,7 +190,7 @@ class PhaseClock:
 
         class _Recording(infer.Progress):
             def __init__(self, *a, **k):
-                clock.init_end = time.perf_counter()  # built right after init and compile
+                clock.init_end = time.perf_counter()  # built right after init and compile (compile_s)
                 super().__init__(*a, **k)
 
             def update(self, done, *a, **k):
@@ -243,7 +243,7 @@ def ess_figures(samples: dict) -> dict:
 def posterior_figures(post, clock: PhaseClock) -> dict:
     """The per-run figures of a bayesode NUTS posterior (see README for definitions)."""
     ss, st = post.sample_stats, post.settings
-    row = clock.phases(st["init_and_compile_s"])
+    row = clock.phases(st.get("compile_s", st["init_and_compile_s"]))  # compile_s: starts and chunk programs
     row["grads_sampling"] = int(np.sum(ss["num_steps"]))
     row["grads"] = row["grads_sampling"]  # run_nuts keeps no warmup tree sizes
     row["grads_counted"] = "sampling"

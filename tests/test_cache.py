@@ -56,8 +56,8 @@ jax.monitoring.register_event_listener(lambda name, **kw: misses.append(name) if
 bo.enable_compilation_cache(sys.argv[1], min_compile_time_s=0.0)
 post = bo.run_svi(_model(), TS, YS, key=0, num_steps=20, num_draws=10, progress=False)
 print("result", np.asarray(post.losses).tobytes().hex() + np.asarray(post.samples["k"]).tobytes().hex(), end="")
-import bayesode.infer.nuts
-bayesode.infer.nuts.SEPARATE_REPORTING_MIN_ITERATIONS = 100  # as a long run does, on a short one
+import bayesode.infer.chunks
+bayesode.infer.chunks.SEPARATE_REPORTING_MIN_ITERATIONS = 100  # as a long run does, on a short one
 post = bo.run_nuts(_model(), TS, YS, key=0, num_warmup=60, num_samples=40, num_chains=2, progress=False)
 # Warmup diverged: the replays compiled the failure-report program too (JAX does not look
 # programs with a host callback up in its cache: no miss counted for it).

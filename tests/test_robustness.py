@@ -25,6 +25,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 import bayesode as bo
+import bayesode.infer.chunks
 import bayesode.infer.nuts
 import bayesode.infer.preflight
 import bayesode.infer.programs
@@ -658,11 +659,11 @@ def test_nuts_survives_failures_of_several_causes_in_warmup_and_sampling(monkeyp
     # Second variant: as a long run with the compile cache on (as here), the run samples with a
     # program without the callback and replays with the one that has it, compiled in the
     # background: same draws, same counts.
-    nuts, programs = bayesode.infer.nuts, bayesode.infer.programs
+    chunks, programs = bayesode.infer.chunks, bayesode.infer.programs
     variants = {
-        "every iteration": [(nuts, "_REPORT_EVERY_ITERATION", True)],
+        "every iteration": [(chunks, "_REPORT_EVERY_ITERATION", True)],
         "kept states only, separate reporting program": [(programs, "REPLAY_SLOTS", 100),
-                                                         (nuts, "SEPARATE_REPORTING_MIN_ITERATIONS", 0)],
+                                                         (chunks, "SEPARATE_REPORTING_MIN_ITERATIONS", 0)],
     }
     for name, attrs in variants.items():
         with monkeypatch.context() as m, FailureLog() as watch:

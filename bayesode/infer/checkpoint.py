@@ -48,7 +48,9 @@ def load_checkpoint(path, meta, states_like):
     unbatched = jax.local_devices()[0].platform == "cpu"
 
     def settings(m):
-        out = {k: v for k, v in m.items() if k not in ("iteration", "restarted_chains")}
+        out = {k: v for k, v in m.items() if k not in ("iteration", "restarted_chains", "stuck_chains_found")}
+        if "restart_stuck_chains" in out:  # a checkpoint written before `stuck_chains` (same draws)
+            out["stuck_chains"] = "restart" if out.pop("restart_stuck_chains") else "report"
         if unbatched and out.get("chain_method") in ("parallel", "sequential"):
             out["chain_method"] = "unbatched"
         return out
@@ -68,5 +70,6 @@ def load_checkpoint(path, meta, states_like):
     log = FailureLog()
     for chain, it, fps in json.loads(str(z["failures"])):
         log._seen[(chain, it)] = {float(a): b for a, b in fps.items()}
-    return int(z["iteration"]), states, draws, stats, log, saved.get("restarted_chains", [])
+    records = saved.get("restarted_chains", []), saved.get("stuck_chains_found", [])
+    return int(z["iteration"]), states, draws, stats, log, *records
 

@@ -1,13 +1,15 @@
-"""What a run shows on the console: progress lines, and Ctrl-C handling."""
+"""What a run shows on the console: progress (``tqdm``), phases such as compiling, and Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 
 class StopOnSigint:
@@ -20,8 +22,8 @@ class StopOnSigint:
     the main thread may install signal handlers; elsewhere this does nothing.
     """
 
-    def __init__(self):
-        self.requested, self._previous = False, None
+    def __init__(self, what: str = "chunk"):
+        self.requested, self._previous, self.what = False, None, what
 
     def __bool__(self) -> bool:
         return self.requested
@@ -29,7 +31,7 @@ class StopOnSigint:
     def _handle(self, signum, frame):
         self.requested = True
         signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C interrupts at once
-        print("\nCtrl-C: stopping after this chunk; press Ctrl-C again to stop now", file=sys.stderr, flush=True)
+        print(f"\nCtrl-C: stopping after this {self.what}; press Ctrl-C again to stop now", file=sys.stderr, flush=True)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -44,25 +46,78 @@ class StopOnSigint:
 
 
 def bar_text(done: int, total: int, width: int = 30) -> str:
-    """``[#####.....]``: ``done`` of ``total`` as a text bar (the NUTS and SVI progress lines)."""
+    """``[#####.....]``: ``done`` of ``total`` as a text bar."""
     fill = width * done // total
     return f"[{'#' * fill}{'.' * (width - fill)}]"
 
 
-class Progress:
-    def __init__(self, total, num_warmup, enabled):
-        self.total, self.num_warmup, self.enabled, self.t0 = total, num_warmup, enabled, time.time()
+def is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
 
-    def update(self, done, diverging, step_size, failures):
+
+class Progress:
+    """Progress of an iterative fit on ``stream`` (default stderr): a ``tqdm`` bar with ETA on a
+    terminal; elsewhere (a log file, a pipe, a notebook's captured output) plain lines in the
+    same format, one per update, never ``\r``.
+
+    ``update(done, **postfix)`` reports ``done`` of ``total`` iterations and named figures
+    (e.g. divergences); ``close()`` ends the bar. ``num_warmup`` > 0 names the phase
+    (warmup/sample) in the figures.
+    """
+
+    def __init__(self, total: int, num_warmup: int, enabled: bool, *, desc: str = "nuts", initial: int = 0,
+                 stream=None):  # fmt: skip
+        self.total, self.num_warmup, self.enabled, self.desc = total, num_warmup, enabled, desc
+        self.initial = initial  # a resumed run starts part-way: its rate counts from there
+        self.stream = sys.stderr if stream is None else stream
+        self.t0 = time.time()
+        self._bar = None
+        if enabled and is_terminal(self.stream):
+            self._bar = tqdm(total=total, initial=initial, desc=desc, file=self.stream, dynamic_ncols=True)
+
+    def update(self, done: int, diverging=None, step_size=None, failures=None, **figures):
+        """``done`` iterations so far; NUTS passes divergences (after warmup), step size and solver failures."""
         if not self.enabled:
             return
-        phase = "warmup" if done <= self.num_warmup else "sample"
-        msg = (
-            f"\r{phase} {bar_text(done, self.total)} {done}/{self.total} "
-            f"| {time.time() - self.t0:5.0f}s | step {float(np.mean(step_size)):.2g} "
-            f"| divergences {int(diverging)} | solver failures {int(failures)}"
-        )
-        print(msg, end="", file=sys.stderr, flush=True)
-        if done >= self.total:
-            print(file=sys.stderr, flush=True)
+        shown = {}
+        if self.num_warmup:
+            shown["phase"] = "warmup" if done <= self.num_warmup else "sample"
+        if step_size is not None:
+            shown["step"] = f"{float(np.mean(step_size)):.2g}"
+        if diverging is not None:
+            shown["divergences"] = int(diverging)
+        if failures is not None:
+            shown["solver failures"] = int(failures)
+        shown.update(figures)
+        if self._bar is not None:
+            self._bar.set_postfix(shown, refresh=False)
+            self._bar.update(done - self._bar.n)
+            if done >= self.total:
+                self.close()
+            return
+        postfix = ", ".join(f"{k}={v}" for k, v in shown.items())
+        line = tqdm.format_meter(done, self.total, time.time() - self.t0, prefix=self.desc, ascii=True,
+                                 postfix=postfix, initial=self.initial)  # fmt: skip
+        print(line, file=self.stream, flush=True)
 
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextlib.contextmanager
+def phase(what: str, enabled: bool, stream=None):
+    """A step with no progress of its own (compiling, collecting draws) as two lines: ``what...``
+    before, ``what: 12.3 s`` after, so a long step is never a silent gap."""
+    stream = sys.stderr if stream is None else stream
+    t0 = time.time()
+    if enabled:
+        print(f"{what} ...", file=stream, flush=True)
+    yield
+    if enabled:
+        print(f"{what}: {time.time() - t0:.1f} s", file=stream, flush=True)

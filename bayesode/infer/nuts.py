@@ -13,12 +13,10 @@ accelerator one vectorised group.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -29,11 +27,10 @@ from ..datasets.data import as_data
 from ..errors import ConfigError
 from ..model.assembly import check_model
 from ..results.posterior import Posterior, package_versions
-from ..solving.failures import FailureLog
-from . import programs
 from .chains import CHAIN_METHODS, device_groups, resolve_chain_method
 from .checkpoint import load_checkpoint, save_checkpoint
-from .console import Progress, StopOnSigint
+from .chunks import ChunkRunner, NutsRunState, Replays, merge_chunks
+from .console import Progress, StopOnSigint, phase
 from .preflight import (
     chain_subset,
     check_inits,
@@ -43,17 +40,7 @@ from .preflight import (
     warn_if_forward_mode_is_costly,
 )
 from .programs import get_sampler, latent_sites, unconstrained_size
-from .stuck import move_stuck_chains, stuck_check_iteration
-
-# Report solver failures from every iteration in the first pass (no replay): slower (a host
-# callback per gradient); the reference the replay is tested against.
-_REPORT_EVERY_ITERATION = False
-# Runs at least this long (warmup + samples) sample with a program free of callbacks when JAX's
-# persistent compilation cache is on, so a re-run finds it there; the reporting program for
-# replays then compiles in the background while sampling goes on (see run_nuts). Shorter runs use
-# one program for both (one compile, never cached): a second compile would not be hidden.
-SEPARATE_REPORTING_MIN_ITERATIONS = 1000
-_STAT_NAMES = ("diverging", "accept_prob", "num_steps", "potential_energy", "energy", "step_size")
+from .stuck import describe, move_stuck_chains, resolve_policy, stuck_check_iteration, stuck_records
 
 
 def run_nuts(
@@ -75,7 +62,8 @@ def run_nuts(
     checkpoint_dir: str | None = None,
     progress: bool = True,
     chains=None,
-    restart_stuck_chains: bool = True,
+    stuck_chains: str = "restart",
+    restart_stuck_chains: bool | None = None,
     **data_kwargs,
 ) -> Posterior:
     """Sample the posterior with NUTS.
@@ -125,17 +113,26 @@ def run_nuts(
         every side, bit-identical on the same machine; vectorised chains share
         floating-point rounding with their group). :func:`run_nuts_distributed`
         does the split and the gathering in a ``jax.distributed`` job.
-    restart_stuck_chains : bool
-        At the first chunk boundary past half the warmup, a chain whose
-        log density over the last chunk sits far below the best chain's
-        (its median potential more than ``max(10, 10 x`` the best chain's
-        spread``)`` nats higher: a poor local mode, which adaptation would
-        tune the mass matrix to) restarts from a good chain's state with its
-        own random key, and adapts on. Reported in
-        ``settings["restarted_chains"]`` and by :meth:`Posterior.diagnostics`.
+    stuck_chains : {"restart", "report", "drop"}
+        What to do with a chain stuck in a poor local mode. At the first chunk
+        boundary past half the warmup, a chain whose log density over the last
+        chunk sits far below the best chain's (its median potential more than
+        ``max(10, 10 x`` the best chain's spread``)`` nats higher: a mode that
+        adaptation would tune the mass matrix to) is stuck. ``"restart"``
+        (default): it restarts from a good chain's state with its own random
+        key, and adapts on (``settings["restarted_chains"]``, and
+        :meth:`Posterior.diagnostics`). ``"report"``: it stays where it went
+        (e.g. to look for modes); ``"drop"``: it stays, runs to the end, and
+        its draws are left out of the result (``settings["dropped_chains"]``;
+        the other chains' draws are those of ``"report"``). Every policy
+        records ``settings["stuck_chains"]`` and the chains found
+        (``settings["stuck_chains_found"]``: chain, iteration, median
+        potential, best chain's) and prints a line when ``progress`` is on.
         Needs warmup in more than one chunk and the whole run's chains (not a
-        ``chains`` share). ``False``: chains stay where they went (e.g. to
-        look for modes with R-hat).
+        ``chains`` share); otherwise no chain is checked.
+    restart_stuck_chains : bool, optional
+        The older name: ``True`` is ``stuck_chains="restart"``, ``False`` is
+        ``stuck_chains="report"`` (the same draws as before: no chain moved).
 
     Returns
     -------
@@ -158,6 +155,7 @@ def run_nuts(
         )
     if not (0 < target_accept_prob < 1):
         raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
+    policy = resolve_policy(stuck_chains, restart_stuck_chains)
     chains = chain_subset(chains, num_chains)
     chain_method = resolve_chain_method(chain_method, model, len(chains))
     seed = seed_of(key)
@@ -188,243 +186,156 @@ def run_nuts(
             )
     warn_if_forward_mode_is_costly(model, md)
     t_start = time.time()
-    sampler = get_sampler(model, md, settings)
-    if init_params is None:
-        z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
-    else:
-        z0 = unconstrain_inits(model, md, init_params)
-    states, bad = retry_nonfinite_starts(
-        z0,
-        lambda z: sampler.init(z, chain_keys, md, inverse_mass_matrix),
-        lambda attempt: sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt), num_chains), md, 2.0),
-    )
-    if bad.any():
-        raise init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
-    t_compile_init = time.time() - t_start
-    # Starts and initial states are made for all chains (each row as in a whole run), then this share kept.
-    states = jax.tree.map(lambda x: np.asarray(x)[chains], states)
-
     total = num_warmup + num_samples
     meta = dict(settings, num_samples=num_samples, num_chains=num_chains, chain_method=chain_method, seed=seed,
-                chunk_size=chunk_size, restart_stuck_chains=bool(restart_stuck_chains), iteration=0)
+                chunk_size=chunk_size, stuck_chains=policy, iteration=0)  # fmt: skip
     if len(chains) < num_chains:
         meta["chains"] = chains.tolist()
-    draws, stats, log, done, restarted = [], {}, FailureLog(), 0, []
-    # Restarts need every chain of the run: a share (``chains``) must give the same chains whatever the split.
-    check_at = stuck_check_iteration(num_warmup, chunk_size) if restart_stuck_chains else None
-    if len(chains) < num_chains:
-        check_at = None
+    # Stuck chains are looked for among every chain of the run only: a share (``chains``) must give
+    # the same chains whatever the split.
+    check_at = stuck_check_iteration(num_warmup, chunk_size) if len(chains) == num_chains else None
+    with phase("compiling the sampler (once per model, data shapes and settings)", progress):
+        sampler = get_sampler(model, md, settings)
+        if init_params is None:
+            z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
+        else:
+            z0 = unconstrain_inits(model, md, init_params)
+        states, bad = retry_nonfinite_starts(
+            z0,
+            lambda z: sampler.init(z, chain_keys, md, inverse_mass_matrix),
+            lambda attempt: sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt), num_chains), md, 2.0),
+        )
+        if bad.any():
+            raise init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
+        t_compile_init = time.time() - t_start
+        # Starts and initial states are made for all chains (each row as in a whole run), then this share kept.
+        run = NutsRunState(jax.tree.map(lambda x: np.asarray(x)[chains], states))
+        runner = ChunkRunner.for_run(sampler, md, device_groups(len(chains), chain_method), chain_method,
+                                     chunk_size, total)  # fmt: skip
+        runner.run(0, run.states)  # compiles the chunk program(s); runs no iteration
+    compile_s = time.time() - t_start
     if checkpoint_dir is not None:
-        loaded = load_checkpoint(checkpoint_dir, meta, states)
+        loaded = load_checkpoint(checkpoint_dir, meta, run.states)
         if loaded is not None:
-            done, states, saved_draws, stats, log, restarted = loaded
-            draws = [saved_draws]  # one chunk holding every leaf drawn so far
+            done, states, saved_draws, stats, log, restarted, found = loaded
+            # one chunk holding every leaf drawn so far
+            run = NutsRunState(states, draws=[saved_draws], stats=stats, log=log, done=done, restarted=restarted,
+                               stuck_found=found)  # fmt: skip
             if progress:
                 print(f"resuming from iteration {done} of {total} in {checkpoint_dir}", file=sys.stderr)
-    groups = device_groups(len(chains), chain_method)
-    bar = Progress(total, num_warmup, progress)
-    interrupted = False
-    z_leaves_def = jax.tree.structure(z0)
-
-    length = min(chunk_size, total)  # iterations per compiled chunk call
-
-    def group_inputs(dev, idx, st):
-        """The chunk program's inputs for chains ``idx`` on ``dev`` (all but ``stop``)."""
-        # States live on the host between chunks: NumPy indexing costs microseconds, an eager
-        # JAX gather per state leaf about 2 ms (most of a small model's per-fit time in SBC).
-        sub = jax.tree.map(lambda x: np.asarray(x)[idx], st)
-        md_dev = md
-        if len(groups) > 1:
-            sub, md_dev = jax.device_put(sub, dev), jax.device_put(md, dev)
-        return sub, jnp.asarray(idx), md_dev, jnp.full(length, _REPORT_EVERY_ITERATION)
-
-    def run_group(dev, idx, n, st):
-        """One chunk of ``n`` iterations for chains ``idx`` on ``dev``, without failure reports.
-
-        One program of ``length`` iterations serves every chunk: a shorter last chunk runs its
-        first ``n`` iterations and passes the state through the rest (a second program of ``n``
-        iterations would cost a second compile, 7-11 s on 2 cores, for the same work).
-
-        Returns the chunk's output and ``replay``: None, or (if any chain diverged: a failed
-        solve always gives a divergence, its log density is -inf) a function that runs those
-        iterations again with reports on, from the states they started from (kept by the
-        chunk), to count the failures. The replay program is the fast one itself (reports off
-        there) or the fast one plus the callback under a ``cond``: from the same inputs it
-        retraces the same trajectories and only adds the counts (both tested against
-        reporting from every iteration). A chain with more than
-        ``REPLAY_SLOTS`` divergences in the chunk has the chunk replayed up to its last
-        diverging iteration instead. Each chain stays in its own row of the batch: XLA's CPU
-        code gives a row the same floats whatever the other rows hold, but not the same floats
-        in another row (measured), so moving a chain would change its path.
-        """
-        sub, ids, md_dev, report = group_inputs(dev, idx, st)
-        out_states, (z, chunk_stats), (kept, count) = sampler.chunk(length, fast_reports)(sub, ids, md_dev, report, n)
-        out = jax.device_get((out_states, z, chunk_stats))
-        out = (out[0], jax.tree.map(lambda v: v[:, :n], out[1]), jax.tree.map(lambda v: v[:, :n], out[2]))
-        count = np.asarray(count)
-        if not count.any() or _REPORT_EVERY_ITERATION:
-            return out, None
-
-        def replay():
-            # The separate reporting program is compiled once, for the first group's device
-            # (the same CPU code on every host device); otherwise this group's program, here.
-            put = functools.partial(jax.device_put, device=groups[0][0]) if separate else (lambda x: x)
-            fn = sampler.chunk(length, reports=True)
-            sub_on, ids_on, md_on = put(sub), put(ids), put(md_dev)
-            if count.max() > programs.REPLAY_SLOTS:
-                again = np.asarray(out[2][0]).any(axis=0)  # (n,) iterations where any chain diverged
-                fn(sub_on, ids_on, md_on, put(jnp.asarray(np.pad(again, (0, length - n)))), int(np.flatnonzero(again)[-1]) + 1)
-            else:
-                kept_host = jax.device_get(kept)
-                first_only = put(jnp.asarray(np.arange(length) == 0))
-                rows = np.arange(len(idx))
-                for j in range(int(count.max())):
-                    # Chains with fewer divergences repeat their last one: reports of the
-                    # same point are de-duplicated, so this only costs the evaluation.
-                    pick = np.clip(np.minimum(j, count - 1), 0, None)
-                    fn(put(jax.tree.map(lambda b: b[rows, pick], kept_host)), ids_on, md_on, first_only, 1)
-
-        return out, replay
-
-    # The fast pass has no callback (cacheable) in long runs with the persistent cache on; there,
-    # replays of diverged iterations wait for the reporting program, which compiles in the
-    # background (sampling goes on meanwhile; vectorised chains use about one core). Otherwise
-    # the fast pass is the reporting program with reports off, and replays run at once.
-    separate = bool(jax.config.jax_compilation_cache_dir) and total >= SEPARATE_REPORTING_MIN_ITERATIONS
-    fast_reports = _REPORT_EVERY_ITERATION or not separate
-    reporting = {}  # chains in a group -> Future of the compile (on the first group's device)
-    pending = []  # (that key, replay) not yet run
-    compiler = ThreadPoolExecutor(1)
-
-    def run_replays(wait: bool):
-        nonlocal pending
-        later = []
-        for k, replay in pending:
-            if not separate or wait or reporting[k].done():
-                if separate:
-                    reporting[k].result()  # a compile error surfaces here
-                replay()
-            else:
-                later.append((k, replay))
-        if len(later) < len(pending):
-            jax.effects_barrier()
-        pending = later
-
-    stop_requested = StopOnSigint()
-    with log, stop_requested:
-        try:
-            while done < total and not stop_requested:
-                n = min(chunk_size, total - done)
-                if len(groups) == 1:
-                    results = [run_group(*groups[0], n, states)]
-                elif chain_method == "parallel":
-                    if (length, fast_reports) not in sampler.traced:
-                        # Tracing runs the model, and NumPyro's effect handlers live on one global
-                        # stack: two threads tracing at once mix their sites ("all sites must have
-                        # unique names"). So the program is traced here, in this thread, for each
-                        # group's inputs (the trace is cached by shapes: once); the threads then
-                        # only lower and compile it for their own device, at the same time.
-                        for dev, idx in groups:
-                            sampler.chunk(length, fast_reports).trace(*group_inputs(dev, idx, states), n)
-                        sampler.traced.add((length, fast_reports))
-                    # One thread per device; a device's groups (on CPU: one chain each) run in turn.
-                    by_device = {}
-                    for i, (dev, _) in enumerate(groups):
-                        by_device.setdefault(dev, []).append(i)
-                    results = [None] * len(groups)
-
-                    def run_device(group_ids):
-                        for i in group_ids:
-                            results[i] = run_group(*groups[i], n, states)
-
-                    with ThreadPoolExecutor(len(by_device)) as ex:
-                        list(ex.map(run_device, by_device.values()))  # list(): a thread's error surfaces here
-                else:  # sequential: one chain per group, on one device
-                    results = [run_group(dev, idx, n, states) for dev, idx in groups]
-                for (dev, idx), (_, replay) in zip(groups, results):
-                    if replay is None:
-                        continue
-                    k = len(idx)
-                    if separate and k not in reporting:
-                        fn = sampler.chunk(length, reports=True)
-                        inputs = jax.device_put(group_inputs(dev, idx, states), groups[0][0])
-                        fn.trace(*inputs, 0)  # here: tracing runs the model (see above)
-                        reporting[k] = compiler.submit(fn, *inputs, 0)  # compiles; runs no iteration
-                    pending.append((k, replay))
-                # A checkpoint holds the failure log: it must include every replay up to there.
-                run_replays(wait=checkpoint_dir is not None)
-                results = [out for out, _ in results]
-                cat = lambda *xs: np.concatenate(xs, axis=0)  # noqa: E731
-                states = jax.tree.map(cat, *[r[0] for r in results])
-                z = jax.tree.map(cat, *[r[1] for r in results])
-                chunk_stats = [cat(*[r[2][j] for r in results]) for j in range(len(_STAT_NAMES))]
-                draws.append(jax.tree.leaves(z))
-                for name, v in zip(_STAT_NAMES, chunk_stats):
-                    stats[name] = v if name not in stats else np.concatenate([stats[name], v], axis=1)
-                done += n
-                if done == check_at:
-                    window = stats["potential_energy"][:, max(0, done - max(n, 50)) : done]
-                    states, moved = move_stuck_chains(states, window, done)
-                    restarted += moved
-                jax.effects_barrier()
-                fails = log.counts(stats["diverging"], stats["num_steps"], 0)["total"].sum()
-                bar.update(done, stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
-                if checkpoint_dir is not None:
-                    save_checkpoint(checkpoint_dir, dict(meta, iteration=done, restarted_chains=restarted), states,
-                                     _merge(draws), stats, log)  # fmt: skip
-                    draws = [_merge(draws)]
-        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the chunk in progress is lost
-            interrupted = True
-        finally:
-            compiler.shutdown(wait=False)
-        run_replays(wait=True)  # the chunks done are counted, interrupted or not
-    if interrupted or (stop_requested and done < total):
-        interrupted = True
-        if progress:
-            print(file=sys.stderr)
+    bar = Progress(total, num_warmup, progress, initial=run.done)
+    try:
+        interrupted = _sample(run, runner, total=total, chunk_size=chunk_size, num_warmup=num_warmup,
+                              check_at=check_at, policy=policy, bar=bar, checkpoint_dir=checkpoint_dir, meta=meta)
+    finally:
+        bar.close()
+    if interrupted:
         warnings.warn(
-            f"interrupted at iteration {done} of {total}; returning the {max(done - num_warmup, 0)} draws made"
+            f"interrupted at iteration {run.done} of {total}; returning the {max(run.done - num_warmup, 0)} draws made"
             + (f"; run again with checkpoint_dir={checkpoint_dir!r} to resume" if checkpoint_dir else ""),
             stacklevel=2,
         )
     wall = time.time() - t_start
-    n_kept = done - num_warmup
-    if n_kept <= 0:
+    if run.done - num_warmup <= 0:
         raise KeyboardInterrupt("interrupted during warmup; no draws to return")
-    z_all = jax.tree.unflatten(z_leaves_def, [leaf[:, num_warmup:done] for leaf in _merge(draws)])
-    flat_z = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z_all)
-    constrained = jax.device_get(sampler.constrain(flat_z, md))
-    samples = {
-        k: np.asarray(v).reshape((len(chains), n_kept) + np.shape(v)[1:])
-        for k, v in constrained.items()
-        if k in latent_sites(model, md)
-    }
-    sstats = {k: np.asarray(v[:, num_warmup:done]) for k, v in stats.items()}
-    sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
-    sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
-    fail = log.counts(stats["diverging"][:, num_warmup:done], stats["num_steps"][:, num_warmup:done], num_warmup)
-    sstats["solver_failures"] = fail.pop("total")
-    for cause, v in fail.items():
-        sstats[f"solver_failures_{cause}"] = v
-    warm = log.counts(stats["diverging"][:, :num_warmup], stats["num_steps"][:, :num_warmup], 0)
+    with phase("collecting the draws", progress):
+        samples, sstats, warm = _draws_and_stats(run, sampler, model, md, jax.tree.structure(z0), len(chains),
+                                                 num_warmup, max_tree_depth)  # fmt: skip
+    dropped = sorted(r["chain"] for r in run.stuck_found) if policy == "drop" else []
+    if dropped:
+        keep = np.flatnonzero(~np.isin(chains, dropped))
+        samples = {k: v[keep] for k, v in samples.items()}
+        sstats = {k: v[keep] for k, v in sstats.items()}
     settings_out = dict(
         meta,
-        iteration=done,
+        iteration=run.done,
         method="nuts",
         interrupted=interrupted,
         wall_time_s=wall,
         init_and_compile_s=t_compile_init,
+        compile_s=compile_s,
         warmup_solver_failures={c: int(v.sum()) for c, v in warm.items()},
-        warmup_divergences=int(stats["diverging"][:, :num_warmup].sum()),
-        restarted_chains=restarted,
+        warmup_divergences=int(run.stats["diverging"][:, :num_warmup].sum()),
+        restarted_chains=run.restarted,
+        stuck_chains_found=run.stuck_found,
+        dropped_chains=dropped,
         versions=package_versions(),
     )
     return Posterior(samples=samples, sample_stats=sstats, data=data, model=model, settings=settings_out)
 
 
+def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_warmup, check_at, policy, bar,
+            checkpoint_dir, meta) -> bool:  # fmt: skip
+    """Run chunks until ``total`` iterations or Ctrl-C, updating ``run``; returns whether it was interrupted.
 
-def _merge(draws):
-    if len(draws) == 1:
-        return draws[0]
-    return [np.concatenate(parts, axis=1) for parts in zip(*draws)]
+    After each chunk: the failure replays that are ready, the stuck-chain check (at
+    ``check_at``), the progress line, and the checkpoint. Ctrl-C (see ``StopOnSigint``) ends
+    the loop after the chunk in progress; a second one loses that chunk.
+    """
+    replays = Replays(runner.separate)
+    stop_requested = StopOnSigint()
+    interrupted = False
+    with run.log, stop_requested:
+        try:
+            while run.done < total and not stop_requested:
+                n = min(chunk_size, total - run.done)
+                results = runner.run(n, run.states)
+                for (dev, idx), (_, replay) in zip(runner.groups, results):
+                    if replay is not None:
+                        replays.add(runner, dev, idx, run.states, replay)
+                # A checkpoint holds the failure log: it must include every replay up to there.
+                replays.run(wait=checkpoint_dir is not None)
+                chunk_stats = run.record([out for out, _ in results], n)
+                if run.done == check_at:
+                    _handle_stuck_chains(run, policy, n, bar)
+                jax.effects_barrier()
+                fails = run.log.counts(run.stats["diverging"], run.stats["num_steps"], 0)["total"].sum()
+                bar.update(run.done, run.stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
+                if checkpoint_dir is not None:
+                    run.compact()
+                    records = dict(restarted_chains=run.restarted, stuck_chains_found=run.stuck_found)
+                    save_checkpoint(checkpoint_dir, dict(meta, iteration=run.done, **records), run.states, run.draws[0],
+                                    run.stats, run.log)  # fmt: skip
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the chunk in progress is lost
+            interrupted = True
+        finally:
+            replays.close()
+        if replays.pending:
+            with phase("counting solver failures (replaying diverged iterations)", bar.enabled):
+                replays.run(wait=True)  # the chunks done are counted, interrupted or not
+    return interrupted or (bool(stop_requested) and run.done < total)
 
+
+def _handle_stuck_chains(run: NutsRunState, policy: str, n: int, bar) -> None:
+    """Look for stuck chains over the last chunk (at least 50 iterations) and apply ``policy``."""
+    window = run.stats["potential_energy"][:, max(0, run.done - max(n, 50)) : run.done]
+    found = stuck_records(window, run.done)
+    if policy == "restart":
+        run.states, moved = move_stuck_chains(run.states, window, run.done)
+        run.restarted += moved
+    run.stuck_found += found
+    if found and bar.enabled:
+        print(describe(policy, found), file=sys.stderr, flush=True)
+
+
+def _draws_and_stats(run: NutsRunState, sampler, model, md, z_def, num_chains: int, num_warmup: int,
+                     max_tree_depth: int):
+    """The kept draws (constrained latent sites), sample stats, and warmup failure counts of a run."""
+    done = run.done
+    n_kept = done - num_warmup
+    z_all = jax.tree.unflatten(z_def, [leaf[:, num_warmup:done] for leaf in merge_chunks(run.draws)])
+    flat_z = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z_all)
+    constrained = jax.device_get(sampler.constrain(flat_z, md))
+    sites = latent_sites(model, md)
+    samples = {k: np.asarray(v).reshape((num_chains, n_kept) + np.shape(v)[1:]) for k, v in constrained.items()
+               if k in sites}  # fmt: skip
+    stats = run.stats
+    sstats = {k: np.asarray(v[:, num_warmup:done]) for k, v in stats.items()}
+    sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
+    sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
+    fail = run.log.counts(stats["diverging"][:, num_warmup:done], stats["num_steps"][:, num_warmup:done], num_warmup)
+    sstats["solver_failures"] = fail.pop("total")
+    for cause, v in fail.items():
+        sstats[f"solver_failures_{cause}"] = v
+    warm = run.log.counts(stats["diverging"][:, :num_warmup], stats["num_steps"][:, :num_warmup], 0)
+    return samples, sstats, warm

@@ -66,6 +66,8 @@ def init_error(model, data, key, original: Exception) -> InitializationError:
 
 
 
+# Above this many unconstrained parameters run_nuts warns that forward-mode sensitivities
+# (one solve direction per parameter) cost more than reverse mode. Measured here: the LV preset
 # on 1000 series (2006 parameters) had not finished timing its forward-mode gradient after 10
 # minutes; reverse mode, 52 ms per gradient.
 FORWARD_MODE_MAX_PARAMETERS = 64

@@ -9,6 +9,9 @@ iterations so the failure report replays only those (see ``bayesode.infer.nuts``
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +21,7 @@ from numpyro import handlers
 from numpyro.distributions import biject_to
 from numpyro.infer.hmc import hmc
 from numpyro.infer.initialization import init_to_median, init_to_sample
-from numpyro.infer.util import _get_model_transforms, constrain_fn, get_potential_fn, unconstrain_fn
+from numpyro.infer.util import constrain_fn, get_potential_fn, get_transforms, unconstrain_fn
 
 from ..solving.diffeq import vmap_unless_one
 
@@ -57,8 +60,51 @@ def gradient_by_forward_mode(potential_fn):
     return potential
 
 
+class ProgramCache:
+    """Compiled programs (and other per-model results worth keeping), keyed by model, kind and key.
+
+    ``key`` holds what the program depends on besides the model: data shapes and static
+    settings. The same model with the same shapes and settings gets the same program, so a
+    second fit traces and compiles nothing. Held here, not on the user's model function; the
+    entries hold their model, so the cache keeps the ``max_entries`` most recently used and
+    drops the oldest (a loop over fresh models or fresh optax objects stays bounded).
+    A key that cannot be hashed (e.g. an optax object holding arrays) is built afresh each call.
+    """
+
+    def __init__(self, max_entries: int = 32):
+        self.max_entries = max_entries
+        self._entries: OrderedDict = OrderedDict()
+
+    def get(self, model, kind: str, key, build: Callable[[], Any]):
+        """The entry for ``(model, kind, key)``, made by ``build()`` on the first call."""
+        full = (model, kind, key)
+        try:
+            hash(full)
+        except TypeError:
+            return build()
+        if full in self._entries:
+            self._entries.move_to_end(full)
+            return self._entries[full]
+        value = self._entries[full] = build()
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+# The inference wing's compiled programs (NUTS samplers, SVI programs), and the latent sites'
+# shapes (cheap to keep, kept apart so they never push a compiled program out).
+PROGRAMS = ProgramCache()
+SHAPES = ProgramCache(max_entries=128)
+
+
 class Sampler:
-    """Compiled NUTS pieces for one (model, data shapes, settings); cached on the model.
+    """Compiled NUTS pieces for one (model, data shapes, settings); cached in ``PROGRAMS``.
 
     Built without ``initialize_model`` (which re-traces and re-compiles the
     gradient on every call): the potential comes from one model trace, the
@@ -70,7 +116,7 @@ class Sampler:
         seeded = handlers.seed(model, rng_seed=0)
         # The transforms need only the latent sites: no solve (which would compile eagerly here).
         # replay_model=True as for any bayesode model (it has deterministic sites after the solve).
-        inv_transforms, _, _, _ = _get_model_transforms(seeded, (md,), {"latents_only": True})
+        inv_transforms = get_transforms(seeded, (md,), {"latents_only": True}, params={})
         potential_fn_gen, postprocess_fn_gen = get_potential_fn(
             model, inv_transforms, replay_model=True, dynamic_args=True, model_args=(md,), model_kwargs={}
         )
@@ -234,17 +280,13 @@ def _by_radius(start_one, in_axes):
     return start
 
 
-def get_sampler(model, md, settings) -> Sampler:
-    cache = model.__dict__.setdefault("_bayesode_samplers", {})
-    shapes = md.shapes()
-    k = (shapes, tuple(sorted(settings.items())))
-    if k not in cache:
-        cache[k] = Sampler(model, md, **settings)
-    return cache[k]
-
-
-# Above this many unconstrained parameters run_nuts warns that forward-mode sensitivities
-# (one solve direction per parameter) cost more than reverse mode. Measured here: the LV preset
+def get_sampler(model, md, settings, cache: ProgramCache | None = None) -> Sampler:
+    """The compiled NUTS pieces for ``model`` on data of ``md``'s shapes with ``settings``
+    (``num_warmup``, ``target_accept_prob``, ``max_tree_depth``, ``dense_mass``,
+    ``forward_mode``), built on the first call and kept in ``cache`` (default ``PROGRAMS``)."""
+    cache = PROGRAMS if cache is None else cache
+    key = (md.shapes(), tuple(sorted(settings.items())))
+    return cache.get(model, "nuts", key, lambda: Sampler(model, md, **settings))
 
 
 def latent_sites(model, md) -> set[str]:
@@ -258,19 +300,15 @@ def unconstrained_size(model, md) -> int:
 
 def unconstrained_shapes(model, md) -> dict:
     """Shapes of the latent sites in unconstrained space, from an abstract trace (no compile)."""
-    cache = model.__dict__.setdefault("_bayesode_latents", {})
+
+    def latents():
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(md, latents_only=True)
+        return {
+            k: biject_to(v["fn"].support).inv(v["value"])
+            for k, v in tr.items()
+            if v["type"] == "sample" and not v["is_observed"]
+        }
+
     # Per data shapes: every series adds its own initial state (and series parameters).
-    key = ("unconstrained", tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(md)))
-    if key not in cache:
-
-        def latents():
-            tr = handlers.trace(handlers.seed(model, 0)).get_trace(md, latents_only=True)
-            return {
-                k: biject_to(v["fn"].support).inv(v["value"])
-                for k, v in tr.items()
-                if v["type"] == "sample" and not v["is_observed"]
-            }
-
-        cache[key] = jax.eval_shape(latents)
-    return cache[key]
-
+    key = tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(md))
+    return SHAPES.get(model, "unconstrained shapes", key, lambda: jax.eval_shape(latents))

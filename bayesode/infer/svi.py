@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import functools
-import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +23,10 @@ from ..datasets.data import as_data
 from ..errors import ConfigError
 from ..model.assembly import check_model
 from ..results.posterior import Posterior, package_versions
-from .console import bar_text
+from .console import Progress, StopOnSigint, phase
+from .numpyro_adapter import guide_init_locs
 from .preflight import init_error
-from .programs import latent_sites
+from .programs import PROGRAMS, latent_sites
 
 GUIDES = {
     "mean-field": autoguide.AutoNormal,
@@ -60,12 +61,11 @@ class _TraceELBO(Trace_ELBO):
 
 
 SVI_CHUNK = 250  # optimisation steps per compiled call of `_optimise`
-SVI_PROGRAMS_KEPT = 8  # compiled SVI programs cached per model (oldest dropped first)
 
 
 def _svi_program(model, md, guide: str, rank, num_particles: int, optimizer, num_steps: int):
-    """``(guide, svi, chunk, init)`` for one model, data shapes and settings; cached on the
-    model, so a second fit of the same shapes traces and compiles nothing (``chunk`` is one
+    """``(guide, svi, chunk, init)`` for one model, data shapes and settings; cached in
+    ``PROGRAMS``, so a second fit of the same shapes traces and compiles nothing (``chunk`` is one
     jitted function, see ``_optimise``; ``init`` is ``svi.init`` jitted, see ``_svi_init``).
 
     The guide is built on the model's latent sites only (``latents_only=True``: no solve, no
@@ -86,21 +86,17 @@ def _svi_program(model, md, guide: str, rank, num_particles: int, optimizer, num
         num_particles,
         ("default", num_steps) if default_optimizer else ("given", optimizer),
     )
-    try:
-        hash(key)
-    except TypeError:  # an optimizer that cannot be a dict key: build afresh (traces again)
-        key = None
-    cache = model.__dict__.setdefault("_bayesode_svi", {})
-    if key is None or key not in cache:
+    def build():
         kw = {"init_loc_fn": init_to_median(num_samples=15)}
         if guide == "low-rank" and rank is not None:
             kw["rank"] = rank
         g = GUIDES[guide](functools.partial(model, latents_only=True), **kw)
+        opt = optimizer
         if default_optimizer:
             # Adam with a decaying step: fast early progress, then a settled optimum.
             schedule = optax.exponential_decay(0.01, transition_steps=num_steps, decay_rate=0.05)
-            optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-        svi = SVI(model, g, numpyro.optim.optax_to_numpyro(optimizer), _TraceELBO(num_particles=num_particles))
+            opt = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+        svi = SVI(model, g, numpyro.optim.optax_to_numpyro(opt), _TraceELBO(num_particles=num_particles))
 
         @jax.jit
         def chunk(state, md, n):
@@ -117,15 +113,13 @@ def _svi_program(model, md, guide: str, rank, num_particles: int, optimizer, num
             valid = jnp.isfinite(pe) & jnp.all(jnp.isfinite(ravel_pytree(grad)[0]))
             return svi.init(key, md, init_params=init_params), valid
 
-        program = (g, svi, chunk, init)
-        if key is None:
-            return program
-        if len(cache) >= SVI_PROGRAMS_KEPT:  # e.g. a loop over fresh optax objects: keep memory bounded
-            cache.pop(next(iter(cache)))
-        cache[key] = program
-    g = cache[key][0]
-    g.prototype_trace = None
-    return cache[key]
+        return g, svi, chunk, init
+
+    # An optimizer that cannot be a dict key is built afresh (traces again); the cache keeps the
+    # most recent programs only (e.g. a loop over fresh optax objects stays bounded).
+    program = PROGRAMS.get(model, "svi", key, build)
+    program[0].prototype_trace = None
+    return program
 
 
 def _svi_init(g, svi, init, key, md):
@@ -140,32 +134,36 @@ def _svi_init(g, svi, init, key, md):
     with handlers.trace() as guide_trace:
         handlers.seed(g, rng_seed=guide_seed)(md)
     init_params = {name: site["value"] for name, site in guide_trace.items() if site["type"] == "param"}
-    return init(key, md, init_params, g._init_locs)
+    return init(key, md, init_params, guide_init_locs(g))
 
 
 def _optimise(chunk, svi_state, md, num_steps: int, progress: bool):
     """``num_steps`` SVI steps (``stable_update``: a step with a non-finite loss is skipped),
     run as compiled chunks of ``SVI_CHUNK`` steps; returns the final state and the losses.
 
-    One program for every ``num_steps`` and both values of ``progress``: a chunk runs its
+    Ctrl-C stops after the chunk in progress (see ``StopOnSigint``): the losses are then fewer
+    than ``num_steps``. One program for every ``num_steps`` and both values of ``progress``: a chunk runs its
     first ``n`` steps and passes the state through the rest (``lax.cond``, so they cost
     nothing), and the progress line is drawn between chunks. NumPyro's ``SVI.run`` runs a
     Python loop of a jitted step with its progress bar and one ``lax.scan`` without it:
     two programs, whose floats differ (the main job's final loss was 174.39 with the bar
     and 175.80 without), so a fit depended on whether its progress was shown.
     """
-    losses, t0 = [], time.time()
-    for start in range(0, num_steps, SVI_CHUNK):
-        n = min(SVI_CHUNK, num_steps - start)
-        svi_state, chunk_losses = chunk(svi_state, md, n)
-        losses.append(np.asarray(chunk_losses)[:n])
-        if progress:
-            done, last = start + n, losses[-1][np.isfinite(losses[-1])]
-            print(f"\rsvi {bar_text(done, num_steps)} {done}/{num_steps} | {time.time() - t0:5.0f}s "
-                  f"| loss {float(np.mean(last)) if last.size else float('nan'):.4g}", end="", file=sys.stderr,
-                  flush=True)
-    if progress:
-        print(file=sys.stderr, flush=True)
+    losses, bar = [], Progress(num_steps, 0, progress, desc="svi")
+    with StopOnSigint(what="chunk of SVI steps") as stop_requested:
+        try:
+            for start in range(0, num_steps, SVI_CHUNK):
+                if stop_requested:
+                    break
+                n = min(SVI_CHUNK, num_steps - start)
+                svi_state, chunk_losses = chunk(svi_state, md, n)
+                losses.append(np.asarray(chunk_losses)[:n])
+                last = losses[-1][np.isfinite(losses[-1])]
+                bar.update(start + n, loss=f"{float(np.mean(last)) if last.size else float('nan'):.4g}")
+        finally:
+            bar.close()
+    if not losses:
+        raise KeyboardInterrupt("interrupted before the first SVI steps; nothing to return")
     return svi_state, np.concatenate(losses)
 
 
@@ -220,30 +218,39 @@ def run_svi(
             f"`optimizer` must be an optax optimizer (a GradientTransformation such as optax.adam(0.01)); "
             f"got {optimizer!r}."
         )
-    g, svi, chunk, init = _svi_program(model, md, guide, rank if guide == "low-rank" else None, num_particles,
-                                       optimizer, num_steps)  # fmt: skip
-    k_fit, k_draw = jax.random.split(key)
-    t0 = time.time()
-    try:
-        svi_state, valid = _svi_init(g, svi, init, k_fit, md)
-        if not bool(valid):
-            # The guide's start was checked against the prior only, and the whole model fails
-            # there (a solve that fails, say). NumPyro's own set-up on the whole model tries that
-            # start and then others, the same way, until its density and gradient are finite
-            # (or raises): the start it would have picked had the guide been built on it.
-            g.prototype_trace = None
-            latents_model, g.model = g.model, model
-            try:
-                svi_state = svi.init(k_fit, md)
-            finally:
-                g.model = latents_model
-    except RuntimeError as e:
-        if "Cannot find valid initial parameters" in str(e):
-            raise init_error(model, data, key, e) from None
-        raise
+    t_compile = time.time()
+    with phase("compiling SVI (once per model, data shapes and settings)", progress):
+        g, svi, chunk, init = _svi_program(model, md, guide, rank if guide == "low-rank" else None, num_particles,
+                                           optimizer, num_steps)  # fmt: skip
+        k_fit, k_draw = jax.random.split(key)
+        t0 = time.time()
+        try:
+            svi_state, valid = _svi_init(g, svi, init, k_fit, md)
+            if not bool(valid):
+                # The guide's start was checked against the prior only, and the whole model fails
+                # there (a solve that fails, say). NumPyro's own set-up on the whole model tries that
+                # start and then others, the same way, until its density and gradient are finite
+                # (or raises): the start it would have picked had the guide been built on it.
+                g.prototype_trace = None
+                latents_model, g.model = g.model, model
+                try:
+                    svi_state = svi.init(k_fit, md)
+                finally:
+                    g.model = latents_model
+        except RuntimeError as e:
+            if "Cannot find valid initial parameters" in str(e):
+                raise init_error(model, data, key, e) from None
+            raise
+        chunk(svi_state, md, 0)  # compiles the optimisation program; runs no step
+    compile_s = time.time() - t_compile
     svi_state, losses = _optimise(chunk, svi_state, md, num_steps, progress)
+    interrupted = len(losses) < num_steps
+    if interrupted:
+        warnings.warn(f"interrupted after {len(losses)} of {num_steps} SVI steps; returning draws from the guide "
+                      "as fitted so far", stacklevel=2)  # fmt: skip
     params = svi.get_params(svi_state)
-    draws = g.sample_posterior(k_draw, params, sample_shape=(num_draws,))
+    with phase("drawing from the fitted guide", progress):
+        draws = g.sample_posterior(k_draw, params, sample_shape=(num_draws,))
     sites = latent_sites(model, md)
     samples = {k: np.asarray(v)[None] for k, v in draws.items() if k in sites}
     settings = dict(
@@ -255,7 +262,9 @@ def run_svi(
         num_chains=1,
         seed=seed,
         nonfinite_steps=int(np.sum(~np.isfinite(losses))),
+        interrupted=interrupted,
         wall_time_s=time.time() - t0,
+        compile_s=compile_s,
         versions=package_versions(),
     )
     return Posterior(samples=samples, sample_stats={}, data=data, model=model, settings=settings, losses=losses,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,12 +11,21 @@ from numpyro.infer import autoguide
 from numpyro.infer.util import constrain_fn, unconstrain_fn
 
 from ..checks import as_key, seed_of
-from ..datasets.data import as_data
+from ..datasets import as_data, make_data
 from ..errors import ConfigError
 from ..results.posterior import Posterior
 from .nuts import run_nuts
 from .programs import latent_sites
 from .svi import run_svi
+
+# make_data's options (state_names, series_names, t0, time_name, ...), read from its signature so
+# that a new option reaches the data here too instead of going on to run_nuts/run_svi.
+DATA_OPTIONS = tuple(n for n, p in inspect.signature(make_data).parameters.items() if p.kind is p.KEYWORD_ONLY)
+
+
+def _pop_data_options(kwargs: dict) -> dict:
+    """Take make_data's options out of ``kwargs`` (the rest go to the fits)."""
+    return {k: kwargs.pop(k) for k in DATA_OPTIONS if k in kwargs}
 
 
 def run_svi_nuts(
@@ -50,12 +61,13 @@ def run_svi_nuts(
     cannot cross, so R-hat on the trajectories would report the scatter, not
     the sampler. The price: modes SVI did not find are not explored.
     """
-    data = as_data(ts, ys, **{k: nuts_kwargs.pop(k) for k in ("state_names", "series_names", "t0") if k in nuts_kwargs})
+    data = as_data(ts, ys, **_pop_data_options(nuts_kwargs))
     k_svi, k_nuts = jax.random.split(as_key(key))
     if not (isinstance(init_spread, (int, float)) and 0 <= init_spread <= 1):
         raise ConfigError(f"`init_spread` must be a number in [0, 1]; got {init_spread!r}.")
     svi = run_svi(model, data, key=k_svi, guide=guide, optimizer=optimizer, num_steps=svi_steps,
                   num_draws=num_chains, progress=progress)
+    _stop_if_interrupted(svi, "the SVI stage of run_svi_nuts")
     inits = _starts_near_mode(model, data.model_data(), svi, init_spread)
     dense = guide != "mean-field"
     nuts_kwargs.setdefault("dense_mass", dense)
@@ -105,8 +117,9 @@ def run_neural_linear(
         raise ConfigError(f"`method` must be one of ['svi+nuts', 'nuts', 'svi']; got {method!r}.")
     if not (isinstance(hidden_svi_steps, int) and hidden_svi_steps > 0):
         raise ConfigError(f"`hidden_svi_steps` must be a positive int; got {hidden_svi_steps!r}.")
-    data = as_data(ts, ys, **{k: kwargs.pop(k) for k in ("state_names", "series_names", "t0") if k in kwargs})
+    data = as_data(ts, ys, **_pop_data_options(kwargs))
     hidden = run_svi(model, data, key=key, guide=hidden_guide, num_steps=hidden_svi_steps, num_draws=100, progress=progress)
+    _stop_if_interrupted(hidden, "stage 1 of run_neural_linear (SVI over every weight)")
     frozen = models.freeze_hidden(model, hidden, statistic=statistic)
     steps = max(hidden_svi_steps // 3, 1) if svi_steps is None else svi_steps
     # The same key for both stages keeps `bayesode fit --seed S` reproducing earlier runs; the two
@@ -120,6 +133,12 @@ def run_neural_linear(
     post.settings["hidden_fit"] = {"guide": hidden_guide, "svi_steps": hidden_svi_steps, "statistic": statistic,
                                    "final_loss": float(np.asarray(hidden.losses)[-1])}  # fmt: skip
     return post
+
+
+def _stop_if_interrupted(svi, stage: str) -> None:
+    """An SVI stage cut short by Ctrl-C: no draws of the workflow exist yet, so stop (loudly)."""
+    if svi.settings.get("interrupted"):
+        raise KeyboardInterrupt(f"interrupted during {stage}; no posterior draws were made")
 
 
 def _starts_near_mode(model, md, svi, spread: float) -> dict:
