@@ -181,16 +181,16 @@ class PhaseClock:
     """
 
     def __init__(self, num_warmup: int):
-        import bayesode.infer.core as infer
+        import bayesode.infer.nuts as infer
 
         self.num_warmup = num_warmup
         self.marks: list[tuple[int, float]] = []
         self._infer = infer
         clock = self
 
-        class _Recording(infer._Progress):
+        class _Recording(infer.Progress):
             def __init__(self, *a, **k):
-                clock.init_end = time.perf_counter()  # built right after init and compile
+                clock.init_end = time.perf_counter()  # built right after init and compile (compile_s)
                 super().__init__(*a, **k)
 
             def update(self, done, *a, **k):
@@ -200,14 +200,14 @@ class PhaseClock:
         self._recording = _Recording
 
     def __enter__(self):
-        self._orig = self._infer._Progress
-        self._infer._Progress = self._recording
+        self._orig = self._infer.Progress
+        self._infer.Progress = self._recording
         self.start = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.stop = time.perf_counter()
-        self._infer._Progress = self._orig
+        self._infer.Progress = self._orig
 
     def phases(self, init_and_compile_s: float) -> dict:
         init_end = self.init_end
@@ -243,7 +243,7 @@ def ess_figures(samples: dict) -> dict:
 def posterior_figures(post, clock: PhaseClock) -> dict:
     """The per-run figures of a bayesode NUTS posterior (see README for definitions)."""
     ss, st = post.sample_stats, post.settings
-    row = clock.phases(st["init_and_compile_s"])
+    row = clock.phases(st.get("compile_s", st["init_and_compile_s"]))  # compile_s: starts and chunk programs
     row["grads_sampling"] = int(np.sum(ss["num_steps"]))
     row["grads"] = row["grads_sampling"]  # run_nuts keeps no warmup tree sizes
     row["grads_counted"] = "sampling"

@@ -73,9 +73,9 @@ def case_lv(
 def case_lv_report_every_gradient(quick):
     """Diagnostic: LV with the failure-report host callback on at every gradient (the design before
     replaying diverged iterations; see ``bayesode.solving.failures``). Same draws and counts, slower."""
-    import bayesode.infer.core as infer
+    import bayesode.infer.chunks
 
-    infer._REPORT_EVERY_ITERATION = True
+    bayesode.infer.chunks._REPORT_EVERY_ITERATION = True
     return [dict(r, case="lv") for r in case_lv(quick, variant="failure report at every gradient (diagnostic)")]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from numpyro.infer.util import initialize_model
 
 import bayesode as bo
-from bayesode.infer.core import _gradient_by_forward_mode
+from bayesode.infer.programs import gradient_by_forward_mode
 
 ADJOINTS = ("sensitivity", "forward", "checkpoint")
 # a point near the lynx-hare posterior (unconstrained: logs)
@@ -39,7 +39,7 @@ def gradient_programs(adjoint, md):
     model = bo.models.lotka_volterra(adjoint=adjoint)
     forward = adjoint == "forward"
     info = initialize_model(jr.key(0), model, model_args=(md,), forward_mode_differentiation=forward)
-    potential = _gradient_by_forward_mode(info.potential_fn) if forward else info.potential_fn
+    potential = gradient_by_forward_mode(info.potential_fn) if forward else info.potential_fn
     value_and_grad = jax.value_and_grad(potential)
     return jax.jit(value_and_grad), jax.jit(jax.vmap(value_and_grad))
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import bayesode as bo
-from bayesode.infer.core import _unconstrained_size, _warn_if_forward_mode_is_costly
+from bayesode.infer.preflight import warn_if_forward_mode_is_costly
+from bayesode.infer.programs import unconstrained_size
 from bayesode.solving.jumps import solve_with_jumps
 
 ADJOINTS = {
@@ -140,7 +141,7 @@ def test_nuts_forward_mode_gradient_is_jacfwd_in_one_pass():
     import numpyro.distributions as dist
     from numpyro.infer.util import initialize_model
 
-    from bayesode.infer.core import _gradient_by_forward_mode
+    from bayesode.infer.programs import gradient_by_forward_mode
 
     decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
     model = bo.make_model(decay, param_priors={"k": dist.LogNormal(0.0, 0.5)}, y0_prior=dist.LogNormal(0.0, 0.3),
@@ -149,14 +150,14 @@ def test_nuts_forward_mode_gradient_is_jacfwd_in_one_pass():
     data = bo.make_data(ts, (1.2 * np.exp(-0.4 * ts))[:, None])
     info = initialize_model(jr.key(0), model, model_args=(data.model_data(),), forward_mode_differentiation=True)
     potential, z = info.potential_fn, info.param_info.z
-    value, grad = jax.jit(jax.value_and_grad(_gradient_by_forward_mode(potential)))(z)
+    value, grad = jax.jit(jax.value_and_grad(gradient_by_forward_mode(potential)))(z)
     assert float(value) == float(jax.jit(potential)(z))
     expected = jax.jit(jax.jacfwd(potential))(z)
     assert set(grad) == set(expected) and all(bool(jnp.any(expected[k] != 0)) for k in expected)
     for k in expected:
         np.testing.assert_allclose(grad[k], expected[k], rtol=1e-6, err_msg=k)
     # The cotangent scales it (reverse mode over the potential, e.g. -log density).
-    scaled = jax.grad(lambda z: -3.0 * _gradient_by_forward_mode(potential)(z))(z)
+    scaled = jax.grad(lambda z: -3.0 * gradient_by_forward_mode(potential)(z))(z)
     for k in expected:
         np.testing.assert_allclose(scaled[k], -3.0 * np.asarray(expected[k]), rtol=1e-6, err_msg=k)
 
@@ -176,12 +177,12 @@ def test_nuts_warns_when_forward_mode_meets_many_parameters():
             bo.run_nuts(forward, data, key=0, num_warmup=1, num_samples=1, progress=False)
         # one series: 8 parameters, no warning; reverse mode: never; forward sensitivities: 4 rates and
         # 2 initial states (6 columns) whatever the number of series
-        _warn_if_forward_mode_is_costly(forward, bo.make_data(ts, ys[0]).model_data())
+        warn_if_forward_mode_is_costly(forward, bo.make_data(ts, ys[0]).model_data())
         # the same model object, both data shapes: the count is per data shape (it was cached per model)
-        assert _unconstrained_size(forward, data.model_data()) == 86
-        assert _unconstrained_size(forward, bo.make_data(ts, ys[0]).model_data()) == 8
-        _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="checkpoint"), data.model_data())
-        _warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="sensitivity"), data.model_data())
+        assert unconstrained_size(forward, data.model_data()) == 86
+        assert unconstrained_size(forward, bo.make_data(ts, ys[0]).model_data()) == 8
+        warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="checkpoint"), data.model_data())
+        warn_if_forward_mode_is_costly(bo.models.lotka_volterra(adjoint="sensitivity"), data.model_data())
         # ... but a neural field has a column per weight
         neural = bo.make_model(
             bo.MLPField(2, width=16, depth=1, key=jr.key(0)), solver=bo.SolverConfig(adjoint=bo.ForwardSensitivity())
@@ -189,7 +190,7 @@ def test_nuts_warns_when_forward_mode_meets_many_parameters():
         with pytest.raises(
             UserWarning, match=r"ForwardSensitivity.*one column per field parameter.*\b(8[0-9]|9[0-9]|1[0-9]{2}) here"
         ):
-            _warn_if_forward_mode_is_costly(neural, data.model_data())
+            warn_if_forward_mode_is_costly(neural, data.model_data())
 
 
 def lv_potential(adjoint, num_series):

@@ -21,7 +21,7 @@ from numpyro.infer import SVI, Trace_ELBO, autoguide
 from numpyro.optim import Adam
 
 import bayesode as bo
-from bayesode.infer.core import _TraceELBO
+from bayesode.infer.svi import _TraceELBO
 
 DECAY = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
 TS = np.linspace(0.0, 2.0, 5)
@@ -56,8 +56,8 @@ jax.monitoring.register_event_listener(lambda name, **kw: misses.append(name) if
 bo.enable_compilation_cache(sys.argv[1], min_compile_time_s=0.0)
 post = bo.run_svi(_model(), TS, YS, key=0, num_steps=20, num_draws=10, progress=False)
 print("result", np.asarray(post.losses).tobytes().hex() + np.asarray(post.samples["k"]).tobytes().hex(), end="")
-import bayesode.infer.core as infer
-infer.SEPARATE_REPORTING_MIN_ITERATIONS = 100  # as a long run does, on a short one
+import bayesode.infer.chunks
+bayesode.infer.chunks.SEPARATE_REPORTING_MIN_ITERATIONS = 100  # as a long run does, on a short one
 post = bo.run_nuts(_model(), TS, YS, key=0, num_warmup=60, num_samples=40, num_chains=2, progress=False)
 # Warmup diverged: the replays compiled the failure-report program too (JAX does not look
 # programs with a host callback up in its cache: no miss counted for it).

@@ -198,7 +198,7 @@ def test_svi_gives_the_same_fit_with_and_without_progress(capsys):
     """The progress line is drawn between compiled chunks, so showing it changes no float (NumPyro's
     ``SVI.run`` ran a different program with its bar on: the main job's loss moved by 1.4); a
     partial last chunk passes the state through, so a shorter run is a prefix of a longer one."""
-    from bayesode.infer.core import SVI_CHUNK
+    from bayesode.infer.svi import SVI_CHUNK
 
     decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)  # small: cheap to compile
     model = bo.make_model(decay, param_priors={"k": dist.LogNormal(0.0, 0.5)}, y0_prior=dist.LogNormal(0.0, 0.3))
@@ -217,7 +217,7 @@ def test_a_second_svi_fit_of_the_same_shapes_traces_no_optimisation_and_equals_a
     """The SVI program (guide, optimiser, compiled chunk) is cached on the model. A second fit on
     other data of the same shapes traces no optimisation step, and gives the same numbers as a
     fit of a freshly built model (the cached guide is set up again from the new data)."""
-    from bayesode.infer.core import SVI_CHUNK
+    from bayesode.infer.svi import SVI_CHUNK
 
     def model():
         decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
@@ -270,7 +270,7 @@ def test_run_nuts_argument_errors(lv, data, kwargs, match):
 def test_nonfinite_starts_retry_only_the_bad_chains_and_report_the_rest():
     from types import SimpleNamespace
 
-    from bayesode.infer.core import retry_nonfinite_starts
+    from bayesode.infer import retry_nonfinite_starts
 
     def init(z):  # a "log density" finite only for x > 0
         return SimpleNamespace(z=z, potential_energy=np.where(np.asarray(z["x"])[:, 0] > 0, 1.0, np.inf))
@@ -316,3 +316,92 @@ def test_a_chain_stuck_in_a_poor_mode_is_restarted_from_a_good_chain_in_warmup(t
     assert not any("stuck" in w for w in off.diagnostics()["warnings"])
     on.save(tmp_path / "fit.nc")  # the record survives the netCDF round trip
     assert bo.Posterior.load(tmp_path / "fit.nc").settings["restarted_chains"] == on.settings["restarted_chains"]
+
+
+def _two_spike_decay():
+    """The stuck-chain case above: chain 1 starts in the far poorer spike (k = 2.0) and cannot leave it."""
+    decay = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+    spikes = dist.MixtureSameFamily(dist.Categorical(probs=jnp.array([0.5, 0.5])),
+                                    dist.Normal(jnp.array([0.7, 2.0]), 0.02))  # fmt: skip
+    model = bo.make_model(decay, param_priors={"k": spikes}, y0_prior=dist.LogNormal(0.0, 0.3),
+                          likelihood=bo.NormalNoise(sigma=0.05))  # fmt: skip
+    ts = np.linspace(0.0, 3.0, 7)
+    ys = np.exp(-0.7 * ts)[:, None] * np.exp(0.05 * np.random.default_rng(0).standard_normal((7, 1)))
+    inits = {"k": np.array([0.7, 2.0]), "y0": np.ones((2, 1, 1))}
+    kw = dict(key=0, num_warmup=100, num_samples=30, num_chains=2, chunk_size=25, init_params=inits)
+    return model, ts, ys, kw
+
+
+def test_stuck_chains_policy_report_or_drop_never_replaces_a_chain_unseen(tmp_path, capsys):
+    model, ts, ys, kw = _two_spike_decay()
+    report = bo.run_nuts(model, ts, ys, stuck_chains="report", progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "stuck chains (stuck_chains='report'): chain(s) 1" in err and "left as they are" in err
+    [found] = report.settings["stuck_chains_found"]
+    assert (found["chain"], found["iteration"]) == (1, 50) and found["potential"] - found["best_potential"] > 50
+    assert report.settings["stuck_chains"] == "report" and report.settings["restarted_chains"] == []
+    assert np.all(np.abs(report.samples["k"][1] - 2.0) < 0.1)  # left where it went
+    # The older alias gives the same run (restart_stuck_chains=False: no chain moved).
+    alias = bo.run_nuts(model, ts, ys, restart_stuck_chains=False, progress=False, **kw)
+    assert alias.settings["stuck_chains"] == "report"
+    np.testing.assert_array_equal(alias.samples["k"], report.samples["k"])
+    drop = bo.run_nuts(model, ts, ys, stuck_chains="drop", progress=False, **kw)
+    assert drop.settings["dropped_chains"] == [1] and drop.settings["stuck_chains_found"] == [found]
+    assert drop.samples["k"].shape == (1, 30) and drop.sample_stats["diverging"].shape == (1, 30)
+    np.testing.assert_array_equal(drop.samples["k"], report.samples["k"][:1])  # the other chain's draws unchanged
+    drop.save(tmp_path / "fit.nc")  # the records survive the netCDF round trip
+    loaded = bo.Posterior.load(tmp_path / "fit.nc").settings
+    assert loaded["stuck_chains_found"] == [found] and loaded["dropped_chains"] == [1]
+    with pytest.raises(bo.ConfigError, match="`stuck_chains`='keep' is unknown; choose one of"):
+        bo.run_nuts(model, ts, ys, stuck_chains="keep", **kw)
+    with pytest.raises(bo.ConfigError, match="`restart_stuck_chains`=False contradicts `stuck_chains`='drop'"):
+        bo.run_nuts(model, ts, ys, stuck_chains="drop", restart_stuck_chains=False, **kw)
+
+
+def test_progress_shows_compiling_as_a_phase_and_plain_lines_off_a_terminal(lv, data, post, capsys):
+    # Same model, shapes and settings as the module's fit: the programs are compiled already, and
+    # the phase lines still frame each step. Output captured by pytest is not a terminal.
+    again = bo.run_nuts(lv, data, key=0, **dict(SMALL, progress=True))
+    err = capsys.readouterr().err
+    np.testing.assert_array_equal(again.samples["alpha"], post.samples["alpha"])  # progress changes no draw
+    assert "\r" not in err
+    lines = err.splitlines()
+    first = lines.index("compiling the sampler (once per model, data shapes and settings) ...")
+    assert lines[first + 1].startswith("compiling the sampler (once per model, data shapes and settings): ")
+    bars = [ln for ln in lines if ln.startswith("nuts: ")]
+    assert len(bars) == 1 and "50/50" in bars[0] and "phase=sample" in bars[0] and "divergences=" in bars[0]
+    assert lines.index(bars[0]) > first + 1 and lines[-1].startswith("collecting the draws: ")
+    assert again.settings["compile_s"] >= again.settings["init_and_compile_s"] > 0
+
+
+def test_svi_nuts_and_neural_linear_keep_the_time_name_given_with_arrays(lv):
+    # Before: both passed only state_names/series_names/t0 to make_data, so time_name went on to
+    # run_nuts/run_svi with the Data already made, and the fit stopped with a DataError.
+    tiny = dict(key=0, time_name="year", progress=False)
+    post = bo.run_svi_nuts(lv, TS, YS, svi_steps=20, num_warmup=5, num_samples=5, num_chains=1, **tiny)
+    assert post.data.time_name == "year"
+    model = bo.models.neural(data=bo.make_data(TS, YS), width=2, depth=1)
+    post = bo.run_neural_linear(model, TS, YS, method="svi", hidden_svi_steps=20, num_draws=5, **tiny)
+    assert post.data.time_name == "year"
+
+
+def test_ctrl_c_in_svi_keeps_the_fit_so_far_and_says_it_was_interrupted(lv, data, monkeypatch):
+    import signal
+
+    import bayesode.infer.svi
+
+    class CtrlCAfterFirstChunk(bayesode.infer.svi.Progress):
+        def update(self, done, **figures):
+            super().update(done, **figures)
+            signal.raise_signal(signal.SIGINT)  # as the user pressing Ctrl-C while the first chunk ran
+
+    monkeypatch.setattr(bayesode.infer.svi, "Progress", CtrlCAfterFirstChunk)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.warns(UserWarning, match="interrupted after 250 of 750 SVI steps; returning draws from the guide"):
+        post = bo.run_svi(lv, data, key=0, num_steps=750, num_draws=10, progress=False)
+    assert post.settings["interrupted"] is True and len(post.losses) == 250
+    assert post.samples["alpha"].shape == (1, 10)
+    assert signal.getsignal(signal.SIGINT) is handler  # put back
+    with pytest.raises(KeyboardInterrupt, match="interrupted during the SVI stage of run_svi_nuts"), \
+            pytest.warns(UserWarning, match="interrupted after 250"):  # fmt: skip
+        bo.run_svi_nuts(lv, data, key=0, svi_steps=750, num_warmup=5, num_samples=5, num_chains=1, progress=False)

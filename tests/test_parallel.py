@@ -44,8 +44,8 @@ SCRIPT = textwrap.dedent(
     out = {"devices": len(jax.devices())}
     for method in ("parallel", "sequential", "parallel_separate"):
         if method == "parallel_separate":  # as a long run with the cache on: replays by a second program
-            import bayesode.infer.core as infer
-            infer.SEPARATE_REPORTING_MIN_ITERATIONS = 0
+            import bayesode.infer.chunks
+            bayesode.infer.chunks.SEPARATE_REPORTING_MIN_ITERATIONS = 0
         post = bo.run_nuts(model, ts, ys, chain_method=method.split("_")[0], **kw)
         out[method] = {k: np.asarray(v).tolist() for k, v in post.samples.items()}
         out[method + "_finite"] = bool(all(np.isfinite(np.asarray(v)).all() for v in post.samples.values()))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import bayesode as bo
-import bayesode.infer.core as infer
+import bayesode.infer.checkpoint as checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_resume_worker.py")
@@ -138,10 +138,10 @@ def test_kill_between_the_two_checkpoint_files_still_resumes_exactly(tmp_path, m
             raise Killed  # the third checkpoint's state is written, its meta is not
         real_replace(src, dst)
 
-    monkeypatch.setattr(infer.os, "replace", replace)
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
     with pytest.raises(Killed):
         bo.run_nuts(model, data, progress=False, checkpoint_dir=str(tmp_path), **worker.NUTS)
-    monkeypatch.setattr(infer.os, "replace", real_replace)
+    monkeypatch.setattr(checkpoint.os, "replace", real_replace)
     resumed = bo.run_nuts(model, data, progress=False, checkpoint_dir=str(tmp_path), **worker.NUTS)
     for k in reference.samples:
         np.testing.assert_array_equal(resumed.samples[k], reference.samples[k])

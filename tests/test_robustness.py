@@ -25,7 +25,11 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 import bayesode as bo
-import bayesode.infer.core as infer
+import bayesode.infer.chunks
+import bayesode.infer.nuts
+import bayesode.infer.preflight
+import bayesode.infer.programs
+import bayesode.infer.svi
 import bayesode.results.posterior
 from bayesode.solving.diffeq import STATUS_BLOW_UP, STATUS_DT_MIN, STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_OK
 from bayesode.solving.failures import FailureLog
@@ -62,9 +66,9 @@ class _NoHandlers:
 @pytest.fixture
 def no_compile(monkeypatch):
     """Replace everything that traces the model for compilation by a test failure."""
-    monkeypatch.setattr(infer, "get_sampler", _would_compile)
-    monkeypatch.setattr(infer, "SVI", _would_compile)
-    monkeypatch.setattr(infer, "handlers", _NoHandlers())  # prior_failure_rate's compiled trace
+    monkeypatch.setattr(bayesode.infer.nuts, "get_sampler", _would_compile)
+    monkeypatch.setattr(bayesode.infer.svi, "SVI", _would_compile)
+    monkeypatch.setattr(bayesode.infer.preflight, "handlers", _NoHandlers())  # prior_failure_rate's compiled trace
     monkeypatch.setattr(bayesode.results.posterior, "_derived_fn", _would_compile)
 
 
@@ -607,7 +611,7 @@ def test_no_valid_start_error_lists_every_cause_and_a_fix():
     # c < 1: NaN field at t0; 1 < c < 6: NaN mid-solve; c > 6: r ~ 1000 is too stiff for max_steps.
     model = hazard_model(r=dist.LogNormal(np.log(1e3), 0.1), c=dist.Normal(-2.0, 4.0))
     data = bo.make_data(np.linspace(0.0, 5.0, 6), np.ones((6, 1)))
-    err = infer._init_error(model, data, jax.random.PRNGKey(0), RuntimeError("all starts failed"))
+    err = bayesode.infer.preflight.init_error(model, data, jax.random.PRNGKey(0), RuntimeError("all starts failed"))
     msg = str(err)
     assert isinstance(err, bo.InitializationError)
     assert "100% gave a failed solve" in msg
@@ -648,21 +652,23 @@ def test_nuts_survives_failures_of_several_causes_in_warmup_and_sampling(monkeyp
     # than REPLAY_SLOTS times in it: both happen here). Reporting from every iteration, or
     # replaying only from kept states, must count the same failures.
     # iterations 200-249 are one chunk; more divergences there than slots: the whole-chunk replay ran
-    assert st["diverging"][:, 50:].sum(axis=1).max() > infer.REPLAY_SLOTS, st["diverging"][:, 50:].sum(axis=1)
+    assert st["diverging"][:, 50:].sum(axis=1).max() > bayesode.infer.programs.REPLAY_SLOTS, st["diverging"][:, 50:].sum(axis=1)
     # Reporting from every iteration of the vectorised run also logs the discarded evaluations of
     # a chain whose tree stopped before the other chain's (more points than its leapfrog steps);
     # the count must not change (FailureLog keeps only a chain's own first num_steps points).
     # Second variant: as a long run with the compile cache on (as here), the run samples with a
     # program without the callback and replays with the one that has it, compiled in the
     # background: same draws, same counts.
+    chunks, programs = bayesode.infer.chunks, bayesode.infer.programs
     variants = {
-        "every iteration": dict(_REPORT_EVERY_ITERATION=True),
-        "kept states only, separate reporting program": dict(REPLAY_SLOTS=100, SEPARATE_REPORTING_MIN_ITERATIONS=0),
+        "every iteration": [(chunks, "_REPORT_EVERY_ITERATION", True)],
+        "kept states only, separate reporting program": [(programs, "REPLAY_SLOTS", 100),
+                                                         (chunks, "SEPARATE_REPORTING_MIN_ITERATIONS", 0)],
     }
     for name, attrs in variants.items():
         with monkeypatch.context() as m, FailureLog() as watch:
-            for attr, value in attrs.items():
-                m.setattr(infer, attr, value)
+            for module, attr, value in attrs:
+                m.setattr(module, attr, value)
             other = bo.run_nuts(model, ts, ys, key=0, num_warmup=150, num_samples=100, num_chains=2, progress=False,
                                 chain_method="vectorized")
         if name == "every iteration":

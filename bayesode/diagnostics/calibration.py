@@ -38,7 +38,7 @@ from scipy import stats
 from ..checks import as_key, positive_int
 from ..datasets.data import Data, make_data
 from ..errors import ConfigError
-from ..infer.core import get_sampler, retry_nonfinite_starts, run_nuts
+from ..infer import get_sampler, retry_nonfinite_starts, run_nuts
 from ..model.assembly import check_model
 from ..model.priors import FIELD_PREFIX, SITE_OBS
 

@@ -1,8 +1,19 @@
-"""Inference: compiled programs, NUTS, SVI, the SVI-then-NUTS workflows, checkpoints, devices."""
+"""Inference: compiled programs, NUTS, SVI, the SVI-then-NUTS workflows, checkpoints, devices.
 
-from .core import prior_failure_rate, run_neural_linear, run_nuts, run_svi, run_svi_nuts
+Modules, one job each: ``programs`` (compiled NUTS programs and their cache), ``preflight``
+(checks before a fit), ``chains`` (how chains map onto devices), ``stuck`` (chains stuck in a
+poor mode), ``checkpoint``, ``console`` (progress, Ctrl-C), ``nuts`` (``run_nuts``), ``svi``
+(``run_svi``), ``workflows`` (``run_svi_nuts``, ``run_neural_linear``), ``distributed``,
+``runtime``.
+"""
+
 from .distributed import run_nuts_distributed
+from .nuts import run_nuts
+from .preflight import prior_failure_rate, retry_nonfinite_starts
+from .programs import get_sampler
 from .runtime import enable_compilation_cache, use_cpu_cores
+from .svi import run_svi
+from .workflows import run_neural_linear, run_svi_nuts
 
-__all__ = ["enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts", "run_nuts_distributed",
-           "run_svi", "run_svi_nuts", "use_cpu_cores"]
+__all__ = ["enable_compilation_cache", "get_sampler", "prior_failure_rate", "retry_nonfinite_starts",
+           "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi", "run_svi_nuts", "use_cpu_cores"]

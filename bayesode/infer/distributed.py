@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..results.posterior import Posterior
-from .core import run_nuts
+from .nuts import run_nuts
 
 
 def _gather(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""Checkpoints of a NUTS run: the sampler state, draws, statistics and failure log after each chunk.
+
+Written atomically (a temporary file, then ``os.replace``), the iteration stored with the state
+it belongs to, so a run killed at any point resumes bit-identically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import ConfigError
+from ..solving.failures import FailureLog
+
+
+def save_checkpoint(path, meta, states, draws, stats, failures):
+    os.makedirs(path, exist_ok=True)
+    tmp = os.path.join(path, "state.tmp.npz")
+    leaves = jax.tree.leaves(states)
+    np.savez(
+        tmp,
+        **{f"state_{i}": np.asarray(x) for i, x in enumerate(leaves)},
+        **{f"draw_{i}": x for i, x in enumerate(draws)},
+        **{f"stat_{k}": v for k, v in stats.items()},
+        failures=np.array(json.dumps([[k[0], k[1], {str(a): b for a, b in v.items()}] for k, v in failures._seen.items()])),
+        # The iteration lives with the state it belongs to: a kill between replacing
+        # state.npz and meta.json must not pair a new state with an old count.
+        iteration=np.array(meta["iteration"]),
+    )
+    os.replace(tmp, os.path.join(path, "state.npz"))
+    with open(os.path.join(path, "meta.tmp.json"), "w") as fh:
+        json.dump(meta, fh)
+    os.replace(os.path.join(path, "meta.tmp.json"), os.path.join(path, "meta.json"))
+
+
+def load_checkpoint(path, meta, states_like):
+    mpath = os.path.join(path, "meta.json")
+    if not os.path.exists(mpath):
+        return None
+    with open(mpath) as fh:
+        saved = json.load(fh)
+    # On CPU, parallel and sequential chains run the same unbatched program (same draws): a run
+    # started on two devices resumes on one and back.
+    unbatched = jax.local_devices()[0].platform == "cpu"
+
+    def settings(m):
+        out = {k: v for k, v in m.items() if k not in ("iteration", "restarted_chains", "stuck_chains_found")}
+        if "restart_stuck_chains" in out:  # a checkpoint written before `stuck_chains` (same draws)
+            out["stuck_chains"] = "restart" if out.pop("restart_stuck_chains") else "report"
+        if unbatched and out.get("chain_method") in ("parallel", "sequential"):
+            out["chain_method"] = "unbatched"
+        return out
+
+    same = settings(saved) == settings(meta)
+    if not same:
+        raise ConfigError(
+            f"`checkpoint_dir`={path!r} holds a run with different settings; use a new folder or the same settings. "
+            f"saved: {saved}; now: {meta}"
+        )
+    z = np.load(os.path.join(path, "state.npz"))
+    treedef = jax.tree.structure(states_like)
+    n_leaves = treedef.num_leaves
+    states = jax.tree.unflatten(treedef, [jnp.asarray(z[f"state_{i}"]) for i in range(n_leaves)])
+    draws = [z[f"draw_{i}"] for i in range(sum(k.startswith("draw_") for k in z.files))]
+    stats = {k[5:]: z[k] for k in z.files if k.startswith("stat_")}
+    log = FailureLog()
+    for chain, it, fps in json.loads(str(z["failures"])):
+        log._seen[(chain, it)] = {float(a): b for a, b in fps.items()}
+    records = saved.get("restarted_chains", []), saved.get("stuck_chains_found", [])
+    return int(z["iteration"]), states, draws, stats, log, *records
+

@@ -1,0 +1,341 @@
+"""``run_nuts``: NUTS in compiled chunks, over chains on this process's devices.
+
+The loop runs in chunks because it must write the sampler state to disk after each (a run
+resumes bit-identically after a kill, and Ctrl-C keeps what was drawn), and count failed solves
+per chain and iteration (``sample_stats.solver_failures``) by replaying diverged iterations.
+Chains run in parallel across devices without ``pmap``: reverse mode through ``diffeqsolve``
+with the default checkpointed adjoint fails under ``pmap``/``shard_map`` (equinox closure
+conversion sees manually-sharded avals) and automatic SPMD sharding of a batched NUTS
+while-loop was 40x slower here, so ``chain_method="parallel"`` gives each device its own thread
+(XLA releases the GIL): on CPU the device runs its chains one at a time, unbatched; on an
+accelerator one vectorised group.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..checks import as_key, positive_int, seed_of
+from ..datasets.data import as_data
+from ..errors import ConfigError
+from ..model.assembly import check_model
+from ..results.posterior import Posterior, package_versions
+from .chains import CHAIN_METHODS, device_groups, resolve_chain_method
+from .checkpoint import load_checkpoint, save_checkpoint
+from .chunks import ChunkRunner, NutsRunState, Replays, merge_chunks
+from .console import Progress, StopOnSigint, phase
+from .preflight import (
+    chain_subset,
+    check_inits,
+    init_error,
+    retry_nonfinite_starts,
+    unconstrain_inits,
+    warn_if_forward_mode_is_costly,
+)
+from .programs import get_sampler, latent_sites, unconstrained_size
+from .stuck import describe, move_stuck_chains, resolve_policy, stuck_check_iteration, stuck_records
+
+
+def run_nuts(
+    model,
+    ts,
+    ys=None,
+    *,
+    key,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    chain_method: str = "auto",
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    init_params: dict | None = None,
+    inverse_mass_matrix=None,
+    chunk_size: int = 100,
+    checkpoint_dir: str | None = None,
+    progress: bool = True,
+    chains=None,
+    stuck_chains: str = "restart",
+    restart_stuck_chains: bool | None = None,
+    **data_kwargs,
+) -> Posterior:
+    """Sample the posterior with NUTS.
+
+    Parameters
+    ----------
+    model : from :func:`make_model`
+    ts, ys : times and observations, or a :class:`Data` as ``ts`` (then no ``ys``).
+    key : PRNG key or int seed (keyword-only). Same key, same settings, same
+        machine: bit-identical draws.
+    num_warmup, num_samples, num_chains : int
+    chain_method : {"auto", "vectorized", "parallel", "sequential"}
+        ``auto`` (default): on CPU, ``parallel`` with several devices (one per
+        core: :func:`use_cpu_cores`) and ``sequential`` with one; on a GPU/TPU,
+        ``vectorized`` (``parallel`` with several); ``vectorized`` with
+        ``series_devices``. ``settings["chain_method"]`` records the choice.
+        ``vectorized``: all chains in one ``vmap`` on one device (the choice
+        on an accelerator). ``parallel``: chains spread over the JAX devices,
+        one thread per device; on CPU each device runs its chains one at a
+        time, unbatched (a batch waits for its longest tree and solve), the
+        fastest choice there; on other devices one vectorised group each.
+        ``sequential``: one chain at a time, unbatched. On CPU ``parallel``
+        and ``sequential`` give the same draws, whatever the device count.
+    target_accept_prob, max_tree_depth, dense_mass : NUTS settings.
+    init_params : dict of site -> array with a leading (chain,) axis, optional
+        Constrained starting values per chain (e.g. draws from an SVI fit).
+        Default: each chain starts at the best (highest log density) of 16
+        candidates, the median of 15 prior draws and 15 prior draws, drawn
+        with the chain's own key, so chains start apart but not in a poor
+        local mode by bad luck.
+    inverse_mass_matrix : array, optional
+        Starting (inverse) mass matrix over the flattened unconstrained
+        parameters (sites in sorted order): (P,) for diagonal, (P, P) with
+        ``dense_mass=True``. ``run_svi_nuts`` passes the SVI covariance.
+    chunk_size : int
+        Iterations per compiled call; also the checkpoint interval.
+    checkpoint_dir : str, optional
+        Write the sampler state here after every chunk; calling ``run_nuts``
+        again with the same folder and settings resumes where it stopped.
+    progress : bool
+        Progress bar on stderr.
+    chains : sequence of int, optional
+        Run only these of the ``num_chains`` chains (increasing indices), e.g.
+        one share per machine. Chain ``c`` gets the same key, start and draws
+        whichever share it is in, so the shares' posteriors, concatenated along
+        ``chain``, are the whole run (with ``chain_method="sequential"`` on
+        every side, bit-identical on the same machine; vectorised chains share
+        floating-point rounding with their group). :func:`run_nuts_distributed`
+        does the split and the gathering in a ``jax.distributed`` job.
+    stuck_chains : {"restart", "report", "drop"}
+        What to do with a chain stuck in a poor local mode. At the first chunk
+        boundary past half the warmup, a chain whose log density over the last
+        chunk sits far below the best chain's (its median potential more than
+        ``max(10, 10 x`` the best chain's spread``)`` nats higher: a mode that
+        adaptation would tune the mass matrix to) is stuck. ``"restart"``
+        (default): it restarts from a good chain's state with its own random
+        key, and adapts on (``settings["restarted_chains"]``, and
+        :meth:`Posterior.diagnostics`). ``"report"``: it stays where it went
+        (e.g. to look for modes); ``"drop"``: it stays, runs to the end, and
+        its draws are left out of the result (``settings["dropped_chains"]``;
+        the other chains' draws are those of ``"report"``). Every policy
+        records ``settings["stuck_chains"]`` and the chains found
+        (``settings["stuck_chains_found"]``: chain, iteration, median
+        potential, best chain's) and prints a line when ``progress`` is on.
+        Needs warmup in more than one chunk and the whole run's chains (not a
+        ``chains`` share); otherwise no chain is checked.
+    restart_stuck_chains : bool, optional
+        The older name: ``True`` is ``stuck_chains="restart"``, ``False`` is
+        ``stuck_chains="report"`` (the same draws as before: no chain moved).
+
+    Returns
+    -------
+    Posterior
+    """
+    check_model(model)
+    data = as_data(ts, ys, **data_kwargs)
+    model.spec.check_data(data)
+    num_warmup = positive_int("num_warmup", num_warmup, allow_zero=True)
+    num_samples = positive_int("num_samples", num_samples)
+    num_chains = positive_int("num_chains", num_chains)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    max_tree_depth = positive_int("max_tree_depth", max_tree_depth)
+    if chain_method not in CHAIN_METHODS:
+        raise ConfigError(f"`chain_method`={chain_method!r} is unknown; choose one of {CHAIN_METHODS}.")
+    if chain_method == "parallel" and getattr(model.spec, "series_devices", None) is not None:
+        raise ConfigError(
+            "the model splits its series across devices (`series_devices`), so its chains cannot also take one "
+            "device each: use chain_method='vectorized' (all chains on the devices that share the series)."
+        )
+    if not (0 < target_accept_prob < 1):
+        raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
+    policy = resolve_policy(stuck_chains, restart_stuck_chains)
+    chains = chain_subset(chains, num_chains)
+    chain_method = resolve_chain_method(chain_method, model, len(chains))
+    seed = seed_of(key)
+    key = as_key(key)
+    k_init, k_chains = jax.random.split(key)
+    chain_keys = jax.random.split(k_chains, num_chains)
+    md = data.model_data()
+    settings = dict(
+        num_warmup=num_warmup,
+        target_accept_prob=float(target_accept_prob),
+        max_tree_depth=max_tree_depth,
+        dense_mass=bool(dense_mass),
+        forward_mode=model.spec.solver.forward_mode,
+    )
+    if checkpoint_dir is not None and os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+        raise ConfigError(f"`checkpoint_dir`={checkpoint_dir!r} is a file; give a folder (it is created if missing).")
+    # Argument checks that need the model's sites run on shapes only (eval_shape), before compiling.
+    if init_params is not None:
+        check_inits(model, md, init_params, num_chains)
+    if inverse_mass_matrix is not None:
+        inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
+        size = unconstrained_size(model, md)
+        want = (size, size) if dense_mass else (size,)
+        if inverse_mass_matrix.shape != want:
+            raise ConfigError(
+                f"`inverse_mass_matrix` has shape {inverse_mass_matrix.shape}; expected {want} "
+                f"({'dense' if dense_mass else 'diagonal'} over the {size} unconstrained parameters)."
+            )
+    warn_if_forward_mode_is_costly(model, md)
+    t_start = time.time()
+    total = num_warmup + num_samples
+    meta = dict(settings, num_samples=num_samples, num_chains=num_chains, chain_method=chain_method, seed=seed,
+                chunk_size=chunk_size, stuck_chains=policy, iteration=0)  # fmt: skip
+    if len(chains) < num_chains:
+        meta["chains"] = chains.tolist()
+    # Stuck chains are looked for among every chain of the run only: a share (``chains``) must give
+    # the same chains whatever the split.
+    check_at = stuck_check_iteration(num_warmup, chunk_size) if len(chains) == num_chains else None
+    with phase("compiling the sampler (once per model, data shapes and settings)", progress):
+        sampler = get_sampler(model, md, settings)
+        if init_params is None:
+            z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
+        else:
+            z0 = unconstrain_inits(model, md, init_params)
+        states, bad = retry_nonfinite_starts(
+            z0,
+            lambda z: sampler.init(z, chain_keys, md, inverse_mass_matrix),
+            lambda attempt: sampler.start(jax.random.split(jax.random.fold_in(k_init, attempt), num_chains), md, 2.0),
+        )
+        if bad.any():
+            raise init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
+        t_compile_init = time.time() - t_start
+        # Starts and initial states are made for all chains (each row as in a whole run), then this share kept.
+        run = NutsRunState(jax.tree.map(lambda x: np.asarray(x)[chains], states))
+        runner = ChunkRunner.for_run(sampler, md, device_groups(len(chains), chain_method), chain_method,
+                                     chunk_size, total)  # fmt: skip
+        runner.run(0, run.states)  # compiles the chunk program(s); runs no iteration
+    compile_s = time.time() - t_start
+    if checkpoint_dir is not None:
+        loaded = load_checkpoint(checkpoint_dir, meta, run.states)
+        if loaded is not None:
+            done, states, saved_draws, stats, log, restarted, found = loaded
+            # one chunk holding every leaf drawn so far
+            run = NutsRunState(states, draws=[saved_draws], stats=stats, log=log, done=done, restarted=restarted,
+                               stuck_found=found)  # fmt: skip
+            if progress:
+                print(f"resuming from iteration {done} of {total} in {checkpoint_dir}", file=sys.stderr)
+    bar = Progress(total, num_warmup, progress, initial=run.done)
+    try:
+        interrupted = _sample(run, runner, total=total, chunk_size=chunk_size, num_warmup=num_warmup,
+                              check_at=check_at, policy=policy, bar=bar, checkpoint_dir=checkpoint_dir, meta=meta)
+    finally:
+        bar.close()
+    if interrupted:
+        warnings.warn(
+            f"interrupted at iteration {run.done} of {total}; returning the {max(run.done - num_warmup, 0)} draws made"
+            + (f"; run again with checkpoint_dir={checkpoint_dir!r} to resume" if checkpoint_dir else ""),
+            stacklevel=2,
+        )
+    wall = time.time() - t_start
+    if run.done - num_warmup <= 0:
+        raise KeyboardInterrupt("interrupted during warmup; no draws to return")
+    with phase("collecting the draws", progress):
+        samples, sstats, warm = _draws_and_stats(run, sampler, model, md, jax.tree.structure(z0), len(chains),
+                                                 num_warmup, max_tree_depth)  # fmt: skip
+    dropped = sorted(r["chain"] for r in run.stuck_found) if policy == "drop" else []
+    if dropped:
+        keep = np.flatnonzero(~np.isin(chains, dropped))
+        samples = {k: v[keep] for k, v in samples.items()}
+        sstats = {k: v[keep] for k, v in sstats.items()}
+    settings_out = dict(
+        meta,
+        iteration=run.done,
+        method="nuts",
+        interrupted=interrupted,
+        wall_time_s=wall,
+        init_and_compile_s=t_compile_init,
+        compile_s=compile_s,
+        warmup_solver_failures={c: int(v.sum()) for c, v in warm.items()},
+        warmup_divergences=int(run.stats["diverging"][:, :num_warmup].sum()),
+        restarted_chains=run.restarted,
+        stuck_chains_found=run.stuck_found,
+        dropped_chains=dropped,
+        versions=package_versions(),
+    )
+    return Posterior(samples=samples, sample_stats=sstats, data=data, model=model, settings=settings_out)
+
+
+def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_warmup, check_at, policy, bar,
+            checkpoint_dir, meta) -> bool:  # fmt: skip
+    """Run chunks until ``total`` iterations or Ctrl-C, updating ``run``; returns whether it was interrupted.
+
+    After each chunk: the failure replays that are ready, the stuck-chain check (at
+    ``check_at``), the progress line, and the checkpoint. Ctrl-C (see ``StopOnSigint``) ends
+    the loop after the chunk in progress; a second one loses that chunk.
+    """
+    replays = Replays(runner.separate)
+    stop_requested = StopOnSigint()
+    interrupted = False
+    with run.log, stop_requested:
+        try:
+            while run.done < total and not stop_requested:
+                n = min(chunk_size, total - run.done)
+                results = runner.run(n, run.states)
+                for (dev, idx), (_, replay) in zip(runner.groups, results):
+                    if replay is not None:
+                        replays.add(runner, dev, idx, run.states, replay)
+                # A checkpoint holds the failure log: it must include every replay up to there.
+                replays.run(wait=checkpoint_dir is not None)
+                chunk_stats = run.record([out for out, _ in results], n)
+                if run.done == check_at:
+                    _handle_stuck_chains(run, policy, n, bar)
+                jax.effects_barrier()
+                fails = run.log.counts(run.stats["diverging"], run.stats["num_steps"], 0)["total"].sum()
+                bar.update(run.done, run.stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
+                if checkpoint_dir is not None:
+                    run.compact()
+                    records = dict(restarted_chains=run.restarted, stuck_chains_found=run.stuck_found)
+                    save_checkpoint(checkpoint_dir, dict(meta, iteration=run.done, **records), run.states, run.draws[0],
+                                    run.stats, run.log)  # fmt: skip
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: the chunk in progress is lost
+            interrupted = True
+        finally:
+            replays.close()
+        if replays.pending:
+            with phase("counting solver failures (replaying diverged iterations)", bar.enabled):
+                replays.run(wait=True)  # the chunks done are counted, interrupted or not
+    return interrupted or (bool(stop_requested) and run.done < total)
+
+
+def _handle_stuck_chains(run: NutsRunState, policy: str, n: int, bar) -> None:
+    """Look for stuck chains over the last chunk (at least 50 iterations) and apply ``policy``."""
+    window = run.stats["potential_energy"][:, max(0, run.done - max(n, 50)) : run.done]
+    found = stuck_records(window, run.done)
+    if policy == "restart":
+        run.states, moved = move_stuck_chains(run.states, window, run.done)
+        run.restarted += moved
+    run.stuck_found += found
+    if found and bar.enabled:
+        print(describe(policy, found), file=sys.stderr, flush=True)
+
+
+def _draws_and_stats(run: NutsRunState, sampler, model, md, z_def, num_chains: int, num_warmup: int,
+                     max_tree_depth: int):
+    """The kept draws (constrained latent sites), sample stats, and warmup failure counts of a run."""
+    done = run.done
+    n_kept = done - num_warmup
+    z_all = jax.tree.unflatten(z_def, [leaf[:, num_warmup:done] for leaf in merge_chunks(run.draws)])
+    flat_z = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z_all)
+    constrained = jax.device_get(sampler.constrain(flat_z, md))
+    sites = latent_sites(model, md)
+    samples = {k: np.asarray(v).reshape((num_chains, n_kept) + np.shape(v)[1:]) for k, v in constrained.items()
+               if k in sites}  # fmt: skip
+    stats = run.stats
+    sstats = {k: np.asarray(v[:, num_warmup:done]) for k, v in stats.items()}
+    sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
+    sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
+    fail = run.log.counts(stats["diverging"][:, num_warmup:done], stats["num_steps"][:, num_warmup:done], num_warmup)
+    sstats["solver_failures"] = fail.pop("total")
+    for cause, v in fail.items():
+        sstats[f"solver_failures_{cause}"] = v
+    warm = run.log.counts(stats["diverging"][:, :num_warmup], stats["num_steps"][:, :num_warmup], 0)
+    return samples, sstats, warm
