@@ -1,7 +1,7 @@
 """Priors, likelihoods and observation, populations of series, and model assembly (`make_model`, presets)."""
 
 from . import presets
-from .assembly import ModelSpec, PopulationPrior, check_model, make_model, per_series_params, shard_series
+from .assembly import check_model, make_model, shard_series
 from .likelihoods import (
     AbstractLikelihood,
     LogNormalNoise,
@@ -11,7 +11,9 @@ from .likelihoods import (
     StudentTNoise,
     observe,
 )
+from .populations import PopulationPrior, per_series_params
 from .priors import HierarchicalNormal, Normal, sample_field
+from .spec import ModelSpec
 
 __all__ = ["AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
            "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "check_model", "make_model",
