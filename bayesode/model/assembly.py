@@ -39,6 +39,7 @@ from ..solving.diffeq import STATUS_OK, Solution, SolverConfig, solve, vmap_unle
 from ..solving.jumps import Jumps, Regime, StateEvent, solve_with_events, solve_with_jumps
 from .equinox_adapter import allow_closure_convert_in_shard_map
 from .likelihoods import AbstractLikelihood, NormalNoise, observe
+from .observation import AbstractObservation
 from .populations import check_series_params, strip_params, with_params
 from .priors import SITE_Y0, HierarchicalNormal, Normal, check_param_priors, sample_field
 from .series_devices import resolve_devices, split_across_devices
@@ -73,6 +74,7 @@ def make_model(
     likelihood: AbstractLikelihood | None = None,
     solver: SolverConfig | None = None,
     observation_fn: Callable | None = None,
+    observation: AbstractObservation | None = None,
     args=None,
     recipe: dict | None = None,
     y0=None,
@@ -99,6 +101,11 @@ def make_model(
         likelihoods, ``Normal(y_first, column std)`` otherwise).
     likelihood : default ``NormalNoise()``
     solver : SolverConfig
+    observation : Observation or Incidence, optional
+        What is measured, as any function of each series' solution at its
+        observation times and the parameters, with one likelihood family per
+        observed column (see :class:`Observation`, :class:`Incidence`);
+        replaces ``likelihood`` and ``observation_fn``.
     observation_fn : callable ``y (state,) -> (observed,)``, optional
         What is measured, if not the full state (e.g. ``lambda y: y[1:2]``, or
         ``lambda y: y[1:2] * 763.0`` for counts out of a population of 763).
@@ -146,6 +153,16 @@ def make_model(
         )
     series_params = check_series_params(field, series_params, param_priors)
     param_priors = check_param_priors(strip_params(field, set(series_params)), param_priors)
+    if observation is not None:
+        if not isinstance(observation, AbstractObservation):
+            raise ConfigError(
+                f"`observation` must be a bayesode Observation(fn, families=...) or Incidence(...); got {observation!r}."
+            )
+        if likelihood is not None or observation_fn is not None:
+            raise ConfigError(
+                "`observation` carries its own likelihood families: give it without `likelihood` or `observation_fn`."
+            )
+        observation_fn, likelihood = observation, observation.likelihood
     likelihood = NormalNoise() if likelihood is None else likelihood
     if not isinstance(likelihood, AbstractLikelihood):
         raise ConfigError(f"`likelihood` must be a bayesode likelihood such as LogNormalNoise(); got {likelihood!r}.")
@@ -167,10 +184,13 @@ def make_model(
                 f"`y0` must be a finite (state,) = ({state_dim},) or (series, {state_dim}) array; got shape {y0.shape}."
             )
     if observation_fn is not None and y0_prior is None and y0 is None:
+        name = "observation" if isinstance(observation_fn, AbstractObservation) else "observation_fn"
         raise ConfigError(
-            "with `observation_fn`, the data do not pin down the initial state: give `y0_prior=` (or a known `y0=`)."
+            f"with `{name}`, the data do not pin down the initial state: give `y0_prior=` (or a known `y0=`)."
         )
-    if observation_fn is not None:
+    if isinstance(observation_fn, AbstractObservation):
+        observation_fn.num_observed(state_dim, field)  # a bad function fails here, before tracing
+    elif observation_fn is not None:
         check_observation_fn(observation_fn, state_dim)
     if jumps is not None and not isinstance(jumps, Jumps):
         raise ConfigError(
@@ -246,6 +266,18 @@ def make_model(
     # few hundred small operations each cost an XLA compile (~0.08 s here), 40-50 s per SVI fit.
     solve_all = eqx.filter_jit(solve_all)
 
+    def observed(f, series_values, ts, ys, y0):
+        """(series, time, observed) predictions of the observations from the solution ``ys``."""
+        if spec.observation_fn is None:
+            return ys
+        if isinstance(spec.observation_fn, AbstractObservation):
+
+            def one(values, ts, ys, y0):
+                return spec.observation_fn(ts, ys, y0, with_params(f, values) if values else f)
+
+            return jax.vmap(one)(series_values, ts, ys, y0)
+        return jax.vmap(jax.vmap(spec.observation_fn))(ys)
+
     def model(data: ModelData, *, predict_ts=None, chain_id=None, iteration=None, report=True, latents_only=False):
         num_series = data.ts.shape[0]
         f = sample_field(stripped, spec.weight_prior, spec.param_priors)
@@ -289,14 +321,14 @@ def make_model(
         numpyro.deterministic("trajectory", sol.ys)
         if event_times is not None:
             numpyro.deterministic("event_times", event_times)
-        pred = sol.ys if spec.observation_fn is None else jax.vmap(jax.vmap(spec.observation_fn))(sol.ys)
+        pred = observed(f, series_values, data.ts, sol.ys, y0)
         observe(spec.likelihood, pred, noise, data.ys, data.mask)
 
         if predict_ts is not None:
             new, _ = solve_all(f, series_values, y0, predict_ts, data.t0, schedule)
             numpyro.deterministic("trajectory_predict", new.ys)
             numpyro.deterministic("predict_status", new.status)
-            pred_new = new.ys if spec.observation_fn is None else jax.vmap(jax.vmap(spec.observation_fn))(new.ys)
+            pred_new = observed(f, series_values, jnp.broadcast_to(predict_ts, new.ys.shape[:2]), new.ys, y0)
             numpyro.sample("obs_predict", spec.likelihood.distribution(pred_new, noise))
 
     model.spec = spec

@@ -17,6 +17,7 @@ from ..fields.basic import field_state_dim
 from ..solving.diffeq import SolverConfig
 from ..solving.jumps import Jumps, StateEvent
 from .likelihoods import AbstractLikelihood
+from .observation import AbstractObservation
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,7 +30,7 @@ class ModelSpec:
     y0_prior: dist.Distribution | None
     likelihood: AbstractLikelihood
     solver: SolverConfig
-    observation_fn: Callable | None
+    observation_fn: Callable | AbstractObservation | None  # make_model's observation_fn= or observation=
     args: object = None
     recipe: dict | None = dc_field(default=None)
     y0: jax.Array | None = None
@@ -46,7 +47,10 @@ class ModelSpec:
         """Python-level checks of data against the model, before tracing."""
         expected = self.num_observed
         if data.num_observed != expected:
-            what = "observation_fn outputs" if self.observation_fn else "field.state_dim"
+            what = "field.state_dim"
+            if self.observation_fn is not None:
+                new = isinstance(self.observation_fn, AbstractObservation)
+                what = "observation outputs" if new else "observation_fn outputs"
             raise DataError(
                 f"data have {data.num_observed} observed column(s) {list(data.state_names)}, but the model's "
                 f"{what} = {expected}; pass `ys` with shape (time, {expected})."
@@ -70,6 +74,8 @@ class ModelSpec:
     def num_observed(self) -> int:
         if self.observation_fn is None:
             return self.state_dim
+        if isinstance(self.observation_fn, AbstractObservation):
+            return self.observation_fn.num_observed(self.state_dim, self.field)
         out = jax.eval_shape(self.observation_fn, jax.ShapeDtypeStruct((self.state_dim,), jnp.result_type(float)))
         return int(out.shape[0])
 
