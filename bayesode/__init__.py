@@ -44,15 +44,21 @@ from .infer import (
 )
 from .model import (
     AbstractLikelihood,
+    AbstractObservation,
+    BinomialNoise,
     HierarchicalNormal,
+    Incidence,
     LogNormalNoise,
     ModelSpec,
     NegativeBinomialNoise,
     Normal,
     NormalNoise,
+    Observation,
+    PerColumn,
     PoissonNoise,
     PopulationPrior,
     StudentTNoise,
+    increments,
     make_model,
     observe,
     per_series_params,
@@ -99,6 +105,8 @@ __all__ = [
     "AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise", "Normal",
     "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "models", "observe",
     "per_series_params", "sample_field", "shard_series",
+    # observation operators, one family per column
+    "AbstractObservation", "BinomialNoise", "Incidence", "Observation", "PerColumn", "increments",
     # inference
     "enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts", "run_nuts_distributed",
     "run_svi", "run_svi_nuts", "use_cpu_cores",

@@ -9,7 +9,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 import bayesode as bo
-from bayesode.model.assembly import PopulationPrior, per_series_params
+from bayesode.model import PopulationPrior, per_series_params
 
 
 def decay_rhs(t, y, p, a):

@@ -1,9 +1,10 @@
 """Priors, likelihoods and observation, populations of series, and model assembly (`make_model`, presets)."""
 
 from . import presets
-from .assembly import ModelSpec, PopulationPrior, check_model, make_model, per_series_params, shard_series
+from .assembly import check_model, make_model, shard_series
 from .likelihoods import (
     AbstractLikelihood,
+    BinomialNoise,
     LogNormalNoise,
     NegativeBinomialNoise,
     NormalNoise,
@@ -11,8 +12,11 @@ from .likelihoods import (
     StudentTNoise,
     observe,
 )
+from .observation import AbstractObservation, Incidence, Observation, PerColumn, increments
+from .populations import PopulationPrior, per_series_params
 from .priors import HierarchicalNormal, Normal, sample_field
+from .spec import ModelSpec
 
-__all__ = ["AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
-           "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "check_model", "make_model",
-           "observe", "per_series_params", "presets", "sample_field", "shard_series"]
+__all__ = ["AbstractLikelihood", "AbstractObservation", "BinomialNoise", "HierarchicalNormal", "Incidence", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
+           "Normal", "NormalNoise", "Observation", "PerColumn", "PoissonNoise", "PopulationPrior", "StudentTNoise", "check_model", "increments",
+           "make_model", "observe", "per_series_params", "presets", "sample_field", "shard_series"]

@@ -8,6 +8,8 @@ values.
 
 from __future__ import annotations
 
+import abc
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -61,10 +63,55 @@ def _noise_scale(likelihood, default_prior, scale):
 
 
 class AbstractLikelihood(eqx.Module):
-    """Interface: ``sample_noise(scale)``, ``distribution(pred, noise)``, ``check_data(ys)``."""
+    """Base of every observation family: write a subclass for a family bayesode lacks.
+
+    A family implements two methods, both called inside the model function:
+
+    - ``sample_noise(scale) -> dict``: draw its noise parameters with ``numpyro.sample``
+      (or return fixed ones). ``scale`` (observed,) is each observed column's standard
+      deviation in the data, for weakly informative defaults. Return ``{}`` if there are none.
+    - ``distribution(pred, noise) -> numpyro Distribution``: the distribution of the
+      observations given the predictions ``pred`` (series, time, observed) and the dict
+      from ``sample_noise``; its batch shape must be ``pred``'s.
+
+    ``positive=True`` marks families for positive data (a non-positive value is a data
+    error, and the default ``y0`` prior is log-normal); ``counts=True`` marks families for
+    non-negative integer counts. ``check_data(ys)`` runs those checks before tracing;
+    override it to check more. A family serves one column or all of them: give one per
+    column with ``Observation(fn, families=(...))`` or :class:`PerColumn`.
+
+    Examples
+    --------
+    A Laplace family with one learned scale ``b`` per observed column:
+
+    >>> import jax.random as jr
+    >>> import numpyro
+    >>> import numpyro.distributions as dist
+    >>> from numpyro import handlers
+    >>> import bayesode as bo
+    >>> class LaplaceNoise(bo.AbstractLikelihood):
+    ...     def sample_noise(self, scale):
+    ...         return {"b": numpyro.sample("b", dist.HalfNormal(scale).to_event(1))}
+    ...
+    ...     def distribution(self, pred, noise):
+    ...         return dist.Laplace(pred, noise["b"])
+    >>> data = bo.make_data([0.0, 1.0, 2.0], [[1.0, 2.0], [1.1, 1.9], [1.2, 1.7]])
+    >>> model = bo.make_model(bo.MLPField(2, 4, 1, key=jr.key(0)), likelihood=LaplaceNoise())
+    >>> tr = handlers.trace(handlers.seed(model, 0)).get_trace(data.model_data())
+    >>> tr["b"]["value"].shape, type(tr["obs"]["fn"].base_dist).__name__
+    ((2,), 'Laplace')
+    """
 
     positive: bool = eqx.field(static=True, default=False)
     counts: bool = eqx.field(static=True, default=False)
+
+    @abc.abstractmethod
+    def sample_noise(self, scale) -> dict:
+        """Draw (or return) the noise parameters; ``scale`` (observed,) is the data's per-column sd."""
+
+    @abc.abstractmethod
+    def distribution(self, pred, noise) -> dist.Distribution:
+        """The observations' distribution given ``pred`` (series, time, observed) and ``noise``."""
 
     def check_data(self, ys: np.ndarray, argname: str = "ys") -> None:
         sigma = getattr(self, "sigma", None)
@@ -182,6 +229,45 @@ class NegativeBinomialNoise(AbstractLikelihood):
 
     def distribution(self, pred, noise):
         return dist.NegativeBinomial2(jnp.maximum(pred, _tiny(pred)), noise["phi"])
+
+
+class BinomialNoise(AbstractLikelihood):
+    """``obs ~ Binomial(total_count, probs=pred)``: positives out of ``total_count`` trials.
+
+    ``pred`` is a probability (e.g. a prevalence ``I / N`` from ``Observation``), clipped
+    to [0, 1]; ``total_count`` a positive integer, or one per time point (a tuple). No
+    noise parameter.
+    """
+
+    total_count: int | tuple = eqx.field(static=True, default=1)
+    counts: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        n = np.asarray(self.total_count)
+        if n.ndim > 1 or n.size == 0 or not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
+            raise ConfigError(
+                f"`BinomialNoise(total_count=...)` must be a positive integer or a tuple of them (one per time); "
+                f"got {self.total_count!r}."
+            )
+
+    def check_data(self, ys: np.ndarray, argname: str = "ys") -> None:
+        super().check_data(ys, argname)
+        n = np.asarray(self.total_count)
+        if n.ndim and n.shape[0] != ys.shape[-2]:
+            raise DataError(
+                f"BinomialNoise(total_count=...) has {n.shape[0]} values but `{argname}` has {ys.shape[-2]} times."
+            )
+        over = np.isfinite(ys) & (ys > np.broadcast_to(n[:, None] if n.ndim else n, ys.shape))
+        if np.any(over):
+            raise DataError(f"`{argname}` has counts above BinomialNoise(total_count={self.total_count!r}).")
+
+    def sample_noise(self, scale):
+        return {}
+
+    def distribution(self, pred, noise):
+        n = jnp.asarray(self.total_count)
+        n = n[:, None] if n.ndim else n  # one count per time: broadcast over the observed columns
+        return dist.Binomial(total_count=n, probs=jnp.clip(pred, 0.0, 1.0))
 
 
 def observe(likelihood: AbstractLikelihood, pred, noise, ys=None, mask=None, site: str = SITE_OBS):

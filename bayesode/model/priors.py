@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -28,6 +29,22 @@ SITE_OBS = "obs"
 FIELD_PREFIX = "field"
 
 
+def _check_scale(owner: str, scale) -> None:
+    """A Python or NumPy scale must be a positive finite number; a traced one is let through.
+
+    Checked with NumPy, not ``jnp``: inside ``jax.jit`` every ``jnp`` result is a tracer, so even
+    ``Normal(1.0)`` built inside a user's traced model could not be checked with it. A traced scale
+    (e.g. a sampled hyperparameter) has no value to check before the model runs.
+    """
+    if isinstance(scale, jax.core.Tracer):
+        return
+    value = np.asarray(scale) if isinstance(scale, (int, float, np.ndarray, np.generic, jax.Array)) else None
+    if value is None or value.ndim != 0 or not np.issubdtype(value.dtype, np.number) or not (
+        np.isfinite(value) and value > 0
+    ):
+        raise ConfigError(f"`{owner}(scale=...)` must be positive and finite; got {scale!r}.")
+
+
 class Normal(eqx.Module):
     """Independent ``Normal(0, scale)`` on every neural weight and bias.
 
@@ -36,11 +53,10 @@ class Normal(eqx.Module):
     hybrid's correction so the mechanistic part leads.
     """
 
-    scale: float = eqx.field(static=True, default=1.0)
+    scale: float = 1.0  # a leaf, not static: it may be traced (a sampled scale inside a user's model)
 
     def __check_init__(self):
-        if not (self.scale > 0 and jnp.isfinite(self.scale)):
-            raise ConfigError(f"`Normal(scale=...)` must be positive and finite; got {self.scale!r}.")
+        _check_scale("Normal", self.scale)
 
     def sample(self, site: str, shape: tuple[int, ...]):
         return numpyro.sample(site, dist.Normal(0.0, self.scale).expand(shape).to_event(len(shape)))
@@ -54,11 +70,10 @@ class HierarchicalNormal(eqx.Module):
     from them.
     """
 
-    scale: float = eqx.field(static=True, default=1.0)
+    scale: float = 1.0  # a leaf, not static: it may be traced
 
     def __check_init__(self):
-        if not (self.scale > 0 and jnp.isfinite(self.scale)):
-            raise ConfigError(f"`HierarchicalNormal(scale=...)` must be positive and finite; got {self.scale!r}.")
+        _check_scale("HierarchicalNormal", self.scale)
 
     def sample(self, site: str, shape: tuple[int, ...]):
         s = numpyro.sample(f"{site}_scale", dist.HalfNormal(self.scale))
