@@ -33,6 +33,7 @@ from numpyro import handlers
 from ..errors import ConfigError
 from ..fields.basic import field_state_dim
 from ..model.priors import SITE_Y0, sample_field
+from ..solving.controller import step_controller
 from ..solving.diffeq import STATUS_BLOW_UP, STATUS_NONFINITE, STATUS_OK, SolverConfig, solve_series, status_from
 
 # Kinds of fixed point (``FixedPoints.kind``); -1 marks an empty slot.
@@ -321,8 +322,7 @@ def _integrate_window(tangent, z, start, dt, args, config, live):
     size collapse below ``dtmin``, which ends the solve cheaply.
     """
     dtype = z.dtype
-    dtmin = dt * max(1e-10, 64 * float(jnp.finfo(dtype).eps))
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol, dtmin=dtmin, force_dtmin=False)
+    controller = step_controller(config, dtype)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(tangent),
         config.solver,

@@ -8,15 +8,20 @@ Failures are made cheap:
   entirely (the solve runs over a zero-length interval);
 - a state that leaves ``[-max_abs_state, max_abs_state]`` or turns
   non-finite stops the solve through a diffrax event (blow-up);
-- a step size that collapses below ``dtmin`` (NaN field output mid-solve
-  makes the controller reject every step) stops it too;
+- a step size that collapses to nothing (NaN field output mid-solve makes
+  the controller reject every step) stops it too (status ``dt_min``);
 - otherwise ``max_steps`` bounds the work.
+
+Known discontinuities of the field in time (a dose switched on, a step
+input) belong in ``SolverConfig(jump_ts=...)``: the controller then steps to
+just before and just after each, instead of rejecting steps to find it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -25,9 +30,11 @@ import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..errors import ConfigError
+from .controller import step_controller
 
 # Status codes; 0 is success. Reported by cause in ``sample_stats``.
 STATUS_OK = 0
@@ -54,6 +61,16 @@ FAILURE_ADVICE = {
 }
 
 
+def _as_times(value):
+    """``jump_ts`` as a sorted tuple of floats (hashable: it is a static field)."""
+    if value is None:
+        return None
+    try:
+        return tuple(sorted(float(t) for t in np.ravel(np.asarray(value, dtype=float))))
+    except (TypeError, ValueError):
+        raise ConfigError(f"`SolverConfig(jump_ts=...)` must be a sequence of times; got {value!r}.") from None
+
+
 class SolverConfig(eqx.Module):
     """How to integrate: solver, tolerances, step budget, adjoint.
 
@@ -75,6 +92,15 @@ class SolverConfig(eqx.Module):
         A state beyond this magnitude counts as a blow-up and stops the solve.
     dt0 : float or None
         Initial step; None lets diffrax choose.
+    jump_ts : sequence of float or None
+        Times (model time) at which the field is discontinuous, e.g. a dose
+        switched on by ``t > 0`` or a step input; passed to diffrax as
+        ``ClipStepSizeController(jump_ts=...)``: the solver steps to just
+        before and just after each instead of rejecting steps to find it.
+        Give them where the solution is flat before a switch-on (the
+        controller may step right over a pulse it never saw) and for large
+        jumps in float32 (which step-size control alone may not resolve).
+        Times outside a solve's interval are ignored.
 
     Examples
     --------
@@ -90,6 +116,7 @@ class SolverConfig(eqx.Module):
     adjoint: diffrax.AbstractAdjoint = eqx.field(static=True, default_factory=diffrax.RecursiveCheckpointAdjoint)
     max_abs_state: float = eqx.field(static=True, default=1e8)
     dt0: float | None = eqx.field(static=True, default=None)
+    jump_ts: tuple[float, ...] | None = eqx.field(static=True, default=None, converter=_as_times)
 
     def __check_init__(self):
         for name in ("rtol", "atol", "max_abs_state"):
@@ -100,6 +127,8 @@ class SolverConfig(eqx.Module):
             raise ConfigError(f"`SolverConfig(max_steps=...)` must be a positive int; got {self.max_steps!r}.")
         if self.dt0 is not None and not (self.dt0 > 0):
             raise ConfigError(f"`SolverConfig(dt0=...)` must be positive or None; got {self.dt0!r}.")
+        if self.jump_ts is not None and not all(math.isfinite(t) for t in self.jump_ts):
+            raise ConfigError(f"`SolverConfig(jump_ts=...)` must be finite times; got {self.jump_ts!r}.")
         if not isinstance(self.solver, diffrax.AbstractSolver):
             raise ConfigError(
                 f"`SolverConfig(solver=...)` must be a diffrax solver such as diffrax.Tsit5(); got {self.solver!r}."
@@ -245,11 +274,7 @@ def _integrate(vector_field, y0, ts, t0, args, config: SolverConfig, *, ok_start
     t1 = jnp.where(ok_start, ts[-1], t0)
     ts_run = jnp.where(ok_start, ts, t0)
 
-    span = jnp.maximum(t1 - t0, jnp.finfo(ts.dtype).tiny)
-    dtmin = span * max(1e-10, 64 * float(jnp.finfo(ts.dtype).eps))
-    controller = diffrax.PIDController(
-        rtol=config.rtol, atol=config.atol, dtmin=dtmin, force_dtmin=False, **({} if norm is None else {"norm": norm})
-    )
+    controller = step_controller(config, ts.dtype, norm)
     bound = config.max_abs_state
 
     def leaves_bounds(t, y, args, **kwargs):

@@ -44,6 +44,7 @@ import numpyro.distributions as dist
 import optimistix as optx
 
 from ..errors import ConfigError, DataError
+from .controller import step_controller
 from .diffeq import (
     STATUS_BLOW_UP,
     STATUS_DT_MIN,
@@ -548,9 +549,7 @@ def solve_with_events(
         dynamic, static = eqx.partition(field, eqx.is_inexact_array)
         dynamic, y0 = _zero_nonfinite_cotangent((dynamic, y0))
         field = eqx.combine(dynamic, static)
-    span = jnp.maximum(t_end - t0, jnp.finfo(dtype).tiny)
-    dtmin = span * max(1e-10, 64 * float(jnp.finfo(dtype).eps))
-    controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol, dtmin=dtmin, force_dtmin=False)
+    controller = step_controller(config, dtype)
     bound = config.max_abs_state
 
     def user(t, y, args, **kwargs):
