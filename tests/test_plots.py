@@ -15,7 +15,6 @@ from matplotlib.collections import LineCollection, PolyCollection, QuadMesh
 from numpyro import handlers
 
 import bayesode as bo
-import bayesode.plots.core as bo_plots
 from bayesode.model.priors import field_sites
 from bayesode.plots.core import field_draws, plot_phase, plot_prior_predictive, plot_vector_field
 
@@ -96,14 +95,14 @@ def test_trajectory_bands_match_independent_quantiles(post, data):
 
 
 def test_trajectories_without_forecast_has_no_marker(post):
-    _, (ax,) = bo.plot_trajectories(post, num_points=N_PRED)
+    _, (ax,) = bo.plot_trajectories(post, num_points=N_PRED, key=0)
     assert len(ax.get_lines()) == 4
     assert ax.get_lines()[0].get_xdata()[-1] == pytest.approx(1906.0)
 
 
 def test_trajectories_draws_on_given_axes(post):
     fig, given = plt.subplots(1, 2)
-    out_fig, axes = bo.plot_trajectories(post, num_points=N_PRED, axes=given)
+    out_fig, axes = bo.plot_trajectories(post, num_points=N_PRED, axes=given, key=0)
     assert out_fig is fig and axes[0] is given[0]
 
 
@@ -118,7 +117,7 @@ def test_trajectories_draws_on_given_axes(post):
 )
 def test_trajectories_errors(post, kwargs, match):
     with pytest.raises(bo.ConfigError, match=match):
-        bo.plot_trajectories(post, **kwargs)
+        bo.plot_trajectories(post, key=0, **kwargs)
 
 
 @pytest.mark.slow  # a second data shape: compiles prediction again
@@ -132,25 +131,25 @@ def test_series_with_different_starts_are_predicted_from_their_own_start():
     samples["y0"] = np.broadcast_to(np.stack([YS[0], YS[5]]), n + (2, 2)).astype(np.float32)
     samples["sigma"] = np.full(n + (2,), 0.1, np.float32)
     post2 = bo.Posterior(samples, {}, two, bo.models.lotka_volterra(), {"method": "test"})
-    preds = bo_plots.series_predictions(post2, until=8.0, num_points=N_PRED)
+    preds = bo.series_predictions(post2, until=8.0, num_points=N_PRED, key=0)
     assert [p["ts"][0] for p in preds] == [0.0, TS[5]]
     assert all(p["ts"][-1] == 8.0 and p["obs"].shape == (CHAINS * DRAWS, N_PRED, 2) for p in preds)
     # at its start each trajectory equals its series' y0
     np.testing.assert_allclose(preds[1]["trajectory"][:, 0], samples["y0"][:, :, 1].reshape(-1, 2), rtol=1e-5)
-    _, axes = bo.plot_trajectories(post2, until=8.0, num_points=N_PRED)
+    _, axes = bo.plot_trajectories(post2, until=8.0, num_points=N_PRED, key=0)
     x, _, _ = _band([c for c in axes[1].collections if isinstance(c, PolyCollection)][0], N_PRED)
     assert x[0] == pytest.approx(TS[5])
     with pytest.raises(bo.ConfigError, match=r"`until`=2.0 is not after series 'B' starts at 3.0"):
-        bo_plots.series_predictions(post2, until=2.0)
+        bo.series_predictions(post2, until=2.0, key=0)
 
 
 # ------------------------------------------------------------------ phase
 def test_phase_draws_one_line_per_draw_plus_data(post):
     ts = np.linspace(1900.0, 1906.0, N_PRED)
-    fig, ax = plot_phase(post, x="lynx", y="hare", ts=ts, num_draws=7)
+    fig, ax = plot_phase(post, x="lynx", y="hare", ts=ts, num_draws=7, key=0)
     lines = ax.get_lines()
     assert len(lines) == 7 + 1
-    traj = post.predict(ts)["trajectory"].values.reshape(-1, ts.size, 2)
+    traj = post.predict(ts, key=0)["trajectory"].values.reshape(-1, ts.size, 2)
     # draws spread evenly over all 50: the first and the last are drawn
     np.testing.assert_allclose(lines[0].get_xdata(), traj[0, :, 1], rtol=1e-5)
     np.testing.assert_allclose(lines[0].get_ydata(), traj[0, :, 0], rtol=1e-5)
@@ -160,14 +159,14 @@ def test_phase_draws_one_line_per_draw_plus_data(post):
 
 
 def test_phase_caps_num_draws_and_errors(post):
-    _, ax = plot_phase(post, num_draws=500, num_points=N_PRED)
+    _, ax = plot_phase(post, num_draws=500, num_points=N_PRED, key=0)
     assert len(ax.get_lines()) == CHAINS * DRAWS + 1
     with pytest.raises(bo.ConfigError, match=r"`x` and `y` are the same state \('hare'\)"):
-        plot_phase(post, x=0, y="hare")
+        plot_phase(post, x=0, y="hare", key=0)
     with pytest.raises(bo.ConfigError, match=r"`y`='wolf' is not a state; the states are \['hare', 'lynx'\]"):
-        plot_phase(post, y="wolf")
+        plot_phase(post, y="wolf", key=0)
     with pytest.raises(bo.ConfigError, match=r"`num_draws` must be a positive int; got 0"):
-        plot_phase(post, num_draws=0)
+        plot_phase(post, num_draws=0, key=0)
 
 
 # ------------------------------------------------------------------ vector field
@@ -277,7 +276,7 @@ def test_prior_predictive_errors(data):
 # ArviZ 0.23 calls a matplotlib helper that matplotlib 3.11 deprecates (upstream, harmless).
 @pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping:matplotlib.MatplotlibDeprecationWarning")
 def test_arviz_plots_work_on_to_arviz(post):
-    idata = post.to_arviz()
+    idata = post.to_arviz(key=0)
     axes = az.plot_trace(idata, var_names=["alpha", "beta", "sigma"])
     assert axes.shape == (3, 2) and all(len(a.get_lines()) >= CHAINS for a in axes[:, 1])
     axes = az.plot_rank(idata, var_names=["alpha", "gamma"])

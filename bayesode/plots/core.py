@@ -12,18 +12,19 @@ ArviZ's own plots (``az.plot_trace``, ``az.plot_rank``, ``az.plot_ppc``,
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from numpyro import handlers
 
-from ..datasets.data import Data, as_data
+from ..datasets import as_data
 from ..errors import ConfigError
-from ..model.priors import SITE_Y0, sample_field
-from ..results.posterior import Posterior
-
-MAX_PANELS = 6
+from ..model import check_model
+from ..results import (
+    field_draws,
+    model_state_names,
+    prior_predictive,
+    series_indices,
+    series_predictions,
+)
 
 
 def _bands(values, prob):
@@ -57,24 +58,6 @@ def _single_ax(ax, figsize=(5.0, 4.5)):
     return ax.figure, ax
 
 
-def _series_list(series, data):
-    if series is None:
-        return list(range(min(data.num_series, MAX_PANELS)))
-    series = [series] if np.ndim(series) == 0 else list(series)
-    out = []
-    for s in series:
-        if isinstance(s, str):
-            if s not in data.series_names:
-                raise ConfigError(
-                    f"`series` names {s!r}, which is not a series; the series are {list(data.series_names)}."
-                )
-            s = data.series_names.index(s)
-        if not 0 <= int(s) < data.num_series:
-            raise ConfigError(f"`series` index {s} is out of range; the data have {data.num_series} series.")
-        out.append(int(s))
-    return out
-
-
 def _state_index(value, names, argname):
     if isinstance(value, str):
         if value not in names:
@@ -87,113 +70,16 @@ def _state_index(value, names, argname):
     return int(value)
 
 
-def _one_series(post, s: int):
-    """The posterior restricted to series ``s`` (its data and its ``y0``)."""
-    d = post.data
-    sub = Data(
-        ts=d.ts[s : s + 1],
-        ys=d.ys[s : s + 1],
-        lengths=d.lengths[s : s + 1],
-        t0=d.t0[s : s + 1],
-        state_names=d.state_names,
-        series_names=(d.series_names[s],),
-        time_name=d.time_name,
-    )
-    samples = dict(post.samples)
-    samples[SITE_Y0] = np.asarray(post.samples[SITE_Y0])[:, :, s : s + 1]
-    return Posterior(samples, {}, sub, post.model, post.settings)
-
-
-def series_predictions(post, series=None, *, ts=None, until=None, num_points: int = 200, key: int = 0) -> list:
-    """Posterior predictive draws per series, each from its own start.
-
-    ``Posterior.predict`` takes one time grid for all series, starting no earlier
-    than the latest ``t0``. Here a series that starts earlier gets its own grid
-    (from its ``t0``; or the part of ``ts`` after it), predicted from that series'
-    ``y0`` alone. Fields then see time relative to that series' start, which
-    matters only for time-dependent fields.
-
-    Parameters
-    ----------
-    post : Posterior
-    series : int, str or list, optional
-        Series (index or name); default all, at most 6.
-    ts : (time,) array, optional
-        Times (raw units). Default ``num_points`` times from each series' ``t0``
-        to ``until`` (default the last observation).
-    key : int
-        Seed of the noisy draws.
-
-    Returns
-    -------
-    list of dicts, one per series, with ``series`` (index), ``ts`` (time,),
-    ``obs`` (draws, time, observed), ``trajectory`` (draws, time, state),
-    ``failed`` (draws,) and ``obs_dim`` ("state" or "observable").
-    """
-    post._require_model()
-    d = post.data
-    series = _series_list(series, d)
-    t_last = float(np.max(d.ts))
-    until = t_last if until is None else float(until)
-    if ts is not None:
-        ts = np.asarray(ts, dtype=np.float64)
-        if ts.ndim != 1 or ts.size == 0:
-            raise ConfigError(f"`ts` must be a non-empty 1-D array of times; got shape {ts.shape}.")
-    elif until <= float(np.min(d.t0)):
-        raise ConfigError(f"`until`={until} is not after the data start {float(np.min(d.t0))}.")
-
-    def unpack(pred, i, s, grid):
-        obs_dim = "state" if "state" in pred["obs"].dims else "observable"
-        return {
-            "series": s,
-            "ts": grid,
-            "obs": _flat(pred["obs"].values[:, :, i]),
-            "trajectory": _flat(pred["trajectory"].values[:, :, i]),
-            "failed": _flat(pred["failed"].values[:, :, i]),
-            "obs_dim": obs_dim,
-            "names": [str(v) for v in pred[obs_dim].values],
-        }
-
-    starts = d.t0[series]
-    if (ts is not None and ts[0] >= float(np.max(d.t0))) or np.all(d.t0 == d.t0[0]):
-        grid = ts if ts is not None else np.linspace(float(d.t0[0]), until, num_points)
-        pred = post.predict(grid, key=key)
-        return [unpack(pred, s, s, grid) for s in series]
-    out = []
-    for s, t0 in zip(series, starts):
-        if ts is not None:
-            grid = ts[ts >= t0]
-            if grid.size == 0:
-                raise ConfigError(f"`ts` ends at {ts[-1]}, before series {d.series_names[s]!r} starts at {t0}.")
-        else:
-            if until <= t0:
-                raise ConfigError(f"`until`={until} is not after series {d.series_names[s]!r} starts at {t0}.")
-            grid = np.linspace(float(t0), until, num_points)
-        out.append(unpack(_one_series(post, s).predict(grid, key=key), 0, s, grid))
-    return out
-
-
-def _state_names(spec, data):
-    if spec.observation_fn is None:
-        return list(data.state_names)
-    return [f"x{i}" for i in range(spec.state_dim)]
-
-
 def _plane(post, x, y, what):
     """State names and the indices of the two states spanning a plot's plane."""
-    post._require_model()
-    names = _state_names(post.model.spec, post.data)
+    post.require_model()
+    names = model_state_names(post.model.spec, post.data)
     if len(names) < 2:
         raise ConfigError(f"{what} needs at least 2 states; the model has {len(names)} ({names}).")
     xi, yi = _state_index(x, names, "x"), _state_index(y, names, "y")
     if xi == yi:
         raise ConfigError(f"`x` and `y` are the same state ({names[xi]!r}); pick two different states.")
     return names, xi, yi
-
-
-def _flat(a):
-    """(chain, draw, ...) -> (chain * draw, ...)."""
-    return a.reshape((-1,) + a.shape[2:])
 
 
 def _mark_forecast(ax, ts, t_last):
@@ -204,7 +90,7 @@ def _mark_forecast(ax, ts, t_last):
 
 
 def plot_trajectories(
-    post, *, ts=None, until=None, num_points: int = 200, prob: float = 0.9, series=None, axes=None, key: int = 0
+    post, *, key, ts=None, until=None, num_points: int = 200, prob: float = 0.9, series=None, axes=None
 ):
     """Posterior predictive bands over the data, one panel per series, with an optional forecast.
 
@@ -231,8 +117,8 @@ def plot_trajectories(
         Series to draw (index or name; default all, at most 6).
     axes : matplotlib Axes or array of Axes, optional
         One per series drawn; default a new figure.
-    key : int
-        Seed of the predictive noise draws.
+    key : PRNG key or int seed (required, keyword-only)
+        Seed of the predictive noise draws; the same key gives the same draws.
 
     Returns
     -------
@@ -287,7 +173,7 @@ def plot_phase(
     num_points: int = 200,
     num_draws: int = 50,
     ax=None,
-    key: int = 0,
+    key,
 ):
     """Posterior trajectories in the plane of two states (a phase portrait), with the data.
 
@@ -304,6 +190,8 @@ def plot_phase(
         Number of posterior draws drawn as thin lines, spread evenly over all
         draws whose solve succeeded (default 50).
     ax : matplotlib Axes, optional
+    key : PRNG key or int seed (required, keyword-only)
+        Seed of the predictive draws (as in :func:`plot_trajectories`).
 
     Returns
     -------
@@ -321,7 +209,7 @@ def plot_phase(
     spec = post.model.spec
     if not (isinstance(num_draws, (int, np.integer)) and num_draws > 0):
         raise ConfigError(f"`num_draws` must be a positive int; got {num_draws!r}.")
-    (s,) = _series_list(series, d)
+    (s,) = series_indices(series, d)
     (p,) = series_predictions(post, [s], ts=ts, until=until, num_points=num_points, key=key)
     traj = p["trajectory"]  # (n, time, state)
     ok = np.flatnonzero(~p["failed"])
@@ -346,65 +234,6 @@ def plot_phase(
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig, ax
-
-
-def _field_site_names(spec):
-    def build():
-        return sample_field(spec.field, spec.weight_prior, spec.param_priors)
-
-    tr = handlers.trace(handlers.seed(build, 0)).get_trace()
-    return [k for k, v in tr.items() if v["type"] == "sample"]
-
-
-def field_draws(post, points, *, t=None, num_draws: int | None = None):
-    """The vector field of posterior draws evaluated at given states.
-
-    Each draw's field is rebuilt by ``sample_field`` under
-    ``numpyro.handlers.substitute`` with that draw's parameters; the draws
-    are evaluated together with ``jax.vmap``.
-
-    Parameters
-    ----------
-    post : Posterior
-    points : (points, state) array
-        States at which to evaluate ``dy/dt``.
-    t : float, optional
-        Time (raw units) passed to the field; default the data's earliest ``t0``
-        (irrelevant for autonomous fields).
-    num_draws : int, optional
-        Use this many draws, spread evenly over all draws (default all).
-
-    Returns
-    -------
-    (draws, points, state) NumPy array of ``dy/dt``.
-    """
-    post._require_model()
-    spec = post.model.spec
-    d = post.data
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != spec.state_dim:
-        raise ConfigError(f"`points` must have shape (points, state) = (n, {spec.state_dim}); got {points.shape}.")
-    sites = _field_site_names(spec)
-    missing = [k for k in sites if k not in post.samples]
-    if missing:
-        raise ConfigError(
-            f"`post.samples` lacks the field site(s) {missing}; the posterior must come from `post.model`."
-        )
-    total = post.num_chains * post.num_draws
-    n = total if num_draws is None else min(int(num_draws), total)
-    idx = np.unique(np.linspace(0, total - 1, n).round().astype(int))
-    params = {k: jnp.asarray(_flat(np.asarray(post.samples[k]))[idx]) for k in sites}
-    dtype = jnp.zeros(()).dtype
-    t_rel = jnp.asarray((d.t_ref if t is None else float(t)) - d.t_ref, dtype=dtype)
-
-    def one(p, pts):
-        field = handlers.seed(
-            handlers.substitute(lambda: sample_field(spec.field, spec.weight_prior, spec.param_priors), data=p), 0
-        )()
-        return jax.vmap(lambda y: field(t_rel, y, spec.args))(pts)
-
-    out = jax.jit(jax.vmap(one, in_axes=(0, None)))(params, jnp.asarray(points, dtype=dtype))
-    return np.asarray(out, dtype=np.float64)
 
 
 def _plane_limits(values, margin):
@@ -486,9 +315,7 @@ def plot_vector_field(
     if spec.observation_fn is None:
         states = d.ys.reshape(-1, d.num_observed)
     else:
-        states = _flat(np.asarray(post.to_arviz().posterior_predictive["trajectory"].values)).reshape(
-            -1, spec.state_dim
-        )
+        states = post.fitted()["trajectory"].reshape(-1, spec.state_dim)
     xlim = _plane_limits(states[:, xi], 0.1) if xlim is None else tuple(float(v) for v in xlim)
     ylim = _plane_limits(states[:, yi], 0.1) if ylim is None else tuple(float(v) for v in ylim)
     if fixed is None:
@@ -530,52 +357,6 @@ def plot_vector_field(
     ax.set_title(f"posterior-mean field ({f.shape[0]} draws)", fontsize=9)
     fig.tight_layout()
     return fig, ax
-
-
-def prior_predictive(model, data, *, key, num_draws: int = 100, ts=None, num_points: int = 100) -> dict:
-    """Draws from the prior predictive, vectorised over draws.
-
-    Parameters
-    ----------
-    model, data, key, num_draws : as in :func:`plot_prior_predictive`
-    ts : (time,) array, optional
-        Times (raw units), no earlier than the latest series start. Default
-        ``num_points`` times from each series' ``t0`` to its last observation.
-
-    Returns
-    -------
-    dict with ``ts`` (series, time), ``trajectory`` (draws, series, time, state),
-    ``obs`` (draws, series, time, observed) and ``failed`` (draws, series).
-    """
-    from ..checks import as_key
-    from ..model.assembly import check_model
-
-    check_model(model)
-    data = as_data(data)
-    model.spec.check_data(data)
-    if not (isinstance(num_draws, (int, np.integer)) and num_draws > 0):
-        raise ConfigError(f"`num_draws` must be a positive int; got {num_draws!r}.")
-    if ts is None:
-        ends = np.array([data.series(i)[0][-1] for i in range(data.num_series)])
-        ts = np.stack([np.linspace(a, b, num_points) for a, b in zip(data.t0, np.maximum(ends, data.t0 + 1e-9))])
-    else:
-        ts = np.asarray(ts, dtype=np.float64)
-        if ts.ndim != 1 or ts.size == 0 or ts[0] < float(np.max(data.t0)):
-            raise ConfigError(
-                f"`ts` must be a 1-D array of times starting no earlier than the latest series start "
-                f"{float(np.max(data.t0))}; got shape {ts.shape}" + (f" starting at {ts[0]}." if ts.size else ".")
-            )
-        ts = np.broadcast_to(ts, (data.num_series, ts.size))
-    md = data.model_data()
-    pts = jnp.asarray(ts - data.t_ref, dtype=md.ts.dtype)
-    keys = jax.random.split(as_key(key), int(num_draws))
-
-    def one(k):
-        tr = handlers.trace(handlers.seed(model, k)).get_trace(md, predict_ts=pts)
-        return tr["trajectory_predict"]["value"], tr["obs_predict"]["value"], tr["predict_status"]["value"]
-
-    traj, obs, status = jax.device_get(jax.jit(jax.vmap(one))(keys))
-    return {"ts": ts, "trajectory": np.asarray(traj), "obs": np.asarray(obs), "failed": np.asarray(status) != 0}
 
 
 def plot_prior_predictive(
@@ -629,8 +410,6 @@ def plot_prior_predictive(
     --------
     >>> fig, axes = plot_prior_predictive(model, data, key=0)  # doctest: +SKIP
     """
-    from ..model.assembly import check_model
-
     check_model(model)
     _check_prob(prob)
     data = as_data(data)
@@ -638,7 +417,7 @@ def plot_prior_predictive(
         yscale = "log" if model.spec.likelihood.positive else "linear"
     if yscale not in ("log", "linear", "symlog"):
         raise ConfigError(f"`yscale` must be 'log', 'linear' or 'symlog'; got {yscale!r}.")
-    series = _series_list(series, data)
+    series = series_indices(series, data)
     draws = prior_predictive(model, data, key=key, num_draws=num_draws, ts=ts, num_points=num_points)
     ts = draws["ts"]
     names = list(data.state_names)
