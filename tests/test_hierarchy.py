@@ -164,11 +164,11 @@ def test_counts_with_observation_fn_forecast_and_export():
     params = {**TRUE_SIR, "phi_inv": jnp.asarray(0.1)}
     draws = {k: np.broadcast_to(np.asarray(v), (1, 4) + np.shape(v)).copy() for k, v in params.items()}
     post = bo.Posterior(samples=draws, sample_stats={}, data=data, model=model, settings={})
-    pred = post.predict(np.arange(-1.0, 20.0))
+    pred = post.predict(np.arange(-1.0, 20.0), key=0)
     assert pred["obs"].shape == (1, 4, 1, 21, 1) and not bool(pred["failed"].any())
     obs = pred["obs"].values
     assert np.all(obs == np.round(obs)) and np.all(obs >= 0)
-    idata = post.to_arviz()
+    idata = post.to_arviz(key=0)
     assert idata.posterior_predictive["trajectory"].shape == (1, 4, 1, 14, 3)
 
 

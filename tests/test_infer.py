@@ -46,7 +46,7 @@ def test_nuts_shapes_and_stats(post):
 
 
 def test_to_arviz_groups_dims_coords(post, data):
-    idata = post.to_arviz()
+    idata = post.to_arviz(key=0)
     for g in ("posterior", "posterior_predictive", "log_likelihood", "sample_stats", "observed_data", "constant_data"):
         assert g in idata.groups(), g
     assert idata.posterior["y0"].dims == ("chain", "draw", "series", "state")
@@ -97,7 +97,7 @@ def test_same_seed_same_draws_different_seed_differs(lv, data, post):
 
 def test_netcdf_round_trip_is_exact(post, tmp_path):
     path = tmp_path / "fit.nc"
-    post.save(path)
+    post.save(path, key=0)
     loaded = bo.Posterior.load(path)  # the model comes back from its stored recipe
     a, b = post.to_arviz(), az.from_netcdf(path)
     for g in a.groups():
@@ -111,13 +111,13 @@ def test_netcdf_round_trip_is_exact(post, tmp_path):
 
 
 def test_predict_forecast_bands_widen(post):
-    pred = post.predict(np.linspace(1900.0, 1930.0, 31))
+    pred = post.predict(np.linspace(1900.0, 1930.0, 31), key=0)
     assert pred["trajectory"].dims == ("chain", "draw", "series", "time", "state")
     width = pred["trajectory"].quantile(0.95, ("chain", "draw")) - pred["trajectory"].quantile(0.05, ("chain", "draw"))
     w = width.isel(series=0).mean("state").values
     assert w[-5:].mean() > w[:5].mean()  # forecast uncertainty grows past the data
     with pytest.raises(bo.DataError, match="before the start"):
-        post.predict(np.array([1800.0, 1900.0]))
+        post.predict(np.array([1800.0, 1900.0]), key=0)
 
 
 def test_missing_values_are_masked(lv):
@@ -125,7 +125,7 @@ def test_missing_values_are_masked(lv):
     ys[[2, 5], 0] = np.nan
     ys[7, 1] = np.nan
     post = bo.run_nuts(lv, TS, ys, key=0, **SMALL)
-    idata = post.to_arviz()
+    idata = post.to_arviz(key=0)
     assert idata.observed_data["obs"].size == YS.size - 3
     assert np.isnan(idata.constant_data["ys"].values).sum() == 3
     assert np.all(np.isfinite(idata.log_likelihood["obs"].values))
@@ -190,7 +190,7 @@ def test_svi_smoke(lv, data):
     assert svi.losses[-1] < svi.losses[0]
     assert svi.losses.shape == (20,)
     assert svi.samples["alpha"].shape == (1, 50)
-    idata = svi.to_arviz()
+    idata = svi.to_arviz(key=0)
     assert "svi" in idata.groups() and idata.svi["loss"].size == 20
 
 
@@ -314,7 +314,7 @@ def test_a_chain_stuck_in_a_poor_mode_is_restarted_from_a_good_chain_in_warmup(t
     assert not np.array_equal(on.samples["k"][1], on.samples["k"][0])  # its own key: its own path
     assert any("chain 1 was stuck in warmup" in w for w in on.diagnostics()["warnings"])
     assert not any("stuck" in w for w in off.diagnostics()["warnings"])
-    on.save(tmp_path / "fit.nc")  # the record survives the netCDF round trip
+    on.save(tmp_path / "fit.nc", key=0)  # the record survives the netCDF round trip
     assert bo.Posterior.load(tmp_path / "fit.nc").settings["restarted_chains"] == on.settings["restarted_chains"]
 
 

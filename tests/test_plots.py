@@ -5,6 +5,9 @@ The posteriors are built by hand (draws scattered around known parameters), so n
 sampler is compiled; only prediction is.
 """
 
+import importlib.util
+from pathlib import Path
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -15,9 +18,8 @@ from matplotlib.collections import LineCollection, PolyCollection, QuadMesh
 from numpyro import handlers
 
 import bayesode as bo
-import bayesode.plots.core as bo_plots
 from bayesode.model.priors import field_sites
-from bayesode.plots.core import field_draws, plot_phase, plot_prior_predictive, plot_vector_field
+from bayesode.plots import field_draws, plot_phase, plot_prior_predictive, plot_vector_field
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -66,9 +68,7 @@ def _quantiles(x, prob):
 # ------------------------------------------------------------------ trajectories
 def test_trajectory_bands_match_independent_quantiles(post, data):
     ts = np.linspace(1900.0, 1909.0, N_PRED)  # past 1906: a forecast
-    fig, axes = bo.plot_trajectories(post, ts=ts, prob=0.8, key=3)
-    (ax,) = axes
-    assert fig is ax.figure
+    (ax,) = bo.plot_trajectories(post, ts=ts, prob=0.8, key=3)
     pred = post.predict(ts, key=3)  # same key: the same noisy draws
     obs = pred["obs"].values.reshape(-1, ts.size, 2)  # one series
     traj = pred["trajectory"].values.reshape(-1, ts.size, 2)
@@ -96,15 +96,16 @@ def test_trajectory_bands_match_independent_quantiles(post, data):
 
 
 def test_trajectories_without_forecast_has_no_marker(post):
-    _, (ax,) = bo.plot_trajectories(post, num_points=N_PRED)
+    (ax,) = bo.plot_trajectories(post, num_points=N_PRED, key=0)
     assert len(ax.get_lines()) == 4
     assert ax.get_lines()[0].get_xdata()[-1] == pytest.approx(1906.0)
 
 
 def test_trajectories_draws_on_given_axes(post):
     fig, given = plt.subplots(1, 2)
-    out_fig, axes = bo.plot_trajectories(post, num_points=N_PRED, axes=given)
-    assert out_fig is fig and axes[0] is given[0]
+    axes = bo.plot_trajectories(post, num_points=N_PRED, ax=given, key=0)
+    assert axes[0] is given[0] and axes[0].figure is fig
+    assert axes[0].get_legend() is not None and not fig.legends  # the caller's layout: legend inside
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,7 @@ def test_trajectories_draws_on_given_axes(post):
 )
 def test_trajectories_errors(post, kwargs, match):
     with pytest.raises(bo.ConfigError, match=match):
-        bo.plot_trajectories(post, **kwargs)
+        bo.plot_trajectories(post, key=0, **kwargs)
 
 
 @pytest.mark.slow  # a second data shape: compiles prediction again
@@ -132,25 +133,25 @@ def test_series_with_different_starts_are_predicted_from_their_own_start():
     samples["y0"] = np.broadcast_to(np.stack([YS[0], YS[5]]), n + (2, 2)).astype(np.float32)
     samples["sigma"] = np.full(n + (2,), 0.1, np.float32)
     post2 = bo.Posterior(samples, {}, two, bo.models.lotka_volterra(), {"method": "test"})
-    preds = bo_plots.series_predictions(post2, until=8.0, num_points=N_PRED)
+    preds = bo.series_predictions(post2, until=8.0, num_points=N_PRED, key=0)
     assert [p["ts"][0] for p in preds] == [0.0, TS[5]]
     assert all(p["ts"][-1] == 8.0 and p["obs"].shape == (CHAINS * DRAWS, N_PRED, 2) for p in preds)
     # at its start each trajectory equals its series' y0
     np.testing.assert_allclose(preds[1]["trajectory"][:, 0], samples["y0"][:, :, 1].reshape(-1, 2), rtol=1e-5)
-    _, axes = bo.plot_trajectories(post2, until=8.0, num_points=N_PRED)
+    axes = bo.plot_trajectories(post2, until=8.0, num_points=N_PRED, key=0)
     x, _, _ = _band([c for c in axes[1].collections if isinstance(c, PolyCollection)][0], N_PRED)
     assert x[0] == pytest.approx(TS[5])
     with pytest.raises(bo.ConfigError, match=r"`until`=2.0 is not after series 'B' starts at 3.0"):
-        bo_plots.series_predictions(post2, until=2.0)
+        bo.series_predictions(post2, until=2.0, key=0)
 
 
 # ------------------------------------------------------------------ phase
 def test_phase_draws_one_line_per_draw_plus_data(post):
     ts = np.linspace(1900.0, 1906.0, N_PRED)
-    fig, ax = plot_phase(post, x="lynx", y="hare", ts=ts, num_draws=7)
+    ax = plot_phase(post, x="lynx", y="hare", ts=ts, num_draws=7, key=0)
     lines = ax.get_lines()
     assert len(lines) == 7 + 1
-    traj = post.predict(ts)["trajectory"].values.reshape(-1, ts.size, 2)
+    traj = post.predict(ts, key=0)["trajectory"].values.reshape(-1, ts.size, 2)
     # draws spread evenly over all 50: the first and the last are drawn
     np.testing.assert_allclose(lines[0].get_xdata(), traj[0, :, 1], rtol=1e-5)
     np.testing.assert_allclose(lines[0].get_ydata(), traj[0, :, 0], rtol=1e-5)
@@ -160,14 +161,14 @@ def test_phase_draws_one_line_per_draw_plus_data(post):
 
 
 def test_phase_caps_num_draws_and_errors(post):
-    _, ax = plot_phase(post, num_draws=500, num_points=N_PRED)
+    ax = plot_phase(post, num_draws=500, num_points=N_PRED, key=0)
     assert len(ax.get_lines()) == CHAINS * DRAWS + 1
     with pytest.raises(bo.ConfigError, match=r"`x` and `y` are the same state \('hare'\)"):
-        plot_phase(post, x=0, y="hare")
+        plot_phase(post, x=0, y="hare", key=0)
     with pytest.raises(bo.ConfigError, match=r"`y`='wolf' is not a state; the states are \['hare', 'lynx'\]"):
-        plot_phase(post, y="wolf")
+        plot_phase(post, y="wolf", key=0)
     with pytest.raises(bo.ConfigError, match=r"`num_draws` must be a positive int; got 0"):
-        plot_phase(post, num_draws=0)
+        plot_phase(post, num_draws=0, key=0)
 
 
 # ------------------------------------------------------------------ vector field
@@ -177,7 +178,8 @@ def _lv_rhs_numpy(p, u, v):
 
 def test_vector_field_spread_matches_numpy_lotka_volterra(post):
     grid = 6
-    fig, ax = plot_vector_field(post, grid=grid, num_draws=1000)
+    ax = plot_vector_field(post, grid=grid, num_draws=1000)
+    fig = ax.figure
     meshes = [c for c in ax.collections if isinstance(c, QuadMesh)]
     assert len(meshes) == 1
     # default window: data range widened by 10%, kept positive
@@ -196,7 +198,7 @@ def test_vector_field_spread_matches_numpy_lotka_volterra(post):
 
 
 def test_vector_field_relative_and_errors(post):
-    _, ax = plot_vector_field(post, grid=4, relative=True, data=False, xlim=(10, 60), ylim=(2, 40))
+    ax = plot_vector_field(post, grid=4, relative=True, data=False, xlim=(10, 60), ylim=(2, 40))
     assert ax.get_xlim() == (10.0, 60.0)
     assert len(ax.get_lines()) == 0
     rel = np.asarray([c for c in ax.collections if isinstance(c, QuadMesh)][0].get_array())
@@ -236,7 +238,7 @@ def test_field_draws_of_neural_field_match_hand_written_mlp(data):
 def test_prior_predictive_band_matches_looped_draws(data):
     model = bo.models.lotka_volterra()
     ts = np.linspace(1900.0, 1906.0, 13)
-    fig, (ax,) = plot_prior_predictive(model, data, key=5, num_draws=40, ts=ts, prob=0.8, num_lines=6)
+    (ax,) = plot_prior_predictive(model, data, key=5, num_draws=40, ts=ts, prob=0.8, num_lines=6)
     md = data.model_data()
     pts = jnp.asarray((ts - 1900.0)[None], dtype=md.ts.dtype)
     obs, failed = [], []
@@ -273,11 +275,67 @@ def test_prior_predictive_errors(data):
         plot_prior_predictive(lambda md: None, data, key=0)
 
 
+# ------------------------------------------------------------------ gallery
+def _load_gallery():
+    path = Path(__file__).resolve().parents[1] / "docs" / "gallery" / "make_gallery.py"
+    spec = importlib.util.spec_from_file_location("make_gallery", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow  # compiles the prior predictive and a forecast grid: ~40 s on a busy 2-core box
+def test_gallery_figures_are_labelled_legible_and_the_legend_hides_nothing(post, data, tmp_path):
+    """docs/gallery/make_gallery.py renders every plot; each figure is inspected as a reader would see it."""
+    drawn = _load_gallery().render_gallery(post, tmp_path, key=0, until=1909.0, prior_draws=20, num_points=N_PRED)
+    assert set(drawn) == {"prior_predictive", "trajectories", "phase", "vector_field"}
+    for name, axes in drawn.items():
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
+        axes = np.atleast_1d(axes).ravel()
+        fig = axes[0].figure
+        w, h = fig.get_size_inches()
+        assert w >= 6.0 and h >= 4.0, (name, w, h)  # legible: at least 720 x 480 px at the CLI's 120 dpi
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in axes:
+            assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title(), name
+            assert ax.title.get_fontsize() >= 10 and ax.xaxis.label.get_fontsize() >= 10, name
+        legends = list(fig.legends) + [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+        assert legends, name
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            assert min(t.get_fontsize() for t in legend.get_texts()) >= 8, name
+            for ax in axes:
+                for text in ax.texts:  # e.g. the forecast label
+                    assert not box.overlaps(text.get_window_extent(renderer)), (name, text.get_text())
+                if legend in fig.legends:  # a figure legend sits beside the panels, covering none
+                    assert not box.overlaps(ax.get_window_extent(renderer)), name
+    (traj,) = drawn["trajectories"]
+    assert traj.get_xlabel() == data.time_name and traj.get_ylabel() == "hare, lynx"
+    assert [t.get_text().strip() for t in traj.texts] == ["forecast"]
+    labels = drawn["trajectories"][0].figure.legends[0].get_texts()
+    assert {"hare data", "lynx data", "hare median"} <= {t.get_text() for t in labels}
+    assert (drawn["phase"].get_xlabel(), drawn["phase"].get_ylabel()) == ("hare", "lynx")
+    assert drawn["prior_predictive"][0].get_ylabel() == "hare, lynx"
+
+
+def test_axis_labels_carry_units_when_the_data_have_them(data):
+    from bayesode.plots.core import time_label, values_label
+
+    class WithUnits:  # the attributes a Data with units carries
+        time_name, time_unit = "year", "a"
+        state_names, state_units = ("hare", "lynx"), ("thousands", "thousands")
+
+    assert time_label(data) == "time" and values_label(data, ["hare", "lynx"]) == "hare, lynx"
+    assert time_label(WithUnits) == "year [a]"
+    assert values_label(WithUnits, ["hare", "lynx"]) == "hare, lynx [thousands]"
+
+
 # ------------------------------------------------------------------ ArviZ
 # ArviZ 0.23 calls a matplotlib helper that matplotlib 3.11 deprecates (upstream, harmless).
 @pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping:matplotlib.MatplotlibDeprecationWarning")
 def test_arviz_plots_work_on_to_arviz(post):
-    idata = post.to_arviz()
+    idata = post.to_arviz(key=0)
     axes = az.plot_trace(idata, var_names=["alpha", "beta", "sigma"])
     assert axes.shape == (3, 2) and all(len(a.get_lines()) >= CHAINS for a in axes[:, 1])
     axes = az.plot_rank(idata, var_names=["alpha", "gamma"])

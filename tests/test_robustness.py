@@ -30,7 +30,7 @@ import bayesode.infer.nuts
 import bayesode.infer.preflight
 import bayesode.infer.programs
 import bayesode.infer.svi
-import bayesode.results.posterior
+import bayesode.results.predictive
 from bayesode.solving.diffeq import STATUS_BLOW_UP, STATUS_DT_MIN, STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_OK
 from bayesode.solving.failures import FailureLog
 
@@ -69,7 +69,7 @@ def no_compile(monkeypatch):
     monkeypatch.setattr(bayesode.infer.nuts, "get_sampler", _would_compile)
     monkeypatch.setattr(bayesode.infer.svi, "SVI", _would_compile)
     monkeypatch.setattr(bayesode.infer.preflight, "handlers", _NoHandlers())  # prior_failure_rate's compiled trace
-    monkeypatch.setattr(bayesode.results.posterior, "_derived_fn", _would_compile)
+    monkeypatch.setattr(bayesode.results.predictive, "_draws_fn", _would_compile)
 
 
 def fake_posterior(model=MODEL):
@@ -428,22 +428,22 @@ BAD_INPUT = [
     ),
     # ---- Posterior.predict (beyond tests/test_infer.py)
     pytest.param(
-        lambda: fake_posterior().predict([0.0, 2.0, 1.0]),
+        lambda: fake_posterior().predict([0.0, 2.0, 1.0], key=0),
         bo.DataError,
         r"`ts` is not sorted: 2.0 at index 1",
         id="predict-unsorted",
     ),
     pytest.param(
-        lambda: fake_posterior().predict(np.ones((2, 2))), bo.DataError, r"`ts` must be 1-D", id="predict-2d-times"
+        lambda: fake_posterior().predict(np.ones((2, 2)), key=0), bo.DataError, r"`ts` must be 1-D", id="predict-2d-times"
     ),
     pytest.param(
-        lambda: fake_posterior().predict([0.0, np.nan]),
+        lambda: fake_posterior().predict([0.0, np.nan], key=0),
         bo.DataError,
         r"non-finite time nan at index 1",
         id="predict-nan-time",
     ),
     pytest.param(
-        lambda: fake_posterior(model=None).predict([0.0, 1.0]),
+        lambda: fake_posterior(model=None).predict([0.0, 1.0], key=0),
         bo.ConfigError,
         r"loaded without its model; pass `model=` to Posterior.load",
         id="predict-without-model",
@@ -642,7 +642,7 @@ def test_nuts_survives_failures_of_several_causes_in_warmup_and_sampling(monkeyp
     # Failed proposals were rejected: every kept draw solves, has a finite log density, and c > 6.
     assert np.all(np.isfinite(st["potential_energy"]))
     assert np.all(post.samples["c"] > 6.0)
-    assert np.all(post._run_derived()["status"] == STATUS_OK)
+    assert np.all(post.fitted()["status"] == STATUS_OK)
     diag = post.diagnostics()
     assert diag["solver_failures"] == int(st["solver_failures"].sum())
     assert any("ODE solves failed during sampling" in w for w in diag["warnings"])

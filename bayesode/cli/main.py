@@ -369,20 +369,20 @@ def _use_all_cores() -> None:
         use_cpu_cores()
 
 
-def _save_plots(post, out, until, prob, *, field: bool) -> list[str]:
+def _save_plots(post, out, until, prob, *, field: bool, key) -> list[str]:
     import matplotlib.pyplot as plt
 
-    from ..plots.core import plot_phase, plot_trajectories, plot_vector_field
+    from ..plots import plot_phase, plot_trajectories, plot_vector_field
 
     written = []
-    fig, _ = plot_trajectories(post, until=until, prob=prob)
-    written.append(_savefig(fig, out, "trajectories.png"))
+    axes = plot_trajectories(post, until=until, prob=prob, key=key)
+    written.append(_savefig(axes[0].figure, out, "trajectories.png"))
     if post.model.spec.state_dim >= 2:
-        fig, _ = plot_phase(post, until=until)
-        written.append(_savefig(fig, out, "phase.png"))
+        ax = plot_phase(post, until=until, key=key)
+        written.append(_savefig(ax.figure, out, "phase.png"))
         if field:
-            fig, _ = plot_vector_field(post)
-            written.append(_savefig(fig, out, "vector_field.png"))
+            ax = plot_vector_field(post)
+            written.append(_savefig(ax.figure, out, "vector_field.png"))
     plt.close("all")
     return written
 
@@ -440,12 +440,12 @@ def cmd_fit(args) -> int:
     fit_s = time.time() - t0
     os.makedirs(args.out, exist_ok=True)
     nc = os.path.join(args.out, "posterior.nc")
-    post.save(nc)
+    post.save(nc, key=args.seed + 1)  # predictive draws: a seed apart from the sampler's
     summary = os.path.join(args.out, "summary.csv")
     post.summary().to_csv(summary)
     span = float(np.max(data.ts) - np.min(data.t0))
     until = args.until if args.until is not None else float(np.max(data.ts)) + 0.25 * span
-    pngs = _save_plots(post, args.out, until, args.prob, field=args.model != "lotka-volterra")
+    pngs = _save_plots(post, args.out, until, args.prob, field=args.model != "lotka-volterra", key=args.seed + 1)
     print(_diagnostics_table(post))
     print(f"\nfit: {args.model} by {args.method} in {fit_s:.0f} s")
     print("wrote " + "\n      ".join([nc, summary, *pngs]))
@@ -513,7 +513,7 @@ def cmd_predict(args) -> int:
     import bayesode as bo
 
     from ..errors import ConfigError
-    from ..plots.core import series_predictions
+    from ..results import series_predictions
 
     bo.enable_compilation_cache()
     post = _load_posterior(args.dir)
@@ -525,8 +525,8 @@ def cmd_predict(args) -> int:
     preds = series_predictions(post, list(range(d.num_series)), **kw)
     path = os.path.join(args.dir, "forecast.csv")
     write_forecast_csv(path, preds, args.prob, d.series_names, d.time_name)
-    fig, _ = bo.plot_trajectories(post, prob=args.prob, **kw)
-    png = _savefig(fig, args.dir, "forecast.png")
+    axes = bo.plot_trajectories(post, prob=args.prob, **kw)
+    png = _savefig(axes[0].figure, args.dir, "forecast.png")
     n_fail = sum(int(p["failed"].sum()) for p in preds)
     if n_fail:
         print(f"note: {n_fail} draw(s) failed to solve up to {args.until:g} and were left out.", file=sys.stderr)

@@ -467,7 +467,7 @@ def _fit_one(model, data, key, with_trajectory, **nuts):
     post = run_nuts(model, data, key=key, **nuts)
     draws = dict(post.samples)
     if with_trajectory:
-        draws["trajectory"] = post._run_derived()["trajectory"]
+        draws["trajectory"] = post.fitted()["trajectory"]
     return draws, post.sample_stats, time.time() - start
 
 

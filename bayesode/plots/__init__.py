@@ -1,14 +1,13 @@
-"""Plots: trajectories with bands, phase portraits, vector fields, prior predictive checks."""
+"""Plots: trajectories with bands, phase portraits, vector fields, prior predictive checks (drawing only).
 
-from .core import (
-    field_draws,
-    plot_phase,
-    plot_prior_predictive,
-    plot_trajectories,
-    plot_vector_field,
-    prior_predictive,
-    series_predictions,
-)
+Each takes ``ax`` and returns the Axes it drew on (ArviZ's convention). ``field_draws``,
+``prior_predictive`` and ``series_predictions`` compute; they live in :mod:`bayesode.results`
+and are re-exported here so ``bayesode.plots.<name>`` keeps working.
+"""
+
+from ..results import field_draws, prior_predictive, series_predictions
+from .core import plot_prior_predictive, plot_trajectories
+from .plane import plot_phase, plot_vector_field
 
 __all__ = ["field_draws", "plot_phase", "plot_prior_predictive", "plot_trajectories", "plot_vector_field",
            "prior_predictive", "series_predictions"]

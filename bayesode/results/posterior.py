@@ -29,11 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from numpyro import handlers
 
-from ..datasets.data import Data, check_times
+from ..checks import as_key, seed_of
+from ..datasets import Data, check_times
 from ..errors import ConfigError, DataError
 from ..solving.diffeq import FAILURE_ADVICE, FAILURE_CAUSES
+from .predictive import model_draws
 
 _STATS_TO_ARVIZ = {
     "diverging": "diverging",
@@ -59,35 +60,6 @@ def package_versions() -> dict:
     return out
 
 
-def _derived_fn(model, md_shapes, predict_shape):
-    """Compiled, vectorised: per draw -> trajectory, pointwise log-lik, noisy obs (+ predictions)."""
-    cache = model.__dict__.setdefault("_bayesode_derived", {})
-    k = (md_shapes, predict_shape)
-    if k not in cache:
-
-        def one(params, key, md, predict_ts):
-            seeded = handlers.seed(handlers.substitute(model, data=params), key)
-            tr = handlers.trace(seeded).get_trace(md, predict_ts=predict_ts)
-            site = tr["obs"]
-            out = {
-                "trajectory": tr["trajectory"]["value"],
-                "log_lik": site["fn"].log_prob(site["value"]),
-                "obs": site["fn"].sample(jax.random.fold_in(key, 1)),
-                "status": tr["solver_status"]["value"],
-            }
-            if predict_ts is not None:
-                out["trajectory_predict"] = tr["trajectory_predict"]["value"]
-                out["obs_predict"] = tr["obs_predict"]["value"]
-                out["predict_status"] = tr["predict_status"]["value"]
-            return out
-
-        def many(params, keys, md, predict_ts):
-            return jax.lax.map(lambda pk: one(pk[0], pk[1], md, predict_ts), (params, keys), batch_size=256)
-
-        cache[k] = jax.jit(many)
-    return cache[k]
-
-
 @dataclass(eq=False)
 class Posterior:
     """Posterior draws with everything needed to predict, diagnose, plot and save.
@@ -110,6 +82,7 @@ class Posterior:
     losses: np.ndarray | None = None
     guide_state: object = None
     _idata: az.InferenceData | None = dc_field(default=None, repr=False)
+    _idata_seed: object = dc_field(default=None, repr=False)
 
     @property
     def num_chains(self) -> int:
@@ -122,47 +95,67 @@ class Posterior:
     def _flat_samples(self):
         return {k: jnp.asarray(v.reshape((-1,) + v.shape[2:])) for k, v in self.samples.items()}
 
-    def _require_model(self):
+    def require_model(self):
+        """Raise a ConfigError naming the fix when the model is missing (a fit loaded without ``model=``)."""
         if self.model is None:
             raise ConfigError(
                 "this Posterior was loaded without its model; pass `model=` to Posterior.load (the same "
                 "make_model(...) call used for the fit)."
             )
 
-    def _run_derived(self, predict_ts=None, key=0):
-        self._require_model()
-        md = self.data.model_data()
-        shapes = md.shapes()
-        fn = _derived_fn(self.model, shapes, None if predict_ts is None else predict_ts.shape)
-        flat = self._flat_samples()
+    def _run_derived(self, key, predict_ts=None):
+        """Per-draw trajectory, log-likelihood and noisy draws (see ``model_draws``), shaped (chain, draw, ...)."""
+        self.require_model()
         n = self.num_chains * self.num_draws
-        keys = jax.random.split(jax.random.PRNGKey(key), n)
-        out = jax.device_get(fn(flat, keys, md, predict_ts))
-        return {k: np.asarray(v).reshape((self.num_chains, self.num_draws) + v.shape[1:]) for k, v in out.items()}
+        keys = jax.random.split(as_key(key), n)
+        out = model_draws(self.model, self.data.model_data(), keys, self._flat_samples(), predict_ts=predict_ts)
+        return {k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:]) for k, v in out.items()}
 
     # ------------------------------------------------------------ ArviZ
-    def to_arviz(self) -> az.InferenceData:
-        """InferenceData with named dims and real coordinates (computed once, then cached)."""
-        if self._idata is not None:
-            return self._idata
+    def _posterior_coords_dims(self):
+        """Coordinates of every dim and the dims of the posterior variables that have them."""
         d = self.data
-        der = self._run_derived()
-        mask = d.mask
-        S, T, K = d.ys.shape
         spec = self.model.spec
         state_names = list(d.state_names) if spec.observation_fn is None else [f"x{i}" for i in range(spec.state_dim)]
         obs_dim = "state" if spec.observation_fn is None else "observable"
-        time_coord = d.ts[0] if d.shared_grid else np.arange(T)
+        time_coord = d.ts[0] if d.shared_grid else np.arange(d.ts.shape[1])
         coords = {"series": list(d.series_names), "time": time_coord, "state": state_names, obs_dim: list(d.state_names)}
-        idx = np.nonzero(mask)  # observed entries, in (series, time, column) order
-        n_obs = idx[0].size
-        dims = {k: None for k in self.samples}
+        dims = {}
         if "y0" in self.samples:
             dims["y0"] = ["series", "state"]
-        if "sigma" in self.samples and self.samples["sigma"].shape[2:] == (K,):
+        if "sigma" in self.samples and self.samples["sigma"].shape[2:] == (d.num_observed,):
             dims["sigma"] = [obs_dim]
-        posterior = {k: v for k, v in self.samples.items()}
-        post_dims = {k: v for k, v in dims.items() if v is not None}
+        return coords, dims
+
+    def to_arviz(self, *, key=None) -> az.InferenceData:
+        """InferenceData with named dims and real coordinates.
+
+        Parameters
+        ----------
+        key : PRNG key or int seed
+            Seed of the noisy posterior-predictive draws (``posterior_predictive.obs``).
+            Required the first time; without it a later call returns the InferenceData
+            already made (or loaded), and a new key makes new draws.
+        """
+        if key is None:
+            if self._idata is None:
+                raise ConfigError(
+                    "`key` is required: Posterior.to_arviz(key=...) draws the noisy posterior predictive; "
+                    "pass e.g. key=jax.random.key(0) or an int seed."
+                )
+            return self._idata
+        seed = seed_of(key)
+        if self._idata is not None and self._idata_seed == seed:
+            return self._idata
+        d = self.data
+        der = self._run_derived(key)
+        mask = d.mask
+        coords, post_dims = self._posterior_coords_dims()
+        obs_dim = "state" if self.model.spec.observation_fn is None else "observable"
+        spec = self.model.spec
+        idx = np.nonzero(mask)  # observed entries, in (series, time, column) order
+        n_obs = idx[0].size
+        posterior = dict(self.samples)
 
         flat = lambda a: a[:, :, idx[0], idx[1], idx[2]]  # noqa: E731
         ppc = {"trajectory": der["trajectory"], "obs": flat(der["obs"])}
@@ -210,17 +203,19 @@ class Posterior:
             idata.add_groups({"svi": xr.Dataset({"loss": ("step", np.asarray(self.losses))})}, warn_on_custom_groups=False)
         for group in idata.groups():
             idata[group].attrs.update(attrs)
-        self._idata = idata
+        self._idata, self._idata_seed = idata, seed
         return idata
 
     # ------------------------------------------------------------ prediction
-    def predict(self, ts, *, key: int = 0) -> xr.Dataset:
+    def predict(self, ts, *, key) -> xr.Dataset:
         """Posterior predictive at new times (raw time units), for every series.
 
         Parameters
         ----------
         ts : (time',) increasing times; each must be >= the series' ``t0``.
             Times past the data forecast; times inside interpolate.
+        key : PRNG key or int seed (required, keyword-only)
+            Seed of the noisy draws; the same key gives the same draws.
 
         Returns
         -------
@@ -236,7 +231,7 @@ class Posterior:
                 "predictions run forward from each series' t0."
             )
         rel = np.broadcast_to(ts - d.t_ref, (d.num_series, ts.size))
-        der = self._run_derived(jnp.asarray(rel, dtype=d.model_data().ts.dtype), key=key)
+        der = self._run_derived(key, jnp.asarray(rel, dtype=d.model_data().ts.dtype))
         spec = self.model.spec
         state_names = list(d.state_names) if spec.observation_fn is None else [f"x{i}" for i in range(spec.state_dim)]
         obs_dim = "state" if spec.observation_fn is None else "observable"
@@ -259,11 +254,9 @@ class Posterior:
         non-neural posterior variable and the trajectories (neural weights
         are permutation-symmetric, so their R-hat says little).
         """
-        idata = self.to_arviz()
         out: dict = {"num_chains": self.num_chains, "num_draws": self.num_draws, "warnings": []}
         if self.num_chains >= 2 and self.num_draws >= 4:
-            names = [v for v in idata.posterior.data_vars if not v.startswith("field.")]
-            ds = xr.merge([idata.posterior[names], idata.posterior_predictive[["trajectory"]]])
+            ds = self._convergence_dataset()
             rhat = az.rhat(ds)
             bulk = az.ess(ds, method="bulk")
             tail = az.ess(ds, method="tail")
@@ -324,14 +317,49 @@ class Posterior:
 
     def summary(self, **kwargs):
         """``az.summary`` of the non-neural posterior variables (a pandas DataFrame)."""
-        idata = self.to_arviz()
-        names = [v for v in idata.posterior.data_vars if not v.startswith("field.")]
-        return az.summary(idata, var_names=names, **kwargs)
+        posterior = self._idata.posterior if self._idata is not None else self._posterior_group()
+        names = [v for v in posterior.data_vars if not v.startswith("field.")]
+        return az.summary(posterior, var_names=names, **kwargs)
+
+    def _posterior_group(self) -> xr.Dataset:
+        """The ``posterior`` group alone, with its dims and coords (no model run, nothing drawn)."""
+        coords, dims = self._posterior_coords_dims()
+        return az.from_dict(posterior=dict(self.samples), coords=coords, dims=dims).posterior
+
+    def fitted(self) -> dict:
+        """The noise-free fit at the data times: nothing random is drawn, so no key.
+
+        Returns
+        -------
+        dict with ``trajectory`` (chain, draw, series, time, state) and ``status``
+        (chain, draw, series), the solver status of each draw (0 = solved).
+        """
+        self.require_model()
+        n = self.num_chains * self.num_draws
+        # every latent is substituted and only deterministic outputs are kept, so the keys change nothing
+        zeros = jnp.zeros((n, 2), dtype=jnp.uint32)
+        der = model_draws(self.model, self.data.model_data(), zeros, self._flat_samples())
+        lead = (self.num_chains, self.num_draws)
+        return {k: der[k].reshape(lead + der[k].shape[1:]) for k in ("trajectory", "status")}
+
+    def _convergence_dataset(self) -> xr.Dataset:
+        """Non-neural posterior variables and the trajectories: what R-hat and ESS are judged on."""
+        if self._idata is not None:
+            posterior, trajectory = self._idata.posterior, self._idata.posterior_predictive["trajectory"]
+        else:
+            posterior = self._posterior_group()
+            dims = ("chain", "draw", "series", "time", "state")
+            trajectory = xr.DataArray(self.fitted()["trajectory"], dims=dims)
+        names = [v for v in posterior.data_vars if not v.startswith("field.")]
+        return xr.merge([posterior[names], trajectory.rename("trajectory").to_dataset()])
 
     # ------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the InferenceData (every group, settings in attrs) to netCDF."""
-        self.to_arviz().to_netcdf(str(path))
+    def save(self, path, *, key=None) -> None:
+        """Write the InferenceData (every group, settings in attrs) to netCDF.
+
+        ``key`` as in :meth:`to_arviz`: required unless ``to_arviz`` already ran (or the fit was loaded).
+        """
+        self.to_arviz(key=key).to_netcdf(str(path))
 
     @classmethod
     def load(cls, path, model=None) -> Posterior:
