@@ -5,3 +5,8 @@ from .data import Data, ModelData, as_data, check_times, make_data
 
 __all__ = ["Data", "Dataset", "ModelData", "as_data", "check_times", "data_dir", "format_table", "list_datasets",
            "load", "load_csv", "make_data"]
+
+from . import njode_synthetic
+from .irregular import IrregularData, irregular_from_frame, make_irregular
+
+__all__ += ["IrregularData", "irregular_from_frame", "make_irregular", "njode_synthetic"]

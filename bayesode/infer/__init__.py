@@ -17,3 +17,7 @@ from .workflows import run_neural_linear, run_svi_nuts
 
 __all__ = ["enable_compilation_cache", "get_sampler", "prior_failure_rate", "retry_nonfinite_starts",
            "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi", "run_svi_nuts", "use_cpu_cores"]
+
+from .jump_filter import filter_online, fit_jump_filter, fit_njode_point, njode_loss
+
+__all__ += ["filter_online", "fit_jump_filter", "fit_njode_point", "njode_loss"]

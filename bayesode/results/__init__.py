@@ -14,3 +14,7 @@ from .predictive import (
 
 __all__ = ["MAX_PANELS", "Posterior", "field_draws", "flat_draws", "model_draws", "model_state_names",
            "prior_predictive", "series_indices", "series_predictions"]
+
+from .jump_filter import Forecast, JumpFilterFit, mixture_quantiles
+
+__all__ += ["Forecast", "JumpFilterFit", "mixture_quantiles"]

@@ -1,0 +1,197 @@
+"""Fitting the neural jump ODE filter (SVI, NUTS or SVI then NUTS), online filtering, and the paper's point fit.
+
+- :func:`fit_jump_filter`: the Bayesian fit. ``method="svi"`` (default) fits a
+  mean-field Normal guide and keeps draws from it; ``"nuts"`` samples with NUTS
+  from the prior median; ``"svi+nuts"`` starts NUTS at the SVI fit's median.
+  Which to use is measured in ``benchmarks/njode.py``.
+- :func:`filter_online`: feed new observations to a fitted filter without
+  refitting: each posterior draw's hidden state continues from where the data
+  left it.
+- :func:`fit_njode_point`: the point-estimate NJ-ODE of Herrera et al. trained
+  with optax on the paper's loss, the baseline of the benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_median, init_to_value
+from numpyro.infer.autoguide import AutoNormal
+
+from ..checks import as_key, positive_int
+from ..datasets import IrregularData
+from ..errors import ConfigError, DataError
+from ..model import make_jump_filter_model, net_from_draw, net_sites
+from ..results.jump_filter import Forecast, JumpFilterFit, check_new_observations, forecast_from
+from ..results.posterior import package_versions
+from ..solving import FilterState, filter_config, filter_observations
+
+METHODS = ("svi", "nuts", "svi+nuts")
+
+
+def _model_arrays(data: IrregularData):
+    if not isinstance(data, IrregularData):
+        raise DataError(f"`data` must be an IrregularData (bayesode.datasets.make_irregular); got {type(data)}.")
+    return jnp.asarray(data.ts), jnp.asarray(np.nan_to_num(data.ys)), jnp.asarray(data.mask)
+
+
+def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weight_prior=None, config=None,
+                    svi_steps: int = 2000, learning_rate: float = 0.01, num_draws: int = 200,
+                    num_warmup: int = 200, num_samples: int = 200, num_chains: int = 1,
+                    progress: bool = False) -> JumpFilterFit:  # fmt: skip
+    """Fit a Bayesian neural jump ODE to irregular, partly observed series.
+
+    Parameters
+    ----------
+    net : NeuralJumpODE
+        Architecture; its current weights start SVI.
+    data : IrregularData
+    key : PRNG key or int seed (keyword-only).
+    method : {"svi", "nuts", "svi+nuts"}
+    weight_prior, config : see :func:`bayesode.model.make_jump_filter_model`.
+    svi_steps, learning_rate : SVI's Adam steps and step size (gradients clipped at norm 10).
+    num_draws : draws kept from the SVI guide (``method="svi"``).
+    num_warmup, num_samples, num_chains : NUTS settings.
+
+    Returns
+    -------
+    JumpFilterFit
+        ``settings["method"]``, ``["wall_time_s"]``; for NUTS also
+        ``["divergences"]``; for SVI ``losses`` per step.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"`method`={method!r} is unknown; choose one of {list(METHODS)}.")
+    for name, value in (("svi_steps", svi_steps), ("num_draws", num_draws), ("num_warmup", num_warmup),
+                        ("num_samples", num_samples), ("num_chains", num_chains)):  # fmt: skip
+        positive_int(name, value)
+    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+        raise ConfigError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+    if net.obs_dim != data.obs_dim:
+        raise ConfigError(f"`net` observes {net.obs_dim} coordinates but `data` has {data.obs_dim}.")
+    key = as_key(key)
+    config = filter_config() if config is None else config
+    model = make_jump_filter_model(net, weight_prior=weight_prior, config=config)
+    arrays = _model_arrays(data)
+    k_svi, k_draw, k_nuts = jax.random.split(key, 3)
+    settings = dict(method=method, versions=package_versions())
+    samples, losses = None, None
+    start = time.time()
+    if method in ("svi", "svi+nuts"):
+        weights = jax.tree.leaves(eqx.partition(net, eqx.is_inexact_array)[0])
+        init = {name: leaf for (name, _), leaf in zip(net_sites(net), weights)}
+        guide = AutoNormal(model, init_loc_fn=init_to_value(values=init), init_scale=0.01)
+        optim = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
+        svi = SVI(model, guide, optim, Trace_ELBO())
+        result = svi.run(k_svi, svi_steps, *arrays, progress_bar=progress, stable_update=True)
+        losses = np.asarray(result.losses)
+        settings.update(svi_steps=svi_steps, learning_rate=learning_rate, final_loss=float(losses[-1]))
+        if method == "svi":
+            draws = guide.sample_posterior(k_draw, result.params, sample_shape=(num_draws,))
+            samples = {k: np.asarray(v)[None] for k, v in draws.items() if k.startswith("njode")}
+            settings.update(num_draws=num_draws)
+        else:
+            centre = guide.median(result.params)
+    if method in ("nuts", "svi+nuts"):
+        init_strategy = init_to_median() if method == "nuts" else init_to_value(values=centre)
+        kernel = NUTS(model, init_strategy=init_strategy, max_tree_depth=8)
+        mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                    chain_method="sequential", progress_bar=progress)  # fmt: skip
+        mcmc.run(k_nuts, *arrays, extra_fields=("diverging",))
+        draws = mcmc.get_samples(group_by_chain=True)
+        samples = {k: np.asarray(v) for k, v in draws.items() if k.startswith("njode")}
+        diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+        settings.update(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                        divergences=int(diverging.sum()))  # fmt: skip
+    settings["wall_time_s"] = time.time() - start
+    return JumpFilterFit(net=net, samples=samples, data=data, config=config, settings=settings, losses=losses)
+
+
+def filter_online(fit: JumpFilterFit, ts, ys, mask=None, *, query_ts, series=0, states: FilterState | None = None,
+                  prob: float = 0.9, max_draws: int | None = 200) -> tuple[Forecast, FilterState]:  # fmt: skip
+    """Update a fitted filter with new observations and forecast, without refitting.
+
+    Parameters
+    ----------
+    fit : JumpFilterFit
+    ts, ys, mask : (k,), (k, D), (k, D) new observations of ``series``, at or after
+        its last observation; NaN in ``ys`` (or ``mask`` False) marks a missing entry.
+    query_ts : (q,) times to forecast at, not before the last fitted observation.
+    states : FilterState, optional
+        Where the filter stands (per draw), as returned by the previous call;
+        default: after the fitted data of ``series``.
+
+    Returns
+    -------
+    (Forecast, FilterState)
+        The forecast given every observation so far, and the states to pass to
+        the next call. Equal, up to solver round-off, to refiltering all
+        observations from the start (:meth:`JumpFilterFit.with_observations`).
+    """
+    i = fit._series(series)
+    ts, ys, mask = check_new_observations(fit.data, i, ts, ys, mask)
+    last = fit.data.ts[i, fit.data.lengths[i] - 1]
+    if np.min(query_ts) < last:
+        raise DataError(f"`query_ts` must not precede the last fitted observation ({last}); got {np.min(query_ts)}.")
+    states = fit.filter_states(series=i, max_draws=max_draws) if states is None else states
+    draws = fit._flat_draws(max_draws)
+    forecast = forecast_from(fit.net, draws, ts, np.nan_to_num(ys), mask, query_ts, config=fit.config, prob=prob,
+                             states=states)  # fmt: skip
+    new_states = jax.vmap(lambda w, s: filter_observations(net_from_draw(fit.net, w), ts, np.nan_to_num(ys), mask,
+                                                           state=s, config=fit.config).final)(draws, states)  # fmt: skip
+    return forecast, new_states
+
+
+def njode_loss(net, ts, ys, mask, config=None):
+    """The paper's loss (Herrera et al. 2021, eq. 5, with a mask as in Krach et al.), averaged over series:
+
+    ``mean_i (|m_i (x_i - Y(t_i))| + |m_i (Y(t_i) - Y(t_i-))|)^2`` over each series'
+    real observations, with ``Y = readout(h)`` just after and just before each jump.
+    """
+    config = filter_config() if config is None else config
+
+    def one(t, y, m):
+        f = filter_observations(net, t, y, m, config=config)
+        after = jax.vmap(net.readout)(f.h_after)
+        before = jax.vmap(net.readout)(f.h_before)
+        norm = lambda v: jnp.sqrt(jnp.sum(jnp.where(m, v, 0.0) ** 2, axis=-1) + 1e-12)  # noqa: E731
+        seen = jnp.any(m, -1)
+        terms = jnp.where(seen, (norm(y - after) + norm(after - before)) ** 2, 0.0)
+        failed = jnp.any((f.status != 0) & seen)
+        return jnp.where(failed, jnp.inf, jnp.sum(terms) / jnp.maximum(jnp.sum(seen), 1))
+
+    return jnp.mean(jax.vmap(one)(ts, ys, mask))
+
+
+def fit_njode_point(net, data: IrregularData, *, steps: int = 2000, learning_rate: float = 0.01, config=None):
+    """Train ``net`` by Adam on :func:`njode_loss` (full batch): the point-estimate NJ-ODE.
+
+    Deterministic given ``net``'s initial weights. Returns ``(trained net, losses (steps,))``;
+    a step with a non-finite loss (a failed solve) is skipped.
+    """
+    steps = positive_int("steps", steps)
+    arrays = _model_arrays(data)
+    config = filter_config() if config is None else config
+    optim = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    loss_of = lambda p: njode_loss(eqx.combine(p, static), *arrays, config)  # noqa: E731
+
+    @jax.jit
+    def step(params, opt_state):
+        loss, grads = jax.value_and_grad(loss_of)(params)
+        updates, new_state = optim.update(grads, opt_state, params)
+        ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+        return keep(optax.apply_updates(params, updates), params), keep(new_state, opt_state), loss
+
+    opt_state = optim.init(params)
+    losses = np.empty(steps)
+    for s in range(steps):
+        params, opt_state, loss = step(params, opt_state)
+        losses[s] = float(loss)
+    return eqx.combine(params, static), losses
+
