@@ -1,5 +1,6 @@
 """The fit result: `Posterior` (InferenceData export, prediction at new times, save/load) and predictive draws."""
 
+from .jump_filter import Forecast, JumpFilterFit, mixture_quantiles
 from .posterior import Posterior
 from .predictive import (
     MAX_PANELS,
@@ -12,9 +13,7 @@ from .predictive import (
     series_predictions,
 )
 
-__all__ = ["MAX_PANELS", "Posterior", "field_draws", "flat_draws", "model_draws", "model_state_names",
-           "prior_predictive", "series_indices", "series_predictions"]
-
-from .jump_filter import Forecast, JumpFilterFit, mixture_quantiles
-
-__all__ += ["Forecast", "JumpFilterFit", "mixture_quantiles"]
+__all__ = [
+    "field_draws", "flat_draws", "Forecast", "JumpFilterFit", "MAX_PANELS", "mixture_quantiles", "model_draws",
+    "model_state_names", "Posterior", "prior_predictive", "series_indices", "series_predictions",
+]
