@@ -11,8 +11,10 @@ from .likelihoods import (
     StudentTNoise,
     observe,
 )
+from .point_process import event_arrays, point_process_model
 from .priors import HierarchicalNormal, Normal, sample_field
 
 __all__ = ["AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
            "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "check_model", "make_model",
            "observe", "per_series_params", "presets", "sample_field", "shard_series"]
+__all__ += ["event_arrays", "point_process_model"]
