@@ -2,11 +2,12 @@
 
 from .bundled import Dataset, data_dir, format_table, list_datasets, load, load_csv
 from .data import Data, ModelData, as_data, check_times, make_data
-
-__all__ = ["Data", "Dataset", "ModelData", "as_data", "check_times", "data_dir", "format_table", "list_datasets",
-           "load", "load_csv", "make_data"]
-
-from . import njode_synthetic
+from .events import EventSequences, make_event_sequences, read_events_csv
 from .irregular import IrregularData, irregular_from_frame, make_irregular
+from . import njode_synthetic
 
-__all__ += ["IrregularData", "irregular_from_frame", "make_irregular", "njode_synthetic"]
+__all__ = [
+    "as_data", "check_times", "Data", "data_dir", "Dataset", "EventSequences", "format_table", "irregular_from_frame",
+    "IrregularData", "list_datasets", "load", "load_csv", "make_data", "make_event_sequences", "make_irregular",
+    "ModelData", "njode_synthetic", "read_events_csv",
+]

@@ -18,9 +18,11 @@ from .stability import (
     plot_stability,
     posterior_stability,
 )
+from .time_rescaling import TimeRescalingResult, time_rescaling_test
 
-__all__ = ["KIND_NAMES", "FixedPoints", "LyapunovResult", "SBCResult", "chi2_uniformity", "ecdf_bands",
-           "fixed_points", "lyapunov_exponent", "plot_stability", "posterior_stability", "sbc",
-           # function-space convergence and modes
-           "SITUATIONS", "ensemble_report", "field_on_points", "function_space_draws", "function_space_report",
-           "mode_groups"]
+__all__ = [
+    "chi2_uniformity", "ecdf_bands", "ensemble_report", "field_on_points", "fixed_points", "FixedPoints",
+    "function_space_draws", "function_space_report", "KIND_NAMES", "lyapunov_exponent", "LyapunovResult",
+    "mode_groups", "plot_stability", "posterior_stability", "sbc", "SBCResult", "SITUATIONS", "time_rescaling_test",
+    "TimeRescalingResult",
+]

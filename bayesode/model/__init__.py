@@ -1,7 +1,7 @@
 """Priors, likelihoods and observation, populations of series, and model assembly (`make_model`, presets)."""
 
-from . import presets
 from .assembly import check_model, make_model, shard_series
+from .jump_filter import make_jump_filter_model, net_from_draw, net_sites, one_step_forecasts, sample_net
 from .likelihoods import (
     AbstractLikelihood,
     BinomialNoise,
@@ -13,14 +13,16 @@ from .likelihoods import (
     observe,
 )
 from .observation import AbstractObservation, Incidence, Observation, PerColumn, increments
+from .point_process import event_arrays, point_process_model
 from .populations import PopulationPrior, per_series_params
 from .priors import HierarchicalNormal, Normal, sample_field
 from .spec import ModelSpec
+from . import presets
 
-__all__ = ["AbstractLikelihood", "AbstractObservation", "BinomialNoise", "HierarchicalNormal", "Incidence", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
-           "Normal", "NormalNoise", "Observation", "PerColumn", "PoissonNoise", "PopulationPrior", "StudentTNoise", "check_model", "increments",
-           "make_model", "observe", "per_series_params", "presets", "sample_field", "shard_series"]
-
-from .jump_filter import make_jump_filter_model, net_from_draw, net_sites, one_step_forecasts, sample_net
-
-__all__ += ["make_jump_filter_model", "net_from_draw", "net_sites", "one_step_forecasts", "sample_net"]
+__all__ = [
+    "AbstractLikelihood", "AbstractObservation", "BinomialNoise", "check_model", "event_arrays", "HierarchicalNormal",
+    "Incidence", "increments", "LogNormalNoise", "make_jump_filter_model", "make_model", "ModelSpec",
+    "NegativeBinomialNoise", "net_from_draw", "net_sites", "Normal", "NormalNoise", "Observation", "observe",
+    "one_step_forecasts", "per_series_params", "PerColumn", "point_process_model", "PoissonNoise", "PopulationPrior",
+    "presets", "sample_field", "sample_net", "shard_series", "StudentTNoise",
+]
