@@ -1,5 +1,6 @@
 """Priors, likelihoods and observation, populations of series, and model assembly (`make_model`, presets)."""
 
+from . import presets
 from .assembly import check_model, make_model, shard_series
 from .jump_filter import make_jump_filter_model, net_from_draw, net_sites, one_step_forecasts, sample_net
 from .likelihoods import (
@@ -17,7 +18,6 @@ from .point_process import event_arrays, point_process_model
 from .populations import PopulationPrior, per_series_params
 from .priors import HierarchicalNormal, Normal, sample_field
 from .spec import ModelSpec
-from . import presets
 
 __all__ = [
     "AbstractLikelihood", "AbstractObservation", "BinomialNoise", "check_model", "event_arrays", "HierarchicalNormal",

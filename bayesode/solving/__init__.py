@@ -10,8 +10,8 @@ from .event_jumps import (
 )
 from .jumps import EventSolution, Jumps, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
 from .observation_jumps import (
-    FilterState,
     Filtered,
+    FilterState,
     NeuralJumpODE,
     filter_config,
     filter_observations,
