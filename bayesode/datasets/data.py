@@ -7,13 +7,14 @@ argument, the offending index or value, and the fix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # JAX is imported where arrays are made (model_data), so reading data stays light
+    import jax
 
 
 class ModelData(NamedTuple):
@@ -79,6 +80,8 @@ class Data:
 
     def model_data(self, dtype=None) -> ModelData:
         """Arrays for the model, in JAX's default float dtype unless given."""
+        import jax.numpy as jnp
+
         dtype = dtype or jnp.zeros(()).dtype
         mask = self.mask
         return ModelData(
@@ -163,9 +166,7 @@ def _check_values(ys, ts, argname: str, num_observed: int | None) -> np.ndarray:
             f"(time, observed) = ({ts.shape[0]}, {num_observed or ys.shape[1]}); got {ys.shape}.{hint}"
         )
     if num_observed is not None and ys.shape[1] != num_observed:
-        raise DataError(
-            f"`{argname}` has {ys.shape[1]} columns; expected {num_observed} (one per observed state)."
-        )
+        raise DataError(f"`{argname}` has {ys.shape[1]} columns; expected {num_observed} (one per observed state).")
     inf = np.argwhere(np.isinf(ys))
     if inf.size:
         i, k = (int(v) for v in inf[0])
@@ -257,7 +258,9 @@ def make_data(
         late = np.flatnonzero(t0_arr > ts_pad[:, 0])
         if late.size:
             i = int(late[0])
-            raise DataError(f"`t0` of series {i} is {t0_arr[i]}, after its first time {ts_pad[i, 0]}; t0 must be <= ts[0].")
+            raise DataError(
+                f"`t0` of series {i} is {t0_arr[i]}, after its first time {ts_pad[i, 0]}; t0 must be <= ts[0]."
+            )
     return Data(ts_pad, ys_pad, lengths, t0_arr, state_names, series_names, time_name)
 
 
