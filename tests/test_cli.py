@@ -5,8 +5,10 @@ import argparse
 import csv
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -360,3 +362,56 @@ def test_diagnostic_advice_names_flags_not_python_arguments():
     assert text.endswith("raise --target-accept or reparametrise.")
     assert "--max-tree-depth" in command_line_advice("raise max_tree_depth or rescale the model.")
     assert "(--warmup, --samples)" in command_line_advice("chains disagree; run longer or reparametrise.")
+
+
+# ---------------------------------------------------------------- Ctrl-C
+def _fit_until(tmp_path, good_csv, out, warmup, samples, phase, timeout=600):
+    """Start a small NUTS fit, press Ctrl-C once the progress line shows ``phase``; return (code, stderr)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    log = tmp_path / f"{out}.log"
+    argv = ["fit", "--csv", good_csv, "--model", "lotka-volterra", "--method", "nuts", "--chains", "1",
+            "--warmup", str(warmup), "--samples", str(samples), "--out", str(tmp_path / out), "--checkpoint"]  # fmt: skip
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys, bayesode.cli as c; sys.exit(c.main())", *argv],
+                                stdout=subprocess.DEVNULL, stderr=fh, cwd=tmp_path, env=env)  # fmt: skip
+        try:
+            deadline = time.time() + timeout
+            while f"{phase} [" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            assert proc.poll() is None, log.read_text()  # still running: the interrupt lands mid-phase
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    return code, log.read_text()
+
+
+# Both runs have the same settings, so the second reads the first's compiled program from the cache; 100-iteration
+# chunks (``chunk_size``) leave time to land Ctrl-C inside the phase the progress line shows.
+WARMUP, SAMPLES = 2000, 2000
+
+
+@pytest.mark.slow  # two NUTS fits in subprocesses: 6.6 min with a cold compile cache on the busy 2-core machine
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_draws(tmp_path, good_csv):
+    import bayesode as bo
+
+    # During warmup: nothing to keep, no raw warning, and the exit status still says "interrupted".
+    code, err = _fit_until(tmp_path, good_csv, "warmup", warmup=WARMUP, samples=SAMPLES, phase="warmup")
+    assert code == 130, err
+    assert "Warning" not in err and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        "bayesode fit: interrupted before any draw was kept; the warmup done so far is in the checkpoint; "
+        f"run the same command again to resume from {tmp_path / 'warmup' / 'checkpoint'}."
+    )
+    assert not (tmp_path / "warmup" / "posterior.nc").exists()
+
+    # During sampling: the draws made so far are saved as a normal run, and the line says how to resume.
+    code, err = _fit_until(tmp_path, good_csv, "sampling", warmup=WARMUP, samples=SAMPLES, phase="sample")
+    assert code == 130, err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"bayesode fit: interrupted: kept 1 x \d+ draws \(chains x draws\) in \S+posterior\.nc; "
+                        r"run the same command again to resume from \S+checkpoint\.", last), last  # fmt: skip
+    assert "Warning" not in err and "Traceback" not in err, err
+    post = bo.Posterior.load(str(tmp_path / "sampling" / "posterior.nc"))
+    assert 0 < post.num_draws < SAMPLES and post.settings["interrupted"]
+    assert f"kept 1 x {post.num_draws} draws" in last
