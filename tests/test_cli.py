@@ -195,8 +195,10 @@ def test_fit_summary_predict_on_own_csv(tmp_path, good_csv, capsys):
     assert 5.0 < prey0 < 150.0
     assert os.path.getsize(os.path.join(out_dir, "forecast.png")) > 0
 
-    code, _, err = run(["predict", out_dir, "--until", "-1"], capsys)
-    assert code == 2 and "--until -1 is not after the data start 0" in err and err.count("\n") == 1
+    for until in ("-1", "5"):  # before the data start, or inside the data: a forecast runs past the data
+        code, _, err = run(["predict", out_dir, "--until", until], capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--until {float(until)} is not after the end of the data (year 7); a forecast runs past" in err
 
 
 @pytest.mark.slow  # two SVI compiles and a prediction compile
@@ -415,3 +417,59 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_draws(tmp_path, good_csv):
     post = bo.Posterior.load(str(tmp_path / "sampling" / "posterior.nc"))
     assert 0 < post.num_draws < SAMPLES and post.settings["interrupted"]
     assert f"kept 1 x {post.num_draws} draws" in last
+
+
+# ---------------------------------------------------------------- --until, numbers or dates
+def test_fit_until_before_the_end_or_a_date_for_numbers_is_refused_before_any_work(tmp_path, good_csv):
+    code, out, err, heavy = bayesode(["fit", "--csv", good_csv, "--until", "5", "--out", "o"], tmp_path)
+    assert code == 2 and heavy == [] and not (tmp_path / "o").exists(), err
+    assert err == ["bayesode fit: error: --until 5.0 is not after the end of the data (year 7); a forecast runs past "
+                   "the data: give a later time."]  # fmt: skip
+    code, out, err, heavy = bayesode(["fit", "--csv", good_csv, "--until", "2021-06-01", "--out", "o"], tmp_path)
+    assert code == 2 and heavy == [], err
+    assert "--until '2021-06-01' is a date, but the data's times are numbers (year); give a number" in err[0]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "d", "--until", "June"])
+
+
+def test_csv_errors_name_command_line_flags(tmp_path):
+    path = write(tmp_path / "sites.csv", "site,t,x\na,0,1\na,1,2\n")
+    code, out, err, heavy = bayesode(["fit", "--csv", path], tmp_path)
+    assert code == 2 and "name it with --time-column ..." in err[0] and "time_column" not in err[0], err
+
+
+@pytest.mark.slow  # an SVI fit, its export and a forecast: compiles for a new data shape
+def test_dates_survive_the_fit_the_plots_and_the_forecast(tmp_path):
+    """A CSV whose time column is dates, not first: dates in posterior.nc, on the plot, in forecast.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import bayesode as bo
+
+    days = np.datetime64("2021-05-01") + np.arange(len(ROWS)) * 2  # every other day
+    lines = ["prey,date,predator"] + [f"{a},{d},{b}" for (_, a, b), d in zip(ROWS, days.astype(str))]
+    path = write(tmp_path / "dated.csv", "\n".join(lines) + "\n")
+    out_dir = str(tmp_path / "run")
+    argv = ["fit", "--csv", path, "--time-column", "date", "--model", "lotka-volterra", "--method", "svi",
+            "--svi-steps", "50", "--samples", "10", "--chains", "2", "--out", out_dir, "--until", "2021-05-20",
+            "--no-progress"]  # fmt: skip
+    code, out, err = bayesode(argv, tmp_path, timeout=900)[:3]
+    assert code == 0, err
+    post = bo.Posterior.load(os.path.join(out_dir, "posterior.nc"))
+    assert post.data.time_origin == "2021-05-01" and post.data.time_name == "date"
+    times = post.to_arviz().posterior_predictive["trajectory"].coords["time"].values
+    assert times.dtype.kind == "M" and str(times[-1])[:10] == "2021-05-15"
+    fig, axes = bo.plot_trajectories(post, until=post.data.time_from_date("2021-05-20"), key=0)
+    lo, hi = axes[0].get_xlim()  # matplotlib's date axis: days since 1970-01-01
+    assert matplotlib.dates.num2date(lo).date().isoformat() <= "2021-05-01"
+    assert matplotlib.dates.num2date(hi).date().isoformat() >= "2021-05-20"
+
+    code, out, err = bayesode(["predict", out_dir, "--until", "2021-05-29", "--points", "5"], tmp_path, timeout=900)[:3]
+    assert code == 0, err
+    with open(os.path.join(out_dir, "forecast.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:3] == ["series", "date", "state"]
+    assert {r["state"] for r in rows} == {"prey", "predator"}
+    assert sorted({r["date"] for r in rows}) == ["2021-05-01", "2021-05-08", "2021-05-15", "2021-05-22", "2021-05-29"]
+    code, out, err = bayesode(["predict", out_dir, "--until", "2021-05-10"], tmp_path)[:3]
+    assert code == 2 and "--until 2021-05-10 is not after the end of the data (date 2021-05-15); a" in err[0], err

@@ -69,6 +69,29 @@ def time_or_date(text: str) -> float | str:
     return text
 
 
+def time_of(value: float | str, data, flag: str) -> float:
+    """A ``time_or_date`` value on the data's time axis (a date becomes days since the data's first date)."""
+    if isinstance(value, str):
+        return data.time_from_date(value, flag)
+    return float(value)
+
+
+def check_forecast_end(until: float, data, flag: str, text) -> None:
+    """A forecast must end after the last observation (earlier, the plot would cut the data off)."""
+    import numpy as np
+
+    last = float(np.max(data.ts))
+    if until <= last:
+        shown = f"{last:g}"
+        if data.time_origin:
+            date = data.to_dates(last)
+            shown = str(date.astype("datetime64[D]") if date == date.astype("datetime64[D]") else date)
+        raise ConfigError(
+            f"{flag} {text} is not after the end of the data ({data.time_name} {shown}); "
+            "a forecast runs past the data: give a later time."
+        )
+
+
 def add_command(subparsers, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
     """A sub-command's parser with its help as description and its examples as epilog."""
     return subparsers.add_parser(

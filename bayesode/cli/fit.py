@@ -18,10 +18,12 @@ from ..errors import DataError
 from .common import (
     EXIT_INTERRUPTED,
     add_command,
+    check_forecast_end,
     diagnostics_table,
-    finite_float,
     int_at_least,
     probability,
+    time_of,
+    time_or_date,
     use_cores,
 )
 from .outputs import check_out_dir, prepare_out_dir, write_fit
@@ -203,10 +205,11 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument(
         "--until",
-        type=finite_float,
+        type=time_or_date,
         default=None,
         metavar="T",
-        help="draw the forecast up to time T (default: a quarter of the data span past the end)",
+        help="draw the forecast up to time T, a number in the data's time units or a date (2021-06-01) for "
+        "data with dates (default: a quarter of the data span past the end)",
     )
     g.add_argument("--prob", type=probability, default=0.9, help="credible band probability in the plots (default 0.9)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars (warmup, sampling, SVI)")
@@ -241,6 +244,9 @@ def load_data(args):
         ).to_data()
     except DataError as e:
         msg = str(e).replace(f"load_csv({args.csv!r}): ", "")
+        for python, flag in (("time_column=", "--time-column "), ("state_columns", "--columns"),
+                             ("series_column=", "--series-column "), ("series_column", "--series-column")):  # fmt: skip
+            msg = msg.replace(python, flag)
         # make_data speaks of `ts`/`ys` arrays; say which file they came from.
         raise DataError(f"{args.csv}: {msg}") from None
 
@@ -346,6 +352,9 @@ def run(args) -> int:
     check_out_dir(args.out, overwrite=args.overwrite, resume=resume)
     data = load_data(args)
     check_positive(args, data)
+    until = None if args.until is None else time_of(args.until, data, "--until")
+    if until is not None:
+        check_forecast_end(until, data, "--until", args.until)
     prepare_out_dir(args.out)
     try:
         use_cores(args.devices)
@@ -371,15 +380,15 @@ def run(args) -> int:
     except KeyboardInterrupt:
         return _interrupted_before_draws(args)
     fit_s = time.time() - t0
-    return _report(args, post, data, fit_s)
+    return _report(args, post, data, fit_s, until)
 
 
-def _report(args, post, data, fit_s) -> int:
+def _report(args, post, data, fit_s, until) -> int:
     """Write the run's files, print the diagnostics; exit 130 (files written) if NUTS was interrupted."""
     import numpy as np
 
     span = float(np.max(data.ts) - np.min(data.t0))
-    until = args.until if args.until is not None else float(np.max(data.ts)) + 0.25 * span
+    until = until if until is not None else float(np.max(data.ts)) + 0.25 * span
     written = write_fit(post, args.out, until, args.prob, field=args.model != "lotka-volterra")
     print(diagnostics_table(post))
     print(f"\nfit: {args.model} by {args.method} in {fit_s:.0f} s")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import ConfigError
 from .common import (
     add_command,
-    finite_float,
+    check_forecast_end,
     int_at_least,
     load_posterior,
     posterior_path,
     probability,
     savefig,
+    time_of,
+    time_or_date,
     use_cores,
 )
 from .outputs import prepare_out_dir
@@ -34,10 +35,11 @@ def add_parser(subparsers) -> None:
     pr.add_argument("dir", metavar="DIR", help="a folder written by `bayesode fit` (holds posterior.nc)")
     pr.add_argument(
         "--until",
-        type=finite_float,
+        type=time_or_date,
         required=True,
         metavar="T",
-        help="forecast up to time T, in the data's time units (e.g. a year)",
+        help="forecast up to time T, after the data's last time: a number in the data's time units (e.g. a "
+        "year), or a date (2021-06-01) for data with dates",
     )
     pr.add_argument("--points", type=int_at_least(2), default=100, help="number of equally spaced times (default 100)")
     pr.add_argument("--prob", type=probability, default=0.9, help="credible band probability (default 0.9)")
@@ -45,14 +47,27 @@ def add_parser(subparsers) -> None:
     pr.set_defaults(run=run)
 
 
-def write_forecast_csv(path, preds, prob: float, series_names, time_name: str) -> None:
+def _time_labels(ts, data) -> list[str]:
+    """Times as the data wrote them: numbers, or ISO dates (with the time of day when not midnight)."""
+    import numpy as np
+
+    if data.time_origin is None:
+        return [f"{t:.6g}" for t in ts]
+    dates = data.to_dates(ts)
+    whole_days = bool(np.all(dates == dates.astype("datetime64[D]")))
+    return list(np.datetime_as_string(dates, unit="D" if whole_days else "s"))
+
+
+def write_forecast_csv(path, preds, prob: float, data) -> None:
     """Long table of predictive quantiles, one row per (series, time, column).
 
     ``preds``: the list from ``series_predictions`` (each series on its own grid).
-    Columns: series, <time name>, <state or observable>, lower, median, upper.
-    Draws whose solve failed are left out.
+    Columns: series, <time name>, <state or observable>, lower, median, upper, with the
+    data's own names, and dates for data with dates. Draws whose solve failed are left out.
     """
     import numpy as np
+
+    series_names, time_name = data.series_names, data.time_name
 
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     with open(path, "w") as fh:
@@ -62,10 +77,10 @@ def write_forecast_csv(path, preds, prob: float, series_names, time_name: str) -
             if not ok.any():
                 continue
             q = np.quantile(p["obs"][ok], [lo, 0.5, hi], axis=0)  # (3, time, column)
-            for i, t in enumerate(p["ts"]):
+            for i, t in enumerate(_time_labels(p["ts"], data)):
                 for k, name in enumerate(p["names"]):
                     v = q[:, i, k]
-                    fh.write(f"{series_names[p['series']]},{t:.6g},{name},{v[0]:.6g},{v[1]:.6g},{v[2]:.6g}\n")
+                    fh.write(f"{series_names[p['series']]},{t},{name},{v[0]:.6g},{v[1]:.6g},{v[2]:.6g}\n")
 
 
 def run(args) -> int:
@@ -77,24 +92,22 @@ def run(args) -> int:
     from ..infer import enable_compilation_cache
 
     matplotlib.use("Agg")
-    import numpy as np
 
     from ..plots import plot_trajectories, series_predictions
 
     enable_compilation_cache()
     post = load_posterior(args.dir)
     d = post.data
-    start = float(np.max(d.t0))
-    if args.until <= start:
-        raise ConfigError(f"--until {args.until:g} is not after the data start {start:g}; give a later time.")
-    kw = dict(until=args.until, num_points=args.points, key=args.seed)
+    until = time_of(args.until, d, "--until")
+    check_forecast_end(until, d, "--until", args.until)
+    kw = dict(until=until, num_points=args.points, key=args.seed)
     preds = series_predictions(post, list(range(d.num_series)), **kw)
     path = os.path.join(args.dir, "forecast.csv")
-    write_forecast_csv(path, preds, args.prob, d.series_names, d.time_name)
+    write_forecast_csv(path, preds, args.prob, d)
     fig, _ = plot_trajectories(post, prob=args.prob, **kw)
     png = savefig(fig, args.dir, "forecast.png")
     n_fail = sum(int(p["failed"].sum()) for p in preds)
     if n_fail:
-        print(f"note: {n_fail} draw(s) failed to solve up to {args.until:g} and were left out.", file=sys.stderr)
+        print(f"note: {n_fail} draw(s) failed to solve up to {args.until} and were left out.", file=sys.stderr)
     print(f"wrote {path}\n      {png}")
     return 0

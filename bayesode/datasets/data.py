@@ -46,6 +46,9 @@ class Data:
     lengths : (series,) number of real time points per series.
     t0 : (series,) raw start time of each series (the time ``y0`` refers to).
     state_names, series_names : column and series labels.
+    time_name : name of the time axis (the user's time column).
+    time_origin : ISO date (or date and time) that time 0 stands for, when the times came
+        from dates; times are then days since it. None for plain numbers.
     """
 
     ts: np.ndarray
@@ -55,6 +58,7 @@ class Data:
     state_names: tuple[str, ...]
     series_names: tuple[str, ...]
     time_name: str = "time"
+    time_origin: str | None = None
 
     @property
     def num_series(self) -> int:
@@ -95,6 +99,31 @@ class Data:
         """Unpadded ``(ts, ys)`` of series ``i``."""
         n = int(self.lengths[i])
         return self.ts[i, :n], self.ys[i, :n]
+
+    def to_dates(self, ts):
+        """Times as dates (``datetime64[ms]``) when the data came with dates; else ``ts`` unchanged.
+
+        >>> d = make_data([0.0, 1.5], [1.0, 2.0], time_origin="2021-06-01")
+        >>> d.to_dates(d.ts[0]).astype(str).tolist()
+        ['2021-06-01T00:00:00.000', '2021-06-02T12:00:00.000']
+        """
+        ts = np.asarray(ts, dtype=np.float64)
+        if self.time_origin is None:
+            return ts
+        ms = np.round(ts * 86_400_000.0).astype(np.int64)  # days -> whole milliseconds
+        return np.datetime64(self.time_origin, "ms") + ms.astype("timedelta64[ms]")
+
+    def time_from_date(self, text: str, argname: str = "time") -> float:
+        """An ISO date (``2021-06-01``) as a time of these data: days since ``time_origin``."""
+        if self.time_origin is None:
+            raise ConfigError(
+                f"{argname} {text!r} is a date, but the data's times are numbers ({self.time_name}); give a number."
+            )
+        try:
+            stamp = np.datetime64(text, "ms")
+        except ValueError:
+            raise ConfigError(f"{argname} {text!r} is not an ISO date (YYYY-MM-DD).") from None
+        return float((stamp - np.datetime64(self.time_origin, "ms")) / np.timedelta64(1, "D"))
 
     def column_scale(self) -> np.ndarray:
         """(observed,) typical size of each column: std of observed values (or |mean|, or 1)."""
@@ -187,6 +216,7 @@ def make_data(
     series_names=None,
     t0=None,
     time_name: str = "time",
+    time_origin: str | None = None,
 ) -> Data:
     """Validate and pack time series.
 
@@ -197,12 +227,17 @@ def make_data(
     ys : (time, observed) array, or a list of such arrays
         Observations; NaN marks a missing value (masked out of the likelihood).
     state_names : sequence of str, optional
-        Column names (default ``y0, y1, ...``).
+        Column names (default: a DataFrame's column names, else ``y0, y1, ...``).
     series_names : sequence of str, optional
         Series labels (default ``0, 1, ...``).
     t0 : float or sequence, optional
         Start time of each series (where ``y0`` applies); default each
         series' first time. Must not be after that first time.
+    time_name : str
+        Name of the time axis in results and plots (default ``"time"``).
+    time_origin : str, optional
+        ISO date that time 0 stands for, when ``ts`` are days since it; results and
+        plots then show dates.
 
     Examples
     --------
@@ -210,6 +245,10 @@ def make_data(
     >>> d.ys.shape, int(d.mask.sum())
     ((1, 3, 1), 2)
     """
+    if state_names is None:  # a pandas DataFrame (or a list of them) names its columns: keep the names
+        first = ys[0] if isinstance(ys, (list, tuple)) and len(ys) > 0 else ys
+        if hasattr(first, "columns"):
+            state_names = [str(c) for c in first.columns]
     many = isinstance(ts, (list, tuple)) and len(ts) > 0 and np.ndim(ts[0]) == 1
     if many != (isinstance(ys, (list, tuple)) and len(ys) > 0 and np.ndim(ys[0]) >= 1 and many):
         if many:
@@ -261,10 +300,15 @@ def make_data(
             raise DataError(
                 f"`t0` of series {i} is {t0_arr[i]}, after its first time {ts_pad[i, 0]}; t0 must be <= ts[0]."
             )
-    return Data(ts_pad, ys_pad, lengths, t0_arr, state_names, series_names, time_name)
+    if time_origin is not None:
+        try:
+            np.datetime64(time_origin, "ms")
+        except ValueError:
+            raise DataError(f"`time_origin`={time_origin!r} is not an ISO date (YYYY-MM-DD).") from None
+    return Data(ts_pad, ys_pad, lengths, t0_arr, state_names, series_names, time_name, time_origin)
 
 
-_DATA_OPTIONS = ("state_names", "series_names", "t0", "time_name")
+_DATA_OPTIONS = ("state_names", "series_names", "t0", "time_name", "time_origin")
 
 
 def as_data(ts, ys=None, **kwargs) -> Data:
