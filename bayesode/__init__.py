@@ -1,93 +1,37 @@
 """bayesode: Bayesian neural ordinary differential equations with diffrax, NumPyro and ArviZ.
 
 The package is built in wings, each importing only the ones below it:
-``datasets`` < ``fields`` < ``solve`` < ``model`` < ``results`` < ``infer`` < ``diagnostics`` < ``plots`` < ``cli``.
+``datasets`` < ``fields`` < ``solving`` < ``model`` < ``results`` < ``infer`` < ``diagnostics`` < ``plots`` < ``cli``.
 Every public name is re-exported here, grouped as in ``docs/api.md``.
+
+Names are imported on first use (PEP 562 module ``__getattr__``): ``import bayesode`` and the
+command line's help and error paths do not pay for JAX, NumPyro and diffrax. ``bo.run_nuts``
+imports the inference wing (and so JAX) the first time it is looked up.
 """
 
-from . import datasets, models
-from .datasets import Data, ModelData, make_data
-from .diagnostics import (
-    KIND_NAMES,
-    FixedPoints,
-    LyapunovResult,
-    SBCResult,
-    chi2_uniformity,
-    ecdf_bands,
-    fixed_points,
-    lyapunov_exponent,
-    plot_stability,
-    posterior_stability,
-    sbc,
-)
-from .errors import BayesODEError, ConfigError, DataError, FieldError, InitializationError
-from .fields import (
-    AntisymmetricField,
-    HamiltonianField,
-    HybridField,
-    LipschitzField,
-    MechanisticField,
-    MLPField,
-    StableField,
-    lotka_volterra_field,
-    lotka_volterra_rhs,
-)
-from .infer import (
-    enable_compilation_cache,
-    prior_failure_rate,
-    run_neural_linear,
-    run_nuts,
-    run_nuts_distributed,
-    run_svi,
-    run_svi_nuts,
-    use_cpu_cores,
-)
-from .model import (
-    AbstractLikelihood,
-    AbstractObservation,
-    BinomialNoise,
-    HierarchicalNormal,
-    Incidence,
-    LogNormalNoise,
-    ModelSpec,
-    NegativeBinomialNoise,
-    Normal,
-    NormalNoise,
-    Observation,
-    PerColumn,
-    PoissonNoise,
-    PopulationPrior,
-    StudentTNoise,
-    increments,
-    make_model,
-    observe,
-    per_series_params,
-    sample_field,
-    shard_series,
-)
-from .plots import (
-    field_draws,
-    plot_phase,
-    plot_prior_predictive,
-    plot_trajectories,
-    plot_vector_field,
-    prior_predictive,
-    series_predictions,
-)
-from .results import Posterior
-from .solving import (
-    EventSolution,
-    ForwardSensitivity,
-    Jumps,
-    Solution,
-    SolverConfig,
-    StateEvent,
-    doses_from_events,
-    solve,
-    solve_series,
-    solve_with_events,
-    solve_with_jumps,
-)
+import importlib
+
+# Where each public name lives: wing (a subpackage or base module) -> names it exports.
+_EXPORTS = {
+    "errors": ("BayesODEError", "ConfigError", "DataError", "FieldError", "InitializationError"),
+    "datasets": ("Data", "ModelData", "make_data"),
+    "fields": ("AntisymmetricField", "HamiltonianField", "HybridField", "LipschitzField", "MLPField",
+               "MechanisticField", "StableField", "lotka_volterra_field", "lotka_volterra_rhs"),
+    "solving": ("EventSolution", "ForwardSensitivity", "Jumps", "Solution", "SolverConfig", "StateEvent",
+                "doses_from_events", "solve", "solve_series", "solve_with_events", "solve_with_jumps"),
+    "model": ("AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
+              "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "observe",
+              "per_series_params", "sample_field", "shard_series"),
+    "results": ("Posterior",),
+    "infer": ("enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts",
+              "run_nuts_distributed", "run_svi", "run_svi_nuts", "use_cpu_cores"),
+    "diagnostics": ("KIND_NAMES", "FixedPoints", "LyapunovResult", "SBCResult", "chi2_uniformity", "ecdf_bands",
+                    "fixed_points", "lyapunov_exponent", "plot_stability", "posterior_stability", "sbc"),
+    "plots": ("field_draws", "plot_phase", "plot_prior_predictive", "plot_trajectories", "plot_vector_field",
+              "prior_predictive", "series_predictions"),
+}  # fmt: skip
+_WING_OF = {name: wing for wing, names in _EXPORTS.items() for name in names}
+_SUBMODULES = ("datasets", "models")  # public names that are modules themselves
 
 __version__ = "0.1.0"
 
@@ -105,8 +49,6 @@ __all__ = [
     "AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise", "Normal",
     "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "models", "observe",
     "per_series_params", "sample_field", "shard_series",
-    # observation operators, one family per column
-    "AbstractObservation", "BinomialNoise", "Incidence", "Observation", "PerColumn", "increments",
     # inference
     "enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts", "run_nuts_distributed",
     "run_svi", "run_svi_nuts", "use_cpu_cores",
@@ -120,4 +62,20 @@ __all__ = [
     "prior_predictive", "series_predictions",
     # errors
     "BayesODEError", "ConfigError", "DataError", "FieldError", "InitializationError",
-]
+]  # fmt: skip
+
+
+def __getattr__(name: str):
+    """Import a public name's wing on first use and cache the name here (PEP 562)."""
+    if name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _WING_OF:
+        value = getattr(importlib.import_module(f".{_WING_OF[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

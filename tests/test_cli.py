@@ -3,17 +3,20 @@ end-to-end run (fit -> summary -> predict) on a CSV written here."""
 
 import argparse
 import csv
-import importlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 
-cli = importlib.import_module("bayesode.cli.main")  # the module (bayesode.cli.main, the attribute, is the function)
+from bayesode import cli
+from bayesode.cli.fit import chunk_size
+from bayesode.cli.main import build_parser
 
 # Eight years of the lynx-hare data, renamed and re-timed: a user's own file.
 ROWS = [(0, 30.0, 4.0), (1, 47.2, 6.1), (2, 70.2, 9.8), (3, 77.4, 35.2), (4, 36.3, 59.4), (5, 20.6, 41.7),
@@ -46,7 +49,7 @@ def run(argv, capsys):
 
 # ---------------------------------------------------------------- help
 def _subparsers():
-    parser = cli._parser()
+    parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return parser, sub.choices
 
@@ -151,7 +154,7 @@ def test_console_script_exit_code_and_stderr(tmp_path):
     "warmup, samples, expected", [(500, 500, 50), (1000, 1000, 100), (20, 20, 2), (0, 100, 5), (7, 13, 1)]
 )
 def test_chunk_size_divides_both_phases(warmup, samples, expected):
-    c = cli._chunk_size(warmup, samples)
+    c = chunk_size(warmup, samples)
     assert c == expected and warmup % c == 0 and samples % c == 0
 
 
@@ -192,8 +195,10 @@ def test_fit_summary_predict_on_own_csv(tmp_path, good_csv, capsys):
     assert 5.0 < prey0 < 150.0
     assert os.path.getsize(os.path.join(out_dir, "forecast.png")) > 0
 
-    code, _, err = run(["predict", out_dir, "--until", "-1"], capsys)
-    assert code == 2 and "--until -1 is not after the data start 0" in err and err.count("\n") == 1
+    for until in ("-1", "5"):  # before the data start, or inside the data: a forecast runs past the data
+        code, _, err = run(["predict", out_dir, "--until", until], capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"--until {float(until)} is not after the end of the data (year 7); a forecast runs past" in err
 
 
 @pytest.mark.slow  # two SVI compiles and a prediction compile
@@ -223,3 +228,248 @@ def test_neural_fit_fixes_the_hidden_layer_and_predict_rebuilds_it(tmp_path, goo
     post = bo.Posterior.load(os.path.join(out_dir + "_all", "posterior.nc"))
     assert {"field.layers[0].weight", "field.layers[1].weight"} <= set(post.samples)
     assert post.model.spec.field.fixed_layers == 0
+
+
+# ---------------------------------------------------------------- as a user runs it: a subprocess
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+HEAVY = ("jax", "numpyro", "diffrax", "equinox", "arviz", "matplotlib")
+# Runs the command, then reports on a last stderr line which heavy libraries it imported.
+RUN_AND_REPORT = (
+    "import sys, bayesode.cli as c\n"
+    "try:\n    code = c.main()\nexcept SystemExit as e:\n    code = e.code\n"
+    f"print('imported:', *[m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)\n"
+    "sys.exit(code)"
+)
+
+
+def bayesode(argv, cwd, timeout=120, **kw):
+    """``bayesode ARGV`` in a fresh Python; returns (exit code, stdout, stderr lines, heavy modules imported)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", RUN_AND_REPORT, *argv], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout, **kw)  # fmt: skip
+    *err, report = proc.stderr.strip().splitlines()
+    assert report.startswith("imported:"), proc.stderr
+    return proc.returncode, proc.stdout, err, report.split()[1:]
+
+
+def test_help_and_user_errors_do_not_import_jax(tmp_path, good_csv):
+    """Fast to start: help, argument errors, data errors and path errors answer before JAX (was 13-15 s)."""
+    code, out, err, heavy = bayesode(["--help"], tmp_path)
+    assert code == 0 and out.startswith("usage: bayesode") and heavy == []
+    code, out, err, heavy = bayesode(["fit", "--chains", "0"], tmp_path)
+    assert code == 2 and "argument --chains" in err[-1] and heavy == []
+    bad = write(tmp_path / "bad.csv", "t,x\n0,1\n1,oops\n")
+    for argv in (["fit", "--csv", bad], ["fit", "--dataset", "no_such_data"], ["fit", "--out", good_csv],
+                 ["fit", "--csv", write(tmp_path / "zero.csv", "t,x\n0,1\n1,0\n")], ["datasets"],
+                 ["summary", str(tmp_path)], ["predict", str(tmp_path), "--until", "3"]):  # fmt: skip
+        code, out, err, heavy = bayesode(argv, tmp_path)
+        assert heavy == [], (argv, heavy)
+        assert code == (0 if argv == ["datasets"] else 2), (argv, err)
+
+
+def test_import_bayesode_is_lazy_and_keeps_every_public_name():
+    import bayesode as bo
+
+    code = f"import sys, bayesode, bayesode.cli; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=REPO))  # fmt: skip
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    assert len(bo.__all__) == len(set(bo.__all__)) == 72
+    assert set(bo.__all__) <= set(dir(bo))
+    from bayesode import datasets, infer, model, models, plots, results
+
+    assert bo.run_nuts is infer.run_nuts and bo.Posterior is results.Posterior and bo.make_model is model.make_model
+    assert bo.plot_trajectories is plots.plot_trajectories and bo.datasets is datasets and bo.models is models
+    with pytest.raises(AttributeError, match="has no attribute 'run_nut'"):
+        bo.run_nut  # noqa: B018
+
+
+# ---------------------------------------------------------------- output paths, checked before any work
+def test_out_that_is_a_file_is_refused_before_any_work(tmp_path, good_csv):
+    target = write(tmp_path / "notes.txt", "my notes\n")
+    code, out, err, heavy = bayesode(["fit", "--csv", good_csv, "--out", target], tmp_path)
+    assert code == 2 and len(err) == 1 and heavy == [], err
+    assert err[0] == f"bayesode fit: error: --out {target!r} is an existing file, not a folder; choose a folder " \
+                     "(created if needed)."  # fmt: skip
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+
+
+def test_previous_fit_is_not_overwritten_unless_asked(tmp_path, good_csv):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "posterior.nc").write_bytes(b"a previous fit")
+    code, out, err, heavy = bayesode(["fit", "--csv", good_csv, "--out", str(run_dir)], tmp_path)
+    assert code == 2 and len(err) == 1 and heavy == [], err
+    assert "holds a previous fit" in err[0] and "add --overwrite to replace it" in err[0]
+    assert f"--out {run_dir}-2" in err[0]  # a free folder name to use instead
+    assert (run_dir / "posterior.nc").read_bytes() == b"a previous fit"
+    # With --overwrite the path passes and the next check speaks (here: the data).
+    bad = write(tmp_path / "bad.csv", "t,x\n0,1\n1,oops\n")
+    code, out, err, heavy = bayesode(["fit", "--csv", bad, "--out", str(run_dir), "--overwrite"], tmp_path)
+    assert code == 2 and "cannot read 'oops' as a number" in err[0], err
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path, good_csv):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    # root writes anywhere chmod says not to; /sys refuses even root (where it exists)
+    targets = [] if os.geteuid() == 0 else [str(locked / "run")]
+    if os.path.isdir("/sys") and os.geteuid() == 0:
+        targets.append("/sys/bayesode-test-run")
+    if not targets:
+        pytest.skip("no unwritable folder to try on this machine")
+    for target in targets:
+        code, out, err, heavy = bayesode(["fit", "--csv", good_csv, "--out", target, "--no-progress"], tmp_path)
+        assert code == 2 and len(err) == 1 and heavy == [], err
+        assert err[0].startswith(f"bayesode fit: error: --out {target!r}") and "writ" in err[0], err
+    locked.chmod(0o700)
+
+
+def test_predict_refuses_an_unwritable_run_folder(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can write into a read-only folder")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "posterior.nc").write_bytes(b"x")
+    run_dir.chmod(0o500)
+    code, out, err, heavy = bayesode(["predict", str(run_dir), "--until", "9"], tmp_path)
+    run_dir.chmod(0o700)
+    assert code == 2 and "is not writable" in err[0] and heavy == [], err
+
+
+# ---------------------------------------------------------------- settings as flags
+def test_sampler_flags_reach_run_nuts_only_when_given():
+    import inspect
+
+    import bayesode as bo
+    from bayesode.cli.fit import nuts_settings
+
+    parse = build_parser().parse_args
+    default = nuts_settings(parse(["fit"]))
+    assert "target_accept_prob" not in default and "dense_mass" not in default  # each method keeps its default
+    chosen = nuts_settings(parse(["fit", "--target-accept", "0.95", "--dense-mass"]))
+    assert chosen["target_accept_prob"] == 0.95 and chosen["dense_mass"] is True
+    assert nuts_settings(parse(["fit", "--no-dense-mass"]))["dense_mass"] is False
+    assert set(chosen) <= set(inspect.signature(bo.run_nuts).parameters)  # run_nuts takes every one of them
+    assert parse(["fit", "--devices", "3"]).devices == 3
+    with pytest.raises(SystemExit):
+        parse(["fit", "--target-accept", "1"])
+
+
+def test_diagnostic_advice_names_flags_not_python_arguments():
+    from bayesode.cli.common import command_line_advice
+
+    text = command_line_advice("12 divergent transitions: ...; raise target_accept_prob or reparametrise.")
+    assert text.endswith("raise --target-accept or reparametrise.")
+    assert "--max-tree-depth" in command_line_advice("raise max_tree_depth or rescale the model.")
+    assert "(--warmup, --samples)" in command_line_advice("chains disagree; run longer or reparametrise.")
+
+
+# ---------------------------------------------------------------- Ctrl-C
+def _fit_until(tmp_path, good_csv, out, warmup, samples, phase, timeout=600):
+    """Start a small NUTS fit, press Ctrl-C once the progress line shows ``phase``; return (code, stderr)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    log = tmp_path / f"{out}.log"
+    argv = ["fit", "--csv", good_csv, "--model", "lotka-volterra", "--method", "nuts", "--chains", "1",
+            "--warmup", str(warmup), "--samples", str(samples), "--out", str(tmp_path / out), "--checkpoint"]  # fmt: skip
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys, bayesode.cli as c; sys.exit(c.main())", *argv],
+                                stdout=subprocess.DEVNULL, stderr=fh, cwd=tmp_path, env=env)  # fmt: skip
+        try:
+            deadline = time.time() + timeout
+            while f"{phase} [" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            assert proc.poll() is None, log.read_text()  # still running: the interrupt lands mid-phase
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    return code, log.read_text()
+
+
+# Both runs have the same settings, so the second reads the first's compiled program from the cache; 100-iteration
+# chunks (``chunk_size``) leave time to land Ctrl-C inside the phase the progress line shows.
+WARMUP, SAMPLES = 2000, 2000
+
+
+@pytest.mark.slow  # two NUTS fits in subprocesses: 6.6 min with a cold compile cache on the busy 2-core machine
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_draws(tmp_path, good_csv):
+    import bayesode as bo
+
+    # During warmup: nothing to keep, no raw warning, and the exit status still says "interrupted".
+    code, err = _fit_until(tmp_path, good_csv, "warmup", warmup=WARMUP, samples=SAMPLES, phase="warmup")
+    assert code == 130, err
+    assert "Warning" not in err and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        "bayesode fit: interrupted before any draw was kept; the warmup done so far is in the checkpoint; "
+        f"run the same command again to resume from {tmp_path / 'warmup' / 'checkpoint'}."
+    )
+    assert not (tmp_path / "warmup" / "posterior.nc").exists()
+
+    # During sampling: the draws made so far are saved as a normal run, and the line says how to resume.
+    code, err = _fit_until(tmp_path, good_csv, "sampling", warmup=WARMUP, samples=SAMPLES, phase="sample")
+    assert code == 130, err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"bayesode fit: interrupted: kept 1 x \d+ draws \(chains x draws\) in \S+posterior\.nc; "
+                        r"run the same command again to resume from \S+checkpoint\.", last), last  # fmt: skip
+    assert "Warning" not in err and "Traceback" not in err, err
+    post = bo.Posterior.load(str(tmp_path / "sampling" / "posterior.nc"))
+    assert 0 < post.num_draws < SAMPLES and post.settings["interrupted"]
+    assert f"kept 1 x {post.num_draws} draws" in last
+
+
+# ---------------------------------------------------------------- --until, numbers or dates
+def test_fit_until_before_the_end_or_a_date_for_numbers_is_refused_before_any_work(tmp_path, good_csv):
+    code, out, err, heavy = bayesode(["fit", "--csv", good_csv, "--until", "5", "--out", "o"], tmp_path)
+    assert code == 2 and heavy == [] and not (tmp_path / "o").exists(), err
+    assert err == ["bayesode fit: error: --until 5.0 is not after the end of the data (year 7); a forecast runs past "
+                   "the data: give a later time."]  # fmt: skip
+    code, out, err, heavy = bayesode(["fit", "--csv", good_csv, "--until", "2021-06-01", "--out", "o"], tmp_path)
+    assert code == 2 and heavy == [], err
+    assert "--until '2021-06-01' is a date, but the data's times are numbers (year); give a number" in err[0]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "d", "--until", "June"])
+
+
+def test_csv_errors_name_command_line_flags(tmp_path):
+    path = write(tmp_path / "sites.csv", "site,t,x\na,0,1\na,1,2\n")
+    code, out, err, heavy = bayesode(["fit", "--csv", path], tmp_path)
+    assert code == 2 and "name it with --time-column ..." in err[0] and "time_column" not in err[0], err
+
+
+@pytest.mark.slow  # an SVI fit, its export and a forecast: compiles for a new data shape
+def test_dates_survive_the_fit_the_plots_and_the_forecast(tmp_path):
+    """A CSV whose time column is dates, not first: dates in posterior.nc, on the plot, in forecast.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import bayesode as bo
+
+    days = np.datetime64("2021-05-01") + np.arange(len(ROWS)) * 2  # every other day
+    lines = ["prey,date,predator"] + [f"{a},{d},{b}" for (_, a, b), d in zip(ROWS, days.astype(str))]
+    path = write(tmp_path / "dated.csv", "\n".join(lines) + "\n")
+    out_dir = str(tmp_path / "run")
+    argv = ["fit", "--csv", path, "--time-column", "date", "--model", "lotka-volterra", "--method", "svi",
+            "--svi-steps", "50", "--samples", "10", "--chains", "2", "--out", out_dir, "--until", "2021-05-20",
+            "--no-progress"]  # fmt: skip
+    code, out, err = bayesode(argv, tmp_path, timeout=900)[:3]
+    assert code == 0, err
+    post = bo.Posterior.load(os.path.join(out_dir, "posterior.nc"))
+    assert post.data.time_origin == "2021-05-01" and post.data.time_name == "date"
+    times = post.to_arviz().posterior_predictive["trajectory"].coords["time"].values
+    assert times.dtype.kind == "M" and str(times[-1])[:10] == "2021-05-15"
+    fig, axes = bo.plot_trajectories(post, until=post.data.time_from_date("2021-05-20"), key=0)
+    lo, hi = axes[0].get_xlim()  # matplotlib's date axis: days since 1970-01-01
+    assert matplotlib.dates.num2date(lo).date().isoformat() <= "2021-05-01"
+    assert matplotlib.dates.num2date(hi).date().isoformat() >= "2021-05-20"
+
+    code, out, err = bayesode(["predict", out_dir, "--until", "2021-05-29", "--points", "5"], tmp_path, timeout=900)[:3]
+    assert code == 0, err
+    with open(os.path.join(out_dir, "forecast.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:3] == ["series", "date", "state"]
+    assert {r["state"] for r in rows} == {"prey", "predator"}
+    assert sorted({r["date"] for r in rows}) == ["2021-05-01", "2021-05-08", "2021-05-15", "2021-05-22", "2021-05-29"]
+    code, out, err = bayesode(["predict", out_dir, "--until", "2021-05-10"], tmp_path)[:3]
+    assert code == 2 and "--until 2021-05-10 is not after the end of the data (date 2021-05-15); a" in err[0], err

@@ -77,3 +77,20 @@ def test_model_data_dimension_mismatch():
     d = bo.make_data(TS, np.ones((5, 3)))
     with pytest.raises(bo.DataError, match=r"data have 3 observed column\(s\).*field.state_dim = 2"):
         model.spec.check_data(d)
+
+
+def test_make_data_keeps_dataframe_column_names_and_dates():
+    import pandas as pd
+
+    df = pd.DataFrame({"hare": [30.0, 47.2, 70.2], "lynx": [4.0, 6.1, 9.8]})
+    d = bo.make_data([0.0, 1.0, 2.0], df, time_origin="1900-01-01")
+    assert d.state_names == ("hare", "lynx")  # were y0, y1
+    assert bo.make_data([[0.0, 1.0, 2.0]] * 2, [df, df]).state_names == ("hare", "lynx")
+    assert d.to_dates(d.ts[0]).astype(str).tolist()[-1] == "1900-01-03T00:00:00.000"
+    assert d.time_from_date("1900-01-11", "--until") == 10.0
+    with pytest.raises(bo.DataError, match=r"`time_origin`='yesterday' is not an ISO date"):
+        bo.make_data([0.0, 1.0], [1.0, 2.0], time_origin="yesterday")
+    plain = bo.make_data([0.0, 1.0], [1.0, 2.0])
+    np.testing.assert_array_equal(plain.to_dates(plain.ts[0]), [0.0, 1.0])  # numbers stay numbers
+    with pytest.raises(bo.ConfigError, match=r"--until '2021-06-01' is a date, but the data's times are numbers"):
+        plain.time_from_date("2021-06-01", "--until")

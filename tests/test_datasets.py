@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bayesode import datasets
+from bayesode.datasets import registry
 from bayesode.errors import ConfigError, DataError
 
 DATA = datasets.data_dir()
@@ -96,11 +97,14 @@ def test_lynx_hare_years_and_values():
     assert d.time_name == "year"
 
 
-def test_influenza_dates_become_day_numbers():
+def test_influenza_dates_become_day_numbers_and_keep_their_dates():
     d = datasets.load("influenza_england_1978_school")
     np.testing.assert_array_equal(d.ts, np.arange(14.0))
-    assert d.time_name == "day"
+    assert d.time_name == "date"  # the file's column name (it was "day", and the dates were lost)
     assert d.meta["time_origin"] == "1978-01-22"
+    data = d.to_data()
+    assert data.time_origin == "1978-01-22"
+    assert data.to_dates(data.ts[0, [0, 13]]).astype("datetime64[D]").astype(str).tolist() == ["1978-01-22", "1978-02-04"]
     assert d.meta["constants"]["population"] == 763
     assert d.ys[:, 0].max() == 298  # peak of in_bed on 1978-01-27
     assert "1978-01-22" in (DATA / ENTRIES[d.name]["file"]).read_text()  # the CSV keeps the dates
@@ -189,7 +193,7 @@ def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch):
     shutil.copytree(DATA, copy, ignore=shutil.ignore_patterns("scripts"))
     target = copy / "spiral.csv"
     target.write_bytes(target.read_bytes().replace(b"2.000805", b"2.000806"))
-    monkeypatch.setattr(datasets, "data_dir", lambda: copy)
+    monkeypatch.setattr(registry, "data_dir", lambda: copy)
     with pytest.raises(DataError, match=r"checksum mismatch for '.*spiral\.csv'.*update_registry"):
         datasets.load("spiral")
     (copy / "lynx_hare.csv").unlink()
@@ -201,10 +205,10 @@ def test_data_dir_prefers_the_folder_next_to_the_module(tmp_path, monkeypatch):
     bundled = tmp_path / "site-packages" / "bayesode" / "data"
     bundled.mkdir(parents=True)
     (bundled / "registry.json").write_text('{"format": 1, "datasets": []}')
-    monkeypatch.setattr(datasets, "__file__", str(bundled.parent / "datasets.py"))
+    monkeypatch.setattr(registry, "__file__", str(bundled.parent / "datasets" / "registry.py"))
     assert datasets.data_dir() == bundled
     assert datasets.list_datasets() == []
-    monkeypatch.setattr(datasets, "__file__", str(tmp_path / "nowhere" / "pkg" / "datasets.py"))
+    monkeypatch.setattr(registry, "__file__", str(tmp_path / "nowhere" / "pkg" / "datasets" / "registry.py"))
     with pytest.raises(FileNotFoundError, match="bundled data folder was not found"):
         datasets.data_dir()
 
@@ -279,7 +283,7 @@ def test_load_csv_named_columns_series_and_dates(tmp_path):
     p = _csv(tmp_path, "site,x,when,y\na,1,2020-01-02,10\na,2,2020-01-03,11\nb,3,2020-01-01,12\nb,4,2020-01-05,13\n")
     d = datasets.load_csv(p, time_column="when", state_columns=["y", "x"], series_column="site")
     np.testing.assert_array_equal(d.ts, [1.0, 2.0, 0.0, 4.0])  # days since the earliest date
-    assert d.meta["time_origin"] == "2020-01-01" and d.time_name == "day"
+    assert d.meta["time_origin"] == "2020-01-01" and d.time_name == "when" and d.units["time"] == "day"
     np.testing.assert_array_equal(d.ys[:, 0], [10, 11, 12, 13])
     data = d.to_data()
     assert data.series_names == ("a", "b") and data.state_names == ("y", "x")
@@ -336,3 +340,56 @@ def test_load_csv_missing_file(tmp_path):
         datasets.load_csv(tmp_path / "nope.csv")
     with pytest.raises(DataError, match=r"file not found \(relative to .*\)"):
         datasets.load_csv("definitely/not/here.csv")
+
+
+# ---------------------------------------------------------------------------------------
+# Data in, the way it comes: DataFrames, a time column anywhere, the user's names, dates
+
+
+def test_load_csv_takes_a_dataframe_with_its_names_and_a_time_column_anywhere():
+    import pandas as pd
+
+    df = pd.DataFrame({"prey": [30.0, 47.2, None], "hours": [0.0, 1.0, 2.5], "predator": [4.0, 6.1, 9.8]})
+    d = datasets.load_csv(df, time_column="hours")
+    assert d.name == "dataframe" and d.time_name == "hours" and d.state_names == ("prey", "predator")
+    np.testing.assert_array_equal(d.ts, [0.0, 1.0, 2.5])
+    np.testing.assert_array_equal(d.ys[:, 0], [30.0, 47.2, np.nan])
+    data = d.to_data()
+    assert data.state_names == ("prey", "predator") and data.time_name == "hours" and data.time_origin is None
+    with pytest.raises(DataError, match=r"load_csv\(DataFrame\): row 1, column 'prey': cannot read 'lots' as a number"):
+        datasets.load_csv(df.astype({"prey": object}).assign(prey=[1.0, "lots", 2.0]), time_column="hours")
+    with pytest.raises(DataError, match=r"time_column='t' is not a column; the columns are \['prey', 'hours'"):
+        datasets.load_csv(df, time_column="t")
+
+
+def test_load_csv_dataframe_with_dates_in_the_index_or_a_column():
+    import pandas as pd
+
+    when = pd.to_datetime(["2021-05-01", "2021-05-03", "2021-05-04"])
+    by_index = pd.DataFrame({"cases": [1.0, 3.0, 7.0]}, index=pd.Index(when, name="date"))
+    d = datasets.load_csv(by_index)
+    assert d.time_name == "date" and d.state_names == ("cases",) and d.units["time"] == "day"
+    np.testing.assert_array_equal(d.ts, [0.0, 2.0, 3.0])
+    data = d.to_data()
+    assert data.time_origin == "2021-05-01"
+    assert data.to_dates(data.ts[0]).astype("datetime64[D]").astype(str).tolist() == ["2021-05-01", "2021-05-03",
+                                                                                      "2021-05-04"]  # fmt: skip
+    by_column = by_index.reset_index()[["cases", "date"]]
+    assert datasets.load_csv(by_column, time_column="date").to_data().time_origin == "2021-05-01"
+
+
+def test_csv_dates_with_times_of_day_keep_them(tmp_path):
+    p = _csv(tmp_path, "level,stamp\n1.0,2021-06-01T06:00\n2.0,2021-06-01T18:00\n3.0,2021-06-02T06:00\n")
+    d = datasets.load_csv(p, time_column="stamp")
+    np.testing.assert_allclose(d.ts, [0.0, 0.5, 1.0])
+    assert d.meta["time_origin"] == "2021-06-01T06:00:00"
+    data = d.to_data()
+    assert str(data.to_dates(0.5)) == "2021-06-01T18:00:00.000"
+    assert data.time_from_date("2021-06-03T06:00", "--until") == 2.0
+
+
+def test_time_column_not_first_says_how_to_name_it(tmp_path):
+    p = _csv(tmp_path, "site,t,x\na,0,1\na,1,2\n")
+    with pytest.raises(DataError, match=r"line 2, column 'site': cannot read 'a' .*name it with time_column="):
+        datasets.load_csv(p)
+    assert datasets.load_csv(p, time_column="t", series_column="site").state_names == ("x",)

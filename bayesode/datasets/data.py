@@ -7,13 +7,14 @@ argument, the offending index or value, and the fix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # JAX is imported where arrays are made (model_data), so reading data stays light
+    import jax
 
 
 class ModelData(NamedTuple):
@@ -45,6 +46,9 @@ class Data:
     lengths : (series,) number of real time points per series.
     t0 : (series,) raw start time of each series (the time ``y0`` refers to).
     state_names, series_names : column and series labels.
+    time_name : name of the time axis (the user's time column).
+    time_origin : ISO date (or date and time) that time 0 stands for, when the times came
+        from dates; times are then days since it. None for plain numbers.
     """
 
     ts: np.ndarray
@@ -54,6 +58,7 @@ class Data:
     state_names: tuple[str, ...]
     series_names: tuple[str, ...]
     time_name: str = "time"
+    time_origin: str | None = None
 
     @property
     def num_series(self) -> int:
@@ -79,6 +84,8 @@ class Data:
 
     def model_data(self, dtype=None) -> ModelData:
         """Arrays for the model, in JAX's default float dtype unless given."""
+        import jax.numpy as jnp
+
         dtype = dtype or jnp.zeros(()).dtype
         mask = self.mask
         return ModelData(
@@ -92,6 +99,31 @@ class Data:
         """Unpadded ``(ts, ys)`` of series ``i``."""
         n = int(self.lengths[i])
         return self.ts[i, :n], self.ys[i, :n]
+
+    def to_dates(self, ts):
+        """Times as dates (``datetime64[ms]``) when the data came with dates; else ``ts`` unchanged.
+
+        >>> d = make_data([0.0, 1.5], [1.0, 2.0], time_origin="2021-06-01")
+        >>> d.to_dates(d.ts[0]).astype(str).tolist()
+        ['2021-06-01T00:00:00.000', '2021-06-02T12:00:00.000']
+        """
+        ts = np.asarray(ts, dtype=np.float64)
+        if self.time_origin is None:
+            return ts
+        ms = np.round(ts * 86_400_000.0).astype(np.int64)  # days -> whole milliseconds
+        return np.datetime64(self.time_origin, "ms") + ms.astype("timedelta64[ms]")
+
+    def time_from_date(self, text: str, argname: str = "time") -> float:
+        """An ISO date (``2021-06-01``) as a time of these data: days since ``time_origin``."""
+        if self.time_origin is None:
+            raise ConfigError(
+                f"{argname} {text!r} is a date, but the data's times are numbers ({self.time_name}); give a number."
+            )
+        try:
+            stamp = np.datetime64(text, "ms")
+        except ValueError:
+            raise ConfigError(f"{argname} {text!r} is not an ISO date (YYYY-MM-DD).") from None
+        return float((stamp - np.datetime64(self.time_origin, "ms")) / np.timedelta64(1, "D"))
 
     def column_scale(self) -> np.ndarray:
         """(observed,) typical size of each column: std of observed values (or |mean|, or 1)."""
@@ -163,9 +195,7 @@ def _check_values(ys, ts, argname: str, num_observed: int | None) -> np.ndarray:
             f"(time, observed) = ({ts.shape[0]}, {num_observed or ys.shape[1]}); got {ys.shape}.{hint}"
         )
     if num_observed is not None and ys.shape[1] != num_observed:
-        raise DataError(
-            f"`{argname}` has {ys.shape[1]} columns; expected {num_observed} (one per observed state)."
-        )
+        raise DataError(f"`{argname}` has {ys.shape[1]} columns; expected {num_observed} (one per observed state).")
     inf = np.argwhere(np.isinf(ys))
     if inf.size:
         i, k = (int(v) for v in inf[0])
@@ -186,6 +216,7 @@ def make_data(
     series_names=None,
     t0=None,
     time_name: str = "time",
+    time_origin: str | None = None,
 ) -> Data:
     """Validate and pack time series.
 
@@ -196,12 +227,17 @@ def make_data(
     ys : (time, observed) array, or a list of such arrays
         Observations; NaN marks a missing value (masked out of the likelihood).
     state_names : sequence of str, optional
-        Column names (default ``y0, y1, ...``).
+        Column names (default: a DataFrame's column names, else ``y0, y1, ...``).
     series_names : sequence of str, optional
         Series labels (default ``0, 1, ...``).
     t0 : float or sequence, optional
         Start time of each series (where ``y0`` applies); default each
         series' first time. Must not be after that first time.
+    time_name : str
+        Name of the time axis in results and plots (default ``"time"``).
+    time_origin : str, optional
+        ISO date that time 0 stands for, when ``ts`` are days since it; results and
+        plots then show dates.
 
     Examples
     --------
@@ -209,6 +245,10 @@ def make_data(
     >>> d.ys.shape, int(d.mask.sum())
     ((1, 3, 1), 2)
     """
+    if state_names is None:  # a pandas DataFrame (or a list of them) names its columns: keep the names
+        first = ys[0] if isinstance(ys, (list, tuple)) and len(ys) > 0 else ys
+        if hasattr(first, "columns"):
+            state_names = [str(c) for c in first.columns]
     many = isinstance(ts, (list, tuple)) and len(ts) > 0 and np.ndim(ts[0]) == 1
     if many != (isinstance(ys, (list, tuple)) and len(ys) > 0 and np.ndim(ys[0]) >= 1 and many):
         if many:
@@ -257,11 +297,18 @@ def make_data(
         late = np.flatnonzero(t0_arr > ts_pad[:, 0])
         if late.size:
             i = int(late[0])
-            raise DataError(f"`t0` of series {i} is {t0_arr[i]}, after its first time {ts_pad[i, 0]}; t0 must be <= ts[0].")
-    return Data(ts_pad, ys_pad, lengths, t0_arr, state_names, series_names, time_name)
+            raise DataError(
+                f"`t0` of series {i} is {t0_arr[i]}, after its first time {ts_pad[i, 0]}; t0 must be <= ts[0]."
+            )
+    if time_origin is not None:
+        try:
+            np.datetime64(time_origin, "ms")
+        except ValueError:
+            raise DataError(f"`time_origin`={time_origin!r} is not an ISO date (YYYY-MM-DD).") from None
+    return Data(ts_pad, ys_pad, lengths, t0_arr, state_names, series_names, time_name, time_origin)
 
 
-_DATA_OPTIONS = ("state_names", "series_names", "t0", "time_name")
+_DATA_OPTIONS = ("state_names", "series_names", "t0", "time_name", "time_origin")
 
 
 def as_data(ts, ys=None, **kwargs) -> Data:

@@ -98,8 +98,9 @@ def legend_outside(axes, new):
         axes[0].legend(handles, labels, loc="best", fontsize=LEGEND_SIZE)
 
 
-def _mark_forecast(ax, ts, t_last):
+def _mark_forecast(ax, ts, t_last, data):
     if ts[-1] > t_last:
+        ts, t_last = data.to_dates(ts), data.to_dates(t_last)  # dates when the data had dates
         ax.axvline(t_last, color="0.4", ls="--", lw=1)
         ax.axvspan(t_last, ts[-1], color="0.5", alpha=0.06, lw=0)
         ax.text(t_last, 0.98, " forecast", transform=ax.get_xaxis_transform(), va="top", fontsize=LEGEND_SIZE,
@@ -156,19 +157,20 @@ def plot_trajectories(
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, p in zip(axes, preds):
         s, grid, ok = p["series"], p["ts"], ~p["failed"]
+        x = d.to_dates(grid)  # the x axis shows dates when the data had dates
         for k, name in enumerate(p["names"]):
             c = colors[k % len(colors)]
             if ok.any():
                 lo, mid, hi = _bands(p["obs"][ok, :, k], prob)
-                ax.fill_between(grid, lo, hi, color=c, alpha=0.2, lw=0, label=f"{name} {prob:.0%} predictive")
+                ax.fill_between(x, lo, hi, color=c, alpha=0.2, lw=0, label=f"{name} {prob:.0%} predictive")
                 if p["obs_dim"] == "state":
                     lo, mid, hi = _bands(p["trajectory"][ok, :, k], prob)
-                    ax.fill_between(grid, lo, hi, color=c, alpha=0.35, lw=0, label=f"{name} {prob:.0%} trajectory")
-                ax.plot(grid, mid, color=c, lw=1.5, label=f"{name} median")
+                    ax.fill_between(x, lo, hi, color=c, alpha=0.35, lw=0, label=f"{name} {prob:.0%} trajectory")
+                ax.plot(x, mid, color=c, lw=1.5, label=f"{name} median")
             t_s, y_s = d.series(s)
             m = np.isfinite(y_s[:, k])
-            ax.plot(t_s[m], y_s[m, k], "o", color=c, ms=4, mec="k", mew=0.5, label=f"{name} data")
-        _mark_forecast(ax, grid, t_last)
+            ax.plot(d.to_dates(t_s[m]), y_s[m, k], "o", color=c, ms=4, mec="k", mew=0.5, label=f"{name} data")
+        _mark_forecast(ax, grid, t_last, d)
         title = f"series {d.series_names[s]}" if d.num_series > 1 else "posterior predictive"
         if not ok.all():
             title += f" ({int((~ok).sum())} of {ok.size} draws failed to solve)"

@@ -118,7 +118,7 @@ class Posterior:
         spec = self.model.spec
         state_names = list(d.state_names) if spec.observation_fn is None else [f"x{i}" for i in range(spec.state_dim)]
         obs_dim = "state" if spec.observation_fn is None else "observable"
-        time_coord = d.ts[0] if d.shared_grid else np.arange(d.ts.shape[1])
+        time_coord = d.to_dates(d.ts[0]) if d.shared_grid else np.arange(d.ts.shape[1])  # dates when the data had dates
         coords = {"series": list(d.series_names), "time": time_coord, "state": state_names, obs_dim: list(d.state_names)}
         dims = {}
         if "y0" in self.samples:
@@ -186,7 +186,7 @@ class Posterior:
         )
         obs_coords = {
             "obs_series": ("obs_id", np.asarray(d.series_names)[idx[0]]),
-            "obs_time": ("obs_id", d.ts[idx[0], idx[1]]),
+            "obs_time": ("obs_id", d.to_dates(d.ts[idx[0], idx[1]])),
             "obs_state": ("obs_id", np.asarray(d.state_names)[idx[2]]),
         }
         for group in ("posterior_predictive", "log_likelihood", "observed_data"):
@@ -194,6 +194,7 @@ class Posterior:
         attrs = {
             "bayesode_settings": json.dumps(self.settings, default=str),
             "bayesode_time_name": d.time_name,
+            "bayesode_time_origin": d.time_origin or "",  # netCDF attrs hold no None
             "bayesode_t0": json.dumps(d.t0.tolist()),
             "bayesode_lengths": json.dumps(d.lengths.tolist()),
         }
@@ -383,6 +384,7 @@ class Posterior:
             state_names=tuple(str(s) for s in cd[obs_dim].values),
             series_names=tuple(str(s) for s in cd["series"].values),
             time_name=attrs.get("bayesode_time_name", "time"),
+            time_origin=attrs.get("bayesode_time_origin") or None,
         )
         samples = {k: np.asarray(v.values) for k, v in idata.posterior.data_vars.items()}
         inv = {v: k for k, v in _STATS_TO_ARVIZ.items()}

@@ -1,8 +1,8 @@
-"""Bundled example datasets, and a reader for your own CSV files.
+"""Datasets: the bundled ones (registry and cards), and your own CSV file or DataFrame.
 
 Every bundled file is listed in ``data/registry.json`` with its units, source, licence,
 sha256 and (for simulated data) the script and seed that made it; ``data/README.md``
-has a data card per dataset. This module needs only the standard library and NumPy.
+has a data card per dataset. Tables are read by :mod:`.tables` (pandas).
 
 >>> from bayesode import datasets
 >>> d = datasets.load("lynx_hare")
@@ -12,12 +12,9 @@ has a data card per dataset. This module needs only the standard library and Num
 
 from __future__ import annotations
 
-import csv
-import datetime
 import difflib
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .tables import read_events, read_table
 
 __all__ = ["Dataset", "data_dir", "format_table", "list_datasets", "load", "load_csv"]
-
-# Cells read as missing (NaN), compared after strip() and lower().
-_MISSING = frozenset({"", "na", "n/a", "nan"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,7 +39,8 @@ class Dataset:
     name : str
         Registry name, or the file stem for :func:`load_csv`.
     ts : (rows,) float64
-        Times, one per row, in file order. Dates are converted to days since the earliest.
+        Times, one per row, in file order. Dates become days since the earliest
+        (``meta["time_origin"]``), and :meth:`to_data` keeps that date so results show dates.
     ys : (rows, state) float64
         Observations; NaN marks a missing or unobserved value.
     state_names : tuple of str
@@ -54,8 +50,7 @@ class Dataset:
     description, source, licence : str
         Provenance (empty for :func:`load_csv`).
     time_name : str
-        Name of the time column, or ``"day"`` when it held dates (converted to days since
-        the earliest; ``meta["time_origin"]`` keeps that date).
+        Name of the time column, as in the file (also when it held dates).
     series : (rows,) str array or None
         Series label of each row (e.g. subject), or None for a single series.
     events : dict of (events,) arrays, or None
@@ -121,6 +116,7 @@ class Dataset:
             series_names=names,
             t0=self.t0,
             time_name=self.time_name,
+            time_origin=self.meta.get("time_origin"),
         )
 
     def __repr__(self) -> str:
@@ -218,7 +214,7 @@ def load(name: str) -> Dataset:
     """
     entry = _entry(name)
     path = _verified(name, entry)
-    table = _read_table(
+    table = read_table(
         path,
         f"load({name!r})",
         time_column=entry["time_column"],
@@ -228,7 +224,7 @@ def load(name: str) -> Dataset:
     )
     events = None
     if entry.get("events"):
-        events = _read_events(_verified(name, entry["events"]), name, table["state_names"])
+        events = read_events(_verified(name, entry["events"]), f"load({name!r})", table["state_names"])
     meta = {k: v for k, v in entry.items() if k in ("kind", "title", "script", "seed", "true_parameters", "constants")}
     if table["time_origin"] is not None:
         meta["time_origin"] = table["time_origin"]
@@ -295,20 +291,23 @@ def format_table() -> str:
 
 
 def load_csv(
-    path,
+    source,
     time_column: str | None = None,
     state_columns=None,
     series_column: str | None = None,
 ) -> Dataset:
-    r"""Read your own CSV file into a :class:`Dataset`.
+    r"""Read your own table, a CSV file or a pandas DataFrame, into a :class:`Dataset`.
 
     Parameters
     ----------
-    path : str or Path
-        A comma-separated file whose first line is a header naming the columns.
+    source : str, Path or pandas.DataFrame
+        A comma-separated file whose first line is a header naming the columns, or a
+        DataFrame (its column names are kept; an index other than 0, 1, 2, ..., such as a
+        DatetimeIndex, is the time column unless ``time_column`` names another).
     time_column : str, optional
-        The time column; default the first column. Numbers, or ISO dates
-        (``YYYY-MM-DD``, optionally with a time), which become days since the earliest.
+        The time column, anywhere in the table; default the first column. Numbers, or
+        dates (ISO text like ``2021-06-01``, optionally with a time, or datetime
+        values), which become days since the earliest, kept as ``meta["time_origin"]``.
     state_columns : sequence of str, optional
         Observed columns, in this order; default every column except the time and
         series columns. Empty cells, ``NA``, ``N/A`` and ``nan`` are missing (NaN).
@@ -318,240 +317,40 @@ def load_csv(
     Returns
     -------
     Dataset
-        Units are unknown (``""``); ``name`` is the file stem.
+        Column names as given; units unknown (``""``) except ``"day"`` for dates;
+        ``name`` is the file stem (``"dataframe"`` for a DataFrame).
 
     Raises
     ------
     DataError
         Missing or empty file, no header, duplicated or empty column names, rows of the
         wrong length, unknown column names, a cell that is not a number (the message
-        names its line and column), fewer than 2 rows.
+        names its line or row and its column), fewer than 2 rows.
 
     Examples
     --------
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "obs.csv"
-    >>> _ = p.write_text("t,x,y\n0,1.0,NA\n1,0.5,2\n")
-    >>> d = load_csv(p)
-    >>> d.ts, d.ys[:, 1]
-    (array([0., 1.]), array([nan,  2.]))
+    >>> _ = p.write_text("x,t,y\n1.0,0,NA\n0.5,1,2\n")
+    >>> d = load_csv(p, time_column="t")
+    >>> d.ts, d.state_names, d.ys[:, 1]
+    (array([0., 1.]), ('x', 'y'), array([nan,  2.]))
     """
-    path = Path(path)
-    fn = f"load_csv({str(path)!r})"
-    if isinstance(state_columns, str):
-        state_columns = [state_columns]
-    table = _read_table(path, fn, time_column=time_column, state_columns=state_columns, series_column=series_column)
-    meta = {"kind": "user", "path": str(path)}
+    if type(source).__name__ == "DataFrame":
+        name, fn, meta = "dataframe", "load_csv(DataFrame)", {"kind": "user"}
+    else:
+        path = Path(source)
+        name, fn, meta = path.stem, f"load_csv({str(path)!r})", {"kind": "user", "path": str(path)}
+    table = read_table(source, fn, time_column=time_column, state_columns=state_columns, series_column=series_column)
     if table["time_origin"] is not None:
         meta["time_origin"] = table["time_origin"]
-    time_unit = f"day (since {table['time_origin']})" if table["time_origin"] is not None else ""
     return Dataset(
-        name=path.stem,
+        name=name,
         ts=table["ts"],
         ys=table["ys"],
         state_names=table["state_names"],
-        units={"time": time_unit, **{s: "" for s in table["state_names"]}},
+        units={"time": "day" if table["time_origin"] is not None else "", **{s: "" for s in table["state_names"]}},
         time_name=table["time_name"],
         series=table["series"],
         meta=meta,
     )
-
-
-# ---------------------------------------------------------------------------------------
-# CSV parsing (pure ``csv`` + NumPy)
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_rows(path: Path, fn: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line number, cells)`` of each non-blank data row, with shape checks."""
-    if not path.is_file():
-        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-        raise DataError(f"{fn}: file not found{where}. Check the path.")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        rows = [(reader.line_num, [c.strip() for c in r]) for r in reader if any(c.strip() for c in r)]
-    if not rows:
-        raise DataError(f"{fn}: the file is empty; expected a header line naming the columns, then at least 2 rows.")
-    (_, header), body = rows[0], rows[1:]
-    if len(header) == 1:
-        for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
-            if sep in header[0]:
-                raise DataError(
-                    f"{fn}: the header {header[0]!r} is one column separated by {what}; bayesode reads "
-                    "comma-separated files. Save the file as CSV with commas."
-                )
-    if all(_is_number(c) or c.lower() in _MISSING for c in header):
-        raise DataError(
-            f"{fn}: no header line; the first line {','.join(header)!r} looks like data. "
-            "Add a first line naming the columns, e.g. 'time,x,y'."
-        )
-    for i, name in enumerate(header):
-        if not name:
-            raise DataError(f"{fn}: column {i + 1} has an empty name in the header {header}; name every column.")
-        if header.index(name) != i:
-            raise DataError(
-                f"{fn}: the header repeats {name!r} (columns {header.index(name) + 1} and {i + 1}); "
-                "column names must be unique, rename one."
-            )
-    for line, cells in body:
-        if len(cells) != len(header):
-            raise DataError(
-                f"{fn}: line {line} has {len(cells)} cells but the header has {len(header)} columns {header}; "
-                "check for a missing or extra comma (an empty cell still needs its comma)."
-            )
-    if len(body) < 2:
-        raise DataError(f"{fn}: found {len(body)} data row(s); a time series needs at least 2 rows.")
-    return header, body
-
-
-def _pick_columns(header, fn, time_column, state_columns, series_column) -> tuple[str, list[str]]:
-    def check(value, argname):
-        if value not in header:
-            raise DataError(f"{fn}: {argname}={value!r} is not a column; the columns are {header}.")
-
-    time_column = header[0] if time_column is None else time_column
-    check(time_column, "time_column")
-    if series_column is not None:
-        check(series_column, "series_column")
-        if series_column == time_column:
-            raise DataError(f"{fn}: series_column and time_column are both {time_column!r}; pick different columns.")
-    taken = {time_column, series_column}
-    if state_columns is None:
-        state_columns = [c for c in header if c not in taken]
-    else:
-        state_columns = list(state_columns)
-        for c in state_columns:
-            check(c, "state_columns entry")
-            if c in taken:
-                raise DataError(f"{fn}: state_columns includes {c!r}, which is the time or series column.")
-        if len(set(state_columns)) != len(state_columns):
-            raise DataError(f"{fn}: state_columns repeats a name: {state_columns}.")
-    if not state_columns:
-        raise DataError(f"{fn}: no state columns left besides time/series; the columns are {header}.")
-    return time_column, state_columns
-
-
-def _parse_times(cells: list[tuple[int, str]], fn: str, column: str, time_format: str | None):
-    """Parse the time cells into (float64 times, date origin or None).
-
-    ``time_format`` is "number", "date", or None to detect it from the first cell.
-    """
-    for line, c in cells:
-        if c.lower() in _MISSING:
-            raise DataError(f"{fn}: line {line}, time column {column!r} is empty; every row needs a time.")
-    if time_format is None:
-        time_format = "number" if _is_number(cells[0][1]) else "date"
-    if time_format == "number":
-        out = []
-        for line, c in cells:
-            if not _is_number(c):
-                raise DataError(
-                    f"{fn}: line {line}, column {column!r}: cannot read {c!r} as a number; times must be numbers "
-                    "(or all ISO dates like 1978-01-22)."
-                )
-            out.append(float(c))
-        ts = np.array(out, dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(ts))
-        if bad.size:
-            line, c = cells[int(bad[0])]
-            raise DataError(f"{fn}: line {line}, column {column!r}: time {c!r} is not finite.")
-        return ts, None
-    stamps = []
-    for line, c in cells:
-        try:
-            stamps.append(datetime.datetime.fromisoformat(c))
-        except ValueError:
-            raise DataError(
-                f"{fn}: line {line}, column {column!r}: cannot read {c!r} as a number or an ISO date "
-                "(YYYY-MM-DD); use one format for the whole time column."
-            ) from None
-    try:
-        origin = min(stamps)
-        days = [(s - origin).total_seconds() / 86400.0 for s in stamps]
-    except TypeError:
-        raise DataError(f"{fn}: column {column!r} mixes dates with and without time zones; use one kind.") from None
-    label = origin.date().isoformat() if origin.time() == datetime.time(0) else origin.isoformat()
-    return np.array(days, dtype=np.float64), label
-
-
-def _parse_value(line: int, c: str, fn: str, column: str) -> float:
-    if c.lower() in _MISSING:
-        return math.nan
-    try:
-        v = float(c)
-    except ValueError:
-        raise DataError(
-            f"{fn}: line {line}, column {column!r}: cannot read {c!r} as a number. Fix the cell, leave it empty "
-            "(or NA) if missing, or choose other columns with state_columns=[...] (labels go in series_column=...)."
-        ) from None
-    if math.isinf(v):
-        raise DataError(f"{fn}: line {line}, column {column!r}: infinite value {c!r}; leave the cell empty if missing.")
-    return v
-
-
-def _read_table(
-    path: Path,
-    fn: str,
-    *,
-    time_column=None,
-    state_columns=None,
-    series_column=None,
-    time_format: str | None = None,
-) -> dict[str, Any]:
-    header, body = _read_rows(path, fn)
-    time_column, state_columns = _pick_columns(header, fn, time_column, state_columns, series_column)
-    col = {name: i for i, name in enumerate(header)}
-    ti = col[time_column]
-    ts, origin = _parse_times([(line, cells[ti]) for line, cells in body], fn, time_column, time_format)
-    ys = np.array(
-        [[_parse_value(line, cells[col[s]], fn, s) for s in state_columns] for line, cells in body],
-        dtype=np.float64,
-    ).reshape(len(body), len(state_columns))
-    series = None
-    if series_column is not None:
-        si = col[series_column]
-        for line, cells in body:
-            if cells[si].lower() in _MISSING:
-                raise DataError(f"{fn}: line {line}, series column {series_column!r} is empty; label every row.")
-        series = np.array([cells[si] for _, cells in body], dtype=str)
-    for a in (ts, ys, series):
-        if a is not None:
-            a.setflags(write=False)
-    return {
-        "ts": ts,
-        "ys": ys,
-        "state_names": tuple(state_columns),
-        # Converted dates are no longer dates: name the time axis after its unit.
-        "time_name": time_column if origin is None else "day",
-        "series": series,
-        "time_origin": origin,
-    }
-
-
-def _read_events(path: Path, name: str, state_names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Dose table as arrays: subject (str), time, amount (float64), compartment (state name)."""
-    fn = f"load({name!r})"
-    header, body = _read_rows(path, fn)
-    col = {c: i for i, c in enumerate(header)}
-    missing = [c for c in ("subject", "time", "amount", "compartment") if c not in col]
-    if missing:
-        raise DataError(f"{fn}: events file {str(path)!r} lacks columns {missing}; it has {header}.")
-    out = {
-        "subject": np.array([cells[col["subject"]] for _, cells in body], dtype=str),
-        "time": np.array([_parse_value(line, cells[col["time"]], fn, "time") for line, cells in body]),
-        "amount": np.array([_parse_value(line, cells[col["amount"]], fn, "amount") for line, cells in body]),
-        "compartment": np.array([cells[col["compartment"]] for _, cells in body], dtype=str),
-    }
-    unknown = sorted(set(out["compartment"].tolist()) - set(state_names))
-    if unknown:
-        raise DataError(f"{fn}: events name compartments {unknown} that are not states {list(state_names)}.")
-    for a in out.values():
-        a.setflags(write=False)
-    return out
