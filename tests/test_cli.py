@@ -170,7 +170,7 @@ def test_fit_summary_predict_on_own_csv(tmp_path, good_csv, capsys):
         assert os.path.getsize(os.path.join(out_dir, name)) > 0, name
     assert not os.path.exists(os.path.join(out_dir, "vector_field.png"))  # mechanistic: no learned field
     assert "max R-hat" in out and re.search(r"chains x draws\s+2 x 20", out)
-    assert "warmup [" in err and "sample [" in err  # the progress bar reports both phases
+    assert "phase=warmup" in err and "phase=sample" in err  # the progress lines report both phases
     with open(os.path.join(out_dir, "summary.csv")) as fh:
         table = list(csv.reader(fh))
     assert {"alpha", "beta", "gamma", "delta"} <= {row[0] for row in table[1:]}

@@ -55,3 +55,20 @@ def test_phase_prints_a_line_before_and_the_seconds_after():
     with phase("x", False, stream=quiet):
         pass
     assert quiet.getvalue() == ""
+
+
+def test_a_message_during_progress_is_its_own_line_and_keeps_the_bar_whole():
+    out = io.StringIO()
+    bar = Progress(10, 0, True, stream=out)
+    bar.update(5)
+    bar.write("stuck chains: chain 1")
+    assert out.getvalue().splitlines()[-1] == "stuck chains: chain 1"
+    term = Terminal()
+    bar = Progress(10, 0, True, stream=term)
+    bar.update(5)
+    bar.write("stuck chains: chain 1")
+    bar.close()
+    assert "stuck chains: chain 1\n" in term.getvalue() and "5/10" in term.getvalue()
+    quiet = io.StringIO()
+    Progress(10, 0, False, stream=quiet).write("x")
+    assert quiet.getvalue() == ""

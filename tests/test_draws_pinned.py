@@ -27,6 +27,7 @@ with open(os.path.join(HERE, "draws_reference.json")) as fh:
     REFERENCE = json.load(fh)
 
 
+@pytest.mark.slow  # two short fits, but each compiles its programs (about 3 min each on the busy 2-core machine)
 @pytest.mark.parametrize("name", sorted(make.FITS))
 def test_same_seed_gives_the_draws_of_the_reference_bit_for_bit(name):
     got = make.fingerprint(make.FITS[name](bo))

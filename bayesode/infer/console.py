@@ -45,12 +45,6 @@ class StopOnSigint:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def bar_text(done: int, total: int, width: int = 30) -> str:
-    """``[#####.....]``: ``done`` of ``total`` as a text bar."""
-    fill = width * done // total
-    return f"[{'#' * fill}{'.' * (width - fill)}]"
-
-
 def is_terminal(stream) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
@@ -103,6 +97,15 @@ class Progress:
         line = tqdm.format_meter(done, self.total, time.time() - self.t0, prefix=self.desc, ascii=True,
                                  postfix=postfix, initial=self.initial)  # fmt: skip
         print(line, file=self.stream, flush=True)
+
+    def write(self, line: str) -> None:
+        """A message between updates (above the bar on a terminal, so the bar is not broken)."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

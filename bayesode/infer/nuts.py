@@ -314,8 +314,8 @@ def _handle_stuck_chains(run: NutsRunState, policy: str, n: int, bar) -> None:
         run.states, moved = move_stuck_chains(run.states, window, run.done)
         run.restarted += moved
     run.stuck_found += found
-    if found and bar.enabled:
-        print(describe(policy, found), file=sys.stderr, flush=True)
+    if found:
+        bar.write(describe(policy, found))
 
 
 def _draws_and_stats(run: NutsRunState, sampler, model, md, z_def, num_chains: int, num_warmup: int,

@@ -71,7 +71,7 @@ class ProgramCache:
     A key that cannot be hashed (e.g. an optax object holding arrays) is built afresh each call.
     """
 
-    def __init__(self, max_entries: int = 32):
+    def __init__(self, max_entries: int = 16):
         self.max_entries = max_entries
         self._entries: OrderedDict = OrderedDict()
 
