@@ -488,3 +488,17 @@ def test_a_fit_that_fails_before_writing_leaves_no_empty_folder(tmp_path, good_c
     code, out, err = run(["fit", "--csv", good_csv, "--out", str(tmp_path / "new"), "--no-progress"], capsys)
     assert code == 2 and "the model refuses these data" in err
     assert not (tmp_path / "new").exists()
+
+
+def test_a_command_is_added_by_listing_its_module(monkeypatch, capsys):
+    """The contract for a new command (e.g. bayesode/cli/jumps.py): add_parser(subparsers) and run(args)."""
+    import types
+
+    main_module = sys.modules["bayesode.cli.main"]  # bayesode.cli.main is also the function's name
+    hello = types.ModuleType("bayesode.cli.hello")
+    hello.add_parser = lambda sub: sub.add_parser("hello", help="say hello").add_argument("--name", default="you")
+    hello.run = lambda args: print(f"hello {args.name}") or 0
+    monkeypatch.setitem(sys.modules, "bayesode.cli.hello", hello)
+    monkeypatch.setattr(main_module, "COMMANDS", [*main_module.COMMANDS, ("hello", "hello")])
+    assert cli.main(["hello", "--name", "lynx"]) == 0
+    assert capsys.readouterr().out == "hello lynx\n"

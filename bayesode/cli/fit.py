@@ -213,7 +213,6 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument("--prob", type=probability, default=0.9, help="credible band probability in the plots (default 0.9)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars (warmup, sampling, SVI)")
-    f.set_defaults(run=run)
 
 
 def chunk_size(num_warmup: int, num_samples: int) -> int:
