@@ -39,9 +39,10 @@ EPILOG = """your own data (--csv): a header line naming the columns, then one ro
   1,47.2,6.1
   2,,9.8          <- an empty cell (or NA / nan) is a missing value
 
-The time column comes first unless --time-column says otherwise; times are numbers or
-ISO dates (YYYY-MM-DD, converted to days since the earliest). A --series-column splits
-the rows into several series that share one vector field.
+The time column comes first unless --time-column names another; times are numbers or
+ISO dates (YYYY-MM-DD, optionally with a time): the model counts days since the earliest,
+and posterior.nc, the plots, --until and `bayesode predict` keep the dates. A
+--series-column splits the rows into several series that share one vector field.
 
 outputs in --out: posterior.nc (ArviZ InferenceData; reload with bayesode.Posterior.load),
 summary.csv (az.summary), trajectories.png (bands over the data and a forecast),
