@@ -457,6 +457,8 @@ def test_dates_survive_the_fit_the_plots_and_the_forecast(tmp_path):
     assert code == 0, err
     post = bo.Posterior.load(os.path.join(out_dir, "posterior.nc"))
     assert post.data.time_origin == "2021-05-01" and post.data.time_name == "date"
+    with open(os.path.join(out_dir, "summary.csv")) as fh:
+        assert {"y0[dated, prey]", "y0[dated, predator]"} <= {row[0] for row in csv.reader(fh)}  # the user's names
     times = post.to_arviz().posterior_predictive["trajectory"].coords["time"].values
     assert times.dtype.kind == "M" and str(times[-1])[:10] == "2021-05-15"
     fig, axes = bo.plot_trajectories(post, until=post.data.time_from_date("2021-05-20"), key=0)
@@ -473,3 +475,30 @@ def test_dates_survive_the_fit_the_plots_and_the_forecast(tmp_path):
     assert sorted({r["date"] for r in rows}) == ["2021-05-01", "2021-05-08", "2021-05-15", "2021-05-22", "2021-05-29"]
     code, out, err = bayesode(["predict", out_dir, "--until", "2021-05-10"], tmp_path)[:3]
     assert code == 2 and "--until 2021-05-10 is not after the end of the data (date 2021-05-15); a" in err[0], err
+
+
+def test_a_fit_that_fails_before_writing_leaves_no_empty_folder(tmp_path, good_csv, capsys, monkeypatch):
+    from bayesode.cli import fit
+    from bayesode.errors import DataError
+
+    def refuse(args, data):
+        raise DataError("the model refuses these data")
+
+    monkeypatch.setattr(fit, "_model_for", refuse)  # fails after the folder was made and probed
+    code, out, err = run(["fit", "--csv", good_csv, "--out", str(tmp_path / "new"), "--no-progress"], capsys)
+    assert code == 2 and "the model refuses these data" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_command_is_added_by_listing_its_module(monkeypatch, capsys):
+    """The contract for a new command (e.g. bayesode/cli/jumps.py): add_parser(subparsers) and run(args)."""
+    import types
+
+    main_module = sys.modules["bayesode.cli.main"]  # bayesode.cli.main is also the function's name
+    hello = types.ModuleType("bayesode.cli.hello")
+    hello.add_parser = lambda sub: sub.add_parser("hello", help="say hello").add_argument("--name", default="you")
+    hello.run = lambda args: print(f"hello {args.name}") or 0
+    monkeypatch.setitem(sys.modules, "bayesode.cli.hello", hello)
+    monkeypatch.setattr(main_module, "COMMANDS", [*main_module.COMMANDS, ("hello", "hello")])
+    assert cli.main(["hello", "--name", "lynx"]) == 0
+    assert capsys.readouterr().out == "hello lynx\n"

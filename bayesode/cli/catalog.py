@@ -11,7 +11,7 @@ EPILOG = """example:
 
 
 def add_parser(subparsers) -> None:
-    add_command(subparsers, "datasets", "list the bundled datasets", EPILOG).set_defaults(run=run)
+    add_command(subparsers, "datasets", "list the bundled datasets", EPILOG)
 
 
 def run(args) -> int:

@@ -26,11 +26,11 @@ from .common import (
     time_or_date,
     use_cores,
 )
+from .data_in import DEFAULT_DATASET, check_positive, load_data, source_name
 from .outputs import check_out_dir, prepare_out_dir, write_fit
 
 # Stage-1 fit whose median fixes a neural model's hidden layers (--bayesian-layers last).
 HIDDEN_GUIDE = "full-rank"
-DEFAULT_DATASET = "lynx_hare"
 
 EPILOG = """your own data (--csv): a header line naming the columns, then one row per time, e.g.
 
@@ -39,9 +39,10 @@ EPILOG = """your own data (--csv): a header line naming the columns, then one ro
   1,47.2,6.1
   2,,9.8          <- an empty cell (or NA / nan) is a missing value
 
-The time column comes first unless --time-column says otherwise; times are numbers or
-ISO dates (YYYY-MM-DD, converted to days since the earliest). A --series-column splits
-the rows into several series that share one vector field.
+The time column comes first unless --time-column names another; times are numbers or
+ISO dates (YYYY-MM-DD, optionally with a time): the model counts days since the earliest,
+and posterior.nc, the plots, --until and `bayesode predict` keep the dates. A
+--series-column splits the rows into several series that share one vector field.
 
 outputs in --out: posterior.nc (ArviZ InferenceData; reload with bayesode.Posterior.load),
 summary.csv (az.summary), trajectories.png (bands over the data and a forecast),
@@ -213,7 +214,6 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument("--prob", type=probability, default=0.9, help="credible band probability in the plots (default 0.9)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars (warmup, sampling, SVI)")
-    f.set_defaults(run=run)
 
 
 def chunk_size(num_warmup: int, num_samples: int) -> int:
@@ -223,56 +223,6 @@ def chunk_size(num_warmup: int, num_samples: int) -> int:
     common = math.gcd(num_warmup, num_samples)
     limit = max(1, min(100, total // 20))
     return max(c for c in range(1, min(common, limit) + 1) if common % c == 0)
-
-
-def _source(args) -> str:
-    return args.csv or args.dataset or DEFAULT_DATASET
-
-
-def load_data(args):
-    """The data as ``Data``, with errors worded for the command line (the file, not ``load_csv(...)``)."""
-    from .. import datasets
-
-    if not args.csv:
-        if args.time_column or args.columns or args.series_column:
-            raise DataError("--time-column, --columns and --series-column apply to --csv files only.")
-        return datasets.load(args.dataset or DEFAULT_DATASET).to_data()
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    try:
-        return datasets.load_csv(
-            args.csv, time_column=args.time_column, state_columns=columns, series_column=args.series_column
-        ).to_data()
-    except DataError as e:
-        msg = str(e).replace(f"load_csv({args.csv!r}): ", "")
-        for python, flag in (("time_column=", "--time-column "), ("state_columns", "--columns"),
-                             ("series_column=", "--series-column "), ("series_column", "--series-column")):  # fmt: skip
-            msg = msg.replace(python, flag)
-        # make_data speaks of `ts`/`ys` arrays; say which file they came from.
-        raise DataError(f"{args.csv}: {msg}") from None
-
-
-def _lognormal(args) -> bool:
-    return args.model != "neural" or args.likelihood == "lognormal"
-
-
-def check_positive(args, data) -> None:
-    """Log-normal noise needs positive data: said here, in the user's column names, before JAX loads.
-
-    The model checks the same (``spec.check_data``) once built; this is the fast path.
-    """
-    import numpy as np
-
-    if not _lognormal(args):
-        return
-    bad = np.argwhere(np.isfinite(data.ys) & (data.ys <= 0))
-    if bad.size:
-        s, i, k = (int(v) for v in bad[0])
-        fix = "use --likelihood normal" if args.model == "neural" else "use --model neural --likelihood normal"
-        raise DataError(
-            f"{_source(args)}: column {data.state_names[k]!r} has a non-positive value {float(data.ys[s, i, k]):g} "
-            f"at {data.time_name} {data.ts[s, i]:g}, but log-normal noise needs positive observations; {fix}, "
-            "or leave the cell empty (missing)."
-        )
 
 
 def _model_for(args, data):
@@ -295,7 +245,7 @@ def _check_model_input(args, model, data) -> None:
         if "use bayesode.NormalNoise()" in msg:
             fix = "use --likelihood normal" if args.model == "neural" else "use --model neural --likelihood normal"
             msg = msg.replace("use bayesode.NormalNoise()", fix)
-        raise DataError(f"{_source(args)}: {msg}") from None
+        raise DataError(f"{source_name(args)}: {msg}") from None
 
 
 def nuts_settings(args) -> dict:
@@ -309,6 +259,7 @@ def nuts_settings(args) -> dict:
         checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,
     )
     # Passed only when given, so each method keeps its own default (svi+nuts: dense, from the SVI fit).
+    # The stuck-chain policy and the precision flags, once run_nuts takes them, go here the same way.
     if args.target_accept is not None:
         kw["target_accept_prob"] = args.target_accept
     if args.dense_mass is not None:
@@ -342,7 +293,8 @@ def _resume_hint(args) -> str:
 
 
 def _interrupted_before_draws(args) -> int:
-    kept = "nothing was written" if not args.checkpoint else "the warmup done so far is in the checkpoint"
+    saved = args.checkpoint and os.path.isdir(os.path.join(args.out, "checkpoint"))  # after a chunk of NUTS
+    kept = "the warmup done so far is in the checkpoint" if saved else "nothing was written"
     print(f"bayesode fit: interrupted before any draw was kept; {kept}; {_resume_hint(args)}.", file=sys.stderr)
     return EXIT_INTERRUPTED
 
@@ -355,6 +307,7 @@ def run(args) -> int:
     until = None if args.until is None else time_of(args.until, data, "--until")
     if until is not None:
         check_forecast_end(until, data, "--until", args.until)
+    created = not os.path.exists(args.out)
     prepare_out_dir(args.out)
     try:
         use_cores(args.devices)
@@ -368,7 +321,7 @@ def run(args) -> int:
         _check_model_input(args, model, data)
         if not args.no_progress:
             print(
-                f"fitting {args.model} to {_source(args)} ({data.num_series} series, {data.ts.shape[1]} times, "
+                f"fitting {args.model} to {source_name(args)} ({data.num_series} series, {data.ts.shape[1]} times, "
                 f"{list(data.state_names)}) by {args.method}; compiling first (a minute or more on a small CPU)",
                 file=sys.stderr,
             )
@@ -377,8 +330,12 @@ def run(args) -> int:
             # An interrupted NUTS run warns; the command line says it in one line below instead.
             warnings.filterwarnings("ignore", message="interrupted at iteration")
             post = _fit(args, model, data)
-    except KeyboardInterrupt:
-        return _interrupted_before_draws(args)
+    except BaseException as e:
+        if created and not os.listdir(args.out):  # the fit failed before writing anything: leave no empty folder
+            os.rmdir(args.out)
+        if isinstance(e, KeyboardInterrupt):
+            return _interrupted_before_draws(args)
+        raise
     fit_s = time.time() - t0
     return _report(args, post, data, fit_s, until)
 

@@ -8,8 +8,8 @@ Errors the user can fix (a malformed CSV, a bad setting, an unusable folder)
 print one line on stderr and exit with status 2; Ctrl-C exits with 130; bugs
 keep their traceback.
 
-Each command is a module with ``add_parser(subparsers)`` (which sets ``run`` as
-the parser's default) and ``run(args) -> int``; add one by listing it in
+Each command is a module with ``add_parser(subparsers)`` (adds the sub-parser
+named as in :data:`COMMANDS`) and ``run(args) -> int``; add one by listing it in
 :data:`COMMANDS`. Modules import their heavy dependencies inside ``run``, so
 ``--help`` and argument errors answer at once.
 """
@@ -50,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for _, module in COMMANDS:
-        importlib.import_module(f".{module}", __package__).add_parser(sub)
+    for name, module_name in COMMANDS:
+        module = importlib.import_module(f".{module_name}", __package__)
+        module.add_parser(sub)
+        sub.choices[name].set_defaults(run=module.run)
     return p
 
 

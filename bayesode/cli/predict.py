@@ -44,7 +44,6 @@ def add_parser(subparsers) -> None:
     pr.add_argument("--points", type=int_at_least(2), default=100, help="number of equally spaced times (default 100)")
     pr.add_argument("--prob", type=probability, default=0.9, help="credible band probability (default 0.9)")
     pr.add_argument("--seed", type=int, default=0, help="seed of the noisy predictive draws (default 0)")
-    pr.set_defaults(run=run)
 
 
 def _time_labels(ts, data) -> list[str]:

@@ -16,7 +16,6 @@ plain-word warnings. Nothing is recomputed.
 def add_parser(subparsers) -> None:
     s = add_command(subparsers, "summary", "re-print the diagnostics of a saved run", EPILOG)
     s.add_argument("dir", metavar="DIR", help="a folder written by `bayesode fit` (holds posterior.nc)")
-    s.set_defaults(run=run)
 
 
 def run(args) -> int:
