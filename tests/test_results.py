@@ -196,3 +196,12 @@ def test_netcdf_round_trip_keeps_readable_names_and_predicts_the_same(data, tmp_
         np.testing.assert_array_equal(loaded.samples[k], samples[k])
     ts = np.linspace(1900.0, 1908.0, N_PRED)
     np.testing.assert_array_equal(fit.predict(ts, key=2)["obs"], loaded.predict(ts, key=2)["obs"])
+
+
+def test_observed_column_names_never_read_as_another_variable():
+    from bayesode.results.export import column_names
+
+    default = bo.make_data(TS, YS)  # columns named y0, y1 when none are given
+    assert column_names(default, reserved={"y0", "sigma"}) == ["obs_y0", "y1"]
+    odd = bo.make_data(TS, YS, state_names=["trajectory", "lynx"])
+    assert column_names(odd) == ["obs_trajectory", "lynx"]

@@ -97,35 +97,37 @@ def latent_layout(samples: dict, spec, data) -> tuple[dict, dict, dict]:
     return variables, dims, coords
 
 
-def column_names(data) -> list[str]:
-    """One variable name per observed column: the column's name (``obs_<name>`` if it would clash)."""
-    return [f"obs_{n}" if n in ("trajectory", "obs") else str(n) for n in data.state_names]
+def column_names(data, reserved=()) -> list[str]:
+    """One variable name per observed column: the column's name, or ``obs_<name>`` where that would read
+    as another variable (``trajectory``, ``obs``, or a latent site in ``reserved``, e.g. a column ``y0``)."""
+    taken = {"trajectory", "obs", *reserved}
+    return [f"obs_{n}" if n in taken else str(n) for n in data.state_names]
 
 
-def _per_column(values, data):
+def _per_column(values, data, reserved):
     """{column variable: (chain, draw, entries)} of a (chain, draw, series, time, column) array at observed entries."""
     mask = data.mask
     out = {}
-    for k, name in enumerate(column_names(data)):
+    for k, name in enumerate(column_names(data, reserved)):
         s, t = np.nonzero(mask[:, :, k])
         out[name] = values[:, :, s, t, k]
     return out
 
 
-def _column_dims_coords(data):
+def _column_dims_coords(data, reserved):
     dims, coords = {}, {}
     mask = data.mask
-    for k, name in enumerate(column_names(data)):
+    for k, name in enumerate(column_names(data, reserved)):
         s, t = np.nonzero(mask[:, :, k])
         dims[name] = [f"{name}_obs"]
         coords[f"{name}_obs"] = np.arange(s.size)
     return dims, coords
 
 
-def _column_coords(data):
+def _column_coords(data, reserved):
     """Non-index coords: where each observed entry of each column sits."""
     out = {}
-    for k, name in enumerate(column_names(data)):
+    for k, name in enumerate(column_names(data, reserved)):
         s, t = np.nonzero(data.mask[:, :, k])
         out[f"{name}_series"] = (f"{name}_obs", np.asarray(data.series_names)[s])
         out[f"{name}_time"] = (f"{name}_obs", data.ts[s, t])
@@ -134,7 +136,7 @@ def _column_coords(data):
 
 def _joint(values, data):
     """(chain, draw, obs_id): every observed entry, columns one after another (state order)."""
-    return np.concatenate(list(_per_column(values, data).values()), axis=-1)
+    return np.concatenate(list(_per_column(values, data, ()).values()), axis=-1)
 
 
 def _joint_coords(data):
@@ -164,7 +166,8 @@ def inference_data(samples, sample_stats, data, spec, derived, prior=None) -> az
     prior : ``model_draws`` output over the prior, shaped (1, draw, ...), optional.
     """
     variables, latent_dims, latent_coords = latent_layout(samples, spec, data)
-    col_dims, col_coords = _column_dims_coords(data)
+    reserved = set(variables)
+    col_dims, col_coords = _column_dims_coords(data, reserved)
     obs_dim = obs_dim_of(spec)
     time_coord = data.ts[0] if data.shared_grid else np.arange(data.ts.shape[1])
     coords = {
@@ -189,18 +192,18 @@ def inference_data(samples, sample_stats, data, spec, derived, prior=None) -> az
         stats["lp"] = -stats.pop("potential_energy")
     groups = dict(
         posterior={name: samples[site] for name, site in variables.items()},
-        posterior_predictive={"trajectory": derived["trajectory"], **_per_column(derived["obs"], data)},
+        posterior_predictive={"trajectory": derived["trajectory"], **_per_column(derived["obs"], data, reserved)},
         log_likelihood={"obs": _joint(derived["log_lik"], data)},
-        observed_data={name: v[0, 0] for name, v in _per_column(data.ys[None, None], data).items()},
+        observed_data={name: v[0, 0] for name, v in _per_column(data.ys[None, None], data, reserved).items()},
         constant_data={"ts": data.ts, "ys": data.ys},
         sample_stats=stats or None,
     )
     if prior is not None:
         prior_vars = {name: prior["latents"][site] for name, site in variables.items() if site in prior["latents"]}
         groups["prior"] = prior_vars
-        groups["prior_predictive"] = {"trajectory": prior["trajectory"], **_per_column(prior["obs"], data)}
+        groups["prior_predictive"] = {"trajectory": prior["trajectory"], **_per_column(prior["obs"], data, reserved)}
     idata = az.from_dict(**groups, coords=coords, dims=dims)
-    where = _column_coords(data)
+    where = _column_coords(data, reserved)
     for group in ("posterior_predictive", "observed_data", "prior_predictive"):
         if group in idata.groups():
             setattr(idata, group, idata[group].assign_coords(where))
