@@ -55,7 +55,9 @@ def test_to_arviz_groups_dims_coords(post, data):
     assert traj.dims == ("chain", "draw", "series", "time", "state")
     np.testing.assert_allclose(traj.coords["time"].values, TS + 1900.0)  # real times, not indices
     assert idata.log_likelihood["obs"].shape == (2, 20, YS.size)
-    assert set(idata.observed_data["obs"].coords) >= {"obs_series", "obs_time", "obs_state"}
+    assert set(idata.log_likelihood["obs"].coords) >= {"obs_series", "obs_time", "obs_state"}
+    assert set(idata.observed_data["hare"].coords) >= {"hare_series", "hare_time"}
+    assert idata.prior["alpha"].shape[0] == 1 and "prior_predictive" in idata.groups()
     for k in ("diverging", "tree_depth", "lp", "energy", "solver_failures"):
         assert k in idata.sample_stats, k
     with warnings.catch_warnings():
@@ -126,7 +128,9 @@ def test_missing_values_are_masked(lv):
     ys[7, 1] = np.nan
     post = bo.run_nuts(lv, TS, ys, key=0, **SMALL)
     idata = post.to_arviz(key=0)
-    assert idata.observed_data["obs"].size == YS.size - 3
+    # columns named y0, y1 by default: exported as obs_y0, obs_y1 (y0 is the initial-state site)
+    assert list(idata.observed_data.data_vars) == ["obs_y0", "obs_y1"]
+    assert idata.observed_data["obs_y0"].size + idata.observed_data["obs_y1"].size == YS.size - 3
     assert np.isnan(idata.constant_data["ys"].values).sum() == 3
     assert np.all(np.isfinite(idata.log_likelihood["obs"].values))
 

@@ -340,7 +340,10 @@ def test_arviz_plots_work_on_to_arviz(post):
     assert axes.shape == (3, 2) and all(len(a.get_lines()) >= CHAINS for a in axes[:, 1])
     axes = az.plot_rank(idata, var_names=["alpha", "gamma"])
     assert len(np.ravel(axes)) == 2
-    ax = az.plot_ppc(idata, var_names=["obs"], num_pp_samples=20, random_seed=0)
+    ax = az.plot_ppc(idata, var_names=["hare"], num_pp_samples=20, random_seed=0)
     assert len(np.ravel(ax)[0].get_lines()) >= 20 + 1  # predictive draws + observed (+ mean)
-    ax = az.plot_loo_pit(idata, y="obs")
+    # LOO-PIT over every observation: the per-state variables in log_likelihood's order (hare's, then lynx's)
+    y = np.concatenate([idata.observed_data[n].values for n in ("hare", "lynx")])
+    y_hat = np.concatenate([idata.posterior_predictive[n].values for n in ("hare", "lynx")], axis=-1)
+    ax = az.plot_loo_pit(idata, y=y, y_hat=y_hat.reshape(-1, y.size).T)
     assert len(ax.get_lines()) >= 1

@@ -111,3 +111,97 @@ def test_fitted_is_the_exported_trajectory(post):
     assert np.all(fitted["status"] == 0)
     idata = post.to_arviz(key=0)
     np.testing.assert_allclose(fitted["trajectory"], idata.posterior_predictive["trajectory"].values, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ InferenceData as ArviZ users expect it
+@pytest.fixture(scope="module")
+def idata(post):
+    return post.to_arviz(key=0, prior_draws=60)
+
+
+def test_prior_groups_and_one_observed_variable_per_state(idata, post):
+    for g in ("posterior", "prior", "posterior_predictive", "prior_predictive", "log_likelihood", "observed_data"):
+        assert g in idata.groups(), g
+    assert set(idata.prior.data_vars) == set(idata.posterior.data_vars)
+    assert idata.prior["alpha"].shape == (1, 60)  # one chain of prior draws
+    assert idata.prior["y0"].dims == idata.posterior["y0"].dims == ("chain", "draw", "series", "state")
+    # the prior differs from the posterior (drawn, not copied)
+    assert float(idata.prior["alpha"].std()) > 3 * float(idata.posterior["alpha"].std())
+    for k, name in enumerate(["hare", "lynx"]):
+        np.testing.assert_allclose(idata.observed_data[name].values, YS[:, k])
+        np.testing.assert_allclose(idata.observed_data[name].coords[f"{name}_time"].values, TS + 1900.0)
+        assert idata.posterior_predictive[name].shape == (CHAINS, DRAWS, TS.size)
+        assert idata.prior_predictive[name].shape == (1, 60, TS.size)
+    assert "obs" not in idata.observed_data  # not pooled into one flat variable
+    # log-likelihood: every entry, hare's then lynx's, so az.loo needs no var_name
+    ll = idata.log_likelihood["obs"]
+    assert ll.shape == (CHAINS, DRAWS, YS.size)
+    assert list(ll.coords["obs_state"].values) == ["hare"] * TS.size + ["lynx"] * TS.size
+
+
+def test_readable_weight_names_and_dims(data):
+    from bayesode.model.priors import field_sites
+    from bayesode.results.export import latent_layout
+
+    model = bo.models.neural(data=data, width=4, depth=2)
+    samples = {name: np.zeros((1, 2) + shape) for name, shape, _ in field_sites(model.spec.field)}
+    variables, dims, coords = latent_layout(samples, model.spec, data)
+    assert variables["field.layer1.weight"] == "field.layers[1].weight"
+    assert dims["field.layer0.weight"] == ["hidden1", "state"]  # unit of hidden layer 1 <- state (input)
+    assert dims["field.layer1.weight"] == ["hidden2", "hidden1"]
+    assert dims["field.layer2.weight"] == ["state", "hidden2"]  # dy/dt of each state <- hidden layer 2
+    assert dims["field.layer2.bias"] == ["state"]
+    assert list(coords["hidden1"]) == [0, 1, 2, 3]
+
+
+# ArviZ 0.23 calls a matplotlib helper that matplotlib 3.11 deprecates (upstream, harmless).
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping:matplotlib.MatplotlibDeprecationWarning")
+def test_arviz_functions_work_on_the_export(idata):
+    import warnings
+
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        # 50 draws are too few for stable Pareto-k estimates; this checks the layout, not the fit.
+        warnings.simplefilter("ignore", UserWarning)
+        loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo) and loo.n_data_points == YS.size
+    summary = az.summary(idata, var_names=["alpha", "sigma"], kind="stats")
+    assert list(summary.index) == ["alpha", "sigma[hare]", "sigma[lynx]"]
+    axes = np.ravel(az.plot_ppc(idata, num_pp_samples=10, random_seed=0))
+    assert sorted(ax.get_xlabel() for ax in axes) == ["hare", "lynx"]  # one panel per state, not pooled
+    axes = az.plot_dist_comparison(idata, var_names=["alpha"])
+    assert np.size(axes) == 3  # prior, posterior, both
+    plt.close("all")
+
+
+@pytest.mark.slow  # a neural model: compiles its posterior export and a prediction (~60-100 s on a busy box)
+def test_netcdf_round_trip_keeps_readable_names_and_predicts_the_same(data, tmp_path):
+    """A neural fit saved and loaded: readable names on disk, site names back in ``samples``."""
+    from bayesode.model.priors import field_sites
+
+    model = bo.models.neural(data=data, width=3, depth=1)
+    rng = np.random.default_rng(4)
+    samples = {n: 0.3 * rng.normal(size=(1, 4) + s).astype(np.float32) for n, s, _ in field_sites(model.spec.field)}
+    samples["y0"] = np.broadcast_to(YS[0].astype(np.float32), (1, 4, 1, 2)).copy()
+    samples["sigma"] = np.full((1, 4, 2), 0.2, np.float32)
+    fit = bo.Posterior(samples, {}, data, model, {"method": "test"})
+    fit.to_arviz(key=1, prior_draws=0)  # no prior groups: one compile fewer
+    fit.save(tmp_path / "fit.nc")
+    loaded = bo.Posterior.load(tmp_path / "fit.nc")
+    assert "field.layer0.weight" in loaded.to_arviz().posterior  # the stored InferenceData, no key needed
+    assert set(loaded.samples) == set(samples)
+    for k in samples:
+        np.testing.assert_array_equal(loaded.samples[k], samples[k])
+    ts = np.linspace(1900.0, 1908.0, N_PRED)
+    np.testing.assert_array_equal(fit.predict(ts, key=2)["obs"], loaded.predict(ts, key=2)["obs"])
+
+
+def test_observed_column_names_never_read_as_another_variable():
+    from bayesode.results.export import column_names
+
+    default = bo.make_data(TS, YS)  # columns named y0, y1 when none are given
+    assert column_names(default, reserved={"y0", "sigma"}) == ["obs_y0", "y1"]
+    odd = bo.make_data(TS, YS, state_names=["trajectory", "lynx"])
+    assert column_names(odd) == ["obs_trajectory", "lynx"]

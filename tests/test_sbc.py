@@ -13,6 +13,7 @@ import jax.random as jr
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+import scipy.stats
 
 import bayesode as bo
 from bayesode.diagnostics.calibration import (
@@ -21,10 +22,10 @@ from bayesode.diagnostics.calibration import (
     _quiet,
     _resolve_quantities,
     _simulator,
-    chi2_uniformity,
-    ecdf_bands,
     sbc,
 )
+from bayesode.diagnostics.uniformity import chi2_uniformity, ecdf_bands
+from bayesode.results import model_draws
 
 TS = np.linspace(0.0, 4.0, 8)
 TEMPLATE = bo.make_data(TS, np.ones((8, 1)))
@@ -44,6 +45,12 @@ def test_chi2_uniformity_accepts_uniform_and_rejects_u_shape():
     _, p_uniform = chi2_uniformity(rng.uniform(size=500), 10)
     _, p_u_shape = chi2_uniformity(rng.beta(0.5, 0.5, size=500), 10)
     assert p_uniform > 0.01 and p_u_shape < 1e-6
+    # the textbook statistic over 10 equal bins, 9 degrees of freedom
+    u = rng.uniform(size=200)
+    counts = np.bincount(np.minimum((u * 10).astype(int), 9), minlength=10)
+    stat, p = chi2_uniformity(u, 10)
+    assert stat == pytest.approx(np.sum((counts - 20.0) ** 2) / 20.0)
+    assert p == pytest.approx(float(scipy.stats.chi2.sf(stat, 9)))
 
 
 def test_chi2_false_alarm_rate_is_nominal():
@@ -55,7 +62,7 @@ def test_chi2_false_alarm_rate_is_nominal():
 
 def test_ecdf_bands_have_simultaneous_coverage():
     n = 100
-    z, lower, upper = ecdf_bands(n, alpha=0.05, seed=0)
+    z, lower, upper = ecdf_bands(n, alpha=0.05)  # ArviZ's optimised bands: nothing random
     assert np.all(lower < 0) and np.all(upper > 0)
     rng = np.random.default_rng(2)
     inside = []
@@ -116,8 +123,9 @@ def fake_fit(spread):
     """A stand-in for run_nuts: 'posterior' draws are the prior (spread=None: calibrated by construction)
     or the truth plus tiny noise (spread > 0: far too confident), so the rank machinery is tested alone."""
     md = TEMPLATE.model_data()
-    simulate = _simulator(FIT, md)
-    draws_of = jax.jit(jax.vmap(lambda k: simulate(k, md)[0]))
+
+    def draws_of(keys):  # prior draws, vectorised
+        return model_draws(FIT, md, keys)["latents"]
 
     def run(model, data, *, key, num_warmup, num_samples, num_chains, progress):
         keys = jax.random.split(key, num_chains * num_samples)

@@ -1,6 +1,6 @@
 """Diagnostics: simulation-based calibration, stability (fixed points) and Lyapunov analysis."""
 
-from .calibration import SBCResult, chi2_uniformity, ecdf_bands, sbc
+from .calibration import sbc
 from .function_space import (
     SITUATIONS,
     ensemble_report,
@@ -19,6 +19,7 @@ from .stability import (
     posterior_stability,
 )
 from .time_rescaling import TimeRescalingResult, time_rescaling_test
+from .uniformity import SBCResult, chi2_uniformity, ecdf_bands
 
 __all__ = [
     "chi2_uniformity", "ecdf_bands", "ensemble_report", "field_on_points", "fixed_points", "FixedPoints",

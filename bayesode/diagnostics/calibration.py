@@ -27,155 +27,33 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import arviz as az
 import jax
 import numpy as np
-from numpyro import handlers
-from scipy import stats
 
 from ..checks import as_key, positive_int
 from ..datasets.data import Data, make_data
 from ..errors import ConfigError
 from ..infer import get_sampler, retry_nonfinite_starts, run_nuts
 from ..model.assembly import check_model
-from ..model.priors import FIELD_PREFIX, SITE_OBS
+from ..model.priors import FIELD_PREFIX
+from ..results import model_draws
+from .uniformity import SBCResult, chi2_uniformity
 
 _ELEMENT = re.compile(r"^(?P<site>[^\[\]]+)(\[(?P<index>[0-9, ]+)\])?$")
 _MAX_SIMULATION_ATTEMPTS = 100
 
 
-@dataclass(frozen=True, eq=False)
-class SBCResult:
-    """Ranks, uniformity tests and per-replication diagnostics of :func:`sbc`.
-
-    Attributes
-    ----------
-    quantities : tuple of str
-        Scalar quantities tested, e.g. ``k``, ``y0[0,0]``, ``trajectory[0,5,0]``.
-    ranks : dict of str to (replication,) int arrays
-        Number of kept posterior draws below the true value (0 .. ``num_draws``).
-    pit : dict of str to (replication,) float arrays
-        Randomised fractional ranks in (0, 1); uniform under calibration.
-    truths : dict of str to (replication,) float arrays
-        The prior draws the data were simulated from.
-    num_draws : (replication,) int array
-        Kept (thinned) draws per replication.
-    diagnostics : list of dict
-        Per replication: ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min`` (over the
-        tested quantities), ``divergences``, ``ebfmi_min``, ``thin``, ``num_draws``,
-        ``solver_failures`` (None unless counted), ``simulation_attempts``, ``wall_time_s``.
-    num_bins : int
-        Bins of the chi-square test.
-    chi2, p_values : dict of str to float
-        Chi-square statistic over ``num_bins`` equal bins of ``pit`` (``num_bins - 1``
-        degrees of freedom) and its p-value, per quantity.
-    """
-
-    quantities: tuple[str, ...]
-    ranks: dict
-    pit: dict
-    truths: dict
-    num_draws: np.ndarray
-    diagnostics: list
-    num_bins: int
-    chi2: dict
-    p_values: dict
-
-    @property
-    def num_replications(self) -> int:
-        return int(self.num_draws.size)
-
-    def histogram(self, name: str) -> np.ndarray:
-        """(num_bins,) counts of ``pit[name]`` in equal bins of (0, 1)."""
-        return _bin_counts(self.pit[name], self.num_bins)
-
-    def ecdf_inside(self, *, alpha: float = 0.05, num_points: int | None = None, seed: int = 0) -> dict:
-        """Per quantity: True if the ECDF difference stays inside simultaneous ``1 - alpha`` bands."""
-        z, lower, upper = ecdf_bands(self.num_replications, alpha=alpha, num_points=num_points, seed=seed)
-        out = {}
-        for name, u in self.pit.items():
-            diff = np.mean(u[:, None] <= z[None, :], axis=0) - z
-            out[name] = bool(np.all((diff >= lower) & (diff <= upper)))
-        return out
-
-    def worst_diagnostics(self) -> dict:
-        """Worst value of each diagnostic across replications (for gating a test)."""
-        d = self.diagnostics
-        return {
-            "rhat_max": max(x["rhat_max"] for x in d),
-            "ess_bulk_min": min(x["ess_bulk_min"] for x in d),
-            "ess_tail_min": min(x["ess_tail_min"] for x in d),
-            "divergences": sum(x["divergences"] for x in d),
-            "ebfmi_min": min(x["ebfmi_min"] for x in d),
-            "num_draws_min": int(self.num_draws.min()),
-        }
-
-
-def chi2_uniformity(pit: np.ndarray, num_bins: int) -> tuple[float, float]:
-    """Chi-square test that ``pit`` (values in (0, 1)) is uniform: ``(statistic, p_value)``.
-
-    Examples
-    --------
-    >>> u = np.random.default_rng(0).uniform(size=200)
-    >>> stat, p = chi2_uniformity(u, 10)
-    >>> p > 0.01
-    True
-    """
-    counts = _bin_counts(pit, num_bins)
-    expected = counts.sum() / num_bins
-    stat = float(np.sum((counts - expected) ** 2) / expected)
-    return stat, float(stats.chi2.sf(stat, num_bins - 1))
-
-
-def ecdf_bands(
-    num_replications: int, *, alpha: float = 0.05, num_points: int | None = None, num_sims: int = 2000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Simultaneous ``1 - alpha`` bands for the ECDF difference ``F(z) - z`` of uniform draws.
-
-    Säilynoja, Bürkner and Vehtari (2022), simulation method: the pointwise
-    level ``gamma`` is the ``alpha`` quantile, over ``num_sims`` uniform samples of
-    size ``num_replications``, of the smallest two-sided binomial tail
-    probability along ``z``.
-
-    Returns
-    -------
-    z : (num_points,) evaluation points in (0, 1)
-    lower, upper : (num_points,) band for ``F(z) - z``
-    """
-    n = positive_int("num_replications", num_replications)
-    k = num_points or min(n, 100)
-    z = np.arange(1, k) / k
-    rng = np.random.default_rng(seed)
-    u = rng.uniform(size=(num_sims, n))
-    counts = np.sum(u[:, :, None] <= z[None, None, :], axis=1)  # (sims, points)
-    tail = 2 * np.minimum(stats.binom.cdf(counts, n, z), stats.binom.sf(counts - 1, n, z))
-    gamma = float(np.quantile(np.min(np.minimum(tail, 1.0), axis=1), alpha))
-    lower = stats.binom.ppf(gamma / 2, n, z) / n - z
-    upper = stats.binom.ppf(1 - gamma / 2, n, z) / n - z
-    return z, lower, upper
-
-
-def _bin_counts(pit, num_bins):
-    idx = np.minimum((np.asarray(pit) * num_bins).astype(int), num_bins - 1)
-    return np.bincount(idx, minlength=num_bins)
-
-
 def _simulator(model, md):
-    """Compiled ``key -> (latents, trajectory, obs, status)``: one prior-predictive draw."""
-    cache = model.__dict__.setdefault("_bayesode_sbc", {})
-    shapes = md.shapes()
-    if ("simulate", shapes) not in cache:
+    """``(key, md) -> (latents, trajectory, obs, status)``: one prior-predictive draw, through the
+    results wing's runner (``model_draws``, compiled once per model and data shapes)."""
 
-        def simulate(key, md):
-            tr = handlers.trace(handlers.seed(model, key)).get_trace(md)
-            latents = {k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]}
-            obs = tr[SITE_OBS]["fn"].sample(jax.random.fold_in(key, 1))
-            return latents, tr["trajectory"]["value"], obs, tr["solver_status"]["value"]
+    def simulate(key, md):
+        out = model_draws(model, md, key[None])
+        return {k: v[0] for k, v in out["latents"].items()}, out["trajectory"][0], out["obs"][0], out["status"][0]
 
-        cache[("simulate", shapes)] = jax.jit(simulate)
-    return cache[("simulate", shapes)]
+    return simulate
 
 
 def _quiet(model):

@@ -255,8 +255,9 @@ def plot_prior_predictive(
             if ok.size:
                 lo, _, hi = _bands(draws["obs"][ok, s, :, k], prob)
                 ax.fill_between(ts[s], lo, hi, color=c, alpha=0.15, lw=0, label=f"{name} {prob:.0%} prior predictive")
-            for i in lines:
-                ax.plot(ts[s], line_src[i, s, :, k], color=c, alpha=0.3, lw=0.6)
+            for j, i in enumerate(lines):
+                what = f"{name}: {lines.size} prior draws" if j == 0 else None
+                ax.plot(ts[s], line_src[i, s, :, k], color=c, alpha=0.3, lw=0.6, label=what)
             t_s, y_s = data.series(s)
             m = np.isfinite(y_s[:, k])
             ax.plot(t_s[m], y_s[m, k], "o", color=c, ms=4, mec="k", mew=0.5, label=f"{name} data")

@@ -1,20 +1,6 @@
-"""The fit result: ArviZ export with dims and coords, prediction, diagnostics, save/load.
+"""The fit result: ArviZ export, prediction, diagnostics, save/load.
 
-The only module that imports ArviZ. Group layout of ``to_arviz()``:
-
-- ``posterior``: latent sites; ``y0`` (series, state), ``sigma`` (state), mechanistic
-  parameters by name, neural weights ``field.*``;
-- ``posterior_predictive``: ``trajectory`` (series, time, state) and ``obs``
-  (obs_id) noisy draws at each observed entry;
-- ``log_likelihood``: ``obs`` (obs_id), so ``az.loo`` works;
-- ``observed_data``: ``obs`` (obs_id); non-index coords ``obs_series``,
-  ``obs_time``, ``obs_state`` say where each entry sits;
-- ``constant_data``: ``ts`` (series, time), ``ys`` (series, time, state; NaN = missing);
-- ``sample_stats``: ``diverging``, ``tree_depth``, ``n_steps``, ``lp``, ``energy``,
-  ``acceptance_rate``, ``step_size``, ``solver_failures`` and ``solver_failures_<cause>``.
-
-``obs`` is flat over observed entries because missing values (NaN) cannot
-enter ``log_likelihood`` and ArviZ requires the three ``obs`` to match.
+With :mod:`.export` (the InferenceData layout), the only modules that import ArviZ.
 """
 
 from __future__ import annotations
@@ -30,21 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ..checks import as_key, seed_of
+from ..checks import as_key, positive_int, seed_of
 from ..datasets import Data, check_times
 from ..errors import ConfigError, DataError
 from ..solving.diffeq import FAILURE_ADVICE, FAILURE_CAUSES
+from .export import STATS_TO_ARVIZ, inference_data, latent_layout, obs_dim_of, site_names, state_names_of
 from .predictive import model_draws
 
-_STATS_TO_ARVIZ = {
-    "diverging": "diverging",
-    "tree_depth": "tree_depth",
-    "num_steps": "n_steps",
-    "accept_prob": "acceptance_rate",
-    "energy": "energy",
-    "step_size": "step_size",
-    "tree_depth_saturated": "tree_depth_saturated",
-}
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
 EBFMI_MIN = 0.2
@@ -112,91 +90,48 @@ class Posterior:
         return {k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:]) for k, v in out.items()}
 
     # ------------------------------------------------------------ ArviZ
-    def _posterior_coords_dims(self):
-        """Coordinates of every dim and the dims of the posterior variables that have them."""
-        d = self.data
-        spec = self.model.spec
-        state_names = list(d.state_names) if spec.observation_fn is None else [f"x{i}" for i in range(spec.state_dim)]
-        obs_dim = "state" if spec.observation_fn is None else "observable"
-        time_coord = d.to_dates(d.ts[0]) if d.shared_grid else np.arange(d.ts.shape[1])  # dates when the data had dates
-        coords = {"series": list(d.series_names), "time": time_coord, "state": state_names, obs_dim: list(d.state_names)}
-        dims = {}
-        if "y0" in self.samples:
-            dims["y0"] = ["series", "state"]
-        if "sigma" in self.samples and self.samples["sigma"].shape[2:] == (d.num_observed,):
-            dims["sigma"] = [obs_dim]
-        return coords, dims
-
-    def to_arviz(self, *, key=None) -> az.InferenceData:
-        """InferenceData with named dims and real coordinates.
+    def to_arviz(self, *, key=None, prior_draws: int = 500) -> az.InferenceData:
+        """InferenceData with readable names, named dims and real coordinates (layout: :mod:`.export`).
 
         Parameters
         ----------
         key : PRNG key or int seed
-            Seed of the noisy posterior-predictive draws (``posterior_predictive.obs``).
-            Required the first time; without it a later call returns the InferenceData
-            already made (or loaded), and a new key makes new draws.
+            Seed of the draws made here: the noisy posterior predictive and the prior
+            (``prior``, ``prior_predictive``). Required the first time; without it a later
+            call returns the InferenceData already made (or loaded); a new key makes new draws.
+        prior_draws : int
+            Draws in the ``prior`` and ``prior_predictive`` groups (default 500; 0 leaves
+            them out). One vectorised, compiled pass, cached with the model like the others.
         """
         if key is None:
             if self._idata is None:
                 raise ConfigError(
-                    "`key` is required: Posterior.to_arviz(key=...) draws the noisy posterior predictive; "
-                    "pass e.g. key=jax.random.key(0) or an int seed."
+                    "`key` is required: Posterior.to_arviz(key=...) draws the noisy posterior predictive "
+                    "and the prior; pass e.g. key=jax.random.key(0) or an int seed."
                 )
             return self._idata
-        seed = seed_of(key)
+        prior_draws = positive_int("prior_draws", prior_draws, allow_zero=True)
+        seed = (seed_of(key), prior_draws)
         if self._idata is not None and self._idata_seed == seed:
             return self._idata
         d = self.data
-        der = self._run_derived(key)
-        mask = d.mask
-        coords, post_dims = self._posterior_coords_dims()
-        obs_dim = "state" if self.model.spec.observation_fn is None else "observable"
         spec = self.model.spec
-        idx = np.nonzero(mask)  # observed entries, in (series, time, column) order
-        n_obs = idx[0].size
-        posterior = dict(self.samples)
-
-        flat = lambda a: a[:, :, idx[0], idx[1], idx[2]]  # noqa: E731
-        ppc = {"trajectory": der["trajectory"], "obs": flat(der["obs"])}
-        loglik = {"obs": flat(der["log_lik"])}
-        observed = {"obs": d.ys[idx]}
-        constant = {"ts": d.ts, "ys": d.ys}
-        all_dims = dict(
-            post_dims,
-            trajectory=["series", "time", "state"],
-            obs=["obs_id"],
-            ts=["series", "time"],
-            ys=["series", "time", obs_dim],
-        )
-        stats = {}
-        for k, v in self.sample_stats.items():
-            stats[_STATS_TO_ARVIZ.get(k, k)] = v
-        if "potential_energy" in stats:
-            stats["lp"] = -stats.pop("potential_energy")
-        idata = az.from_dict(
-            posterior=posterior,
-            posterior_predictive=ppc,
-            log_likelihood=loglik,
-            observed_data=observed,
-            constant_data=constant,
-            sample_stats=stats or None,
-            coords=dict(coords, obs_id=np.arange(n_obs)),
-            dims=all_dims,
-        )
-        obs_coords = {
-            "obs_series": ("obs_id", np.asarray(d.series_names)[idx[0]]),
-            "obs_time": ("obs_id", d.to_dates(d.ts[idx[0], idx[1]])),
-            "obs_state": ("obs_id", np.asarray(d.state_names)[idx[2]]),
-        }
-        for group in ("posterior_predictive", "log_likelihood", "observed_data"):
-            setattr(idata, group, getattr(idata, group).assign_coords(obs_coords))
+        k_post, k_prior = jax.random.split(as_key(key))
+        derived = self._run_derived(k_post)
+        prior = None
+        if prior_draws:
+            keys = jax.random.split(k_prior, prior_draws)
+            out = model_draws(self.model, d.model_data(), keys)
+            prior = jax.tree_util.tree_map(lambda v: v[None], out)  # one chain
+        idata = inference_data(self.samples, self.sample_stats, d, spec, derived, prior)
+        variables, _, _ = latent_layout(self.samples, spec, d)
         attrs = {
             "bayesode_settings": json.dumps(self.settings, default=str),
             "bayesode_time_name": d.time_name,
             "bayesode_time_origin": d.time_origin or "",  # netCDF attrs hold no None
             "bayesode_t0": json.dumps(d.t0.tolist()),
             "bayesode_lengths": json.dumps(d.lengths.tolist()),
+            "bayesode_sites": json.dumps(variables),
         }
         if spec.recipe is not None:
             attrs["bayesode_recipe"] = json.dumps(spec.recipe)
@@ -234,9 +169,8 @@ class Posterior:
         rel = np.broadcast_to(ts - d.t_ref, (d.num_series, ts.size))
         der = self._run_derived(key, jnp.asarray(rel, dtype=d.model_data().ts.dtype))
         spec = self.model.spec
-        state_names = list(d.state_names) if spec.observation_fn is None else [f"x{i}" for i in range(spec.state_dim)]
         obs_dim = "state" if spec.observation_fn is None else "observable"
-        coords = {"series": list(d.series_names), "time": ts, "state": state_names, obs_dim: list(d.state_names)}
+        coords = {"series": list(d.series_names), "time": ts, "state": state_names_of(spec, d), obs_dim: list(d.state_names)}
         dims5 = ("chain", "draw", "series", "time")
         return xr.Dataset(
             {
@@ -324,8 +258,12 @@ class Posterior:
 
     def _posterior_group(self) -> xr.Dataset:
         """The ``posterior`` group alone, with its dims and coords (no model run, nothing drawn)."""
-        coords, dims = self._posterior_coords_dims()
-        return az.from_dict(posterior=dict(self.samples), coords=coords, dims=dims).posterior
+        variables, dims, coords = latent_layout(self.samples, self.model.spec, self.data)
+        d = self.data
+        coords = dict(coords, series=list(d.series_names), state=state_names_of(self.model.spec, d))
+        coords[obs_dim_of(self.model.spec)] = list(d.state_names)
+        posterior = {name: self.samples[site] for name, site in variables.items()}
+        return az.from_dict(posterior=posterior, coords=coords, dims=dims).posterior
 
     def fitted(self) -> dict:
         """The noise-free fit at the data times: nothing random is drawn, so no key.
@@ -386,8 +324,9 @@ class Posterior:
             time_name=attrs.get("bayesode_time_name", "time"),
             time_origin=attrs.get("bayesode_time_origin") or None,
         )
-        samples = {k: np.asarray(v.values) for k, v in idata.posterior.data_vars.items()}
-        inv = {v: k for k, v in _STATS_TO_ARVIZ.items()}
+        sites = site_names(idata)
+        samples = {sites.get(k, k): np.asarray(v.values) for k, v in idata.posterior.data_vars.items()}
+        inv = {v: k for k, v in STATS_TO_ARVIZ.items()}
         stats = {}
         if "sample_stats" in idata.groups():
             for k, v in idata.sample_stats.data_vars.items():
