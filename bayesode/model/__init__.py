@@ -17,6 +17,13 @@ __all__ = ["AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelS
            "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "check_model", "make_model",
            "observe", "per_series_params", "presets", "sample_field", "shard_series"]
 
-from .jump_filter import make_jump_filter_model, net_from_draw, net_sites, one_step_forecasts, sample_net
+from .jump_filter import (
+    make_jump_filter_model,
+    net_from_draw,
+    net_sites,
+    one_step_forecasts,
+    sample_net,
+    samples_from_net,
+)
 
-__all__ += ["make_jump_filter_model", "net_from_draw", "net_sites", "one_step_forecasts", "sample_net"]
+__all__ += ["make_jump_filter_model", "net_from_draw", "net_sites", "one_step_forecasts", "sample_net", "samples_from_net"]
