@@ -157,7 +157,7 @@ def test_synthetic_conditional_expectation_at_observations_is_the_observation():
     sp = njode_synthetic.simulate_paths("ornstein_uhlenbeck", 5, seed=3)
     ce = njode_synthetic.conditional_expectation(sp)
     np.testing.assert_allclose(ce[sp.mask], sp.paths[sp.mask])
-    # Far from any observation the OU conditional expectation tends to the mean 4.
+    # At time 0, fully observed, it is X0 = 1.
     assert np.all(np.abs(ce[:, 0] - 1.0) < 1e-12)
 
 

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from . import irregular
+
 EXIT_USAGE = 2
 # Stage-1 fit whose median fixes a neural model's hidden layers (--bayesian-layers last).
 HIDDEN_GUIDE = "full-rank"
@@ -268,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0, help="seed of the noisy predictive draws (default 0)")
 
     _sub(sub, "datasets", "list the bundled datasets", EPILOG_DATASETS)
+    irregular.add_parser(sub)
     return p
 
 
@@ -550,7 +553,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("fit", "predict"):
         _use_all_cores()
-    handlers = {"fit": cmd_fit, "summary": cmd_summary, "predict": cmd_predict, "datasets": cmd_datasets}
+    handlers = {"fit": cmd_fit, "summary": cmd_summary, "predict": cmd_predict, "datasets": cmd_datasets,
+                "irregular": irregular.run}  # fmt: skip
     from ..errors import BayesODEError
 
     try:

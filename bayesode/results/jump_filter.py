@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import jax.scipy.stats as jst
 import numpy as np
 
-from ..datasets import IrregularData
+from ..datasets import IrregularData, make_irregular
 from ..errors import ConfigError, DataError
 from ..model import net_from_draw, one_step_forecasts
 from ..solving import FilterState, SolverConfig, filter_observations, hidden_at
@@ -121,8 +121,6 @@ class JumpFilterFit:
         t_list[i] = np.concatenate([d.ts[i, :n], ts])
         y_list[i] = np.concatenate([d.ys[i, :n], np.where(mask, ys, np.nan)])
         m_list[i] = np.concatenate([d.mask[i, :n], mask])
-        from ..datasets import make_irregular
-
         new = make_irregular(t_list, y_list, m_list, state_names=d.state_names, series_names=d.series_names)
         return replace(self, data=new)
 
