@@ -28,6 +28,7 @@ COMMANDS = [
     ("summary", "summary"),
     ("predict", "predict"),
     ("datasets", "catalog"),
+    ("irregular", "irregular"),
 ]
 
 EPILOG = """examples:

@@ -2,7 +2,14 @@
 
 from . import presets
 from .assembly import check_model, make_model, shard_series
-from .jump_filter import make_jump_filter_model, net_from_draw, net_sites, one_step_forecasts, sample_net
+from .jump_filter import (
+    make_jump_filter_model,
+    net_from_draw,
+    net_sites,
+    one_step_forecasts,
+    sample_net,
+    samples_from_net,
+)
 from .likelihoods import (
     AbstractLikelihood,
     BinomialNoise,
@@ -24,5 +31,5 @@ __all__ = [
     "Incidence", "increments", "LogNormalNoise", "make_jump_filter_model", "make_model", "ModelSpec",
     "NegativeBinomialNoise", "net_from_draw", "net_sites", "Normal", "NormalNoise", "Observation", "observe",
     "one_step_forecasts", "per_series_params", "PerColumn", "point_process_model", "PoissonNoise", "PopulationPrior",
-    "presets", "sample_field", "sample_net", "shard_series", "StudentTNoise",
+    "presets", "sample_field", "sample_net", "samples_from_net", "shard_series", "StudentTNoise",
 ]

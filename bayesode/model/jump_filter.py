@@ -66,6 +66,12 @@ def net_from_draw(net, draw: dict):
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static)
 
 
+def samples_from_net(net) -> dict:
+    """``net``'s weights as a posterior of one draw: site -> (1, 1, ...) array (e.g. for a point fit)."""
+    params, _ = eqx.partition(net, eqx.is_inexact_array)
+    return {name: jnp.asarray(leaf)[None, None] for (name, _), leaf in zip(net_sites(net), jax.tree.leaves(params))}
+
+
 def one_step_forecasts(net, ts, ys, mask, config: SolverConfig | None = None):
     """Forecast mean and spread just before each observation, for (series, obs) arrays.
 

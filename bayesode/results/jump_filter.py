@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import jax.scipy.stats as jst
 import numpy as np
 
-from ..datasets import IrregularData
+from ..datasets import IrregularData, make_irregular
 from ..errors import ConfigError, DataError
 from ..model import net_from_draw, one_step_forecasts
 from ..solving import FilterState, SolverConfig, filter_observations, hidden_at
@@ -121,10 +121,21 @@ class JumpFilterFit:
         t_list[i] = np.concatenate([d.ts[i, :n], ts])
         y_list[i] = np.concatenate([d.ys[i, :n], np.where(mask, ys, np.nan)])
         m_list[i] = np.concatenate([d.mask[i, :n], mask])
-        from ..datasets import make_irregular
-
         new = make_irregular(t_list, y_list, m_list, state_names=d.state_names, series_names=d.series_names)
         return replace(self, data=new)
+
+    def one_step_bands(self, *, prob: float = 0.9, max_draws: int | None = 200):
+        """The forecast made just before each observation, every series: ``(mean, lower, upper)``,
+        each (series, obs, D): posterior mean and central ``prob`` predictive band. Compare with
+        ``data.ys`` where ``data.mask`` is True to check the bands' coverage."""
+        if not 0 < prob < 1:
+            raise ConfigError(f"`prob` must be in (0, 1); got {prob!r}.")
+        d = self.data
+        ts, ys, mask = jnp.asarray(d.ts), jnp.asarray(np.nan_to_num(d.ys)), jnp.asarray(d.mask)
+        means, sds = jax.vmap(lambda w: one_step_forecasts(net_from_draw(self.net, w), ts, ys, mask, self.config)[:2])(
+            self._flat_draws(max_draws))
+        lower, upper = mixture_quantiles(means, sds, ((1 - prob) / 2, (1 + prob) / 2))
+        return np.asarray(means.mean(0)), np.asarray(lower), np.asarray(upper)
 
     def filter_states(self, *, series=0, max_draws: int | None = 200) -> FilterState:
         """Each draw's filter state after the last observation of ``series`` (leading axis: draw)."""
