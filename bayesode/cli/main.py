@@ -183,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["last", "all"],
         help="neural: last (default) fixes the hidden layers at a point fit of the whole network (SVI) and "
         "samples the output layer, y0 and noise (a neural-linear model: chains mix in minutes); all samples "
-        "every weight (the full posterior; chains often disagree on small data sets)",
+        "every weight: 8 members from MAP fits, each sampled by NUTS, weighted by stacking (--method is "
+        "not used)",
     )
     g.add_argument(
         "--likelihood",
@@ -431,6 +432,11 @@ def cmd_fit(args) -> int:
         post = bo.run_neural_linear(model, data, method=args.method, hidden_svi_steps=args.svi_steps,
                                     hidden_guide=HIDDEN_GUIDE, **common,
                                     **(svi_kw if args.method == "svi" else nuts_kw))  # fmt: skip
+    elif args.model == "neural" and args.bayesian_layers == "all":
+        from bayesode.diagnostics import fit_full_weight
+
+        post = fit_full_weight(model, data, num_warmup=args.warmup, num_samples=args.samples, max_tree_depth=depth,
+                               chain_method=args.chain_method, **common)  # fmt: skip
     elif args.method == "nuts":
         post = bo.run_nuts(model, data, **common, **nuts_kw)
     elif args.method == "svi":
