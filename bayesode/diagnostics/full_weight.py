@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ..infer import run_ensemble
+from ..infer import PARETO_K_MAX, run_ensemble
 from .function_space import ensemble_report
 
 __all__ = ["fit_full_weight"]
@@ -34,9 +34,14 @@ def fit_full_weight(model, ts, ys=None, *, key, num_members: int = 8, validation
                        **kwargs)  # fmt: skip
     report = ensemble_report(ens, forecast_ts=forecast_ts)
     post = ens.pooled
-    post.settings["ensemble"]["report"] = {
+    info = post.settings["ensemble"]
+    message = report["message"]
+    if info["points_pareto_k_high"]:
+        message += (f" {info['points_pareto_k_high']} of the member-by-point predictive densities behind the weights "
+                    f"have Pareto k > {PARETO_K_MAX} (importance sampling unreliable there): treat the weights as rough.")
+    info["report"] = {
         "situation": report["situation"],
-        "message": report["message"],
+        "message": message,
         "rhat_within_max": report["rhat_within_max"],
         "within": {str(k): v for k, v in report["within"].items()},
         "modes": report["modes"],
