@@ -11,7 +11,7 @@ from scipy.stats import norm
 
 import bayesode as bo
 from bayesode.errors import ConfigError, DataError
-from bayesode.infer.ensemble import pool_members, run_ensemble
+from bayesode.infer.ensemble import map_points, pool_members, run_ensemble
 from bayesode.infer.stacking import pointwise_lfo, pointwise_loo, stacking_weights
 
 
@@ -198,3 +198,11 @@ def test_fit_full_weight_returns_a_pooled_posterior_arviz_understands():
         assert np.isfinite(az.loo(idata).elpd_loo)
     assert "omega" in az.summary(idata, var_names=["omega"]).index
     np.testing.assert_allclose(idata.stacking["stacking_weight"].values, info["weights"])
+
+
+def test_map_points_rejects_bad_arguments():
+    data = _oscillator_data()
+    with pytest.raises(ConfigError, match="`num_points` must be a positive int"):
+        map_points(_oscillator_model(), data, key=0, num_points=0)
+    with pytest.raises(ConfigError, match="`learning_rate` must be a positive number"):
+        map_points(_oscillator_model(), data, key=0, num_points=2, learning_rate=-1.0)
