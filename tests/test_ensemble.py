@@ -1,5 +1,7 @@
 """Members, stacking and pooling (bayesode.infer.stacking, bayesode.infer.ensemble)."""
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -9,7 +11,7 @@ from scipy.stats import norm
 
 import bayesode as bo
 from bayesode.errors import ConfigError, DataError
-from bayesode.infer.ensemble import pool_members, run_ensemble
+from bayesode.infer.ensemble import map_points, pool_members, run_ensemble
 from bayesode.infer.stacking import pointwise_lfo, pointwise_loo, stacking_weights
 
 
@@ -173,3 +175,34 @@ def test_run_ensemble_rejects_bad_arguments():
         run_ensemble(model, data, key=0, restart_stuck_chains=True)
     with pytest.raises(ConfigError, match="`num_members` must be a positive int"):
         run_ensemble(model, data, key=0, num_members=0)
+
+
+@pytest.mark.slow
+def test_fit_full_weight_returns_a_pooled_posterior_arviz_understands():
+    import arviz as az
+
+    from bayesode.diagnostics import SITUATIONS, fit_full_weight
+
+    post = fit_full_weight(_oscillator_model(), _oscillator_data(), key=0, num_members=3, map_steps=100,
+                           learning_rate=0.05, num_warmup=50, num_samples=50, progress=False)  # fmt: skip
+    info = post.settings["ensemble"]
+    assert info["report"]["situation"] in SITUATIONS
+    assert len(info["weights"]) == sum(s["kept"] for s in info["starts"])
+    assert post.diagnostics()["situation"] == info["report"]["situation"]
+    idata = post.to_arviz()
+    assert idata.posterior.sizes["chain"] == 4
+    with warnings.catch_warnings():
+        # A weighted resample repeats draws, so some Pareto k may exceed ArviZ's threshold and warn;
+        # the estimate must still be finite.
+        warnings.simplefilter("ignore", UserWarning)
+        assert np.isfinite(az.loo(idata).elpd_loo)
+    assert "omega" in az.summary(idata, var_names=["omega"]).index
+    np.testing.assert_allclose(idata.stacking["stacking_weight"].values, info["weights"])
+
+
+def test_map_points_rejects_bad_arguments():
+    data = _oscillator_data()
+    with pytest.raises(ConfigError, match="`num_points` must be a positive int"):
+        map_points(_oscillator_model(), data, key=0, num_points=0)
+    with pytest.raises(ConfigError, match="`learning_rate` must be a positive number"):
+        map_points(_oscillator_model(), data, key=0, num_points=2, learning_rate=-1.0)

@@ -95,3 +95,19 @@ def test_function_space_diagnostics_are_invariant_to_permuting_hidden_units():
     ra, rb = function_space_report(base, quantities=a), function_space_report(permuted, quantities=b)
     assert ra["situation"] == rb["situation"] and ra["modes"] == rb["modes"]
     np.testing.assert_allclose(ra["rhat_within_max"], rb["rhat_within_max"], rtol=1e-3)
+
+
+def test_posterior_diagnostics_carry_the_full_weight_situation_through_save_and_load(tmp_path):
+    model, data = _oscillator()
+    post = _posterior(model, data, _chains([0.9, 0.9]))
+    message = "several modes, weighted: the 3 members sit in 2 distinct modes."
+    post.settings = {"ensemble": {"report": {"situation": "several modes, weighted", "message": message,
+                                             "rhat_within_max": 1.004}}}  # fmt: skip
+    d = post.diagnostics()
+    assert d["situation"] == "several modes, weighted" and message in d["warnings"]
+    post.save(tmp_path / "fit.nc")
+    loaded = bo.Posterior.load(tmp_path / "fit.nc", model=model).diagnostics()
+    assert loaded["situation"] == "several modes, weighted" and message in loaded["warnings"]
+    post.settings["ensemble"]["report"]["situation"] = "one mode that mixes"
+    post._idata = None
+    assert "situation" in post.diagnostics() and message not in post.diagnostics()["warnings"]

@@ -117,7 +117,8 @@ def add_parser(subparsers) -> None:
         choices=["last", "all"],
         help="neural: last (default) fixes the hidden layers at a point fit of the whole network (SVI) "
         "and samples the output layer, y0 and noise (a neural-linear model: chains mix in minutes); all "
-        "samples every weight (the full posterior; chains often disagree on small data sets)",
+        "samples every weight: 8 members from MAP fits, each sampled by NUTS, weighted by stacking "
+        "(--method is not used)",
     )
     g.add_argument(
         "--likelihood",
@@ -279,6 +280,12 @@ def _fit(args, model, data):
         return bo.run_neural_linear(model, data, method=args.method, hidden_svi_steps=args.svi_steps,
                                     hidden_guide=HIDDEN_GUIDE, **common,
                                     **(svi_kw if args.method == "svi" else nuts_kw))  # fmt: skip
+    if args.model == "neural" and args.bayesian_layers == "all":
+        from bayesode.diagnostics import fit_full_weight
+
+        return fit_full_weight(model, data, num_warmup=args.warmup, num_samples=args.samples,
+                               max_tree_depth=nuts_kw["max_tree_depth"], chain_method=args.chain_method,
+                               **common)  # fmt: skip
     if args.method == "nuts":
         return bo.run_nuts(model, data, **common, **nuts_kw)
     if args.method == "svi":

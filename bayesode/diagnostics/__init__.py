@@ -1,6 +1,7 @@
 """Diagnostics: simulation-based calibration, stability (fixed points) and Lyapunov analysis."""
 
 from .calibration import sbc
+from .full_weight import fit_full_weight
 from .function_space import (
     SITUATIONS,
     ensemble_report,
@@ -22,8 +23,8 @@ from .time_rescaling import TimeRescalingResult, time_rescaling_test
 from .uniformity import SBCResult, chi2_uniformity, ecdf_bands
 
 __all__ = [
-    "chi2_uniformity", "ecdf_bands", "ensemble_report", "field_on_points", "fixed_points", "FixedPoints",
-    "function_space_draws", "function_space_report", "KIND_NAMES", "lyapunov_exponent", "LyapunovResult",
-    "mode_groups", "plot_stability", "posterior_stability", "sbc", "SBCResult", "SITUATIONS", "time_rescaling_test",
-    "TimeRescalingResult",
+    "chi2_uniformity", "ecdf_bands", "ensemble_report", "field_on_points", "fit_full_weight", "fixed_points",
+    "FixedPoints", "function_space_draws", "function_space_report", "KIND_NAMES", "lyapunov_exponent",
+    "LyapunovResult", "mode_groups", "plot_stability", "posterior_stability", "sbc", "SBCResult", "SITUATIONS",
+    "time_rescaling_test", "TimeRescalingResult",
 ]

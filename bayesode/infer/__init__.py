@@ -14,13 +14,13 @@ from .nuts import run_nuts
 from .preflight import prior_failure_rate, retry_nonfinite_starts
 from .programs import get_sampler
 from .runtime import enable_compilation_cache, use_cpu_cores
-from .stacking import pointwise_lfo, pointwise_loo, stacking_weights
+from .stacking import PARETO_K_MAX, pointwise_lfo, pointwise_loo, stacking_weights
 from .svi import run_svi
 from .workflows import run_neural_linear, run_svi_nuts
 
 __all__ = [
     "enable_compilation_cache", "Ensemble", "filter_online", "fit_jump_filter", "fit_njode_point", "get_sampler",
-    "map_points", "njode_loss", "pointwise_lfo", "pointwise_loo", "pool_members", "prior_failure_rate",
-    "retry_nonfinite_starts", "run_ensemble", "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi",
-    "run_svi_nuts", "stacking_weights", "use_cpu_cores",
+    "map_points", "njode_loss", "PARETO_K_MAX", "pointwise_lfo", "pointwise_loo", "pool_members",
+    "prior_failure_rate", "retry_nonfinite_starts", "run_ensemble", "run_neural_linear", "run_nuts",
+    "run_nuts_distributed", "run_svi", "run_svi_nuts", "stacking_weights", "use_cpu_cores",
 ]

@@ -123,9 +123,15 @@ def map_points(model, data, *, key, num_points: int, num_steps: int = 2000, lear
     potential : (point,) potential energy there (``inf`` where the solve fails).
     losses : (point, num_steps) potential along each fit (NaN for skipped steps).
     """
+    check_model(model)
+    data = as_data(data)
+    num_points = positive_int("num_points", num_points)
+    num_steps = positive_int("num_steps", num_steps)
+    candidates = positive_int("candidates", candidates)
+    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+        raise ConfigError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
     md = data.model_data()
-    k_draw, k_pick = jax.random.split(as_key(key))
-    draws = Predictive(functools.partial(model, latents_only=True), num_samples=num_points * candidates)(k_draw, md)
+    draws = Predictive(functools.partial(model, latents_only=True), num_samples=num_points * candidates)(as_key(key), md)
     latents = _latent_names(model, md)
     draws = {k: v for k, v in draws.items() if k in latents}
     z = jax.vmap(lambda d: unconstrain_fn(model, (md,), {}, d))(draws)

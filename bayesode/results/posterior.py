@@ -246,6 +246,12 @@ class Posterior:
                 f"lower than chain {r['donor']}'s (a poor local mode) and restarted from that chain's state at "
                 f"iteration {r['iteration']}; restart_stuck_chains=False keeps chains where they go."
             )
+        report = self.settings.get("ensemble", {}).get("report")
+        if report is not None:  # a full-weight fit: its function-space situation (diagnostics.fit_full_weight)
+            out["situation"] = report["situation"]
+            out["function_space_rhat_within_max"] = report["rhat_within_max"]
+            if report["situation"] != "one mode that mixes":
+                out["warnings"].append(report["message"])
         if self.settings.get("interrupted"):
             out["warnings"].append("the run was interrupted: these draws are partial.")
         return out

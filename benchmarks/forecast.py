@@ -1,0 +1,210 @@
+"""Held-out forecasting: every method side by side on problems with a held-out future.
+
+    python benchmarks/forecast.py            # full sizes (hours on 2 shared cores)
+    python benchmarks/forecast.py --quick    # small sizes, to see the table in minutes per cell
+    python benchmarks/forecast.py --quick --problems lynx_hare --methods neural-linear,stacked
+
+Problems (train on the early part, score the held-out later points):
+  lynx_hare   bundled; train 1900-1914, hold out 1915-1920 (6 years)
+  spiral      bundled cubic spiral; train on the first 2/3 of the times
+  ude_lv      Lotka-Volterra simulated as in Rackauckas et al. 2020 (alpha 1.3, beta 0.9,
+              gamma 0.8, delta 1.8, y0 (0.44, 4.6), 5% log-normal noise); train t <= 3, hold out
+              3 < t <= 4.5; the neural methods fit the universal DE (LV law + neural correction)
+  pendulum    bundled damped pendulum; train on the first 2/3
+Methods:
+  neural-linear   run_neural_linear (what `bayesode fit` does by default)
+  map-ensemble    a deep ensemble: the members' MAP points (map_points), no sampling
+  nuts-single     NUTS over every weight from one MAP start (one chain)
+  stacked         fit_full_weight: members from MAP starts, NUTS each, stacking on leave-future-out
+  mechanistic     the Lotka-Volterra model (lynx_hare, ude_lv only)
+Columns: cov50/cov90 (fraction of held-out points inside the central 50%/90% predictive
+bands, noise included), mlpd (mean log predictive density per held-out point), crps (mean
+continuous ranked probability score; lower is better), wall_s (fit, compile included),
+compile_s (NUTS initialisation and compile, where reported), ess_s (median over members
+or chains of the min bulk ESS of function-space quantities, per second of sampling per
+member), rhat_fs (max within-member function-space R-hat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from scipy.integrate import solve_ivp
+from scipy.special import logsumexp
+
+import bayesode as bo
+from bayesode.diagnostics import fit_full_weight, function_space_report
+from bayesode.infer import map_points
+
+PROBLEMS = ("lynx_hare", "spiral", "ude_lv", "pendulum")
+METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "mechanistic")
+SIZES = {
+    "quick": dict(members=4, map_steps=300, warmup=100, samples=100, svi_steps=500, chains=2),
+    "full": dict(members=8, map_steps=2000, warmup=500, samples=500, svi_steps=3000, chains=4),
+}
+
+
+def _split(data, train_until):
+    """(train, full) Data: full keeps every point; train masks the held-out ones away."""
+    ts, ys = data.ts[0], data.ys[0]
+    keep = ts <= train_until
+    train = bo.make_data(ts[keep], ys[keep], state_names=data.state_names, t0=float(data.t0[0]))
+    full = bo.make_data(ts, ys, state_names=data.state_names, t0=float(data.t0[0]))
+    return train, full
+
+
+def _ude_lv():
+    rng = np.random.default_rng(0)
+    a, b, g, d = 1.3, 0.9, 0.8, 1.8
+    ts = np.linspace(0.0, 4.5, 46)
+    sol = solve_ivp(lambda t, y: [a * y[0] - b * y[0] * y[1], -g * y[1] + d * y[0] * y[1]], (0, 4.5), [0.44, 4.6],
+                    t_eval=ts, rtol=1e-10, atol=1e-10)  # fmt: skip
+    ys = sol.y.T * np.exp(0.05 * rng.standard_normal(sol.y.T.shape))
+    return bo.make_data(ts, ys, state_names=["prey", "predator"]), 3.0
+
+
+def problem(name):
+    """(train, full, model_for(data), mechanistic model or None)."""
+    if name == "ude_lv":
+        data, until = _ude_lv()
+        train, full = _split(data, until)
+        return train, full, lambda d: bo.models.hybrid(data=d), bo.models.lotka_volterra()
+    data = bo.datasets.load({"pendulum": "damped_pendulum"}.get(name, name)).to_data()
+    ts = data.ts[0]
+    until = 1914.0 if name == "lynx_hare" else float(ts[int(len(ts) * 2 / 3) - 1])
+    train, full = _split(data, until)
+    if name == "lynx_hare":
+        return train, full, lambda d: bo.models.neural(data=d), bo.models.lotka_volterra()
+    return train, full, lambda d: bo.models.neural(data=d, form="additive", likelihood="normal"), None
+
+
+def scores(post, full, train_until):
+    """Held-out coverage, mlpd and CRPS from ``post``'s draws scored on every point of ``full``."""
+    scored = bo.Posterior(samples=post.samples, sample_stats={}, data=full, model=post.model, settings={})
+    idata = scored.to_arviz()
+    held = np.asarray(idata.log_likelihood["obs_time"].values) > train_until
+    ll = np.asarray(idata.log_likelihood["obs"].values)[..., held].reshape(-1, int(held.sum()))
+    draws = np.asarray(idata.posterior_predictive["obs"].values)[..., held].reshape(-1, int(held.sum()))
+    y = np.asarray(idata.observed_data["obs"].values)[held]
+    ok = np.all(np.isfinite(draws), axis=1)  # failed solves give no prediction
+    ll, draws = ll[ok], draws[ok]
+    q = np.quantile(draws, [0.05, 0.25, 0.75, 0.95], axis=0)
+    srt = np.sort(draws, axis=0)
+    n = srt.shape[0]
+    # CRPS = E|X - y| - E|X - X'| / 2, the second term from the sorted draws in O(n log n).
+    spread = (2 * np.arange(1, n + 1) - n - 1) @ srt / n**2
+    crps = np.mean(np.abs(draws - y), axis=0) - spread
+    return {
+        "cov50": float(np.mean((y >= q[1]) & (y <= q[2]))),
+        "cov90": float(np.mean((y >= q[0]) & (y <= q[3]))),
+        "mlpd": float(np.mean(logsumexp(ll, axis=0) - np.log(ll.shape[0]))),
+        "crps": float(np.mean(crps)),
+        "failed_draws": int((~ok).sum()),
+    }
+
+
+def _ess_rate(post, groups, sampling_s):
+    rep = function_space_report(post, groups=groups, grid=np.zeros((0, post.model.spec.state_dim)))
+    ess = [v["ess_bulk_min"] for v in rep["within"].values()]
+    per_member_s = sampling_s / max(len(rep["within"]), 1)
+    return float(np.nanmedian(ess)) / per_member_s, rep["rhat_within_max"]
+
+
+def run_method(method, train, model_for, mechanistic, size, seed):
+    """(posterior, extra columns) for one method, or None where it does not apply."""
+    model = model_for(train)
+    t0 = time.time()
+    extra = {}
+    if method == "neural-linear":
+        post = bo.run_neural_linear(model, train, key=seed, hidden_svi_steps=size["svi_steps"],
+                                    num_warmup=size["warmup"], num_samples=size["samples"],
+                                    num_chains=size["chains"], progress=False)  # fmt: skip
+        extra["ess_s"], extra["rhat_fs"] = _ess_rate(post, None, post.settings["wall_time_s"])
+        extra["compile_s"] = post.settings["init_and_compile_s"]
+    elif method == "map-ensemble":
+        params, _, _ = map_points(model, train, key=seed, num_points=size["members"], num_steps=size["map_steps"])
+        post = bo.Posterior(samples={k: v[None] for k, v in params.items()}, sample_stats={}, data=train,
+                            model=model, settings={"method": "map-ensemble"})  # fmt: skip
+    elif method == "nuts-single":
+        params, _, _ = map_points(model, train, key=seed, num_points=1, num_steps=size["map_steps"])
+        post = bo.run_nuts(model, train, key=seed, num_warmup=size["warmup"], num_samples=size["samples"],
+                           num_chains=1, init_params=params, max_tree_depth=6, restart_stuck_chains=False,
+                           progress=False)  # fmt: skip
+        extra["ess_s"], extra["rhat_fs"] = _ess_rate(post, None, post.settings["wall_time_s"])
+        extra["compile_s"] = post.settings["init_and_compile_s"]
+    elif method == "stacked":
+        post = fit_full_weight(model, train, key=seed, num_members=size["members"], map_steps=size["map_steps"],
+                               num_warmup=size["warmup"], num_samples=size["samples"], validation="lfo",
+                               progress=False)  # fmt: skip
+        ens = post.settings["ensemble"]
+        within = ens["report"]["within"]
+        per_member_s = ens["nuts_wall_time_s"] / max(len(within), 1)
+        extra["ess_s"] = float(np.nanmedian([v["ess_bulk_min"] for v in within.values()])) / per_member_s
+        extra["rhat_fs"] = ens["report"]["rhat_within_max"]
+        extra["compile_s"] = ens["nuts_init_and_compile_s"]
+        extra["members"] = f"{len(within)}/{len(ens['starts'])}"
+        extra["situation"] = ens["report"]["situation"]
+    elif method == "mechanistic":
+        if mechanistic is None:
+            return None, {}
+        post = bo.run_nuts(mechanistic, train, key=seed, num_warmup=size["warmup"], num_samples=size["samples"],
+                           num_chains=size["chains"], progress=False)  # fmt: skip
+        extra["ess_s"], extra["rhat_fs"] = _ess_rate(post, None, post.settings["wall_time_s"])
+        extra["compile_s"] = post.settings["init_and_compile_s"]
+    else:
+        raise ValueError(method)
+    extra["wall_s"] = time.time() - t0
+    return post, extra
+
+
+COLUMNS = ("cov50", "cov90", "mlpd", "crps", "wall_s", "compile_s", "ess_s", "rhat_fs", "members", "situation")
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (see SIZES)")
+    p.add_argument("--problems", default=",".join(PROBLEMS))
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the rows here")
+    args = p.parse_args(argv)
+    bo.enable_compilation_cache()
+    size = SIZES["quick" if args.quick else "full"]
+    rows = []
+    header = f"{'problem':<10} {'method':<14} " + " ".join(f"{c:>9}" for c in COLUMNS)
+    print(f"sizes: {size}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    print(header, flush=True)
+    for name in args.problems.split(","):
+        train, full, model_for, mechanistic = problem(name)
+        until = float(train.ts.max())
+        for method in args.methods.split(","):
+            try:
+                post, extra = run_method(method, train, model_for, mechanistic, size, args.seed)
+                if post is None:
+                    continue
+                row = dict(problem=name, method=method, **scores(post, full, until), **extra)
+            except Exception as e:  # one failing cell must not lose the table
+                row = dict(problem=name, method=method, situation=f"error: {type(e).__name__}: {e}"[:200])
+            rows.append(row)
+            print(f"{name:<10} {method:<14} " + " ".join(f"{_fmt(row.get(c)):>9}" for c in COLUMNS), flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
