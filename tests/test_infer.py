@@ -128,9 +128,9 @@ def test_missing_values_are_masked(lv):
     ys[7, 1] = np.nan
     post = bo.run_nuts(lv, TS, ys, key=0, **SMALL)
     idata = post.to_arviz(key=0)
-    # columns named y0, y1 by default: exported as obs_y0, obs_y1 (y0 is the initial-state site)
-    assert list(idata.observed_data.data_vars) == ["obs_y0", "obs_y1"]
-    assert idata.observed_data["obs_y0"].size + idata.observed_data["obs_y1"].size == YS.size - 3
+    # columns named y0, y1 by default: y0 is exported as obs_y0 (y0 is also the initial-state site)
+    assert list(idata.observed_data.data_vars) == ["obs_y0", "y1"]
+    assert idata.observed_data["obs_y0"].size + idata.observed_data["y1"].size == YS.size - 3
     assert np.isnan(idata.constant_data["ys"].values).sum() == 3
     assert np.all(np.isfinite(idata.log_likelihood["obs"].values))
 
