@@ -123,10 +123,12 @@ def _fake_fit(num_draws=6, seed=0):
 
 def test_online_filtering_equals_refiltering_from_scratch():
     fit = _fake_fit()
-    new_ts, new_ys = np.array([0.95, 1.2, 1.2]), np.array([[0.3, np.nan], [np.nan, -0.2], [1.0, 1.0]])
+    # Two online calls of the same shape (one compiled program), then a refilter of everything.
+    new_ts = np.array([0.95, 1.1, 1.2, 1.2])
+    new_ys = np.array([[0.3, np.nan], [np.nan, -0.2], [1.0, 1.0], [np.nan, 0.4]])
     query = np.array([1.2, 1.5, 2.0])
-    online, states = filter_online(fit, new_ts[:1], new_ys[:1], query_ts=query, series=1)
-    online, _ = filter_online(fit, new_ts[1:], new_ys[1:], query_ts=query, series=1, states=states)
+    online, states = filter_online(fit, new_ts[:2], new_ys[:2], query_ts=query, series=1)
+    online, _ = filter_online(fit, new_ts[2:], new_ys[2:], query_ts=query, series=1, states=states)
     again = fit.with_observations(new_ts, new_ys, series=1).forecast(query, series=1)
     np.testing.assert_allclose(online.draws, again.draws, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(online.lower, again.lower, rtol=1e-4, atol=1e-4)

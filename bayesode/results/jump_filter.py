@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import arviz as az
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.stats as jst
@@ -208,6 +209,21 @@ def check_new_observations(data: IrregularData, series: int, ts, ys, mask):
     return ts, ys, mask
 
 
+@eqx.filter_jit
+def _forecast_draws(net, draws, ts, ys, mask, query_ts, config, states):
+    """Per draw: forecast mean and sd at ``query_ts``; compiled once per shape (online calls reuse it)."""
+
+    def per_draw(w, state):
+        n = net_from_draw(net, w)
+        filtered = filter_observations(n, ts, ys, mask, state=state, config=config)
+        h, _ = hidden_at(n, filtered, ts, query_ts, state=state, config=config)
+        return jax.vmap(n.readout)(h), jax.vmap(n.forecast_sd)(h)
+
+    if states is None:
+        return jax.vmap(lambda w: per_draw(w, None))(draws)
+    return jax.vmap(per_draw)(draws, states)
+
+
 def forecast_from(net, draws: dict, ts, ys, mask, query_ts, *, config, prob=0.9, states: FilterState | None = None):
     """Posterior :class:`Forecast` at ``query_ts`` from per-draw weights, after filtering (ts, ys, mask).
 
@@ -221,16 +237,8 @@ def forecast_from(net, draws: dict, ts, ys, mask, query_ts, *, config, prob=0.9,
     if states is None and query_ts.min() < ts[0]:
         raise DataError(f"forecast times must not precede the first observation ({ts[0]}); got {query_ts.min()}.")
 
-    def per_draw(w, state):
-        n = net_from_draw(net, w)
-        filtered = filter_observations(n, ts, ys, mask, state=state, config=config)
-        h, _ = hidden_at(n, filtered, ts, query_ts, state=state, config=config)
-        return jax.vmap(n.readout)(h), jax.vmap(n.forecast_sd)(h)
-
-    if states is None:
-        means, sds = jax.vmap(lambda w: per_draw(w, None))(draws)
-    else:
-        means, sds = jax.vmap(per_draw)(draws, states)
+    means, sds = _forecast_draws(net, draws, jnp.asarray(ts, float), jnp.asarray(ys, float),
+                                 jnp.asarray(mask, bool), jnp.asarray(query_ts, float), config, states)  # fmt: skip
     alpha = (1 - prob) / 2
     lower, upper = mixture_quantiles(means, sds, (alpha, 1 - alpha))
     return Forecast(query_ts, np.asarray(means.mean(0)), np.asarray(lower), np.asarray(upper), np.asarray(means))
