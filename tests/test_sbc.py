@@ -92,10 +92,8 @@ def test_sbc_argument_errors(kwargs, match, monkeypatch):
     monkeypatch.setattr("bayesode.diagnostics.calibration._fit_replications", None)
     args = dict(key=0, num_replications=10)
     args.update(kwargs)
-    start = time.perf_counter()
     with pytest.raises(bo.ConfigError, match=match):
         sbc(FIT, TEMPLATE, **args)
-    assert time.perf_counter() - start < 30  # at most the one small simulation compile
 
 
 def test_sbc_rejects_a_data_dependent_prior():
