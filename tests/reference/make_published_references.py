@@ -8,6 +8,10 @@ Monte Carlo standard error of the mean, R-hat and bulk ESS; and three posterior 
 Stan's log density there (constrained scale, no Jacobian), for the fast CI check that
 bayesode's model has the same log density up to a constant.
 
+``van_der_pol`` is not in the JSON: its run (2026-12-03) did not converge (R-hat 1.53, chains
+in different modes of mu: 4.1 +- 3.4), so it is no reference yet; a tighter prior on mu or a
+shorter, denser window should make the posterior unimodal.
+
 Needs pystan 3 (``pip install pystan``), not a dependency of bayesode: the JSON is committed.
 Run: ``python tests/reference/make_published_references.py [model ...]`` (a few minutes each
 on 2 cores, mostly compiling; pystan's g++ call has a 1 s timeout that can fail under load,
