@@ -244,3 +244,11 @@ def test_per_column_noise_sites_under_jit():
 
     sites = noise(jnp.array([1.0, 2.0]))
     assert set(sites) == {"col0_sigma", "col1_sigma"} and sites["col1_sigma"].shape == (1,)
+
+
+def test_observation_module_docstring_examples_run():
+    """The examples of ``Observation``, ``Incidence`` and ``increments``, run as written."""
+    from bayesode.model import observation
+
+    result = doctest.testmod(observation, optionflags=doctest.ELLIPSIS, report=False, verbose=False)
+    assert result.failed == 0 and result.attempted >= 6

@@ -59,7 +59,7 @@ class ColumnsDistribution(dist.Distribution):
     def __init__(self, parts: Sequence[dist.Distribution], dtype):
         self.parts = tuple(parts)
         self.dtype = dtype
-        batch = jax.numpy.broadcast_shapes(*(p.batch_shape for p in self.parts))
+        batch = jnp.broadcast_shapes(*(p.batch_shape for p in self.parts))
         super().__init__(batch_shape=batch[:-1] + (len(self.parts),), event_shape=())
 
     def sample(self, key, sample_shape=()):

@@ -1,0 +1,63 @@
+"""Data of the published models, read with NumPy only (shared by the Stan reference script and the tests).
+
+Each function returns plain arrays and numbers, so the Stan references stay independent of bayesode.
+"""
+
+import os
+
+import numpy as np
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data")
+
+
+def influenza() -> dict:
+    """Boarding school, England, 1978: pupils in bed on days 1..14 after the first case (N = 763).
+
+    As in Grinsztajn et al. (2021): t0 = 0, y0 = (762, 1, 0), ts = 1..14.
+    """
+    cases = np.loadtxt(os.path.join(DATA, "influenza_england_1978_school.csv"), delimiter=",", skiprows=1,
+                       usecols=1)  # fmt: skip
+    return {"ts": np.arange(1.0, cases.size + 1.0), "cases": cases, "N": 763.0, "y0": np.array([762.0, 1.0, 0.0]),
+            "t0": 0.0}  # fmt: skip
+
+
+def pk() -> dict:
+    """Subject S1 of the bundled pk_multidose data up to its second dose: one 100 mg oral dose at t = 0 h."""
+    raw = np.genfromtxt(os.path.join(DATA, "pk_multidose.csv"), delimiter=",", skip_header=1, dtype=str)
+    rows = raw[(raw[:, 0] == "S1") & (raw[:, 1].astype(float) < 12.0)]
+    return {"ts": rows[:, 1].astype(float), "conc": rows[:, 3].astype(float), "dose": 100.0}
+
+
+VDP_MU, VDP_SIGMA, VDP_SEED = 10.0, 0.1, 20261203
+
+
+def van_der_pol() -> dict:
+    """Van der Pol, mu = 10 (stiff relaxation oscillations): y1 at 30 times in (0, 15] with N(0, 0.1) noise.
+
+    Simulated here with SciPy's Radau at 1e-10 from y0 = (2, 0), fixed seed; x'' = mu (1 - x^2) x' - x.
+    """
+    from scipy.integrate import solve_ivp
+
+    ts = np.linspace(0.5, 15.0, 30)
+    sol = solve_ivp(lambda t, y: [y[1], VDP_MU * (1 - y[0] ** 2) * y[1] - y[0]], (0.0, 15.0), [2.0, 0.0],
+                    method="Radau", t_eval=ts, rtol=1e-10, atol=1e-10)  # fmt: skip
+    noise = np.random.default_rng(VDP_SEED).normal(0.0, VDP_SIGMA, ts.size)
+    return {"ts": ts, "y": sol.y[0] + noise, "y0": np.array([2.0, 0.0])}
+
+
+HYBRID_FEATURES = ((1.0, 0.0), (-1.0, 0.5), (0.5, -0.5))  # (a_j, c_j) of the fixed hidden units tanh(a_j y + c_j)
+HYBRID_SIGMA, HYBRID_SEED = 0.05, 20261204
+
+
+def hybrid_decay() -> dict:
+    """A decay whose law misses a saturating inflow: truth y' = -0.5 y + 0.6 y / (1 + y), y0 = 2.
+
+    The model knows the decay (-k y) and corrects it with a small network (fixed hidden tanh
+    units ``HYBRID_FEATURES``, learned output weights). 20 noisy readings in (0, 10], SciPy at 1e-10.
+    """
+    from scipy.integrate import solve_ivp
+
+    ts = np.linspace(0.5, 10.0, 20)
+    sol = solve_ivp(lambda t, y: -0.5 * y + 0.6 * y / (1 + y), (0.0, 10.0), [2.0], t_eval=ts, rtol=1e-10, atol=1e-10)
+    noise = np.random.default_rng(HYBRID_SEED).normal(0.0, HYBRID_SIGMA, ts.size)
+    return {"ts": ts, "y": sol.y[0] + noise, "y0": 2.0, "features": HYBRID_FEATURES}
