@@ -1,8 +1,10 @@
 """The one wrapper over diffrax, and the discontinuities built on it (doses, change points, state events)."""
 
-from .diffeq import FAILURE_ADVICE, FAILURE_CAUSES, ForwardSensitivity, Solution, SolverConfig, solve, solve_series
-from .jumps import EventSolution, Jumps, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
+from .diffeq import ForwardSensitivity, Solution, SolverConfig, solve, solve_series, vmap_unless_one
+from .integrate import integrate
+from .jumps import EventSolution, Jumps, Regime, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
+from .status import FAILURE_ADVICE, FAILURE_CAUSES, Status, status_from, status_of
 
-__all__ = ["FAILURE_ADVICE", "FAILURE_CAUSES", "EventSolution", "ForwardSensitivity", "Jumps", "Solution",
-           "SolverConfig", "StateEvent", "doses_from_events", "solve", "solve_series", "solve_with_events",
-           "solve_with_jumps"]
+__all__ = ["FAILURE_ADVICE", "FAILURE_CAUSES", "EventSolution", "ForwardSensitivity", "Jumps", "Regime", "Solution",
+           "SolverConfig", "StateEvent", "Status", "doses_from_events", "integrate", "solve", "solve_series",
+           "solve_with_events", "solve_with_jumps", "status_from", "status_of", "vmap_unless_one"]

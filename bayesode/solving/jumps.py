@@ -44,19 +44,9 @@ import numpyro.distributions as dist
 import optimistix as optx
 
 from ..errors import ConfigError, DataError
-from .controller import step_controller
-from .diffeq import (
-    STATUS_BLOW_UP,
-    STATUS_DT_MIN,
-    STATUS_MAX_STEPS,
-    STATUS_NONFINITE,
-    STATUS_OK,
-    STATUS_OTHER,
-    Solution,
-    SolverConfig,
-    _checks_without_callbacks,
-    solve,
-)
+from .diffeq import Solution, SolverConfig, solve
+from .integrate import guard_gradients, integrate, placeholder
+from .status import Status, status_of
 
 SCALE_PER = ("model", "series", "jump")
 
@@ -160,10 +150,10 @@ def solve_with_jumps(
         ts_seg = jnp.concatenate([jnp.clip(ts, start, end), end[None]])
         sol = solve(field, y, ts_seg, t0=start, args=Regime(k, args) if regime else args, config=config)
         ys = jnp.where((segment == k)[:, None], sol.ys[:-1], ys)
-        status = jnp.where(status == STATUS_OK, sol.status, status)
+        status = jnp.where(status == Status.OK, sol.status, status)
         return (sol.ys[-1], status, num_steps + sol.num_steps, ys), None
 
-    init = (y0, jnp.asarray(STATUS_OK, jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros(ts.shape + y0.shape, dtype))
+    init = (y0, jnp.asarray(Status.OK, jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros(ts.shape + y0.shape, dtype))
     xs = (jnp.arange(times.shape[0] + 1, dtype=jnp.int32), starts, ends, kicks)
     (_, status, num_steps, ys), _ = jax.lax.scan(one_segment, init, xs)
     return Solution(ys=ys, status=status, num_steps=num_steps)
@@ -500,18 +490,6 @@ class EventSolution(NamedTuple):
     num_events: jax.Array
 
 
-@jax.custom_vjp
-def _zero_nonfinite_cotangent(x):
-    """Identity whose backward pass zeroes non-finite cotangents (a failed solve's gradient)."""
-    return x
-
-
-_zero_nonfinite_cotangent.defvjp(
-    lambda x: (x, None),
-    lambda _, ct: (jax.tree.map(lambda c: jnp.where(jnp.isfinite(c), c, 0.0), ct),),
-)
-
-
 def solve_with_events(
     field, y0, ts, event: StateEvent, *, t0=None, args=None, config: SolverConfig | None = None
 ) -> EventSolution:
@@ -545,11 +523,7 @@ def solve_with_events(
     ts = jnp.asarray(ts, dtype=dtype)
     t0 = ts[0] if t0 is None else jnp.asarray(t0, dtype=dtype)
     t_end = ts[-1]
-    if not config.forward_mode:
-        dynamic, static = eqx.partition(field, eqx.is_inexact_array)
-        dynamic, y0 = _zero_nonfinite_cotangent((dynamic, y0))
-        field = eqx.combine(dynamic, static)
-    controller = step_controller(config, dtype)
+    field, y0 = guard_gradients(field, y0, config)
     bound = config.max_abs_state
 
     def user(t, y, args, **kwargs):
@@ -565,43 +539,23 @@ def solve_with_events(
 
     def restart(carry, _):
         t_start, y, ys, status, num_steps, done, times, n = carry
-        with _checks_without_callbacks():  # keeps the program cacheable (see _solve)
-            sol = diffrax.diffeqsolve(
-                diffrax.ODETerm(field),
-                config.solver,
-                t0=t_start,
-                t1=t_end,
-                dt0=config.dt0,
-                y0=y,
-                args=args,
-                saveat=diffrax.SaveAt(
-                    subs=(diffrax.SubSaveAt(ts=jnp.clip(ts, t_start, t_end)), diffrax.SubSaveAt(t1=True))
-                ),
-                stepsize_controller=controller,
-                adjoint=config.adjoint,
-                event=dx_event,
-                max_steps=config.max_steps,
-                throw=False,
-            )
+        sol = integrate(
+            field,
+            y,
+            t_start,
+            t_end,
+            config,
+            saveat=diffrax.SaveAt(subs=(diffrax.SubSaveAt(ts=jnp.clip(ts, t_start, t_end)), diffrax.SubSaveAt(t1=True))),
+            args=args,
+            event=dx_event,
+        )
         (_, t_final), (ys_seg, y_final) = sol.ts, sol.ys
         hit = (sol.result == r.event_occurred) & sol.event_mask[0] & ~done
         t_stop = jnp.where(hit, t_final[0], t_end)
         keep = (ts >= t_start) & jnp.where(hit, ts < t_stop, ts <= t_end) & ~done
         ys = jnp.where(keep[:, None], ys_seg, ys)
-        seg_status = jnp.where(
-            (sol.result == r.successful) | hit,
-            STATUS_OK,
-            jnp.where(
-                sol.result == r.event_occurred,
-                STATUS_BLOW_UP,
-                jnp.where(
-                    sol.result == r.max_steps_reached,
-                    STATUS_MAX_STEPS,
-                    jnp.where(sol.result == r.dt_min_reached, STATUS_DT_MIN, STATUS_OTHER),
-                ),
-            ),
-        ).astype(jnp.int32)
-        status = jnp.where((status == STATUS_OK) & ~done, seg_status, status)
+        seg_status = jnp.where(hit, Status.OK, status_of(sol.result)).astype(jnp.int32)
+        status = jnp.where((status == Status.OK) & ~done, seg_status, status)
         times = jnp.where(hit & (jnp.arange(times.shape[0], dtype=jnp.int32) == n), t_stop, times)
         y_next = jnp.where(hit, event.reset_fn(t_stop, y_final[0], args), y_final[0])
         carry = (
@@ -621,7 +575,7 @@ def solve_with_events(
         t0,
         y0,
         jnp.zeros(ts.shape + y0.shape, dtype),
-        jnp.asarray(STATUS_OK, jnp.int32),
+        jnp.asarray(Status.OK, jnp.int32),
         jnp.zeros((), jnp.int32),
         jnp.zeros((), bool),
         jnp.full((M + 1,), jnp.inf, dtype),
@@ -629,9 +583,8 @@ def solve_with_events(
     )
     (_, _, ys, status, num_steps, done, times, n), _ = jax.lax.scan(restart, init, None, length=M + 1)
     # An event in the last restart means more than max_events: the tail is unsolved.
-    status = jnp.where((status == STATUS_OK) & ~done, STATUS_OTHER, status).astype(jnp.int32)
-    status = jnp.where((status == STATUS_OK) & ~jnp.all(jnp.isfinite(ys)), STATUS_NONFINITE, status)
-    ok = status == STATUS_OK
-    placeholder = jnp.broadcast_to(jnp.where(jnp.isfinite(y0), y0, 1.0), ys.shape)
-    ys = jnp.where(ok, ys, jax.lax.stop_gradient(placeholder))
+    status = jnp.where((status == Status.OK) & ~done, Status.OTHER, status).astype(jnp.int32)
+    status = jnp.where((status == Status.OK) & ~jnp.all(jnp.isfinite(ys)), Status.NONFINITE, status)
+    ok = status == Status.OK
+    ys = jnp.where(ok, ys, placeholder(y0, ys.shape))
     return EventSolution(ys, status, num_steps, times[:M], jnp.minimum(n, M))
