@@ -16,7 +16,6 @@ from .diagnostics import (
     ecdf_bands,
     fixed_points,
     lyapunov_exponent,
-    plot_stability,
     posterior_stability,
     sbc,
 )
@@ -63,6 +62,7 @@ from .plots import (
     field_draws,
     plot_phase,
     plot_prior_predictive,
+    plot_stability,
     plot_trajectories,
     plot_vector_field,
     prior_predictive,
