@@ -40,8 +40,8 @@ GROWTH_ULPS, GROWTH_PATIENCE, GROWTH_FACTOR = 1024, 8, 1.01
 
 
 def _shorter_than(t0, t1, ulps):
-    """``t1 - t0 < ulps`` ULPs of ``t0``; True for NaN too."""
-    return ~(t1 - t0 >= ulps * jnp.finfo(jnp.result_type(t0)).eps * jnp.abs(t0))
+    """``|t1 - t0| < ulps`` ULPs of ``t0`` (either direction: BacksolveAdjoint runs back); True for NaN."""
+    return ~(jnp.abs(t1 - t0) >= ulps * jnp.finfo(jnp.result_type(t0)).eps * jnp.abs(t0))
 
 
 def _size(y):
