@@ -14,21 +14,27 @@ import importlib
 # Where each public name lives: wing (a subpackage or base module) -> names it exports.
 _EXPORTS = {
     "errors": ("BayesODEError", "ConfigError", "DataError", "FieldError", "InitializationError"),
-    "datasets": ("Data", "ModelData", "make_data"),
+    "datasets": ("Data", "ModelData", "make_data", "make_irregular"),
     "fields": ("AntisymmetricField", "HamiltonianField", "HybridField", "LipschitzField", "MLPField",
                "MechanisticField", "StableField", "lotka_volterra_field", "lotka_volterra_rhs"),
     "solving": ("EventSolution", "ForwardSensitivity", "Jumps", "Solution", "SolverConfig", "StateEvent",
-                "doses_from_events", "solve", "solve_series", "solve_with_events", "solve_with_jumps"),
+                "doses_from_events", "solve", "solve_series", "solve_with_events", "solve_with_jumps", "NeuralJumpODE",
+                "filter_observations"),
     "model": ("AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
               "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "observe",
-              "per_series_params", "sample_field", "shard_series"),
-    "results": ("Posterior",),
+              "per_series_params", "sample_field", "shard_series",
+    # observation operators
+    "AbstractObservation", "BinomialNoise", "Incidence", "Observation", "PerColumn", "increments", "AbstractObservation", "BinomialNoise", "Incidence",
+              "Observation", "PerColumn", "increments", "make_jump_filter_model"),
+    "results": ("Posterior", "JumpFilterFit"),
     "infer": ("enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts",
-              "run_nuts_distributed", "run_svi", "run_svi_nuts", "use_cpu_cores"),
+              "run_nuts_distributed", "run_svi", "run_svi_nuts", "use_cpu_cores", "run_ensemble", "stacking_weights",
+              "fit_jump_filter", "filter_online", "fit_njode_point"),
     "diagnostics": ("KIND_NAMES", "FixedPoints", "LyapunovResult", "SBCResult", "chi2_uniformity", "ecdf_bands",
-                    "fixed_points", "lyapunov_exponent", "plot_stability", "posterior_stability", "sbc"),
-    "plots": ("field_draws", "plot_phase", "plot_prior_predictive", "plot_trajectories", "plot_vector_field",
-              "prior_predictive", "series_predictions"),
+                    "fixed_points", "lyapunov_exponent", "posterior_stability", "sbc", "fit_full_weight",
+                    "function_space_report", "time_rescaling_test"),
+    "plots": ("field_draws", "plot_jump_forecast", "plot_phase", "plot_prior_predictive", "plot_stability",
+              "plot_trajectories", "plot_vector_field", "prior_predictive", "series_predictions"),
 }  # fmt: skip
 _WING_OF = {name: wing for wing, names in _EXPORTS.items() for name in names}
 _SUBMODULES = ("datasets", "models")  # public names that are modules themselves
@@ -37,7 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # data
-    "Data", "ModelData", "datasets", "make_data",
+    "Data", "ModelData", "datasets", "make_data", "make_irregular",
     # vector fields
     "AntisymmetricField", "HamiltonianField", "HybridField", "LipschitzField", "MLPField", "MechanisticField",
     "StableField", "lotka_volterra_field", "lotka_volterra_rhs",
@@ -45,18 +51,25 @@ __all__ = [
     "ForwardSensitivity", "Solution", "SolverConfig", "solve", "solve_series",
     # discontinuities
     "EventSolution", "Jumps", "StateEvent", "doses_from_events", "solve_with_events", "solve_with_jumps",
+    # jump ODE regression: observation-driven (irregular, partly observed series)
+    "JumpFilterFit", "NeuralJumpODE", "filter_observations", "filter_online", "fit_jump_filter", "fit_njode_point",
+    "make_jump_filter_model", "plot_jump_forecast",
     # priors, likelihoods, models
     "AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise", "Normal",
     "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "models", "observe",
     "per_series_params", "sample_field", "shard_series",
+    # observation operators
+    "AbstractObservation", "BinomialNoise", "Incidence", "Observation", "PerColumn", "increments",
     # inference
     "enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts", "run_nuts_distributed",
     "run_svi", "run_svi_nuts", "use_cpu_cores",
+    # every weight Bayesian: members from MAP fits, stacking
+    "fit_full_weight", "function_space_report", "run_ensemble", "stacking_weights",
     # results
     "Posterior",
     # diagnostics
     "KIND_NAMES", "FixedPoints", "LyapunovResult", "SBCResult", "chi2_uniformity", "ecdf_bands", "fixed_points",
-    "lyapunov_exponent", "posterior_stability", "sbc",
+    "lyapunov_exponent", "posterior_stability", "sbc", "time_rescaling_test",
     # plots
     "field_draws", "plot_phase", "plot_prior_predictive", "plot_stability", "plot_trajectories", "plot_vector_field",
     "prior_predictive", "series_predictions",

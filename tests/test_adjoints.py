@@ -122,7 +122,8 @@ def test_solver_config_accepts_each_adjoint_and_rejects_others():
 def test_backsolve_is_refused_where_diffrax_cannot_differentiate():
     import numpyro.distributions as dist
 
-    from bayesode.solving.jumps import Jumps, StateEvent
+    from bayesode.solving.events import StateEvent
+    from bayesode.solving.jumps import Jumps
 
     field = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
     backsolve = bo.SolverConfig(adjoint=diffrax.BacksolveAdjoint())

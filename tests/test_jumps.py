@@ -10,7 +10,8 @@ from numpyro import handlers
 
 import bayesode as bo
 from bayesode.solving.diffeq import STATUS_OK, STATUS_OTHER
-from bayesode.solving.jumps import Jumps, Regime, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
+from bayesode.solving.events import StateEvent, solve_with_events
+from bayesode.solving.jumps import Jumps, Regime, doses_from_events, solve_with_jumps
 
 K = 0.7  # decay rate of the test system dy/dt = -K y
 TIGHT = bo.SolverConfig(rtol=1e-8, atol=1e-8)

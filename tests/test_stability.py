@@ -32,9 +32,9 @@ from bayesode.diagnostics.stability import (
     UNSTABLE_NODE,
     fixed_points,
     lyapunov_exponent,
-    plot_stability,
     posterior_stability,
 )
+from bayesode.plots.stability import plot_stability
 
 matplotlib.use("Agg")
 

@@ -12,11 +12,11 @@ from .function_space import (
 )
 from .stability import (
     KIND_NAMES,
+    KIND_NONE,
     FixedPoints,
     LyapunovResult,
     fixed_points,
     lyapunov_exponent,
-    plot_stability,
     posterior_stability,
 )
 from .time_rescaling import TimeRescalingResult, time_rescaling_test
@@ -24,7 +24,7 @@ from .uniformity import SBCResult, chi2_uniformity, ecdf_bands
 
 __all__ = [
     "chi2_uniformity", "ecdf_bands", "ensemble_report", "field_on_points", "fit_full_weight", "fixed_points",
-    "FixedPoints", "function_space_draws", "function_space_report", "KIND_NAMES", "lyapunov_exponent",
-    "LyapunovResult", "mode_groups", "plot_stability", "posterior_stability", "sbc", "SBCResult", "SITUATIONS",
-    "time_rescaling_test", "TimeRescalingResult",
+    "FixedPoints", "function_space_draws", "function_space_report", "KIND_NAMES", "KIND_NONE", "lyapunov_exponent",
+    "LyapunovResult", "mode_groups", "posterior_stability", "sbc", "SBCResult", "SITUATIONS", "time_rescaling_test",
+    "TimeRescalingResult",
 ]

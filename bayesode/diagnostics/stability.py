@@ -13,7 +13,7 @@ Three layers, each pure JAX and vmappable:
   ``(chain, draw, ...)`` plus posterior probabilities of stability, chaos and
   a limit cycle.
 
-:func:`plot_stability` draws the result.
+:func:`bayesode.plots.plot_stability` draws the result.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from numpyro import handlers
 from ..errors import ConfigError
 from ..fields.basic import field_state_dim
 from ..model.priors import SITE_Y0, sample_field
-from ..solving.controller import step_controller
-from ..solving.diffeq import STATUS_BLOW_UP, STATUS_NONFINITE, STATUS_OK, SolverConfig, solve_series, status_from
+from ..solving import SolverConfig, Status, integrate, solve_series, status_from
 
 # Kinds of fixed point (``FixedPoints.kind``); -1 marks an empty slot.
 KIND_NONE = -1
@@ -315,31 +314,19 @@ class _Tangent(eqx.Module):
 def _integrate_window(tangent, z, start, dt, args, config, live):
     """``z`` at ``start + dt`` and a status code; a zero-length (free) solve when not ``live``.
 
-    diffrax directly rather than :func:`bayesode.solve`: no blow-up event or
-    gradient guard is needed for a forward-only run, and leaving them out
-    compiles about 40% faster. A state that leaves ``config.max_abs_state``
-    is caught at the window's end; one that turns non-finite makes the step
-    size collapse below ``dtmin``, which ends the solve cheaply.
+    No blow-up event or gradient guard (a forward-only run; leaving them out
+    compiles about 40% faster than :func:`bayesode.solve`). A state that
+    leaves ``config.max_abs_state`` is caught at the window's end; one that
+    turns non-finite makes the step size collapse, which ends the solve cheaply.
     """
-    dtype = z.dtype
-    controller = step_controller(config, dtype)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(tangent),
-        config.solver,
-        t0=start,
-        t1=jnp.where(live, start + dt, start),
-        dt0=config.dt0,
-        y0=z,
-        args=args,
-        stepsize_controller=controller,
-        max_steps=config.max_steps,
-        throw=False,
+    sol = integrate(
+        tangent, z, start, jnp.where(live, start + dt, start), config, saveat=diffrax.SaveAt(t1=True), args=args
     )
     end = sol.ys[-1]
     status = status_from(sol.result, sol.ys, jnp.asarray(True))
     y = end[: tangent.state_dim]
-    blown = (status == STATUS_OK) & ~(jnp.max(jnp.abs(y)) < config.max_abs_state)
-    return end, jnp.where(blown, STATUS_BLOW_UP, status)
+    blown = (status == Status.OK) & ~(jnp.max(jnp.abs(y)) < config.max_abs_state)
+    return end, jnp.where(blown, Status.BLOW_UP, status)
 
 
 def _lyapunov_impl(field, y0, t0, dt, args, config, num_burn: int, num_avg: int) -> LyapunovResult:
@@ -350,12 +337,12 @@ def _lyapunov_impl(field, y0, t0, dt, args, config, num_burn: int, num_avg: int)
 
     def window(carry, i):
         y, v, status = carry
-        live = status == STATUS_OK
+        live = status == Status.OK
         z, code = _integrate_window(tangent, jnp.concatenate([y, v]), t0 + i.astype(dtype) * dt, dt, args, config, live)
         w = z[dim:]
         norm = jnp.sqrt(jnp.sum(w * w))
-        ok = live & (code == STATUS_OK) & (norm > 0) & jnp.isfinite(norm)
-        code = jnp.where(code == STATUS_OK, STATUS_NONFINITE, code)
+        ok = live & (code == Status.OK) & (norm > 0) & jnp.isfinite(norm)
+        code = jnp.where(code == Status.OK, Status.NONFINITE, code)
         status = jnp.where(live & ~ok, code, status).astype(jnp.int32)
         v = jnp.where(ok, w / jnp.where(ok, norm, 1.0), v)
         y = jnp.where(ok, z[:dim], y)
@@ -363,12 +350,12 @@ def _lyapunov_impl(field, y0, t0, dt, args, config, num_burn: int, num_avg: int)
         return (y, v, status), (growth, y)
 
     # One scan over burn-in and averaging windows (two scans would compile the window twice).
-    carry = (y0, v0, jnp.asarray(STATUS_OK, jnp.int32))
+    carry = (y0, v0, jnp.asarray(Status.OK, jnp.int32))
     (_, _, status), (growth, ys) = jax.lax.scan(window, carry, jnp.arange(num_burn + num_avg))
     growth, ys = growth[num_burn:], ys[num_burn:]
     elapsed = dt * jnp.arange(1, num_avg + 1, dtype=dtype)
     running = jnp.cumsum(growth) / elapsed
-    exponent = jnp.where(status == STATUS_OK, running[-1], jnp.nan)
+    exponent = jnp.where(status == Status.OK, running[-1], jnp.nan)
     return LyapunovResult(exponent, running, ys, status)
 
 
@@ -533,7 +520,7 @@ def _draw_stability(spec, st: _Settings, params, y0, u, md, dt, data_lo, data_hi
         res = _lyapunov_impl(field, y0[0], md.t0[0], dt, spec.args, st.config, st.num_burn, st.num_avg)
         half = 0.5 * st.bound_scale * (hi - lo)
         within = jnp.all(jnp.abs(res.ys - (0.5 * (hi + lo))[None, :]) <= half[None, :])
-        bounded = (res.status == STATUS_OK) & within
+        bounded = (res.status == Status.OK) & within
         out.update(
             lyapunov_exponent=res.exponent,
             lyapunov_running=res.running,
@@ -806,73 +793,10 @@ def _to_dataset(out, data, spec, draw_idx, num_burn, attrs) -> xr.Dataset:
         probs.update(
             p_chaos=float(np.mean(out["chaotic"])),
             p_limit_cycle=float(np.mean(out["limit_cycle"])),
-            p_lyapunov_failed=float(np.mean(out["lyapunov_status"] != STATUS_OK)),
+            p_lyapunov_failed=float(np.mean(out["lyapunov_status"] != Status.OK)),
         )
     ds.attrs.update(probs)
     ds.attrs.update(attrs)
     ds.attrs["kind_names"] = list(KIND_NAMES)
     ds.attrs["definitions"] = _DEFINITIONS
     return ds
-
-
-# ----------------------------------------------------------------------------- plot
-def plot_stability(ds: xr.Dataset, ax=None, *, bins: int = 30):
-    """Posterior histogram of the largest Lyapunov exponent and fixed-point eigenvalues in the complex plane.
-
-    Parameters
-    ----------
-    ds : the Dataset from :func:`posterior_stability`.
-    ax : pair of matplotlib Axes, optional
-        Where to draw (exponent histogram, eigenvalues); default a new 1x2 figure.
-    bins : int
-        Histogram bins (default 30).
-
-    Returns
-    -------
-    (fig, axes)
-        The figure and the two Axes. The histogram has ``bins`` bars (none when
-        exponents were not computed); the scatter has one point per
-        eigenvalue of every valid fixed point of every draw, one colour per kind.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    else:
-        axes = list(ax)
-        if len(axes) != 2:
-            raise ConfigError(f"`ax` must be two matplotlib Axes (histogram, eigenvalues); got {len(axes)}.")
-        fig = axes[0].figure
-    hist_ax, eig_ax = axes[0], axes[1]
-
-    if "lyapunov_exponent" in ds:
-        lam = np.asarray(ds["lyapunov_exponent"]).ravel()
-        lam = lam[np.isfinite(lam)]
-        hist_ax.hist(lam, bins=bins, color="C0", alpha=0.8)
-        tol = ds.attrs.get("lyapunov_tol")
-        hist_ax.axvline(0.0, color="k", lw=1)
-        if tol is not None and np.isfinite(tol):
-            for x in (-tol, tol):
-                hist_ax.axvline(x, color="grey", ls="--", lw=1)
-        p = ds.attrs.get("p_chaos", float("nan"))
-        hist_ax.set_title(f"largest Lyapunov exponent (P(chaos) = {p:.2f})")
-        hist_ax.set_xlabel("exponent (1 / time)")
-        hist_ax.set_ylabel("draws")
-    else:
-        hist_ax.text(0.5, 0.5, "Lyapunov exponents not computed", ha="center", va="center", transform=hist_ax.transAxes)
-
-    kind = np.asarray(ds["fixed_point_kind"])
-    re = np.asarray(ds["eigenvalue_real"])
-    im = np.asarray(ds["eigenvalue_imag"])
-    for code, name in enumerate(KIND_NAMES[:KIND_NONE]):
-        sel = kind == code
-        if sel.any():
-            eig_ax.scatter(re[sel].ravel(), im[sel].ravel(), s=10, alpha=0.6, color=f"C{code}", label=name)
-    eig_ax.axvline(0.0, color="k", lw=1)
-    eig_ax.axhline(0.0, color="k", lw=1)
-    eig_ax.set_xlabel("Re(eigenvalue)")
-    eig_ax.set_ylabel("Im(eigenvalue)")
-    eig_ax.set_title(f"fixed points (P(stable) = {ds.attrs.get('p_stable_fixed_point', float('nan')):.2f})")
-    if eig_ax.collections:
-        eig_ax.legend(fontsize="small")
-    return fig, axes

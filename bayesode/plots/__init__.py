@@ -7,11 +7,11 @@ and are re-exported here so ``bayesode.plots.<name>`` keeps working.
 
 from ..results import field_draws, prior_predictive, series_predictions
 from .core import plot_prior_predictive, plot_trajectories
-from .plane import plot_phase, plot_vector_field
-
-__all__ = ["field_draws", "plot_phase", "plot_prior_predictive", "plot_trajectories", "plot_vector_field",
-           "prior_predictive", "series_predictions"]
-
 from .jump_filter import plot_jump_forecast
+from .plane import plot_phase, plot_vector_field
+from .stability import plot_stability
 
-__all__ += ["plot_jump_forecast"]
+__all__ = [
+    "field_draws", "plot_jump_forecast", "plot_phase", "plot_prior_predictive", "plot_stability", "plot_trajectories",
+    "plot_vector_field", "prior_predictive", "series_predictions",
+]

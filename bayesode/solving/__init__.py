@@ -1,6 +1,6 @@
 """The one wrapper over diffrax, and the discontinuities built on it (doses, change points, state events)."""
 
-from .diffeq import FAILURE_ADVICE, FAILURE_CAUSES, ForwardSensitivity, Solution, SolverConfig, solve, solve_series
+from .diffeq import ForwardSensitivity, Solution, SolverConfig, solve, solve_series, vmap_unless_one
 from .event_jumps import (
     EventJumpSolution,
     NeuralJumpProcess,
@@ -8,7 +8,9 @@ from .event_jumps import (
     per_event_log_likelihood,
     solve_event_jumps,
 )
-from .jumps import EventSolution, Jumps, StateEvent, doses_from_events, solve_with_events, solve_with_jumps
+from .events import EventSolution, StateEvent, solve_with_events
+from .integrate import integrate
+from .jumps import Jumps, Regime, doses_from_events, solve_with_jumps
 from .observation_jumps import (
     Filtered,
     FilterState,
@@ -18,12 +20,14 @@ from .observation_jumps import (
     hidden_at,
     initial_state,
 )
+from .status import FAILURE_ADVICE, FAILURE_CAUSES, Status, status_from, status_of
 from .thinning import SimulatedEvents, simulate_events
 
 __all__ = [
     "doses_from_events", "EventJumpSolution", "events_log_likelihood", "EventSolution", "FAILURE_ADVICE",
     "FAILURE_CAUSES", "filter_config", "filter_observations", "Filtered", "FilterState", "ForwardSensitivity",
-    "hidden_at", "initial_state", "Jumps", "NeuralJumpODE", "NeuralJumpProcess", "per_event_log_likelihood",
-    "simulate_events", "SimulatedEvents", "Solution", "solve", "solve_event_jumps", "solve_series",
-    "solve_with_events", "solve_with_jumps", "SolverConfig", "StateEvent",
+    "hidden_at", "initial_state", "integrate", "Jumps", "NeuralJumpODE", "NeuralJumpProcess",
+    "per_event_log_likelihood", "Regime", "simulate_events", "SimulatedEvents", "Solution", "solve",
+    "solve_event_jumps", "solve_series", "solve_with_events", "solve_with_jumps", "SolverConfig", "StateEvent",
+    "Status", "status_from", "status_of", "vmap_unless_one",
 ]

@@ -8,18 +8,24 @@ never bind a step that the dtype can take. A floor relative to the span
 ``t0 = 0`` needs steps far below it while ``t`` is near 0, and failed on
 every prior draw of a one-compartment model that diffrax itself solves.
 
-The floor here is local, in units of the time's own resolution: the solve
-stops (``dt_min``) once :data:`FLOOR_PATIENCE` consecutive step proposals
-have been shorter than :data:`FLOOR_ULPS` units in the last place of the
-current time, i.e. steps whose stage times are barely distinct numbers.
-Near ``t = 0`` any step is allowed. A jump mid-span may take a few such
-steps to cross (diffrax does cross it, by rounding), so one short step is
-not enough: a solve stuck at a singularity or a NaN takes many in a row.
+The floor here is local, in units of the time's own resolution (ULPs of
+``t``: near ``t = 0`` any step is allowed), and it asks for a pattern, not
+one short step, because diffrax does cross a jump with a few short steps
+(by rounding). Two patterns stop a solve (``dt_min``):
+
+- *stuck*: :data:`STUCK_PATIENCE` step proposals in a row shorter than
+  :data:`STUCK_ULPS` ULPs of ``t`` (a NaN field value; a jump too large for
+  the dtype at this tolerance);
+- *blowing up*: :data:`GROWTH_PATIENCE` accepted steps in a row shorter than
+  :data:`GROWTH_ULPS` ULPs of ``t``, each growing the largest state by over
+  1% (a finite-time singularity: in float32 ``1/(t* - t)`` cannot reach the
+  ``max_abs_state`` bound, since ``t* - t`` cannot go below one ULP).
+
 With these values the discontinuity family in ``tests/test_solve.py``
-succeeds wherever plain diffrax (no floor) does, and stuck solves stop
-within a few hundred steps instead of ``max_steps``. A ``dtmin`` of the
-smallest normal number backs it up where ``t = 0`` exactly. Known jump
-times in ``SolverConfig(jump_ts=...)`` make the jump cheap and exact.
+succeeds wherever plain diffrax (no floor) does, and failed solves stay
+cheap (``tests/test_robustness.py``). A ``dtmin`` of the smallest normal
+number backs them up. Known jump times in ``SolverConfig(jump_ts=...)``
+make a jump cheap and exact.
 """
 
 from __future__ import annotations
@@ -27,24 +33,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import diffrax
-import equinox as eqx
 import jax.numpy as jnp
 
-# Steps shorter than FLOOR_ULPS units in the last place of t, FLOOR_PATIENCE times in a row: stuck.
-FLOOR_ULPS = 4
-FLOOR_PATIENCE = 16
+STUCK_ULPS, STUCK_PATIENCE = 4, 16
+GROWTH_ULPS, GROWTH_PATIENCE, GROWTH_FACTOR = 1024, 8, 1.01
+
+
+def _shorter_than(t0, t1, ulps):
+    """``|t1 - t0| < ulps`` ULPs of ``t0`` (either direction: BacksolveAdjoint runs back); True for NaN."""
+    return ~(jnp.abs(t1 - t0) >= ulps * jnp.finfo(jnp.result_type(t0)).eps * jnp.abs(t0))
+
+
+def _size(y):
+    return jnp.max(jnp.abs(jnp.asarray(y)))
 
 
 class ResolutionFloor(diffrax.AbstractAdaptiveStepSizeController):
-    """Wraps an adaptive controller: ``dt_min`` after ``patience`` proposed steps in a row below ``ulps`` ULPs of ``t``.
+    """Wraps an adaptive controller: ``dt_min`` when the steps are stuck or blowing up (module docstring).
 
     Built only through public diffrax API (an ``AbstractAdaptiveStepSizeController``
     that delegates to the wrapped one, as ``diffrax.ClipStepSizeController`` does).
     """
 
     controller: diffrax.AbstractAdaptiveStepSizeController
-    ulps: float = eqx.field(static=True, default=FLOOR_ULPS)
-    patience: int = eqx.field(static=True, default=FLOOR_PATIENCE)
 
     @property
     def rtol(self):
@@ -59,23 +70,23 @@ class ResolutionFloor(diffrax.AbstractAdaptiveStepSizeController):
         return self.controller.norm
 
     def wrap(self, direction):
-        return ResolutionFloor(self.controller.wrap(direction), self.ulps, self.patience)
+        return ResolutionFloor(self.controller.wrap(direction))
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         t1, state = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        return t1, (state, jnp.zeros((), jnp.int32))
+        return t1, (state, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
-        inner, below = controller_state
+        inner, stuck, growth = controller_state
         keep, next_t0, next_t1, made_jump, inner, result = self.controller.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, inner
         )
-        eps = jnp.finfo(jnp.result_type(next_t0)).eps
-        # ``not >=`` so that a NaN step size (NaN error estimate) counts as below too.
-        small = ~(next_t1 - next_t0 >= self.ulps * eps * jnp.abs(next_t0))
-        below = jnp.where(small, below + 1, 0)
-        result = diffrax.RESULTS.where(below >= self.patience, diffrax.RESULTS.dt_min_reached, result)
-        return keep, next_t0, next_t1, made_jump, (inner, below), result
+        stuck = jnp.where(_shorter_than(next_t0, next_t1, STUCK_ULPS), stuck + 1, 0)
+        growing = _shorter_than(t0, t1, GROWTH_ULPS) & ~(_size(y1_candidate) <= GROWTH_FACTOR * _size(y0))
+        growth = jnp.where(keep, jnp.where(growing, growth + 1, 0), growth)
+        failed = (stuck >= STUCK_PATIENCE) | (growth >= GROWTH_PATIENCE)
+        result = diffrax.RESULTS.where(failed, diffrax.RESULTS.dt_min_reached, result)
+        return keep, next_t0, next_t1, made_jump, (inner, stuck, growth), result
 
 
 def step_controller(config, dtype, norm=None) -> diffrax.AbstractAdaptiveStepSizeController:

@@ -19,46 +19,28 @@ just before and just after each, instead of rejecting steps to find it.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
-import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..errors import ConfigError
-from .controller import step_controller
+from .integrate import guard_gradients, integrate, placeholder
+from .status import FAILURE_ADVICE, FAILURE_CAUSES, Status, status_from  # noqa: F401 (old import path)
 
-# Status codes; 0 is success. Reported by cause in ``sample_stats``.
-STATUS_OK = 0
-STATUS_MAX_STEPS = 1
-STATUS_NONFINITE = 2
-STATUS_BLOW_UP = 3
-STATUS_DT_MIN = 4
-STATUS_OTHER = 5
-FAILURE_CAUSES = {
-    STATUS_MAX_STEPS: "max_steps",
-    STATUS_NONFINITE: "nonfinite",
-    STATUS_BLOW_UP: "blow_up",
-    STATUS_DT_MIN: "dt_min",
-    STATUS_OTHER: "other",
-}
-# What to try, per cause; used in warnings and errors.
-FAILURE_ADVICE = {
-    "max_steps": "raise SolverConfig(max_steps=...) or use a stiff solver such as diffrax.Kvaerno5()",
-    "nonfinite": "the initial state or field value is NaN/inf: check y0 priors and the field",
-    "blow_up": "trajectories explode: tighten the weight/parameter priors or raise max_abs_state",
-    "dt_min": "step size collapsed (stiff system, singularity or NaN field output): try diffrax.Kvaerno5() "
-    "or tighter priors",
-    "other": "see diffrax.RESULTS",
-}
+# The codes by their old names (``Status`` is the enumeration).
+STATUS_OK = Status.OK
+STATUS_MAX_STEPS = Status.MAX_STEPS
+STATUS_NONFINITE = Status.NONFINITE
+STATUS_BLOW_UP = Status.BLOW_UP
+STATUS_DT_MIN = Status.DT_MIN
+STATUS_OTHER = Status.OTHER
 
 
 def _as_times(value):
@@ -149,46 +131,6 @@ class Solution(NamedTuple):
     num_steps: jax.Array
 
 
-@jax.custom_vjp
-def _finite_cotangent(x):
-    """Identity whose backward pass zeroes non-finite cotangents.
-
-    A failed solve's backward pass can produce NaN (0 * inf); its log
-    density is -inf anyway, and this keeps the gradient finite.
-    """
-    return x
-
-
-def _fc_fwd(x):
-    return x, None
-
-
-def _fc_bwd(_, ct):
-    return (jax.tree.map(lambda c: jnp.where(jnp.isfinite(c), c, 0.0), ct),)
-
-
-_finite_cotangent.defvjp(_fc_fwd, _fc_bwd)
-
-
-def status_from(result, ys, ok_start) -> jax.Array:
-    r = diffrax.RESULTS
-    status = jnp.where(
-        result == r.successful,
-        STATUS_OK,
-        jnp.where(
-            result == r.max_steps_reached,
-            STATUS_MAX_STEPS,
-            jnp.where(
-                result == r.event_occurred,
-                STATUS_BLOW_UP,
-                jnp.where(result == r.dt_min_reached, STATUS_DT_MIN, STATUS_OTHER),
-            ),
-        ),
-    )
-    status = jnp.where(ok_start, status, STATUS_NONFINITE)
-    return jnp.where((status == STATUS_OK) & ~jnp.all(jnp.isfinite(ys)), STATUS_NONFINITE, status).astype(jnp.int32)
-
-
 def _within_bound(y, bound) -> jax.Array:
     """True while every state is finite and smaller than ``bound`` in size."""
     return jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < bound)
@@ -205,25 +147,6 @@ class _NaNOutside(eqx.Module):
 
     def __call__(self, t, y, args):
         return jnp.where(_within_bound(y, self.bound), self.field(t, y, args), jnp.nan)
-
-
-@contextlib.contextmanager
-def _checks_without_callbacks():
-    """diffrax checks ``saveat.ts`` (increasing, within the interval) with equinox's
-    ``error_if``, which raises through a host callback, and JAX never writes a program
-    with a host callback to the persistent compilation cache: every process would
-    recompile every model. Our times are validated before any solve, so while our
-    solve is traced these checks return NaN instead of raising (``on_error="nan"``:
-    a NaN time fails the solve, which is then counted like any other failure).
-    Only ``equinox.internal.error_if``, the name diffrax calls, is swapped, and only
-    during the trace; equinox caches the two variants under different keys.
-    """
-    original = eqxi.error_if
-    eqxi.error_if = functools.partial(original, on_error="nan")
-    try:
-        yield
-    finally:
-        eqxi.error_if = original
 
 
 class ForwardSensitivity(diffrax.AbstractAdjoint):
@@ -274,37 +197,31 @@ def _integrate(vector_field, y0, ts, t0, args, config: SolverConfig, *, ok_start
     t1 = jnp.where(ok_start, ts[-1], t0)
     ts_run = jnp.where(ok_start, ts, t0)
 
-    controller = step_controller(config, ts.dtype, norm)
     bound = config.max_abs_state
 
     def leaves_bounds(t, y, args, **kwargs):
         return ~_within_bound(states_of(y), bound)
 
     # diffrax's BacksolveAdjoint refuses events. There the field is NaN outside the bound, so the
-    # controller rejects steps until dtmin stops the solve (cheap, reported as dt_min), and the
-    # saved states are checked against the bound afterwards.
+    # controller rejects steps until the step floor stops the solve (cheap, reported as dt_min),
+    # and the saved states are checked against the bound afterwards.
     backsolve = isinstance(config.adjoint, diffrax.BacksolveAdjoint)
     if backsolve:
         vector_field = _NaNOutside(vector_field, bound)
     # The sensitivity path is never differentiated through diffrax: a plain while loop.
-    adjoint = diffrax.ForwardMode() if isinstance(config.adjoint, ForwardSensitivity) else config.adjoint
-
-    with _checks_without_callbacks():
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field),
-            config.solver,
-            t0=t0,
-            t1=t1,
-            dt0=config.dt0,
-            y0=y0_run,
-            args=args,
-            saveat=diffrax.SaveAt(ts=ts_run),
-            stepsize_controller=controller,
-            adjoint=adjoint,
-            event=None if backsolve else diffrax.Event(leaves_bounds),
-            max_steps=config.max_steps,
-            throw=False,
-        )
+    adjoint = diffrax.ForwardMode() if isinstance(config.adjoint, ForwardSensitivity) else None
+    sol = integrate(
+        vector_field,
+        y0_run,
+        t0,
+        t1,
+        config,
+        saveat=diffrax.SaveAt(ts=ts_run),
+        args=args,
+        event=None if backsolve else diffrax.Event(leaves_bounds),
+        adjoint=adjoint,
+        norm=norm,
+    )
     status = status_from(sol.result, states_of(sol.ys), ok_start)
     if backsolve:
         out_of_bounds = jnp.max(jnp.where(jnp.isfinite(sol.ys), jnp.abs(sol.ys), 0.0)) >= bound
@@ -315,11 +232,6 @@ def _integrate(vector_field, y0, ts, t0, args, config: SolverConfig, *, ok_start
 def _start_is_ok(field, y0, t0, args):
     f0 = field(t0, jnp.where(jnp.isfinite(y0), y0, 0.0), args)
     return jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(f0))
-
-
-def _placeholder(y0, shape):
-    """What a failed solve returns: ``y0`` repeated (finite), without gradient."""
-    return jax.lax.stop_gradient(jnp.broadcast_to(jnp.where(jnp.isfinite(y0), y0, 1.0), shape))
 
 
 def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = None) -> Solution:
@@ -355,14 +267,10 @@ def solve(field, y0, ts, *, t0=None, args=None, config: SolverConfig | None = No
     t0 = ts[0] if t0 is None else jnp.asarray(t0, dtype=ts.dtype)
     if isinstance(config.adjoint, ForwardSensitivity):
         return Solution(*_solve_with_sensitivities((field, args, y0, ts, t0), config=config))
-    if not config.forward_mode:
-        dynamic, static = eqx.partition(field, eqx.is_inexact_array)
-        dynamic, y0 = _finite_cotangent((dynamic, y0))
-        field = eqx.combine(dynamic, static)
-
+    field, y0 = guard_gradients(field, y0, config)
     ok_start = _start_is_ok(field, y0, t0, args)
     ys, status, num_steps = _integrate(field, y0, ts, t0, args, config, ok_start=ok_start)
-    ys = jnp.where(status == STATUS_OK, ys, _placeholder(y0, ys.shape))
+    ys = jnp.where(status == STATUS_OK, ys, placeholder(y0, ys.shape))
     return Solution(ys=ys, status=status, num_steps=num_steps)
 
 
@@ -373,7 +281,7 @@ def _solve_with_sensitivities(inputs, *, config):
     field, args, y0, ts, t0 = inputs
     ok_start = _start_is_ok(field, y0, t0, args)
     ys, status, num_steps = _integrate(field, y0, ts, t0, args, config, ok_start=ok_start)
-    return jnp.where(status == STATUS_OK, ys, _placeholder(y0, ys.shape)), status, num_steps
+    return jnp.where(status == STATUS_OK, ys, placeholder(y0, ys.shape)), status, num_steps
 
 
 @_solve_with_sensitivities.def_fwd
@@ -413,7 +321,7 @@ def _sensitivities_fwd(perturbed, inputs, *, config):
         augmented, state0, ts, t0, p, config, ok_start=ok_start, states_of=lambda st: st[..., 0], norm=_rms_of_states
     )
     ok = status == STATUS_OK
-    ys = jnp.where(ok, out[..., 0], _placeholder(y0, out.shape[:-1]))
+    ys = jnp.where(ok, out[..., 0], placeholder(y0, out.shape[:-1]))
     sens = jnp.where(ok, out[..., 1:], 0.0)  # (time, state, columns); zero for a failed solve
     return (ys, status, num_steps), (ys, sens, ok)
 

@@ -1,6 +1,6 @@
-"""Discontinuities: impulses at known or inferred times, regime changes, state-triggered resets.
+"""Discontinuities at given times: impulses (doses) at known or inferred times, regime changes.
 
-Three kinds, each a solve split into segments:
+Two kinds, each a solve split into segments:
 
 - **Jumps at given times** (doses): ``y(t_j) = y(t_j^-) + size_j``. The solve
   is a ``lax.scan`` over ``J + 1`` segments; segment ``k`` is one
@@ -19,44 +19,29 @@ Three kinds, each a solve split into segments:
   ``jnp.where(t < tau, ...)`` inside the field would instead give a zero
   gradient (the field is piecewise constant in ``tau``) and force the step-size
   controller to find the kink.
-- **State-triggered events** (:class:`StateEvent`): a reset when
-  ``cond_fn(t, y, args)`` crosses zero, located by a root find. diffrax stops
-  at an event, so the solve restarts from the reset state, at most
-  ``max_events`` times (static).
 
-Convention: states are right-continuous. A save time equal to a jump (or
-event) time sees the state *after* the jump; to observe a trough just before
-a dose, record it a moment earlier.
+State-triggered events (:class:`~bayesode.StateEvent`) live in :mod:`bayesode.solving.events`.
+
+Convention: states are right-continuous. A save time equal to a jump time
+sees the state *after* the jump; to observe a trough just before a dose,
+record it a moment earlier.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-import optimistix as optx
 
 from ..errors import ConfigError, DataError
-from .controller import step_controller
-from .diffeq import (
-    STATUS_BLOW_UP,
-    STATUS_DT_MIN,
-    STATUS_MAX_STEPS,
-    STATUS_NONFINITE,
-    STATUS_OK,
-    STATUS_OTHER,
-    Solution,
-    SolverConfig,
-    _checks_without_callbacks,
-    solve,
-)
+from .diffeq import Solution, SolverConfig, solve
+from .events import EventSolution, StateEvent, solve_with_events  # noqa: F401 (old import path, model/assembly.py)
+from .status import Status
 
 SCALE_PER = ("model", "series", "jump")
 
@@ -160,10 +145,10 @@ def solve_with_jumps(
         ts_seg = jnp.concatenate([jnp.clip(ts, start, end), end[None]])
         sol = solve(field, y, ts_seg, t0=start, args=Regime(k, args) if regime else args, config=config)
         ys = jnp.where((segment == k)[:, None], sol.ys[:-1], ys)
-        status = jnp.where(status == STATUS_OK, sol.status, status)
+        status = jnp.where(status == Status.OK, sol.status, status)
         return (sol.ys[-1], status, num_steps + sol.num_steps, ys), None
 
-    init = (y0, jnp.asarray(STATUS_OK, jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros(ts.shape + y0.shape, dtype))
+    init = (y0, jnp.asarray(Status.OK, jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros(ts.shape + y0.shape, dtype))
     xs = (jnp.arange(times.shape[0] + 1, dtype=jnp.int32), starts, ends, kicks)
     (_, status, num_steps, ys), _ = jax.lax.scan(one_segment, init, xs)
     return Solution(ys=ys, status=status, num_steps=num_steps)
@@ -443,195 +428,3 @@ def doses_from_events(
     return Jumps(
         times, amounts, mask=mask, scale_prior=scale_prior, scale_per=scale_per, name=name, time_origin=data.t_ref
     )
-
-
-# ---------------------------------------------------------------- state-triggered events
-class StateEvent(eqx.Module):
-    """A reset when the state crosses a surface: ``y <- reset_fn(t, y, args)`` when ``cond_fn`` hits 0.
-
-    Parameters
-    ----------
-    cond_fn : callable ``(t, y, args) -> scalar float``
-        The event happens where it crosses zero (located by a Newton root find).
-    reset_fn : callable ``(t, y, args) -> (state,)``
-        The state just after the event.
-    max_events : int
-        Most events per solve (static: the solve is a scan of ``max_events + 1``
-        restarts). A solve with more fails with status ``other``.
-    direction : bool or None
-        ``True``: only up-crossings (``cond_fn`` going from negative to
-        positive); ``False``: only down-crossings; ``None``: both. Set it so that
-        the state just after a reset does not trigger again at once.
-
-    Examples
-    --------
-    A ball dropped from height 1 under unit gravity, bouncing with restitution 0.8:
-
-    >>> import jax.numpy as jnp
-    >>> bounce = StateEvent(lambda t, y, a: y[0], lambda t, y, a: jnp.stack([jnp.abs(y[0]), -0.8 * y[1]]),
-    ...                     max_events=5, direction=False)
-    >>> sol = solve_with_events(lambda t, y, a: jnp.stack([y[1], -jnp.ones_like(y[1])]), jnp.array([1.0, 0.0]),
-    ...                         jnp.linspace(0.0, 4.0, 5), bounce)
-    >>> int(sol.num_events), [round(float(t), 3) for t in sol.event_times[:2]]
-    (2, [1.414, 3.677])
-    """
-
-    cond_fn: Callable = eqx.field(static=True)
-    reset_fn: Callable = eqx.field(static=True)
-    max_events: int = eqx.field(static=True)
-    direction: bool | None = eqx.field(static=True, default=None)
-
-    def __check_init__(self):
-        if not callable(self.cond_fn) or not callable(self.reset_fn):
-            raise ConfigError("`cond_fn` and `reset_fn` must be callables `(t, y, args)`.")
-        if not (isinstance(self.max_events, int) and self.max_events >= 1):
-            raise ConfigError(f"`max_events` must be a positive int; got {self.max_events!r}.")
-        if self.direction not in (None, True, False):
-            raise ConfigError(f"`direction` must be True, False or None; got {self.direction!r}.")
-
-
-class EventSolution(NamedTuple):
-    """:class:`Solution` plus ``event_times`` (max_events,) (``inf`` where unused) and ``num_events``."""
-
-    ys: jax.Array
-    status: jax.Array
-    num_steps: jax.Array
-    event_times: jax.Array
-    num_events: jax.Array
-
-
-@jax.custom_vjp
-def _zero_nonfinite_cotangent(x):
-    """Identity whose backward pass zeroes non-finite cotangents (a failed solve's gradient)."""
-    return x
-
-
-_zero_nonfinite_cotangent.defvjp(
-    lambda x: (x, None),
-    lambda _, ct: (jax.tree.map(lambda c: jnp.where(jnp.isfinite(c), c, 0.0), ct),),
-)
-
-
-def solve_with_events(
-    field, y0, ts, event: StateEvent, *, t0=None, args=None, config: SolverConfig | None = None
-) -> EventSolution:
-    """Integrate with state-triggered resets (see :class:`StateEvent`). Never raises.
-
-    Each of ``max_events + 1`` restarts runs ``diffrax.diffeqsolve`` from the
-    last event (time and reset state) with a terminating event; save points
-    before the event keep its values. Event times are found by a Newton root
-    find, so gradients flow through them (implicit function theorem).
-    ``BacksolveAdjoint`` is not supported (diffrax does not combine it with
-    events); a blow-up or step-size collapse fails as in :func:`bayesode.solve`.
-
-    Parameters
-    ----------
-    field, y0, ts, t0, args, config : as :func:`bayesode.solve`.
-    event : StateEvent
-
-    Returns
-    -------
-    EventSolution
-        ``ys`` (time, state), right-continuous at events.
-    """
-    config = SolverConfig() if config is None else config
-    if isinstance(config.adjoint, diffrax.BacksolveAdjoint):
-        raise ConfigError(
-            "`SolverConfig(adjoint=diffrax.BacksolveAdjoint())` cannot differentiate through events (diffrax "
-            "does not support it); use RecursiveCheckpointAdjoint() or ForwardMode()."
-        )
-    y0 = jnp.asarray(y0)
-    dtype = y0.dtype
-    ts = jnp.asarray(ts, dtype=dtype)
-    t0 = ts[0] if t0 is None else jnp.asarray(t0, dtype=dtype)
-    t_end = ts[-1]
-    if not config.forward_mode:
-        dynamic, static = eqx.partition(field, eqx.is_inexact_array)
-        dynamic, y0 = _zero_nonfinite_cotangent((dynamic, y0))
-        field = eqx.combine(dynamic, static)
-    controller = step_controller(config, dtype)
-    bound = config.max_abs_state
-
-    def user(t, y, args, **kwargs):
-        return event.cond_fn(t, y, args)
-
-    def blow_up(t, y, args, **kwargs):
-        return ~(jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < bound))
-
-    dx_event = diffrax.Event(
-        (user, blow_up), root_finder=optx.Newton(rtol=config.rtol, atol=config.atol), direction=(event.direction, None)
-    )
-    r = diffrax.RESULTS
-
-    def restart(carry, _):
-        t_start, y, ys, status, num_steps, done, times, n = carry
-        with _checks_without_callbacks():  # keeps the program cacheable (see _solve)
-            sol = diffrax.diffeqsolve(
-                diffrax.ODETerm(field),
-                config.solver,
-                t0=t_start,
-                t1=t_end,
-                dt0=config.dt0,
-                y0=y,
-                args=args,
-                saveat=diffrax.SaveAt(
-                    subs=(diffrax.SubSaveAt(ts=jnp.clip(ts, t_start, t_end)), diffrax.SubSaveAt(t1=True))
-                ),
-                stepsize_controller=controller,
-                adjoint=config.adjoint,
-                event=dx_event,
-                max_steps=config.max_steps,
-                throw=False,
-            )
-        (_, t_final), (ys_seg, y_final) = sol.ts, sol.ys
-        hit = (sol.result == r.event_occurred) & sol.event_mask[0] & ~done
-        t_stop = jnp.where(hit, t_final[0], t_end)
-        keep = (ts >= t_start) & jnp.where(hit, ts < t_stop, ts <= t_end) & ~done
-        ys = jnp.where(keep[:, None], ys_seg, ys)
-        seg_status = jnp.where(
-            (sol.result == r.successful) | hit,
-            STATUS_OK,
-            jnp.where(
-                sol.result == r.event_occurred,
-                STATUS_BLOW_UP,
-                jnp.where(
-                    sol.result == r.max_steps_reached,
-                    STATUS_MAX_STEPS,
-                    jnp.where(sol.result == r.dt_min_reached, STATUS_DT_MIN, STATUS_OTHER),
-                ),
-            ),
-        ).astype(jnp.int32)
-        status = jnp.where((status == STATUS_OK) & ~done, seg_status, status)
-        times = jnp.where(hit & (jnp.arange(times.shape[0], dtype=jnp.int32) == n), t_stop, times)
-        y_next = jnp.where(hit, event.reset_fn(t_stop, y_final[0], args), y_final[0])
-        carry = (
-            t_stop,
-            y_next,
-            ys,
-            status,
-            num_steps + sol.stats["num_steps"],
-            done | ~hit,
-            times,
-            n + hit.astype(jnp.int32),
-        )
-        return carry, None
-
-    M = event.max_events
-    init = (
-        t0,
-        y0,
-        jnp.zeros(ts.shape + y0.shape, dtype),
-        jnp.asarray(STATUS_OK, jnp.int32),
-        jnp.zeros((), jnp.int32),
-        jnp.zeros((), bool),
-        jnp.full((M + 1,), jnp.inf, dtype),
-        jnp.zeros((), jnp.int32),
-    )
-    (_, _, ys, status, num_steps, done, times, n), _ = jax.lax.scan(restart, init, None, length=M + 1)
-    # An event in the last restart means more than max_events: the tail is unsolved.
-    status = jnp.where((status == STATUS_OK) & ~done, STATUS_OTHER, status).astype(jnp.int32)
-    status = jnp.where((status == STATUS_OK) & ~jnp.all(jnp.isfinite(ys)), STATUS_NONFINITE, status)
-    ok = status == STATUS_OK
-    placeholder = jnp.broadcast_to(jnp.where(jnp.isfinite(y0), y0, 1.0), ys.shape)
-    ys = jnp.where(ok, ys, jax.lax.stop_gradient(placeholder))
-    return EventSolution(ys, status, num_steps, times[:M], jnp.minimum(n, M))
