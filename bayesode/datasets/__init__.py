@@ -2,8 +2,8 @@
 
 from .bundled import Dataset, data_dir, format_table, list_datasets, load, load_csv
 from .data import Data, ModelData, as_data, check_times, make_data
-from .events import EventSequences, make_event_sequences, read_events_csv
+from .events import EventSequences, load_events, make_event_sequences, read_events_csv
 
 __all__ = ["Data", "Dataset", "ModelData", "as_data", "check_times", "data_dir", "format_table", "list_datasets",
            "load", "load_csv", "make_data"]
-__all__ += ["EventSequences", "make_event_sequences", "read_events_csv"]
+__all__ += ["EventSequences", "load_events", "make_event_sequences", "read_events_csv"]
