@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from . import jumps as events_command
+
 EXIT_USAGE = 2
 # Stage-1 fit whose median fixes a neural model's hidden layers (--bayesian-layers last).
 HIDDEN_GUIDE = "full-rank"
@@ -268,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0, help="seed of the noisy predictive draws (default 0)")
 
     _sub(sub, "datasets", "list the bundled datasets", EPILOG_DATASETS)
+    events_command.add_parser(sub)  # bayesode events (cli/jumps.py)
     return p
 
 
@@ -551,6 +554,7 @@ def main(argv=None) -> int:
     if args.command in ("fit", "predict"):
         _use_all_cores()
     handlers = {"fit": cmd_fit, "summary": cmd_summary, "predict": cmd_predict, "datasets": cmd_datasets}
+    handlers["events"] = events_command.run  # minimal registration until the subcommand registry lands
     from ..errors import BayesODEError
 
     try:

@@ -9,6 +9,8 @@ from .core import (
     prior_predictive,
     series_predictions,
 )
+from .intensity import plot_intensity, plot_time_rescaling
 
 __all__ = ["field_draws", "plot_phase", "plot_prior_predictive", "plot_trajectories", "plot_vector_field",
            "prior_predictive", "series_predictions"]
+__all__ += ["plot_intensity", "plot_time_rescaling"]
