@@ -56,7 +56,7 @@ def _subparsers():
 
 def test_every_option_of_every_command_is_explained_with_an_example():
     parser, commands = _subparsers()
-    assert set(commands) == {"fit", "summary", "predict", "datasets", "irregular"}
+    assert set(commands) == {"fit", "summary", "predict", "datasets", "events", "irregular"}
     assert "examples:" in parser.epilog
     for name, p in commands.items():
         assert "example" in (p.epilog or ""), name
@@ -66,7 +66,9 @@ def test_every_option_of_every_command_is_explained_with_an_example():
             assert action.help and len(action.help) > 15, (name, action.dest)
 
 
-@pytest.mark.parametrize("command", [[], ["fit"], ["summary"], ["predict"], ["datasets"], ["irregular"]])
+@pytest.mark.parametrize(
+    "command", [[], ["fit"], ["summary"], ["predict"], ["datasets"], ["events"], ["irregular"]]
+)
 def test_help_exits_zero_and_prints_usage(command, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(command + ["--help"])

@@ -23,6 +23,8 @@ from bayesode.solving import (
 )
 
 TIGHT64 = SolverConfig(rtol=1e-10, atol=1e-10, max_steps=4096)
+# One compiled program per call shape (the unjitted scan would compile its body on every call).
+solve_jit = eqx.filter_jit(solve_event_jumps)
 
 
 class Hawkes(eqx.Module):
@@ -106,7 +108,7 @@ def test_constant_rates_give_the_marked_poisson_likelihood_for_padded_sequences(
     t_end = jnp.array([5.0, 3.0, 2.0])
     times, mask = padded(seqs, 4)
     mark_arr, _ = padded(marks, 4)
-    sol = jax.vmap(lambda t, m, k, e: solve_event_jumps(ConstantRates(rates), t, m, k, e))(
+    sol = jax.jit(jax.vmap(lambda t, m, k, e: solve_event_jumps(ConstantRates(rates), t, m, k, e)))(
         jnp.asarray(times, jnp.float32), jnp.asarray(mark_arr, jnp.int32), jnp.asarray(mask), t_end
     )
     ll = jax.vmap(events_log_likelihood)(sol, jnp.asarray(mask))
@@ -129,7 +131,7 @@ def test_hawkes_form_gives_the_closed_form_hawkes_likelihood_to_float_tolerance(
         n = events.size
         times = jnp.concatenate([jnp.asarray(events), jnp.zeros(5)])  # 5 padded entries
         mask = jnp.arange(n + 5) < n
-        sol = solve_event_jumps(Hawkes(mu, alpha, beta, jnp.float64), times, jnp.zeros(n + 5, int), mask, t_end,
+        sol = solve_jit(Hawkes(mu, alpha, beta, jnp.float64), times, jnp.zeros(n + 5, int), mask, t_end,
                                 config=TIGHT64)  # fmt: skip
         ll = float(events_log_likelihood(sol, mask))
         per_event_sum = float(jnp.sum(per_event_log_likelihood(sol, mask)))
@@ -149,14 +151,14 @@ def test_jumps_land_exactly_at_event_times_not_at_solver_steps():
         events = jnp.array([0.3, 0.3 + 1e-9, 1.7, 2.25])
         save = jnp.array([0.0, 0.3 - 1e-12, 0.3, 0.3 + 1e-9, 1.0, 1.7 - 1e-12, 1.7, 2.25, 3.0])
         counter = eqx.tree_at(lambda p: p.alpha, Hawkes(1.0, 1.0, 0.0, jnp.float64), jnp.float64(1.0))
-        sol = solve_event_jumps(counter, events, jnp.zeros(4, int), jnp.ones(4, bool), 3.0, save_ts=save,
+        sol = solve_jit(counter, events, jnp.zeros(4, int), jnp.ones(4, bool), 3.0, save_ts=save,
                                 config=TIGHT64)  # fmt: skip
         np.testing.assert_array_equal(np.asarray(sol.zs[:, 0]), [0, 0, 1, 2, 2, 2, 3, 4, 4])
         np.testing.assert_array_equal(np.asarray(sol.z_before[:, 0]), [0, 1, 2, 3])
         # With decay: the state between events is exactly the Hawkes excitation at the save times.
         mu, alpha, beta = 0.2, 0.8, 1.5
         grid = jnp.linspace(0.0, 3.0, 31)
-        sol = solve_event_jumps(Hawkes(mu, alpha, beta, jnp.float64), events, jnp.zeros(4, int), jnp.ones(4, bool),
+        sol = solve_jit(Hawkes(mu, alpha, beta, jnp.float64), events, jnp.zeros(4, int), jnp.ones(4, bool),
                                 3.0, save_ts=grid, config=TIGHT64)  # fmt: skip
         rates, ev, grid = np.asarray(sol.rates[:, 0]), np.asarray(events), np.asarray(grid)
     truth = [mu + alpha * np.sum(np.exp(-beta * (s - ev[ev <= s]))) for s in grid]
@@ -174,6 +176,7 @@ def test_gradient_of_the_neural_likelihood_matches_finite_differences():
         marks = jnp.array([0, 1, 1, 0, 1, 0])
         mask = jnp.arange(6) < 5
 
+        @jax.jit
         def loglik(p):
             sol = solve_event_jumps(eqx.combine(unravel(p), static), times, marks, mask, 4.0, config=TIGHT64)
             return events_log_likelihood(sol, mask)
@@ -207,9 +210,9 @@ def test_thinning_reproduces_poisson_counts_and_hawkes_passes_time_rescaling():
                          bound_factor=2.0)  # fmt: skip
     n = int(hs.mask.sum())
     assert 200 < n < 1000 and int(hs.bound_violations) == 0
-    sol = solve_event_jumps(hawkes, hs.times, hs.marks, hs.mask, 300.0)
+    sol = solve_jit(hawkes, hs.times, hs.marks, hs.mask, 300.0)
     true = time_rescaling_test(sol.increments, hs.mask)
-    wrong = time_rescaling_test(solve_event_jumps(Hawkes(1.1, 0.0, 1.0), hs.times, hs.marks, hs.mask, 300.0).increments,
+    wrong = time_rescaling_test(solve_jit(Hawkes(1.1, 0.0, 1.0), hs.times, hs.marks, hs.mask, 300.0).increments,
                                 hs.mask)  # fmt: skip
     # Fixed seeds; the true intensity passes at 1%, a Poisson with the same mean rate (wrong shape) fails at 1e-4.
     assert true.pvalue > 0.01, true
@@ -221,8 +224,8 @@ def test_time_rescaling_rejects_a_wrong_intensity_on_a_simulated_hawkes_sequence
     events = simulate_hawkes(rng, 500.0, 0.2, 0.8, 1.0)
     n = events.size
     mask = jnp.ones(n, bool)
-    truth = solve_event_jumps(Hawkes(0.2, 0.8, 1.0), jnp.asarray(events, jnp.float32), jnp.zeros(n, int), mask, 500.0)
-    slow_decay = solve_event_jumps(Hawkes(0.2, 0.8, 0.3), jnp.asarray(events, jnp.float32), jnp.zeros(n, int), mask,
+    truth = solve_jit(Hawkes(0.2, 0.8, 1.0), jnp.asarray(events, jnp.float32), jnp.zeros(n, int), mask, 500.0)
+    slow_decay = solve_jit(Hawkes(0.2, 0.8, 0.3), jnp.asarray(events, jnp.float32), jnp.zeros(n, int), mask,
                                    500.0)  # fmt: skip
     assert time_rescaling_test(truth.increments).pvalue > 0.05
     assert time_rescaling_test(slow_decay.increments).pvalue < 1e-3

@@ -28,6 +28,7 @@ COMMANDS = [
     ("summary", "summary"),
     ("predict", "predict"),
     ("datasets", "catalog"),
+    ("events", "jumps"),
     ("irregular", "irregular"),
 ]
 

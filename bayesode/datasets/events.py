@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["EventSequences", "make_event_sequences", "read_events_csv"]
+__all__ = ["EventSequences", "load_events", "make_event_sequences", "read_events_csv"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,3 +216,26 @@ def read_events_csv(
         names=[str(s) for s in names] if sequence_column else None,
         mark_names=[str(s) for s in mark_names] if mark_column else None,
     )  # fmt: skip
+
+
+def load_events(name: str) -> EventSequences:
+    """A bundled event dataset (``coal_explosions``, ``<process>_events``) as :class:`EventSequences`.
+
+    The file is checked against the registry's sha256 by :func:`bayesode.datasets.load`; the
+    observation window comes from the registry (``constants: t0, t_end``).
+
+    >>> load_events("coal_explosions").num_events.tolist()
+    [191]
+    """
+    from .bundled import load
+
+    d = load(name)
+    window = d.meta.get("constants", {})
+    if "t_end" not in window or d.state_names != ("mark",):
+        raise DataError(f"load_events({name!r}): not an event dataset (it needs a `mark` column and a window); "
+                        "use datasets.load for time series.")  # fmt: skip
+    labels = np.zeros(d.ts.shape, int) if d.series is None else np.asarray(d.series).astype(int)
+    ids = np.unique(labels)
+    marks = d.ys[:, 0].astype(np.int64)
+    return make_event_sequences([d.ts[labels == i] for i in ids], [marks[labels == i] for i in ids],
+                                t0=window["t0"], t_end=window["t_end"], names=[str(i) for i in ids])  # fmt: skip

@@ -19,12 +19,12 @@ from .stability import (
     lyapunov_exponent,
     posterior_stability,
 )
-from .time_rescaling import TimeRescalingResult, time_rescaling_test
+from .time_rescaling import TimeRescalingResult, posterior_time_rescaling, time_rescaling_test
 from .uniformity import SBCResult, chi2_uniformity, ecdf_bands
 
 __all__ = [
     "chi2_uniformity", "ecdf_bands", "ensemble_report", "field_on_points", "fit_full_weight", "fixed_points",
     "FixedPoints", "function_space_draws", "function_space_report", "KIND_NAMES", "KIND_NONE", "lyapunov_exponent",
-    "LyapunovResult", "mode_groups", "posterior_stability", "sbc", "SBCResult", "SITUATIONS", "time_rescaling_test",
-    "TimeRescalingResult",
+    "LyapunovResult", "mode_groups", "posterior_stability", "posterior_time_rescaling", "sbc", "SBCResult",
+    "SITUATIONS", "time_rescaling_test", "TimeRescalingResult",
 ]

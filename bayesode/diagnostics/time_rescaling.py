@@ -18,7 +18,7 @@ from scipy import stats
 
 from ..errors import DataError
 
-__all__ = ["TimeRescalingResult", "time_rescaling_test"]
+__all__ = ["TimeRescalingResult", "posterior_time_rescaling", "time_rescaling_test"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,16 @@ def time_rescaling_test(increments, mask=None) -> TimeRescalingResult:
                         f"min {np.nanmin(inc)}, {int(np.sum(~np.isfinite(inc)))} non-finite.")  # fmt: skip
     res = stats.kstest(inc, "expon")
     return TimeRescalingResult(increments=inc, statistic=float(res.statistic), pvalue=float(res.pvalue))
+
+
+def posterior_time_rescaling(fit, events=None, *, num_draws: int | None = 200) -> TimeRescalingResult:
+    """Time-rescaling test of a fitted point-process model (:func:`bayesode.infer.fit_events`).
+
+    Uses the posterior mean of each compensator increment (over ``num_draws`` evenly thinned
+    draws) on ``events`` (default the training data; pass held-out events for an honest check).
+    """
+    from ..infer import solve_draws
+
+    events = fit.events if events is None else events
+    increments = np.asarray(solve_draws(fit, events, num_draws=num_draws).increments).mean(axis=0)
+    return time_rescaling_test(increments, events.mask)

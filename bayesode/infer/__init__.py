@@ -11,6 +11,17 @@ from .distributed import run_nuts_distributed
 from .ensemble import Ensemble, map_points, pool_members, run_ensemble
 from .jump_filter import filter_online, fit_jump_filter, fit_njode_point, njode_loss
 from .nuts import run_nuts
+from .point_process import (
+    EVENT_SOLVER,
+    EventFit,
+    fit_events,
+    forecast_events,
+    held_out_log_likelihood,
+    intensity_bands,
+    make_event_process,
+    solve_draws,
+    to_inference_data,
+)
 from .preflight import prior_failure_rate, retry_nonfinite_starts
 from .programs import get_sampler
 from .runtime import enable_compilation_cache, use_cpu_cores
@@ -19,8 +30,10 @@ from .svi import run_svi
 from .workflows import run_neural_linear, run_svi_nuts
 
 __all__ = [
-    "enable_compilation_cache", "Ensemble", "filter_online", "fit_jump_filter", "fit_njode_point", "get_sampler",
-    "map_points", "njode_loss", "PARETO_K_MAX", "pointwise_lfo", "pointwise_loo", "pool_members",
-    "prior_failure_rate", "retry_nonfinite_starts", "run_ensemble", "run_neural_linear", "run_nuts",
-    "run_nuts_distributed", "run_svi", "run_svi_nuts", "stacking_weights", "use_cpu_cores",
+    "enable_compilation_cache", "Ensemble", "EVENT_SOLVER", "EventFit", "filter_online", "fit_events",
+    "fit_jump_filter", "fit_njode_point", "forecast_events", "get_sampler", "held_out_log_likelihood",
+    "intensity_bands", "make_event_process", "map_points", "njode_loss", "PARETO_K_MAX", "pointwise_lfo",
+    "pointwise_loo", "pool_members", "prior_failure_rate", "retry_nonfinite_starts", "run_ensemble",
+    "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi", "run_svi_nuts", "solve_draws",
+    "stacking_weights", "to_inference_data", "use_cpu_cores",
 ]

@@ -1,0 +1,313 @@
+"""Fitting event sequences with a Bayesian neural jump ODE, and what follows from the posterior.
+
+- :func:`fit_events`: SVI (NumPyro ``SVI`` with an ``AutoNormal`` guide), then NUTS
+  started at the SVI fit (``method="svi+nuts"``, the default), or either alone.
+- :func:`solve_draws`: the jump ODE solved for every posterior draw (vmapped, one
+  compiled program) on any event sequences: intensities, compensators, end states.
+- :func:`intensity_bands`, :func:`held_out_log_likelihood`, :func:`forecast_events`
+  (Ogata thinning from each draw's state at the end of the history),
+  :func:`to_inference_data` (intensity as a posterior-predictive variable with time
+  coords, per-event log-likelihood for LOO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import logsumexp
+from numpyro import handlers
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, autoguide, init_to_value
+
+from ..checks import as_key, positive_int
+from ..datasets import EventSequences
+from ..errors import ConfigError, DataError
+from ..model import Normal, event_arrays, point_process_model, sample_field
+from ..solving import NeuralJumpProcess, SolverConfig, events_log_likelihood, simulate_events, solve_event_jumps
+
+METHODS = ("svi", "nuts", "svi+nuts")
+# Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
+# likelihood (relative error ~1e-6 of the log-likelihood) and halves the gradient cost
+# against Tsit5 at 1e-6 (see benchmarks/point_process.py); 64 steps bound a failed segment.
+EVENT_SOLVER = SolverConfig(solver=diffrax.Bosh3(), rtol=1e-4, atol=1e-4, max_steps=64)
+
+
+@dataclass(frozen=True, eq=False)
+class EventFit:
+    """A fitted point-process model.
+
+    ``samples``: site name -> (chain, draw, ...) posterior draws of the weights (and ``z0``);
+    ``process``: the template (shapes, static settings); ``events``: the training data;
+    ``stats``: ``diverging`` (chain, draw) for NUTS, ``svi_loss`` (steps,) for SVI.
+    """
+
+    process: NeuralJumpProcess
+    weight_prior: object
+    config: SolverConfig
+    events: EventSequences
+    samples: dict
+    method: str
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_chains(self) -> int:
+        return int(next(iter(self.samples.values())).shape[0])
+
+    @property
+    def num_draws(self) -> int:
+        return int(next(iter(self.samples.values())).shape[1])
+
+    def flat_samples(self, num_draws: int | None = None) -> dict:
+        """Site -> (draw, ...) over all chains; ``num_draws`` evenly thinned if given."""
+        flat = {k: np.reshape(v, (-1,) + v.shape[2:]) for k, v in self.samples.items()}
+        total = next(iter(flat.values())).shape[0]
+        if num_draws is not None and num_draws < total:
+            keep = np.linspace(0, total - 1, num_draws).round().astype(int)
+            flat = {k: v[keep] for k, v in flat.items()}
+        return flat
+
+
+def make_event_process(events: EventSequences, *, key, latent_dim: int = 2, width: int = 16, depth: int = 1):
+    """A :class:`NeuralJumpProcess` scaled to the data: ``rate_scale`` = events per time unit,
+    ``t_scale`` = mean gap between events."""
+    duration = float(np.sum(events.t_end - events.t0))
+    count = max(int(events.mask.sum()), 1)
+    return NeuralJumpProcess(latent_dim, events.num_marks, width=width, depth=depth, key=key,
+                             rate_scale=count / duration, t_scale=duration / count)  # fmt: skip
+
+
+def fit_events(
+    events: EventSequences,
+    *,
+    key,
+    process=None,
+    latent_dim: int = 2,
+    width: int = 16,
+    depth: int = 1,
+    weight_prior=None,
+    config: SolverConfig | None = None,
+    method: str = "svi+nuts",
+    svi_steps: int = 1000,
+    learning_rate: float = 0.01,
+    num_warmup: int = 200,
+    num_samples: int = 200,
+    num_chains: int = 2,
+    max_tree_depth: int = 6,
+    progress: bool = False,
+) -> EventFit:
+    """Fit a Bayesian neural jump ODE to event sequences.
+
+    Parameters
+    ----------
+    events : EventSequences (:func:`bayesode.datasets.make_event_sequences`)
+    key : PRNG key or int seed (required, keyword-only).
+    process : NeuralJumpProcess, optional
+        Default :func:`make_event_process` with ``latent_dim, width, depth``.
+    weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
+    config : SolverConfig, default :data:`EVENT_SOLVER`.
+    method : {"svi+nuts", "svi", "nuts"}
+        ``"svi"`` keeps ``num_samples`` draws per chain from the mean-field guide;
+        ``"svi+nuts"`` starts every NUTS chain at the guide's median.
+    svi_steps, learning_rate : Adam steps and step size of SVI.
+    num_warmup, num_samples, num_chains : NUTS (chains run one after another).
+    max_tree_depth : NUTS tree depth cap (default 6, at most 63 gradients per draw): a posterior
+        over all network weights is rough, and depth 10 can cost 1023 solves per draw.
+
+    Examples
+    --------
+    >>> from bayesode.datasets import make_event_sequences
+    >>> ev = make_event_sequences([[0.4, 1.1, 1.3, 2.8]], t_end=3.0)
+    >>> fit = fit_events(ev, key=0, method="svi", svi_steps=5, num_samples=3, num_chains=1, width=4)
+    >>> fit.samples["field.z0"].shape
+    (1, 3, 2)
+    """
+    if not isinstance(events, EventSequences):
+        raise ConfigError(f"`events` must be EventSequences (make_event_sequences); got {type(events).__name__}.")
+    if method not in METHODS:
+        raise ConfigError(f"`method`={method!r} is unknown; choose one of {METHODS}.")
+    if int(events.mask.sum()) == 0:
+        raise DataError("`events` holds no event; a point-process fit needs at least one.")
+    for name, v in (("svi_steps", svi_steps), ("num_samples", num_samples), ("num_chains", num_chains)):
+        positive_int(name, v)
+    positive_int("num_warmup", num_warmup, allow_zero=True)
+    key = as_key(key)
+    k_init, k_svi, k_draw, k_nuts = jax.random.split(key, 4)
+    process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth) if process is None else process
+    weight_prior = Normal(1.0) if weight_prior is None else weight_prior
+    config = EVENT_SOLVER if config is None else config
+    model = point_process_model(process, weight_prior=weight_prior, config=config)
+    data = event_arrays(events)
+    stats: dict = {}
+    init_values = _initial_values(process, weight_prior)
+    if method in ("svi", "svi+nuts"):
+        guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.05)
+        optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
+        svi = SVI(model, guide, optimizer, Trace_ELBO())
+        result = svi.run(k_svi, svi_steps, **data, progress_bar=progress, stable_update=True)
+        stats["svi_loss"] = np.asarray(result.losses)
+        if method == "svi":
+            draws = guide.sample_posterior(k_draw, result.params, sample_shape=(num_chains, num_samples))
+            samples = {k: np.asarray(v) for k, v in draws.items() if k in init_values}
+            return EventFit(process, weight_prior, config, events, samples, method, stats)
+        init_values = {k: v for k, v in guide.median(result.params).items() if k in init_values}
+    kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
+                  max_tree_depth=max_tree_depth)
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method="sequential", progress_bar=progress)  # fmt: skip
+    mcmc.run(k_nuts, **data, extra_fields=("diverging",))
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items() if k in init_values}
+    stats["diverging"] = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    return EventFit(process, weight_prior, config, events, samples, method, stats)
+
+
+def _initial_values(process, weight_prior) -> dict:
+    """Site -> value of the template's weights: the SVI start (and the list of latent sites)."""
+    tr = handlers.trace(handlers.seed(lambda: sample_field(process, weight_prior), 0)).get_trace()
+    values = {name: site["value"] for name, site in tr.items() if site["type"] == "sample"}
+    params, _ = eqx.partition(process, eqx.is_inexact_array)
+    leaves = jax.tree_util.tree_leaves(params)
+    if len(values) == len(leaves):  # Normal prior: one site per leaf, start at the template's weights
+        values = dict(zip(values, leaves))
+    return values
+
+
+def _draw_process(template, weight_prior, sample: dict):
+    with handlers.seed(rng_seed=0), handlers.substitute(data=sample):
+        return sample_field(template, weight_prior)
+
+
+@eqx.filter_jit
+def _solve_all(template, weight_prior, samples, arrays, save_ts, config):
+    def one_draw(sample):
+        process = _draw_process(template, weight_prior, sample)
+        return jax.vmap(
+            lambda t, m, k, t0, te: solve_event_jumps(process, t, m, k, te, t0=t0, save_ts=save_ts, config=config)
+        )(arrays["times"], arrays["marks"], arrays["mask"], arrays["t0"], arrays["t_end"])
+
+    return jax.lax.map(one_draw, samples)
+
+
+def solve_draws(fit: EventFit, events: EventSequences | None = None, *, save_ts=None, num_draws: int | None = None):
+    """:class:`~bayesode.solving.EventJumpSolution` with leading axes (draw, sequence).
+
+    ``events`` default the training data; ``save_ts`` (save,) where to record the intensity;
+    ``num_draws`` thins the posterior evenly (default: all draws).
+    """
+    events = fit.events if events is None else events
+    save = None if save_ts is None else jnp.asarray(save_ts, jnp.float32)
+    samples = {k: jnp.asarray(v) for k, v in fit.flat_samples(num_draws).items()}
+    return _solve_all(fit.process, fit.weight_prior, samples, event_arrays(events), save, fit.config)
+
+
+def intensity_bands(fit: EventFit, save_ts, *, prob: float = 0.9, events=None, num_draws=None) -> dict:
+    """Posterior mean and central ``prob`` band of the intensity at ``save_ts``.
+
+    Returns ``{"mean", "lower", "upper"}``, each (sequence, time, mark), and ``"draws"``
+    (draw, sequence, time, mark).
+    """
+    if not 0 < prob < 1:
+        raise ConfigError(f"`prob` must be in (0, 1); got {prob!r}.")
+    rates = np.asarray(solve_draws(fit, events, save_ts=save_ts, num_draws=num_draws).rates)
+    q = (1 - prob) / 2
+    return {"mean": rates.mean(0), "lower": np.quantile(rates, q, axis=0), "upper": np.quantile(rates, 1 - q, axis=0),
+            "draws": rates}  # fmt: skip
+
+
+def held_out_log_likelihood(fit: EventFit, history: EventSequences, future: EventSequences, *, num_draws=None) -> dict:
+    """Log predictive density of ``future`` events given ``history`` (e.g. ``events.split(t)``).
+
+    For each draw, ``log p(future | history) = loglik([t0, T]) - loglik([t0, t_split])``;
+    the predictive density averages ``p`` over draws (log-mean-exp). Returns ``total``
+    (float), ``per_event`` (total / number of future events) and ``per_sequence``.
+    """
+    whole = _join(history, future)
+    full = solve_draws(fit, whole, num_draws=num_draws)
+    past = solve_draws(fit, history, num_draws=num_draws)
+    ll_full = jax.vmap(jax.vmap(events_log_likelihood))(full, jnp.broadcast_to(jnp.asarray(whole.mask), full.log_rates.shape))
+    ll_past = jax.vmap(jax.vmap(events_log_likelihood))(past, jnp.broadcast_to(jnp.asarray(history.mask), past.log_rates.shape))
+    cond = np.asarray(ll_full - ll_past, np.float64)  # (draw, sequence)
+    per_sequence = np.asarray(logsumexp(cond, axis=0) - np.log(cond.shape[0]))
+    total = float(logsumexp(cond.sum(axis=1)) - np.log(cond.shape[0]))
+    return {"total": total, "per_event": total / max(int(future.mask.sum()), 1), "per_sequence": per_sequence}
+
+
+def _join(history: EventSequences, future: EventSequences) -> EventSequences:
+    from ..datasets import make_event_sequences
+
+    pairs = [(history.event_list(i), future.event_list(i)) for i in range(history.num_sequences)]
+    return make_event_sequences([np.concatenate([a[0], b[0]]) for a, b in pairs],
+                                [np.concatenate([a[1], b[1]]) for a, b in pairs], t0=history.t0, t_end=future.t_end,
+                                num_marks=history.num_marks, names=history.names, mark_names=history.mark_names)  # fmt: skip
+
+
+def forecast_events(fit: EventFit, horizon: float, *, key, max_events: int, window: float | None = None,
+                    num_draws: int = 100, events: EventSequences | None = None):  # fmt: skip
+    """Simulate events on ``(t_end, t_end + horizon]`` of every sequence from posterior draws.
+
+    Each draw's state at the end of the history (``events``, default the training data) starts
+    :func:`bayesode.solving.simulate_events` (Ogata thinning). ``window`` defaults to two mean
+    gaps. Returns :class:`~bayesode.solving.SimulatedEvents` with leading (draw, sequence).
+    """
+    events = fit.events if events is None else events
+    if not float(horizon) > 0:
+        raise ConfigError(f"`horizon` must be positive; got {horizon!r}.")
+    positive_int("max_events", max_events)
+    window = 2.0 * fit.process.flow.t_scale if window is None else float(window)
+    key = as_key(key)
+    ends = solve_draws(fit, events, num_draws=num_draws)
+    samples = {k: jnp.asarray(v) for k, v in fit.flat_samples(num_draws).items()}
+    num = next(iter(samples.values())).shape[0]
+    keys = jax.random.split(key, num * events.num_sequences).reshape(num, events.num_sequences, -1)
+    t_end = jnp.asarray(events.t_end, jnp.float32)
+    return _forecast(fit.process, fit.weight_prior, samples, ends.z_end, t_end, keys, float(horizon), max_events,
+                     window, fit.config)  # fmt: skip
+
+
+@eqx.filter_jit
+def _forecast(template, weight_prior, samples, z_end, t_end, keys, horizon, max_events, window, config):
+    def one_draw(args):
+        sample, z, k = args
+        process = _draw_process(template, weight_prior, sample)
+        return jax.vmap(lambda zz, te, kk: simulate_events(process, zz, te, te + horizon, key=kk, max_events=max_events,
+                                                           window=window, config=config))(z, t_end, k)  # fmt: skip
+
+    return jax.lax.map(one_draw, (samples, z_end, keys))
+
+
+def to_inference_data(fit: EventFit, save_ts=None, *, num_draws=None):
+    """ArviZ InferenceData: posterior weights; ``posterior_predictive.intensity`` (chain, draw, sequence,
+    time, mark) at ``save_ts``; ``log_likelihood.events`` (chain, draw, event) over the real events
+    (pointwise terms for ``az.loo``); ``constant_data`` event times and sequences; NUTS divergences."""
+    import arviz as az
+
+    ev = fit.events
+    if save_ts is None:
+        save_ts = np.linspace(float(ev.t0.min()), float(ev.t_end.max()), 200)
+    save_ts = np.asarray(save_ts, np.float64)
+    if num_draws is not None:
+        raise ConfigError("to_inference_data keeps every draw (chain, draw); thin the fit's samples instead.")
+    sol = solve_draws(fit, save_ts=save_ts)
+    chains, draws = fit.num_chains, fit.num_draws
+    per_event = np.asarray(sol.log_rates - sol.increments).reshape(chains, draws, *ev.mask.shape)[..., ev.mask]
+    rates = np.asarray(sol.rates).reshape(chains, draws, ev.num_sequences, save_ts.size, ev.num_marks)
+    seq_of_event = np.broadcast_to(np.arange(ev.num_sequences)[:, None], ev.mask.shape)[ev.mask]
+    coords = {"sequence": list(ev.names), "time": save_ts, "mark": list(ev.mark_names),
+              "event": np.arange(int(ev.mask.sum()))}  # fmt: skip
+    sample_stats = {"diverging": fit.stats["diverging"]} if "diverging" in fit.stats else None
+    return az.from_dict(
+        posterior=dict(fit.samples),
+        posterior_predictive={"intensity": rates},
+        log_likelihood={"events": per_event},
+        constant_data={"event_time": ev.times[ev.mask], "event_sequence": seq_of_event,
+                       "event_mark": ev.marks[ev.mask]},  # fmt: skip
+        sample_stats=sample_stats,
+        coords=coords,
+        dims={"intensity": ["sequence", "time", "mark"], "events": ["event"], "event_time": ["event"],
+              "event_sequence": ["event"], "event_mark": ["event"]},  # fmt: skip
+        attrs={"method": fit.method, "model": "bayesode neural jump ODE (Jia & Benson 2019)"},
+    )

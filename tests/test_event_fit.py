@@ -1,0 +1,79 @@
+"""Fitting event sequences: plumbing of fit_events, the posterior intensity, forecasts, held-out
+likelihood, InferenceData, the time-rescaling check and `bayesode events` (smoke: tiny fits)."""
+
+import numpy as np
+import pytest
+
+from bayesode.cli.main import main as cli_main
+from bayesode.datasets import make_event_sequences
+from bayesode.diagnostics import posterior_time_rescaling
+from bayesode.errors import ConfigError
+from bayesode.infer import (
+    fit_events,
+    forecast_events,
+    held_out_log_likelihood,
+    intensity_bands,
+    to_inference_data,
+)
+
+EVENTS = make_event_sequences([[0.4, 1.1, 1.3, 2.8, 3.5], [0.9, 2.0]], marks=[[0, 1, 0, 0, 1], [1, 1]], t_end=[4.0, 3.0])
+
+
+@pytest.fixture(scope="module")
+def fit():
+    # Plumbing only: 20 SVI steps, 2 x 4 draws from the guide.
+    return fit_events(EVENTS, key=0, method="svi", svi_steps=20, num_samples=4, num_chains=2, width=4)
+
+
+def test_fit_shapes_bands_and_inference_data(fit):
+    assert fit.samples["field.z0"].shape == (2, 4, 2)
+    assert np.all(np.isfinite(fit.stats["svi_loss"]))
+    ts = np.linspace(0.0, 4.0, 9)
+    bands = intensity_bands(fit, ts)
+    assert bands["mean"].shape == (2, 9, 2) and bands["draws"].shape == (8, 2, 9, 2)
+    assert np.all(bands["lower"] <= bands["mean"] + 1e-6) and np.all(bands["mean"] <= bands["upper"] + 1e-6)
+    assert np.all(bands["lower"] > 0)
+    idata = to_inference_data(fit, ts)
+    assert idata.posterior_predictive["intensity"].dims == ("chain", "draw", "sequence", "time", "mark")
+    np.testing.assert_allclose(idata.posterior_predictive["time"].values, ts)
+    ll = idata.log_likelihood["events"]
+    assert ll.shape == (2, 4, 7)  # the 7 real events, no padding
+    np.testing.assert_allclose(idata.constant_data["event_time"].values, [0.4, 1.1, 1.3, 2.8, 3.5, 0.9, 2.0])
+    # The intensity at the save times is the one the per-event terms use: positive and finite.
+    assert np.all(np.isfinite(ll.values))
+
+
+def test_forecast_held_out_and_time_rescaling(fit):
+    sim = forecast_events(fit, 2.0, key=1, max_events=50, num_draws=4)
+    assert sim.times.shape == (4, 2, 50)
+    t_end = np.array([4.0, 3.0])[None, :, None]
+    times, mask = np.asarray(sim.times), np.asarray(sim.mask)
+    assert np.all(~mask | ((times > t_end) & (times <= t_end + 2.0)))
+    hist, fut = EVENTS.split(2.5)
+    held = held_out_log_likelihood(fit, hist, fut)
+    assert np.isfinite(held["total"]) and held["per_sequence"].shape == (2,)
+    check = posterior_time_rescaling(fit, num_draws=4)
+    assert check.increments.shape == (7,) and 0 <= check.pvalue <= 1
+
+
+def test_fit_errors_name_the_argument():
+    with pytest.raises(ConfigError, match="`method`='mcmc' is unknown"):
+        fit_events(EVENTS, key=0, method="mcmc")
+    with pytest.raises(ConfigError, match="`events` must be EventSequences"):
+        fit_events([0.1, 0.2], key=0)
+    with pytest.raises(ConfigError, match="`key` is required"):
+        fit_events(EVENTS, key=None)
+
+
+def test_events_command_writes_the_run_and_rejects_a_missing_file(tmp_path, capsys):
+    csv = tmp_path / "ev.csv"
+    csv.write_text("time,sequence\n0.5,a\n1.2,a\n2.0,b\n2.6,a\n")
+    out = tmp_path / "run"
+    status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--method", "svi", "--svi-steps", "5",
+                       "--samples", "3", "--chains", "1", "--width", "4", "--points", "20", "--out", str(out)])  # fmt: skip
+    assert status == 0
+    for name in ("posterior.nc", "intensity.png", "time_rescaling.png", "time_rescaling.txt"):
+        assert (out / name).is_file(), name
+    assert "time-rescaling KS test: 4 events" in (out / "time_rescaling.txt").read_text()
+    assert cli_main(["events", "--csv", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
