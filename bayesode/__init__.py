@@ -14,26 +14,27 @@ import importlib
 # Where each public name lives: wing (a subpackage or base module) -> names it exports.
 _EXPORTS = {
     "errors": ("BayesODEError", "ConfigError", "DataError", "FieldError", "InitializationError"),
-    "datasets": ("Data", "ModelData", "make_data", "make_irregular"),
+    "datasets": ("Data", "ModelData", "make_data", "make_irregular", "make_event_sequences", "load_events"),
     "fields": ("AntisymmetricField", "HamiltonianField", "HybridField", "LipschitzField", "MLPField",
                "MechanisticField", "StableField", "lotka_volterra_field", "lotka_volterra_rhs"),
     "solving": ("EventSolution", "ForwardSensitivity", "Jumps", "Solution", "SolverConfig", "StateEvent",
                 "doses_from_events", "solve", "solve_series", "solve_with_events", "solve_with_jumps", "NeuralJumpODE",
-                "filter_observations"),
+                "filter_observations", "NeuralJumpProcess", "simulate_events", "solve_event_jumps"),
     "model": ("AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
               "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "observe",
               "per_series_params", "sample_field", "shard_series",
     # observation operators
     "AbstractObservation", "BinomialNoise", "Incidence", "Observation", "PerColumn", "increments", "AbstractObservation", "BinomialNoise", "Incidence",
-              "Observation", "PerColumn", "increments", "make_jump_filter_model"),
+              "Observation", "PerColumn", "increments", "make_jump_filter_model", "point_process_model"),
     "results": ("Posterior", "JumpFilterFit"),
     "infer": ("enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts",
               "run_nuts_distributed", "run_svi", "run_svi_nuts", "use_cpu_cores", "run_ensemble", "stacking_weights",
-              "fit_jump_filter", "filter_online", "fit_njode_point"),
+              "fit_jump_filter", "filter_online", "fit_njode_point", "fit_events", "forecast_events",
+              "held_out_log_likelihood", "intensity_bands"),
     "diagnostics": ("KIND_NAMES", "FixedPoints", "LyapunovResult", "SBCResult", "chi2_uniformity", "ecdf_bands",
                     "fixed_points", "lyapunov_exponent", "posterior_stability", "sbc", "fit_full_weight",
-                    "function_space_report", "time_rescaling_test"),
-    "plots": ("field_draws", "plot_jump_forecast", "plot_phase", "plot_prior_predictive", "plot_stability",
+                    "function_space_report", "time_rescaling_test", "posterior_time_rescaling"),
+    "plots": ("field_draws", "plot_intensity", "plot_jump_forecast", "plot_phase", "plot_prior_predictive", "plot_stability",
               "plot_trajectories", "plot_vector_field", "prior_predictive", "series_predictions"),
 }  # fmt: skip
 _WING_OF = {name: wing for wing, names in _EXPORTS.items() for name in names}
@@ -51,6 +52,10 @@ __all__ = [
     "ForwardSensitivity", "Solution", "SolverConfig", "solve", "solve_series",
     # discontinuities
     "EventSolution", "Jumps", "StateEvent", "doses_from_events", "solve_with_events", "solve_with_jumps",
+    # jump ODE regression: event-driven (point processes with a neural intensity)
+    "NeuralJumpProcess", "fit_events", "forecast_events", "held_out_log_likelihood", "intensity_bands",
+    "load_events", "make_event_sequences", "plot_intensity", "point_process_model", "posterior_time_rescaling",
+    "simulate_events", "solve_event_jumps",
     # jump ODE regression: observation-driven (irregular, partly observed series)
     "JumpFilterFit", "NeuralJumpODE", "filter_observations", "filter_online", "fit_jump_filter", "fit_njode_point",
     "make_jump_filter_model", "plot_jump_forecast",

@@ -50,3 +50,12 @@ def test_the_api_page_lists_every_public_name_once_and_is_current():
     assert sorted(names) == sorted(set(names)), "a name is listed twice in __all__"
     assert sorted(names) == sorted(bayesode.__all__)
     assert (ROOT / "docs" / "api.md").read_text() == make_api_doc.render(), "run python scripts/make_api_doc.py"
+
+
+def test_every_public_name_has_a_wing_and_imports():
+    import bayesode
+
+    mapped = set(bayesode._WING_OF) | set(bayesode._SUBMODULES)
+    assert mapped == set(bayesode.__all__)
+    missing = [name for name in bayesode.__all__ if not hasattr(bayesode, name)]
+    assert not missing
