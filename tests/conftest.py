@@ -36,6 +36,10 @@ UNIT_SECONDS = {
     "test_distributed": 90, "01_quickstart": 83, "04_svi_vs_nuts": 77, "test_parallel": 74, "test_cache": 100, "test_series_devices": 190,
     "test_solve": 67, "test_adjoints": 65, "02_mechanistic_neural_hybrid": 63, "06_dosing": 63, "07_sir_influenza": 59,
     "05_structured_fields": 57, "test_hierarchy": 57, "03_time_series": 56, "test_plots": 45, "test_stability": 27,
+    # 2026-12-03, new modules: estimated from runs on a heavily loaded machine (load ~20 on 2 cores); re-time
+    "test_ensemble": 200, "test_readme": 200, "test_observation_jumps": 150, "08_jump_ode_regression": 150,
+    "test_event_jumps": 70, "test_event_fit": 60, "test_draws_pinned": 60, "test_published": 40,
+    "test_function_space": 30, "test_observation": 30,
 }  # fmt: skip
 
 
