@@ -20,3 +20,7 @@ class FieldError(BayesODEError, TypeError):
 
 class InitializationError(BayesODEError, RuntimeError):
     """No starting point with a finite log density could be found."""
+
+
+class FitFailedError(BayesODEError, RuntimeError):
+    """A fit stopped early: most prior draws, or most iterations of a window, failed to solve or diverged."""
