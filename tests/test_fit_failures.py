@@ -4,6 +4,9 @@ with the cause named, or, with on_failure="continue", finishes and carries the m
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -47,6 +50,7 @@ def test_every_solve_failing_stops_before_sampling_with_the_cause_and_fixes(monk
     assert sampled == []  # stopped before the sampler's chunk program was even compiled
 
 
+@pytest.mark.slow  # two fits of ~1-2.5 min each on the busy 2-core machine (compiles)
 def test_a_minority_of_failing_prior_draws_still_fits():
     # a ~ N(0, 1): about 10% of prior draws blow up (prior_failure_rate: 11 of 100).
     model = growth_model(dist.Normal(0.0, 1.0))
@@ -61,6 +65,7 @@ def test_a_minority_of_failing_prior_draws_still_fits():
     assert 0 < failed.sum() <= fit_failures.FAILURE_SHARE_MAX * (NUM_START_CANDIDATES - 1), failed
 
 
+@pytest.mark.slow
 def test_continue_finishes_and_the_message_survives_save_and_load(tmp_path, capsys):
     # a ~ N(2, 1): about 75% of prior draws blow up; the posterior (a ~ 0.3) solves fine.
     model = growth_model(dist.Normal(2.0, 1.0))
@@ -103,3 +108,22 @@ def test_window_message_names_phase_share_causes_and_fixes():
 def test_on_failure_must_be_stop_or_continue():
     with pytest.raises(ConfigError, match=r"`on_failure`='ignore' is unknown; choose one of \('stop', 'continue'\)"):
         bo.run_nuts(growth_model(dist.Normal(0.0, 1.0)), TS, YS, key=0, on_failure="ignore")
+
+
+@pytest.mark.slow  # a fresh process compiles the start and the prior check: ~1-3 min on the busy 2-core machine
+def test_command_line_stops_a_planted_bad_model_with_the_cause_and_no_traceback(tmp_path):
+    # Lotka-Volterra over 20,000 time units: hundreds of cycles, far past max_steps for every prior draw.
+    rng = np.random.default_rng(0)
+    rows = [f"{t},{30 + rng.uniform(0, 5):.3f},{10 + rng.uniform(0, 3):.3f}" for t in np.linspace(0, 20000, 21)]
+    (tmp_path / "long.csv").write_text("time,hare,lynx\n" + "\n".join(rows) + "\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(bo.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]), PYTHONWARNINGS="ignore")
+    argv = ["fit", "--csv", "long.csv", "--model", "lotka-volterra", "--method", "nuts", "--warmup", "50",
+            "--samples", "50", "--chains", "2", "--out", "run", "--no-progress"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", "import sys, bayesode.cli as c; sys.exit(c.main())", *argv],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "bayesode fit: error: run_nuts stopped: the ODE solve fails for 100% of 100 prior draws" in proc.stderr
+    assert "'max_steps': 100" in proc.stderr and "--on-failure continue" in proc.stderr
+    assert not (tmp_path / "run").exists()  # nothing written, no empty folder left
