@@ -44,10 +44,23 @@ def test_every_solve_failing_stops_before_sampling_with_the_cause_and_fixes(monk
     model = growth_model(dist.Normal(0.3, 0.3), max_steps=1)
     sampled = []
     monkeypatch.setattr(bayesode.infer.chunks.ChunkRunner, "run", lambda *a: sampled.append(a))
-    with pytest.raises(FitFailedError, match=r"fails for 100% of 100 prior draws .*'max_steps': 100") as err:
+    # Not one prior draw solves: the no-start error (an InitializationError is a FitFailedError), without retries.
+    with pytest.raises(FitFailedError, match=r"100% gave a failed solve; by cause: \{'max_steps': 100\}") as err:
         bo.run_nuts(model, TS, YS, key=0, num_warmup=20, num_samples=20, num_chains=2, progress=False)
-    assert "raise SolverConfig(max_steps=...)" in str(err.value) and "on_failure='continue'" in str(err.value)
+    assert isinstance(err.value, bo.InitializationError) and "raise SolverConfig(max_steps=...)" in str(err.value)
     assert sampled == []  # stopped before the sampler's chunk program was even compiled
+
+
+@pytest.mark.slow  # compiles the start and the prior check (~1 min on the busy 2-core machine)
+def test_most_prior_draws_failing_stops_before_sampling_with_the_cause_and_fixes(monkeypatch):
+    model = growth_model(dist.Normal(2.0, 1.0))  # about 75% of prior draws blow up
+    sampled = []
+    monkeypatch.setattr(bayesode.infer.chunks.ChunkRunner, "run", lambda *a: sampled.append(a))
+    with pytest.raises(FitFailedError, match=r"^run_nuts stopped: the ODE solve fails for 7\d% of 100 prior draws") as err:
+        bo.run_nuts(model, TS, YS, key=1, num_warmup=20, num_samples=20, num_chains=1, progress=False)
+    assert "'blow_up'" in str(err.value) and "raise max_abs_state" in str(err.value)
+    assert "float64" in str(err.value) and "on_failure='continue'" in str(err.value)
+    assert sampled == []
 
 
 @pytest.mark.slow  # two fits of ~1-2.5 min each on the busy 2-core machine (compiles)
@@ -124,6 +137,6 @@ def test_command_line_stops_a_planted_bad_model_with_the_cause_and_no_traceback(
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert "bayesode fit: error: run_nuts stopped: the ODE solve fails for 100% of 100 prior draws" in proc.stderr
-    assert "'max_steps': 100" in proc.stderr and "--on-failure continue" in proc.stderr
+    assert "bayesode fit: error: no starting point with a finite log density was found" in proc.stderr
+    assert "100% gave a failed solve; by cause: {'max_steps': 100}" in proc.stderr
     assert not (tmp_path / "run").exists()  # nothing written, no empty folder left

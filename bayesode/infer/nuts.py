@@ -225,6 +225,9 @@ def run_nuts(
             # The candidates screen the prior; only a mostly-failing one pays for the check that names causes.
             if np.mean(np.asarray(failed)) > FAILURE_SHARE_MAX * (NUM_START_CANDIDATES - 1):
                 rate = prior_failure_rate(model, data, key=k_init, num_draws=PRIOR_CHECK_DRAWS)
+                if on_failure == "stop" and np.all(np.asarray(failed) == NUM_START_CANDIDATES - 1):
+                    # Not one prior draw of any chain solved: the error of a model without a start, at once.
+                    raise init_error(model, data, key, RuntimeError("every prior draw failed"), rate=rate)
                 handle(prior_message(rate), on_failure, fit_failures, "run_nuts")
         else:
             z0 = unconstrain_inits(model, md, init_params)
