@@ -13,7 +13,7 @@ import importlib
 
 # Where each public name lives: wing (a subpackage or base module) -> names it exports.
 _EXPORTS = {
-    "errors": ("BayesODEError", "ConfigError", "DataError", "FieldError", "InitializationError"),
+    "errors": ("BayesODEError", "ConfigError", "DataError", "FieldError", "FitFailedError", "InitializationError"),
     "datasets": ("Data", "ModelData", "make_data", "make_irregular", "make_event_sequences", "load_events"),
     "fields": ("AntisymmetricField", "HamiltonianField", "HybridField", "LipschitzField", "MLPField",
                "MechanisticField", "StableField", "lotka_volterra_field", "lotka_volterra_rhs"),
@@ -79,7 +79,7 @@ __all__ = [
     "field_draws", "plot_phase", "plot_prior_predictive", "plot_stability", "plot_trajectories", "plot_vector_field",
     "prior_predictive", "series_predictions",
     # errors
-    "BayesODEError", "ConfigError", "DataError", "FieldError", "InitializationError",
+    "BayesODEError", "ConfigError", "DataError", "FieldError", "FitFailedError", "InitializationError",
 ]  # fmt: skip
 
 

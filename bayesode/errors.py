@@ -18,5 +18,9 @@ class FieldError(BayesODEError, TypeError):
     """A vector field returns the wrong shape or dtype."""
 
 
-class InitializationError(BayesODEError, RuntimeError):
-    """No starting point with a finite log density could be found."""
+class FitFailedError(BayesODEError, RuntimeError):
+    """A fit stopped early: most prior draws, or most iterations of a window, failed to solve or diverged."""
+
+
+class InitializationError(FitFailedError):
+    """No starting point with a finite log density could be found (a fit that failed before its first step)."""

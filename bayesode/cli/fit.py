@@ -190,6 +190,13 @@ def add_parser(subparsers) -> None:
         "ignored when XLA_FLAGS or JAX_NUM_CPU_DEVICES already set it)",
     )
     g.add_argument(
+        "--on-failure",
+        default="stop",
+        choices=["stop", "continue"],
+        help="NUTS: when most prior draws fail to solve, or most iterations of a window diverge or fail to "
+        "solve: stop with the cause and fixes (default), or continue and keep that message in the results",
+    )
+    g.add_argument(
         "--checkpoint",
         action="store_true",
         help="save NUTS state in OUT/checkpoint after each chunk; running the same command again resumes",
@@ -258,6 +265,7 @@ def nuts_settings(args) -> dict:
         max_tree_depth=args.max_tree_depth or (10 if args.model == "lotka-volterra" else 6),
         chunk_size=chunk_size(args.warmup, args.samples),
         checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,
+        on_failure=args.on_failure,
     )
     # Passed only when given, so each method keeps its own default (svi+nuts: dense, from the SVI fit).
     # The stuck-chain policy and the precision flags, once run_nuts takes them, go here the same way.

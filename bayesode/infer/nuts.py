@@ -27,19 +27,30 @@ from ..datasets.data import as_data
 from ..errors import ConfigError
 from ..model.assembly import check_model
 from ..results.posterior import Posterior, package_versions
+from ..solving.diffeq import FAILURE_CAUSES
 from .chains import CHAIN_METHODS, device_groups, resolve_chain_method
 from .checkpoint import load_checkpoint, save_checkpoint
 from .chunks import ChunkRunner, NutsRunState, Replays, merge_chunks
 from .console import Progress, StopOnSigint, phase
+from .fit_failures import (
+    FAILURE_SHARE_MAX,
+    PRIOR_CHECK_DRAWS,
+    WINDOW_MIN,
+    check_on_failure,
+    handle,
+    prior_message,
+    window_message,
+)
 from .preflight import (
     chain_subset,
     check_inits,
     init_error,
+    prior_failure_rate,
     retry_nonfinite_starts,
     unconstrain_inits,
     warn_if_forward_mode_is_costly,
 )
-from .programs import get_sampler, latent_sites, unconstrained_size
+from .programs import NUM_START_CANDIDATES, get_sampler, latent_sites, unconstrained_size
 from .stuck import describe, move_stuck_chains, resolve_policy, stuck_check_iteration, stuck_records
 
 
@@ -64,6 +75,7 @@ def run_nuts(
     chains=None,
     stuck_chains: str = "restart",
     restart_stuck_chains: bool | None = None,
+    on_failure: str = "stop",
     **data_kwargs,
 ) -> Posterior:
     """Sample the posterior with NUTS.
@@ -133,6 +145,16 @@ def run_nuts(
     restart_stuck_chains : bool, optional
         The older name: ``True`` is ``stuck_chains="restart"``, ``False`` is
         ``stuck_chains="report"`` (the same draws as before: no chain moved).
+    on_failure : {"stop", "continue"}
+        What to do when the fit mostly fails (see :mod:`bayesode.infer.fit_failures`): more
+        than half of the prior draws fail to solve (checked before sampling, on the start's
+        candidates; not with ``init_params``), more than half of the iterations of a window of
+        at least 50 (warmup or sampling, chains pooled) diverge or fail to solve, or more than
+        half of the kept draws diverged. ``"stop"`` (default) raises :class:`FitFailedError`
+        naming the cause (``dt_min``, ``max_steps``, ``nonfinite``, ``blow_up``) and the likely
+        fixes; ``"continue"`` prints that message, finishes, and the result carries it:
+        ``settings["fit_failures"]``, first in ``diagnostics()["warnings"]``, and in the saved
+        file.
 
     Returns
     -------
@@ -156,6 +178,7 @@ def run_nuts(
     if not (0 < target_accept_prob < 1):
         raise ConfigError(f"`target_accept_prob` must be in (0, 1); got {target_accept_prob!r}.")
     policy = resolve_policy(stuck_chains, restart_stuck_chains)
+    on_failure = check_on_failure(on_failure)
     chains = chain_subset(chains, num_chains)
     chain_method = resolve_chain_method(chain_method, model, len(chains))
     seed = seed_of(key)
@@ -194,10 +217,18 @@ def run_nuts(
     # Stuck chains are looked for among every chain of the run only: a share (``chains``) must give
     # the same chains whatever the split.
     check_at = stuck_check_iteration(num_warmup, chunk_size) if len(chains) == num_chains else None
+    fit_failures: list[str] = []
     with phase("compiling the sampler (once per model, data shapes and settings)", progress):
         sampler = get_sampler(model, md, settings)
         if init_params is None:
-            z0 = sampler.start(jax.random.split(k_init, num_chains), md, 0.0)
+            z0, failed = sampler.start(jax.random.split(k_init, num_chains), md, 0.0, with_failed=True)
+            # The candidates screen the prior; only a mostly-failing one pays for the check that names causes.
+            if np.mean(np.asarray(failed)) > FAILURE_SHARE_MAX * (NUM_START_CANDIDATES - 1):
+                rate = prior_failure_rate(model, data, key=k_init, num_draws=PRIOR_CHECK_DRAWS)
+                if on_failure == "stop" and np.all(np.asarray(failed) == NUM_START_CANDIDATES - 1):
+                    # Not one prior draw of any chain solved: the error of a model without a start, at once.
+                    raise init_error(model, data, key, RuntimeError("every prior draw failed"), rate=rate)
+                handle(prior_message(rate), on_failure, fit_failures, "run_nuts")
         else:
             z0 = unconstrain_inits(model, md, init_params)
         states, bad = retry_nonfinite_starts(
@@ -226,7 +257,8 @@ def run_nuts(
     bar = Progress(total, num_warmup, progress, initial=run.done)
     try:
         interrupted = _sample(run, runner, total=total, chunk_size=chunk_size, num_warmup=num_warmup,
-                              check_at=check_at, policy=policy, bar=bar, checkpoint_dir=checkpoint_dir, meta=meta)
+                              check_at=check_at, policy=policy, bar=bar, checkpoint_dir=checkpoint_dir, meta=meta,
+                              on_failure=on_failure, fit_failures=fit_failures)  # fmt: skip
     finally:
         bar.close()
     if interrupted:
@@ -241,6 +273,10 @@ def run_nuts(
     with phase("collecting the draws", progress):
         samples, sstats, warm = _draws_and_stats(run, sampler, model, md, jax.tree.structure(z0), len(chains),
                                                  num_warmup, max_tree_depth)  # fmt: skip
+    if not fit_failures:  # runs too short for a window: judge the kept draws
+        kept = window_message(sstats["diverging"], {c: sstats[f"solver_failures_{c}"] for c in FAILURE_CAUSES.values()},
+                              num_warmup, num_warmup, "kept draws")  # fmt: skip
+        handle(kept, on_failure, fit_failures, "run_nuts")
     dropped = sorted(r["chain"] for r in run.stuck_found) if policy == "drop" else []
     if dropped:
         keep = np.flatnonzero(~np.isin(chains, dropped))
@@ -259,13 +295,15 @@ def run_nuts(
         restarted_chains=run.restarted,
         stuck_chains_found=run.stuck_found,
         dropped_chains=dropped,
+        on_failure=on_failure,
+        fit_failures=fit_failures,
         versions=package_versions(),
     )
     return Posterior(samples=samples, sample_stats=sstats, data=data, model=model, settings=settings_out)
 
 
 def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_warmup, check_at, policy, bar,
-            checkpoint_dir, meta) -> bool:  # fmt: skip
+            checkpoint_dir, meta, on_failure, fit_failures) -> bool:  # fmt: skip
     """Run chunks until ``total`` iterations or Ctrl-C, updating ``run``; returns whether it was interrupted.
 
     After each chunk: the failure replays that are ready, the stuck-chain check (at
@@ -275,6 +313,7 @@ def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_wa
     replays = Replays(runner.separate)
     stop_requested = StopOnSigint()
     interrupted = False
+    window_start = run.done  # the failure-share window (see bayesode.infer.fit_failures)
     with run.log, stop_requested:
         try:
             while run.done < total and not stop_requested:
@@ -288,6 +327,9 @@ def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_wa
                 chunk_stats = run.record([out for out, _ in results], n)
                 if run.done == check_at:
                     _handle_stuck_chains(run, policy, n, bar)
+                if run.done - window_start >= WINDOW_MIN:
+                    _check_window(run, replays, window_start, num_warmup, on_failure, fit_failures)
+                    window_start = run.done
                 jax.effects_barrier()
                 fails = run.log.counts(run.stats["diverging"], run.stats["num_steps"], 0)["total"].sum()
                 bar.update(run.done, run.stats["diverging"][:, num_warmup:].sum(), chunk_stats[5][:, -1], fails)
@@ -304,6 +346,20 @@ def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_wa
             with phase("counting solver failures (replaying diverged iterations)", bar.enabled):
                 replays.run(wait=True)  # the chunks done are counted, interrupted or not
     return interrupted or (bool(stop_requested) and run.done < total)
+
+
+def _check_window(run: NutsRunState, replays: Replays, start: int, num_warmup: int, on_failure: str,
+                  fit_failures: list) -> None:
+    """Judge iterations ``start .. run.done - 1``: stop (or record) if most diverged or failed to solve."""
+    diverging = run.stats["diverging"][:, start : run.done]
+    if not np.mean(diverging) > FAILURE_SHARE_MAX:
+        return
+    replays.run(wait=True)  # every failed solve of the window counted, to name the causes
+    jax.effects_barrier()
+    failures = run.log.counts(diverging, run.stats["num_steps"][:, start : run.done], start)
+    failures.pop("total")
+    message = window_message(diverging, failures, start, num_warmup, "iterations")
+    handle(message, on_failure, fit_failures, f"run_nuts at iteration {run.done}")
 
 
 def _handle_stuck_chains(run: NutsRunState, policy: str, n: int, bar) -> None:

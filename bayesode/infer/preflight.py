@@ -47,11 +47,14 @@ def prior_failure_rate(model, data, *, key, num_draws: int = 200) -> dict:
     return out
 
 
-def init_error(model, data, key, original: Exception) -> InitializationError:
-    try:
-        rate = prior_failure_rate(model, data, key=key, num_draws=100)
-    except Exception:  # the stress test itself must not hide the first error
-        rate = None
+def init_error(model, data, key, original: Exception, rate: dict | None = None) -> InitializationError:
+    """The error for a model without a finite start; ``rate``: a ``prior_failure_rate`` result of
+    100 draws already made (else it is made here)."""
+    if rate is None:
+        try:
+            rate = prior_failure_rate(model, data, key=key, num_draws=100)
+        except Exception:  # the stress test itself must not hide the first error
+            rate = None
     if rate is None:
         return InitializationError(f"no starting point with a finite log density was found: {original}")
     causes = {c: rate[c] for c in FAILURE_CAUSES.values() if rate[c]}

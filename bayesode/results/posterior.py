@@ -132,6 +132,8 @@ class Posterior:
             "bayesode_t0": json.dumps(d.t0.tolist()),
             "bayesode_lengths": json.dumps(d.lengths.tolist()),
             "bayesode_sites": json.dumps(variables),
+            # Also inside bayesode_settings; on its own so that a reader of the file sees it.
+            "bayesode_fit_failures": json.dumps(self.settings.get("fit_failures", [])),
         }
         if spec.recipe is not None:
             attrs["bayesode_recipe"] = json.dumps(spec.recipe)
@@ -189,7 +191,10 @@ class Posterior:
         non-neural posterior variable and the trajectories (neural weights
         are permutation-symmetric, so their R-hat says little).
         """
-        out: dict = {"num_chains": self.num_chains, "num_draws": self.num_draws, "warnings": []}
+        # A fit that mostly failed (run_nuts(on_failure="continue")) says so first.
+        fit_failures = list(self.settings.get("fit_failures", []))
+        out: dict = {"num_chains": self.num_chains, "num_draws": self.num_draws, "fit_failures": fit_failures,
+                     "warnings": [f"FIT FAILED: {m}" for m in fit_failures]}  # fmt: skip
         if self.num_chains >= 2 and self.num_draws >= 4:
             ds = self._convergence_dataset()
             rhat = az.rhat(ds)
