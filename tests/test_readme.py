@@ -2,8 +2,7 @@
 
 Each ```python block is read from README.md, so an edit there is tested here. The only change made to
 the printed code is the sampling budget (warmup, samples, chains, SVI steps), shrunk so the test takes
-minutes; the calls, arguments and order are the reader's. The "Building blocks" block is run by
-tests/test_byo_model.py (it defines a model, and that test samples it).
+minutes; the calls, arguments and order are the reader's.
 """
 
 import os
@@ -44,6 +43,7 @@ def test_the_readme_has_the_examples_this_test_runs():
     blocks = python_blocks()
     assert len(blocks) >= 4
     assert "run_svi_nuts" in blocks[0] and "make_model" in blocks[1] and "run_nuts_distributed" in blocks[2]
+    assert "def my_model" in blocks[3]
     assert fast("num_warmup=500, num_samples=500, num_chains=4") == "num_warmup=30, num_samples=30, num_chains=2"
 
 
@@ -71,3 +71,15 @@ def test_the_distributed_example_runs_as_printed_on_two_processes(tmp_path):
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert (tmp_path / "fit.nc").stat().st_size > 0
+
+
+@pytest.mark.slow  # NumPyro NUTS over a small MLP field: one compile
+def test_the_building_blocks_model_samples_as_printed(tmp_path):
+    code = python_blocks()[3]
+    script = fast(code) + (
+        "\nimport numpy as np\ns = mcmc.get_samples()\n"
+        "assert s['y0'].shape == (30, 2) and np.all(np.isfinite(s['y0']))\nprint('ok', len(s))\n"
+    )
+    result = _run(script, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok" in result.stdout

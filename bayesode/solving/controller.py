@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import diffrax
+import jax
 import jax.numpy as jnp
 
 STUCK_ULPS, STUCK_PATIENCE = 4, 16
@@ -45,7 +46,10 @@ def _shorter_than(t0, t1, ulps):
 
 
 def _size(y):
-    return jnp.max(jnp.abs(jnp.asarray(y)))
+    """Largest absolute value over the state's leaves (a pytree: BacksolveAdjoint's augmented
+    state holds the adjoints too, and None leaves)."""
+    sizes = [jnp.max(jnp.abs(leaf)) for leaf in jax.tree_util.tree_leaves(y) if jnp.size(leaf) > 0]
+    return jnp.max(jnp.stack(sizes)) if sizes else jnp.zeros(())
 
 
 class ResolutionFloor(diffrax.AbstractAdaptiveStepSizeController):
