@@ -353,6 +353,8 @@ def test_sampler_flags_reach_run_nuts_only_when_given():
     chosen = nuts_settings(parse(["fit", "--target-accept", "0.95", "--dense-mass"]))
     assert chosen["target_accept_prob"] == 0.95 and chosen["dense_mass"] is True
     assert nuts_settings(parse(["fit", "--no-dense-mass"]))["dense_mass"] is False
+    assert default["stuck_chains"] == "restart"  # run_nuts's default: the pinned draws
+    assert nuts_settings(parse(["fit", "--stuck-chains", "report"]))["stuck_chains"] == "report"
     assert set(chosen) <= set(inspect.signature(bo.run_nuts).parameters)  # run_nuts takes every one of them
     assert parse(["fit", "--devices", "3"]).devices == 3
     with pytest.raises(SystemExit):

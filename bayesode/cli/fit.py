@@ -197,6 +197,14 @@ def add_parser(subparsers) -> None:
         "solve: stop with the cause and fixes (default), or continue and keep that message in the results",
     )
     g.add_argument(
+        "--stuck-chains",
+        default="restart",
+        choices=["restart", "report", "drop"],
+        help="NUTS: a chain stuck far below the others half-way through warmup is restarted from a good "
+        "chain's state (default), kept where it is and reported, or run on and left out of the result; "
+        "every case is recorded in the results and printed",
+    )
+    g.add_argument(
         "--checkpoint",
         action="store_true",
         help="save NUTS state in OUT/checkpoint after each chunk; running the same command again resumes",
@@ -266,9 +274,9 @@ def nuts_settings(args) -> dict:
         chunk_size=chunk_size(args.warmup, args.samples),
         checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,
         on_failure=args.on_failure,
+        stuck_chains=args.stuck_chains,
     )
     # Passed only when given, so each method keeps its own default (svi+nuts: dense, from the SVI fit).
-    # The stuck-chain policy and the precision flags, once run_nuts takes them, go here the same way.
     if args.target_accept is not None:
         kw["target_accept_prob"] = args.target_accept
     if args.dense_mass is not None:
