@@ -1,4 +1,4 @@
-"""Fixed points, Lyapunov exponents and posterior stability (bayesode.diagnostics.stability).
+"""Fixed points, Lyapunov exponents and posterior stability (bayesode.diagnostics.fixed_points, .lyapunov, .stability).
 
 Tolerances: fixed points of linear and Lotka-Volterra fields are exact up to
 float32 rounding (1e-4 relative). Lyapunov exponents are finite-time
@@ -21,7 +21,7 @@ import numpyro.distributions as dist
 import pytest
 
 import bayesode as bo
-from bayesode.diagnostics.stability import (
+from bayesode.diagnostics.fixed_points import (
     CENTRE,
     KIND_NAMES,
     KIND_NONE,
@@ -31,9 +31,9 @@ from bayesode.diagnostics.stability import (
     UNSTABLE_FOCUS,
     UNSTABLE_NODE,
     fixed_points,
-    lyapunov_exponent,
-    posterior_stability,
 )
+from bayesode.diagnostics.lyapunov import lyapunov_exponent
+from bayesode.diagnostics.stability import posterior_stability
 from bayesode.plots.stability import plot_stability
 
 matplotlib.use("Agg")

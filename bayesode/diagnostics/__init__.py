@@ -1,6 +1,7 @@
 """Diagnostics: simulation-based calibration, stability (fixed points) and Lyapunov analysis."""
 
 from .calibration import sbc
+from .fixed_points import KIND_NAMES, KIND_NONE, FixedPoints, fixed_points
 from .full_weight import fit_full_weight
 from .function_space import (
     SITUATIONS,
@@ -10,15 +11,8 @@ from .function_space import (
     function_space_report,
     mode_groups,
 )
-from .stability import (
-    KIND_NAMES,
-    KIND_NONE,
-    FixedPoints,
-    LyapunovResult,
-    fixed_points,
-    lyapunov_exponent,
-    posterior_stability,
-)
+from .lyapunov import LyapunovResult, lyapunov_exponent
+from .stability import posterior_stability
 from .time_rescaling import TimeRescalingResult, posterior_time_rescaling, time_rescaling_test
 from .uniformity import SBCResult, chi2_uniformity, ecdf_bands
 
