@@ -17,7 +17,8 @@ from numpyro import handlers
 import bayesode as bo
 from bayesode.errors import ConfigError
 from bayesode.fields.basic import _ACTIVATIONS
-from bayesode.fields.structured import AntisymmetricField, HamiltonianField, LipschitzField, StableField
+from bayesode.fields.bounded import LipschitzField, StableField
+from bayesode.fields.conservative import AntisymmetricField, HamiltonianField
 
 
 def prior_draw(field, key, scale=1.0):

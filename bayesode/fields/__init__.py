@@ -8,7 +8,8 @@ from .basic import (
     lotka_volterra_field,
     lotka_volterra_rhs,
 )
-from .structured import AntisymmetricField, HamiltonianField, LipschitzField, StableField
+from .bounded import LipschitzField, StableField
+from .conservative import AntisymmetricField, HamiltonianField
 
 __all__ = ["AntisymmetricField", "HamiltonianField", "HybridField", "LipschitzField", "MLPField", "MechanisticField",
            "StableField", "field_state_dim", "lotka_volterra_field", "lotka_volterra_rhs"]
