@@ -40,6 +40,7 @@ from scipy.special import logsumexp
 import bayesode as bo
 from bayesode.diagnostics import fit_full_weight, function_space_report
 from bayesode.infer import map_points
+from bayesode.results.export import column_names
 
 PROBLEMS = ("lynx_hare", "spiral", "ude_lv", "pendulum")
 METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "mechanistic")
@@ -86,11 +87,14 @@ def problem(name):
 def scores(post, full, train_until):
     """Held-out coverage, mlpd and CRPS from ``post``'s draws scored on every point of ``full``."""
     scored = bo.Posterior(samples=post.samples, sample_stats={}, data=full, model=post.model, settings={})
-    idata = scored.to_arviz()
+    idata = scored.to_arviz(key=0)
     held = np.asarray(idata.log_likelihood["obs_time"].values) > train_until
     ll = np.asarray(idata.log_likelihood["obs"].values)[..., held].reshape(-1, int(held.sum()))
-    draws = np.asarray(idata.posterior_predictive["obs"].values)[..., held].reshape(-1, int(held.sum()))
-    y = np.asarray(idata.observed_data["obs"].values)[held]
+    # One observed variable per column; the joint log-likelihood lists the columns one after another.
+    names = column_names(full, reserved=list(post.samples))
+    pp = np.concatenate([np.asarray(idata.posterior_predictive[n].values) for n in names], axis=-1)
+    draws = pp[..., held].reshape(-1, int(held.sum()))
+    y = np.concatenate([np.asarray(idata.observed_data[n].values) for n in names])[held]
     ok = np.all(np.isfinite(draws), axis=1)  # failed solves give no prediction
     ll, draws = ll[ok], draws[ok]
     q = np.quantile(draws, [0.05, 0.25, 0.75, 0.95], axis=0)

@@ -105,7 +105,7 @@ def test_posterior_diagnostics_carry_the_full_weight_situation_through_save_and_
                                              "rhat_within_max": 1.004}}}  # fmt: skip
     d = post.diagnostics()
     assert d["situation"] == "several modes, weighted" and message in d["warnings"]
-    post.save(tmp_path / "fit.nc")
+    post.save(tmp_path / "fit.nc", key=0)
     loaded = bo.Posterior.load(tmp_path / "fit.nc", model=model).diagnostics()
     assert loaded["situation"] == "several modes, weighted" and message in loaded["warnings"]
     post.settings["ensemble"]["report"]["situation"] = "one mode that mixes"

@@ -355,7 +355,7 @@ def test_stuck_chains_policy_report_or_drop_never_replaces_a_chain_unseen(tmp_pa
     assert drop.settings["dropped_chains"] == [1] and drop.settings["stuck_chains_found"] == [found]
     assert drop.samples["k"].shape == (1, 30) and drop.sample_stats["diverging"].shape == (1, 30)
     np.testing.assert_array_equal(drop.samples["k"], report.samples["k"][:1])  # the other chain's draws unchanged
-    drop.save(tmp_path / "fit.nc")  # the records survive the netCDF round trip
+    drop.save(tmp_path / "fit.nc", key=0)  # the records survive the netCDF round trip
     loaded = bo.Posterior.load(tmp_path / "fit.nc").settings
     assert loaded["stuck_chains_found"] == [found] and loaded["dropped_chains"] == [1]
     with pytest.raises(bo.ConfigError, match="`stuck_chains`='keep' is unknown; choose one of"):

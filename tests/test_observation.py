@@ -127,11 +127,14 @@ def test_log_likelihood_per_observed_point_reaches_arviz():
     )
     samples = {k: np.asarray(v)[None] for k, v in draws.items()}
     post = bo.Posterior(samples=samples, sample_stats={}, data=data, model=model, settings={})
-    idata = post.to_arviz()
+    idata = post.to_arviz(key=1)
     loglik = idata.log_likelihood["obs"].values
     assert loglik.shape == (1, 3, 11)  # 12 entries, one missing
     assert np.all(np.isfinite(loglik))
-    assert np.allclose(idata.observed_data["obs"].values, ys[np.isfinite(ys)])
+    # one observed variable per column, each with its observed entries (the joint `obs` lists them column by column)
+    for k, name in enumerate(["cases", "infected"]):
+        column = ys[:, k]
+        assert np.allclose(idata.observed_data[name].values, column[np.isfinite(column)])
     # the first draw's total equals the model's own log density of `obs`
     one = {k: jnp.asarray(v[0, 0]) for k, v in samples.items()}
     tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=one)).get_trace(data.model_data())

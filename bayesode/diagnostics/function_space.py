@@ -46,7 +46,7 @@ def field_on_points(post, points) -> np.ndarray:
 
     Returns (chain, draw, point, state).
     """
-    post._require_model()
+    post.require_model()
     spec = post.model.spec
     points = jnp.asarray(np.asarray(points, dtype=np.float64), dtype=jnp.zeros(()).dtype)
     if points.ndim != 2 or points.shape[1] != spec.state_dim:
@@ -83,9 +83,11 @@ def function_space_draws(post, *, forecast_ts=None, grid=None, grid_size: int = 
     ``grid_size`` points per state over the data's range, when the model observes its states
     directly; an empty grid leaves the field out).
     """
-    out = {"trajectory": np.asarray(post.to_arviz().posterior_predictive["trajectory"].values)}
+    out = {"trajectory": np.asarray(post.fitted()["trajectory"])}
     if forecast_ts is not None:
-        out["forecast"] = np.asarray(post.predict(np.asarray(forecast_ts, dtype=np.float64))["trajectory"].values)
+        # Only the noise-free trajectory is read: the key seeds the noisy draws, which are discarded.
+        forecast = post.predict(np.asarray(forecast_ts, dtype=np.float64), key=0)
+        out["forecast"] = np.asarray(forecast["trajectory"].values)
     spec = post.model.spec
     if grid is None and spec.observation_fn is None:
         grid = _default_grid(post, grid_size)

@@ -13,7 +13,7 @@ Usage (the same script on every process; see docs/architecture.md)::
     jax.distributed.initialize(coordinator_address="host0:1234", num_processes=2, process_id=RANK)
     post = bo.run_nuts_distributed(model, data, key=1, num_chains=8)
     if jax.process_index() == 0:
-        post.save("fit.nc")
+        post.save("fit.nc", key=2)
 """
 
 from __future__ import annotations

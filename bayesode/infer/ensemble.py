@@ -301,6 +301,8 @@ def run_ensemble(
         lfo_start = _default_lfo_start(data) if lfo_start is None else float(lfo_start)
     seed = seed_of(key)
     k_fits, k_nuts, k_pool = jax.random.split(as_key(key), 3)
+    # Seeds of the members' and the pooled InferenceData (posterior predictive and prior draws).
+    k_members_idata, k_pooled_idata = jax.random.split(jax.random.fold_in(k_pool, 1))
     t0 = time.time()
 
     params, potential, losses = map_points(model, data, key=k_fits, num_points=num_members, num_steps=map_steps,
@@ -330,7 +332,7 @@ def run_ensemble(
                        **nuts_kwargs)  # fmt: skip
     member_of_chain = np.repeat(np.arange(len(kept)), chains_per_member)
 
-    idata = members.to_arviz()
+    idata = members.to_arviz(key=k_members_idata)
     lpd, pareto_k = _member_lpd(idata, member_of_chain, validation, lfo_start)
     weights = stacking_weights(lpd)
     pooled = pool_members(members, member_of_chain, weights, key=k_pool, num_chains=pooled_chains)
@@ -352,14 +354,15 @@ def run_ensemble(
     }
     members.settings.update(method="ensemble-members", seed=seed, ensemble=info)
     pooled.settings.update(method="ensemble", seed=seed, ensemble=info, wall_time_s=time.time() - t0)
-    _attach_stacking_group(pooled, info, member_of_chain)
+    _attach_stacking_group(pooled, info, member_of_chain, key=k_pooled_idata)
     return Ensemble(members=members, member_of_chain=member_of_chain, weights=weights, lpd=lpd, pareto_k=pareto_k,
                     starts=starts, validation=validation, lfo_start=lfo_start, pooled=pooled)  # fmt: skip
 
 
-def _attach_stacking_group(pooled: Posterior, info: dict, member_of_chain) -> None:
-    """Add the ``stacking`` group (dim ``member``) to the pooled InferenceData (cached on it)."""
-    idata = pooled.to_arviz()
+def _attach_stacking_group(pooled: Posterior, info: dict, member_of_chain, *, key) -> None:
+    """Add the ``stacking`` group (dim ``member``) to the pooled InferenceData (cached on it;
+    ``key`` seeds its predictive draws)."""
+    idata = pooled.to_arviz(key=key)
     n = len(info["weights"])
     group = xr.Dataset(
         {
