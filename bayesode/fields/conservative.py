@@ -1,15 +1,7 @@
 """Structured fields that conserve or bound growth: antisymmetric and Hamiltonian.
 
-From the "deep learning as a dynamical system" literature: antisymmetric
-(Haber & Ruthotto 2018; Chang et al. 2019), Hamiltonian (Greydanus et al.
-2019), Lipschitz-bounded (spectral normalisation) and Lyapunov-stable
-(Manek & Kolter 2019) fields.
-
-Every inexact array leaf is a free, unconstrained real parameter, so a model
-can put any prior on it through :func:`bayesode.sample_field`; the structure
-comes from how the leaves are used (``W - Wᵀ``, ``softplus(raw)``, ``W / ||W||``),
-never from constraints on them. Scaling follows :class:`bayesode.MLPField`:
-a network sees ``x = y / y_scale`` and the field is ``y_scale * F(x) / t_scale``.
+Antisymmetric: Haber & Ruthotto 2018, Chang et al. 2019; Hamiltonian: Greydanus et al. 2019. How every structured
+field treats its weights and scales: :mod:`._structured_common`.
 """
 
 from __future__ import annotations
