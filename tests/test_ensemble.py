@@ -12,7 +12,7 @@ from scipy.stats import norm
 import bayesode as bo
 from bayesode.errors import ConfigError, DataError
 from bayesode.infer.ensemble import map_points, pool_members, run_ensemble
-from bayesode.infer.stacking import pointwise_lfo, pointwise_loo, stacking_weights
+from bayesode.infer.stacking import pareto_k_threshold, pointwise_lfo, pointwise_loo, stacking_weights
 
 
 def test_stacking_weights_match_closed_form():
@@ -53,6 +53,17 @@ def test_pointwise_loo_matches_exact_conjugate_answer():
     # 4000 iid draws: the importance-sampling error is ~0.01 nats here; 0.03 leaves room.
     np.testing.assert_allclose(loo, exact, atol=0.03)
     assert np.all(k < 0.7)
+
+
+def test_pareto_k_threshold_is_arviz_bound_for_the_sample_size():
+    import arviz as az
+
+    _, ll = _normal_mean_case(draws=150)
+    res = az.loo(az.from_dict(log_likelihood={"obs": ll}), pointwise=True, reff=1.0)
+    assert pareto_k_threshold(150) == pytest.approx(res.good_k)  # the bound ArviZ warns on, 0.54 here
+    assert pareto_k_threshold(150) == pytest.approx(1 - 1 / np.log10(150))
+    assert pareto_k_threshold(100_000) == 0.7
+    assert pareto_k_threshold(5) == 0.0
 
 
 def test_pointwise_lfo_matches_exact_one_step_ahead():
@@ -145,19 +156,22 @@ def test_ensemble_finds_separated_modes_and_exact_stacking_weights():
     exact_lpd = np.stack([loo(slice(*s)) for s in starts], axis=1)  # (point, basin)
     exact_w = stacking_weights(exact_lpd)
     got = np.array([sum(w for w, b in zip(ens.weights, basins) if (b.start, b.stop) == s) for s in starts])
-    # Basins near 2 pi -+ 1 predict identically (equal LOO columns), so only their summed weight
-    # is identified; compare the mode near 1 and that pair's sum.
-    near_one = np.array([abs(centre[s] - 0.9) < 0.1 for s in starts])
-    pair = np.array([abs(centre[s] - 5.3) < 0.1 or abs(centre[s] - 7.2) < 0.1 for s in starts])
-    # Tolerance 0.06: each member's LOO densities come from 150 autocorrelated draws (Monte Carlo
-    # error of a few hundredths of a nat per point), which moves the optimum by about that much.
-    assert abs(got[near_one].sum() - exact_w[near_one].sum()) < 0.06
-    assert abs(got[pair].sum() - exact_w[pair].sum()) < 0.06
-    # And the method's weights are near-optimal for the exact problem (within 0.1 nats over 8 points).
+    # The method's weights are near-optimal for the exact problem: within 0.1 nats over 8 points.
+    # The weights themselves are not compared: when members also land in minor basins (here, with
+    # key 3, near 2.9 and 4.1), those predict some points as well as the main ones, the objective is
+    # flat along the trades between them, and weights 0.14 apart differ by 0.04 nats. What stacking
+    # promises is the predictive density, so that is what is checked. 0.1 nats: each member's LOO
+    # densities come from 150 autocorrelated draws; PSIS errors of up to ~2 nats on single points
+    # with Pareto k > 0.5 (seen here) move the objective by a few hundredths.
     def objective(w):
         return logsumexp(exact_lpd + np.log(np.maximum(w, 1e-300)), axis=1).sum()
 
+    assert abs(got.sum() - 1) < 1e-9
     assert objective(exact_w) - objective(got) < 0.1
+    # And that is a real gain over any one basin, which a single well-mixed chain would give (about
+    # 8 nats here; 5 leaves room for the Monte Carlo error above).
+    assert objective(got) - max(objective(np.eye(len(starts))[j]) for j in range(len(starts))) > 5
+    near_one = np.array([abs(centre[s] - 0.9) < 0.1 for s in starts])
     # The mode near 1 holds 99.5% of the posterior mass but predicts worse: stacking weighs it ~0.24-0.29.
     assert 0.2 < exact_w[near_one].sum() < 0.33
     idata = ens.to_arviz()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ..infer import PARETO_K_MAX, run_ensemble
+from ..infer import run_ensemble
 from .function_space import ensemble_report
 
 __all__ = ["fit_full_weight"]
@@ -38,7 +38,8 @@ def fit_full_weight(model, ts, ys=None, *, key, num_members: int = 8, validation
     message = report["message"]
     if info["points_pareto_k_high"]:
         message += (f" {info['points_pareto_k_high']} of the member-by-point predictive densities behind the weights "
-                    f"have Pareto k > {PARETO_K_MAX} (importance sampling unreliable there): treat the weights as rough.")
+                    f"have Pareto k > {info['pareto_k_threshold']:.2f} (importance sampling unreliable there with this many draws "
+                    f"per member; more draws raise the bound to 0.7): treat the weights as rough.")
     info["report"] = {
         "situation": report["situation"],
         "message": message,

@@ -25,14 +25,14 @@ from .point_process import (
 from .preflight import prior_failure_rate, retry_nonfinite_starts
 from .programs import get_sampler
 from .runtime import enable_compilation_cache, use_cpu_cores
-from .stacking import PARETO_K_MAX, pointwise_lfo, pointwise_loo, stacking_weights
+from .stacking import PARETO_K_MAX, pareto_k_threshold, pointwise_lfo, pointwise_loo, stacking_weights
 from .svi import run_svi
 from .workflows import run_neural_linear, run_svi_nuts
 
 __all__ = [
     "enable_compilation_cache", "Ensemble", "EVENT_SOLVER", "EventFit", "filter_online", "fit_events",
     "fit_jump_filter", "fit_njode_point", "forecast_events", "get_sampler", "held_out_log_likelihood",
-    "intensity_bands", "make_event_process", "map_points", "njode_loss", "PARETO_K_MAX", "pointwise_lfo",
+    "intensity_bands", "make_event_process", "map_points", "njode_loss", "PARETO_K_MAX", "pareto_k_threshold", "pointwise_lfo",
     "pointwise_loo", "pool_members", "prior_failure_rate", "retry_nonfinite_starts", "run_ensemble",
     "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi", "run_svi_nuts", "solve_draws",
     "stacking_weights", "to_inference_data", "use_cpu_cores",

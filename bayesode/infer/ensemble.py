@@ -64,7 +64,7 @@ from ..errors import ConfigError, InitializationError
 from ..model import check_model
 from ..results import Posterior
 from .nuts import run_nuts
-from .stacking import PARETO_K_MAX, pointwise_lfo, pointwise_loo, stacking_weights
+from .stacking import pareto_k_threshold, pointwise_lfo, pointwise_loo, stacking_weights
 
 __all__ = ["VALIDATIONS", "Ensemble", "map_points", "pool_members", "run_ensemble"]
 
@@ -335,6 +335,7 @@ def run_ensemble(
     idata = members.to_arviz(key=k_members_idata)
     lpd, pareto_k = _member_lpd(idata, member_of_chain, validation, lfo_start)
     weights = stacking_weights(lpd)
+    k_reliable = pareto_k_threshold(chains_per_member * members.num_draws)  # each member's draws
     pooled = pool_members(members, member_of_chain, weights, key=k_pool, num_chains=pooled_chains)
     info = {
         "method": "ensemble",
@@ -343,7 +344,8 @@ def run_ensemble(
         "weights": weights.tolist(),
         "elpd": lpd.sum(axis=0).tolist(),
         "pareto_k_max": pareto_k.max(axis=0).tolist(),
-        "points_pareto_k_high": int((pareto_k > PARETO_K_MAX).sum()),
+        "pareto_k_threshold": k_reliable,
+        "points_pareto_k_high": int((pareto_k > k_reliable).sum()),
         "chains_per_member": chains_per_member,
         "member_of_chain": member_of_chain.tolist(),
         "starts": starts,
