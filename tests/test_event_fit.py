@@ -1,11 +1,13 @@
 """Fitting event sequences: plumbing of fit_events, the posterior intensity, forecasts, held-out
 likelihood, InferenceData, the time-rescaling check and `bayesode events` (smoke: tiny fits)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from bayesode.cli.main import main as cli_main
-from bayesode.datasets import make_event_sequences
+from bayesode.datasets import load_events, make_event_sequences
 from bayesode.diagnostics import posterior_time_rescaling
 from bayesode.errors import ConfigError
 from bayesode.infer import (
@@ -13,6 +15,7 @@ from bayesode.infer import (
     forecast_events,
     held_out_log_likelihood,
     intensity_bands,
+    solve_draws,
     to_inference_data,
 )
 
@@ -77,3 +80,39 @@ def test_events_command_writes_the_run_and_rejects_a_missing_file(tmp_path, caps
     assert "time-rescaling KS test: 4 events" in (out / "time_rescaling.txt").read_text()
     assert cli_main(["events", "--csv", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_calendar_clock_gives_the_same_fit_as_time_since_start(fit):
+    # The same events on a calendar clock (year 1900 + t): the process sees time since the window
+    # start, so draws solve exactly as on the small clock (float32 at 1900 would resolve only 1e-4).
+    ts, marks = [EVENTS.event_list(i)[0] for i in range(2)], [EVENTS.event_list(i)[1] for i in range(2)]
+    shifted = make_event_sequences([t + 1900.0 for t in ts], marks, t0=1900.0, t_end=[1904.0, 1903.0])
+    moved = replace(fit, events=shifted)
+    assert moved.origin == 1900.0
+    a, b = solve_draws(fit), solve_draws(moved)
+    np.testing.assert_allclose(np.asarray(b.log_rates), np.asarray(a.log_rates), rtol=1e-5, atol=1e-5)
+    grid = np.linspace(0.0, 4.0, 9)
+    np.testing.assert_allclose(intensity_bands(moved, grid + 1900.0)["mean"], intensity_bands(fit, grid)["mean"],
+                               rtol=1e-5)  # fmt: skip
+    sim = forecast_events(moved, 2.0, key=1, max_events=50, num_draws=4)
+    times, mask = np.asarray(sim.times), np.asarray(sim.mask)
+    t_end = np.array([1904.0, 1903.0])[None, :, None]
+    assert mask.any() and np.all(~mask | ((times > t_end) & (times <= t_end + 2.0)))  # back on the calendar
+
+
+def test_bundled_events_load_with_their_window():
+    coal = load_events("coal_explosions")
+    assert coal.num_events.tolist() == [191]
+    assert coal.t0.tolist() == [1851.0] and coal.t_end.tolist() == [1962.25]
+
+
+def test_held_out_score_leaves_out_failed_draws_and_says_so(fit):
+    # A draw whose start is NaN fails its solve (status nonfinite): it is left out of the
+    # log-mean-exp with a warning, never a NaN score.
+    bad = {k: v.copy() for k, v in fit.samples.items()}
+    bad["field.z0"][0, 0] = np.nan
+    broken = replace(fit, samples=bad)
+    hist, fut = EVENTS.split(2.5)
+    with pytest.warns(RuntimeWarning, match="left out of the held-out score"):
+        held = held_out_log_likelihood(broken, hist, fut)
+    assert held["failed_draws"] >= 1 and np.isfinite(held["total"])

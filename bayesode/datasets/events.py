@@ -227,7 +227,7 @@ def load_events(name: str) -> EventSequences:
     >>> load_events("coal_explosions").num_events.tolist()
     [191]
     """
-    from .bundled import load
+    from .registry import load
 
     d = load(name)
     window = d.meta.get("constants", {})

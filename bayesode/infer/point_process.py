@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import diffrax
@@ -26,9 +27,18 @@ from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, autoguide, init_to_value
 
 from ..checks import as_key, positive_int
 from ..datasets import EventSequences
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, FitFailedError
 from ..model import Normal, event_arrays, point_process_model, sample_field
-from ..solving import NeuralJumpProcess, SolverConfig, events_log_likelihood, simulate_events, solve_event_jumps
+from ..solving import (
+    FAILURE_ADVICE,
+    FAILURE_CAUSES,
+    NeuralJumpProcess,
+    SolverConfig,
+    Status,
+    events_log_likelihood,
+    simulate_events,
+    solve_event_jumps,
+)
 
 METHODS = ("svi", "nuts", "svi+nuts")
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
@@ -53,6 +63,12 @@ class EventFit:
     samples: dict
     method: str
     stats: dict = field(default_factory=dict)
+
+    @property
+    def origin(self) -> float:
+        """The clock's zero: the process sees time since the training data's earliest window start
+        (see :func:`bayesode.model.event_arrays`); every solve of this fit uses it."""
+        return float(np.min(self.events.t0))
 
     @property
     def num_chains(self) -> int:
@@ -151,8 +167,21 @@ def fit_events(
         result = svi.run(k_svi, svi_steps, **data, progress_bar=progress, stable_update=True)
         stats["svi_loss"] = np.asarray(result.losses)
         if method == "svi":
-            draws = guide.sample_posterior(k_draw, result.params, sample_shape=(num_chains, num_samples))
-            samples = {k: np.asarray(v) for k, v in draws.items() if k in init_values}
+            # Twice the draws asked for, then the first ones whose solve succeeds: the posterior has
+            # no mass where the solve fails (the model's log density is -inf there), the Gaussian
+            # guide does; so the guide is truncated to the support (rejection).
+            total = num_chains * num_samples
+            draws = guide.sample_posterior(k_draw, result.params, sample_shape=(2 * total,))
+            flat = {k: np.asarray(v) for k, v in draws.items() if k in init_values}
+            status = _training_status(process, weight_prior, config, events, flat)
+            ok = np.flatnonzero(status == 0)
+            if ok.size < total:
+                raise FitFailedError(_failure_message(status, "of the SVI guide's draws", "fit_events (svi)"))
+            keep = ok[:total]
+            stats["svi_draws_rejected"] = int(keep[-1] + 1 - total)  # failed draws passed over to keep `total`
+            stats["solve_status"] = np.zeros((num_chains, num_samples), np.int32)
+            _warn_if_failed(status[: keep[-1] + 1], "of the SVI guide's draws (rejected, replaced by further draws)")
+            samples = {k: v[keep].reshape((num_chains, num_samples) + v.shape[1:]) for k, v in flat.items()}
             return EventFit(process, weight_prior, config, events, samples, method, stats)
         init_values = {k: v for k, v in guide.median(result.params).items() if k in init_values}
     kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
@@ -162,7 +191,43 @@ def fit_events(
     mcmc.run(k_nuts, **data, extra_fields=("diverging",))
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items() if k in init_values}
     stats["diverging"] = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+    status = _training_status(process, weight_prior, config, events, flat)
+    stats["solve_status"] = status.reshape(num_chains, num_samples)
+    # NUTS never accepts a failed solve after warmup; a chain that never left a failing start would.
+    if np.mean(status != 0) > 0.5:
+        raise FitFailedError(_failure_message(status, "of the NUTS draws", "fit_events (nuts)"))
+    _warn_if_failed(status, "of the NUTS draws")
+    divergent = float(np.mean(stats["diverging"]))
+    if divergent > 0.5:
+        warnings.warn(f"fit_events: {divergent:.0%} of the NUTS draws are divergent; the posterior is not to be "
+                      "trusted (raise num_warmup, lower the step size with a higher target, or use method='svi').",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
     return EventFit(process, weight_prior, config, events, samples, method, stats)
+
+
+def _training_status(process, weight_prior, config, events, flat: dict) -> np.ndarray:
+    """(draw,) worst solve status over the training sequences of each draw in ``flat`` (site -> (draw, ...))."""
+    sol = _solve_all(process, weight_prior, {k: jnp.asarray(v) for k, v in flat.items()}, event_arrays(events), None,
+                     config)  # fmt: skip
+    return np.asarray(sol.status).max(axis=1)
+
+
+def _failure_message(status: np.ndarray, what: str, method: str) -> str:
+    failed = status != 0
+    causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
+    main = max(causes, key=causes.get)
+    return (f"{method}: the solve failed for {int(failed.sum())} of {status.size} {what} on the "
+            f"events (causes: {causes}); nothing is returned. Likely fix for `{main}`: "
+            f"{FAILURE_ADVICE[main]}; for event data also tighten `weight_prior` or rescale the times.")
+
+
+def _warn_if_failed(status: np.ndarray, what: str) -> None:
+    failed = status != 0
+    if failed.any():
+        causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
+        warnings.warn(f"the solve failed for {int(failed.sum())} of {status.size} {what} (causes: "
+                      f"{causes}).", RuntimeWarning, stacklevel=3)  # fmt: skip
 
 
 def _initial_values(process, weight_prior) -> dict:
@@ -199,9 +264,9 @@ def solve_draws(fit: EventFit, events: EventSequences | None = None, *, save_ts=
     ``num_draws`` thins the posterior evenly (default: all draws).
     """
     events = fit.events if events is None else events
-    save = None if save_ts is None else jnp.asarray(save_ts, jnp.float32)
+    save = None if save_ts is None else jnp.asarray(np.asarray(save_ts, np.float64) - fit.origin, jnp.float32)
     samples = {k: jnp.asarray(v) for k, v in fit.flat_samples(num_draws).items()}
-    return _solve_all(fit.process, fit.weight_prior, samples, event_arrays(events), save, fit.config)
+    return _solve_all(fit.process, fit.weight_prior, samples, event_arrays(events, origin=fit.origin), save, fit.config)
 
 
 def intensity_bands(fit: EventFit, save_ts, *, prob: float = 0.9, events=None, num_draws=None) -> dict:
@@ -223,17 +288,28 @@ def held_out_log_likelihood(fit: EventFit, history: EventSequences, future: Even
 
     For each draw, ``log p(future | history) = loglik([t0, T]) - loglik([t0, t_split])``;
     the predictive density averages ``p`` over draws (log-mean-exp). Returns ``total``
-    (float), ``per_event`` (total / number of future events) and ``per_sequence``.
+    (float), ``per_event`` (total / number of future events), ``per_sequence``, and
+    ``failed_draws``: draws left out because a solve failed (on the history: such a draw has
+    no posterior mass; on the future: it cannot score it). A warning names them; if more than
+    half the draws fail, FitFailedError.
     """
     whole = _join(history, future)
     full = solve_draws(fit, whole, num_draws=num_draws)
     past = solve_draws(fit, history, num_draws=num_draws)
     ll_full = jax.vmap(jax.vmap(events_log_likelihood))(full, jnp.broadcast_to(jnp.asarray(whole.mask), full.log_rates.shape))
     ll_past = jax.vmap(jax.vmap(events_log_likelihood))(past, jnp.broadcast_to(jnp.asarray(history.mask), past.log_rates.shape))
+    status = np.maximum(np.asarray(full.status).max(axis=1), np.asarray(past.status).max(axis=1))  # (draw,)
     cond = np.asarray(ll_full - ll_past, np.float64)  # (draw, sequence)
+    ok = (status == 0) & np.all(np.isfinite(cond), axis=1)
+    if np.mean(~ok) > 0.5:
+        raise FitFailedError(_failure_message(np.where(ok, 0, np.maximum(status, int(Status.NONFINITE))),
+                                              "posterior draws", "held-out log likelihood"))  # fmt: skip
+    _warn_if_failed(np.where(ok, 0, np.maximum(status, int(Status.NONFINITE))), "posterior draws (left out of the held-out score)")
+    cond = cond[ok]
     per_sequence = np.asarray(logsumexp(cond, axis=0) - np.log(cond.shape[0]))
     total = float(logsumexp(cond.sum(axis=1)) - np.log(cond.shape[0]))
-    return {"total": total, "per_event": total / max(int(future.mask.sum()), 1), "per_sequence": per_sequence}
+    return {"total": total, "per_event": total / max(int(future.mask.sum()), 1), "per_sequence": per_sequence,
+            "failed_draws": int(np.sum(~ok))}  # fmt: skip
 
 
 def _join(history: EventSequences, future: EventSequences) -> EventSequences:
@@ -263,9 +339,10 @@ def forecast_events(fit: EventFit, horizon: float, *, key, max_events: int, wind
     samples = {k: jnp.asarray(v) for k, v in fit.flat_samples(num_draws).items()}
     num = next(iter(samples.values())).shape[0]
     keys = jax.random.split(key, num * events.num_sequences).reshape(num, events.num_sequences, -1)
-    t_end = jnp.asarray(events.t_end, jnp.float32)
-    return _forecast(fit.process, fit.weight_prior, samples, ends.z_end, t_end, keys, float(horizon), max_events,
-                     window, fit.config)  # fmt: skip
+    t_end = jnp.asarray(np.asarray(events.t_end, np.float64) - fit.origin, jnp.float32)
+    sim = _forecast(fit.process, fit.weight_prior, samples, ends.z_end, t_end, keys, float(horizon), max_events,
+                    window, fit.config)  # fmt: skip
+    return sim._replace(times=np.asarray(sim.times, np.float64) + fit.origin)  # back on the data's clock
 
 
 @eqx.filter_jit

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 
 from ..datasets import EventSequences
@@ -30,16 +31,26 @@ SITE_INTENSITY = "intensity"
 SITE_STATUS = "solve_status"
 
 
-def event_arrays(events: EventSequences, dtype=jnp.float32) -> dict:
-    """The model's data arguments from :class:`EventSequences` (times cast to ``dtype``)."""
+def event_arrays(events: EventSequences, dtype=jnp.float32, *, origin: float | None = None) -> dict:
+    """The model's data arguments from :class:`EventSequences`: times as time since ``origin``.
+
+    ``origin`` defaults to the earliest window start (``events.t0.min()``); it is subtracted in
+    float64 before the cast to ``dtype``. Why: absolute times such as calendar years (1851-1962)
+    leave float32 a resolution of about 1e-4, and solves near a jump then fail on the step size
+    (status ``dt_min``); relative times keep the resolution of the span. An autonomous process
+    (the default :class:`~bayesode.solving.NeuralJumpProcess`) is unchanged by the shift; a
+    time-dependent one sees time since ``origin``, so fit and prediction must share it (the
+    functions of :mod:`bayesode.infer.point_process` use the training data's).
+    """
     if not isinstance(events, EventSequences):
         raise ConfigError(f"`events` must be EventSequences (see make_event_sequences); got {type(events).__name__}.")
+    origin = float(np.min(events.t0)) if origin is None else float(origin)
     return {
-        "times": jnp.asarray(events.times, dtype),
+        "times": jnp.asarray(np.asarray(events.times, np.float64) - origin, dtype),
         "marks": jnp.asarray(events.marks, jnp.int32),
         "mask": jnp.asarray(events.mask),
-        "t0": jnp.asarray(events.t0, dtype),
-        "t_end": jnp.asarray(events.t_end, dtype),
+        "t0": jnp.asarray(np.asarray(events.t0, np.float64) - origin, dtype),
+        "t_end": jnp.asarray(np.asarray(events.t_end, np.float64) - origin, dtype),
     }
 
 
@@ -56,8 +67,8 @@ def point_process_model(process, *, weight_prior=None, config: SolverConfig | No
     config : SolverConfig
 
     The model takes ``times, marks, mask`` (sequence, event), ``t0, t_end`` (sequence,)
-    (:func:`event_arrays` builds them) and optional ``save_ts`` (save,) shared by all
-    sequences, where the intensity is recorded.
+    (:func:`event_arrays` builds them, as time since an origin) and optional ``save_ts`` (save,)
+    shared by all sequences, on the same clock, where the intensity is recorded.
 
     Examples
     --------
