@@ -36,7 +36,9 @@ from ..errors import ConfigError
 from ..fields.basic import field_state_dim
 from ..solving import failures as _failures
 from ..solving.diffeq import STATUS_OK, Solution, SolverConfig, solve, vmap_unless_one
-from ..solving.jumps import Jumps, Regime, StateEvent, solve_with_events, solve_with_jumps
+from ..solving.events import StateEvent, solve_with_events
+from ..solving.jump_solve import Regime, solve_with_jumps
+from ..solving.jumps import Jumps
 from .equinox_adapter import allow_closure_convert_in_shard_map
 from .likelihoods import AbstractLikelihood, NormalNoise, observe
 from .observation import AbstractObservation
