@@ -3,7 +3,7 @@
 ``make_model(...)`` returns ``model(data, *, predict_ts=None)`` where ``data``
 is a :class:`ModelData` (from ``Data.model_data()``). Sites:
 
-- field parameters (see :mod:`bayesode._priors`);
+- field parameters (see :mod:`bayesode.model.priors`);
 - ``y0`` (series, state): the state at each series' ``t0``;
 - noise sites of the likelihood (``sigma``, ``nu``, ``phi_inv``);
 - ``obs`` (series, time, observed): the masked likelihood;
