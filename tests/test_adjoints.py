@@ -18,7 +18,7 @@ import pytest
 import bayesode as bo
 from bayesode.infer.preflight import warn_if_forward_mode_is_costly
 from bayesode.infer.programs import unconstrained_size
-from bayesode.solving.jumps import solve_with_jumps
+from bayesode.solving.jump_solve import solve_with_jumps
 
 ADJOINTS = {
     "checkpoint": diffrax.RecursiveCheckpointAdjoint(),

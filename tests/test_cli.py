@@ -118,6 +118,9 @@ def test_other_user_errors_are_one_line(tmp_path, good_csv, capsys):
         (["fit", "--dataset", "no_such_data"], r"no_such_data"),
         (["summary", str(tmp_path)], r"no posterior.nc in"),
         (["predict", str(tmp_path / "missing"), "--until", "9"], r"no folder"),
+        (["fit", "--thin", "6", "--samples", "5"], r"--thin 6 keeps no draw of --samples 5"),
+        (["fit", "--thin", "2", "--method", "svi"], r"--thin thins the draws of --method nuts or svi\+nuts; not --method svi"),
+        (["fit", "--thin", "2", "--bayesian-layers", "all"], r"--thin thins the draws of --method nuts.*--bayesian-layers all"),
     ]
     for argv, match in cases:
         code, _, err = run(argv + (["--no-progress"] if argv[0] == "fit" else []), capsys)
@@ -127,7 +130,8 @@ def test_other_user_errors_are_one_line(tmp_path, good_csv, capsys):
 
 
 def test_bad_option_values_are_refused_by_the_parser(capsys):
-    for argv in (["fit", "--chains", "0"], ["fit", "--prob", "1.5"], ["predict", "d", "--until", "nan"]):
+    for argv in (["fit", "--chains", "0"], ["fit", "--prob", "1.5"], ["predict", "d", "--until", "nan"],
+                 ["fit", "--thin", "0"], ["fit", "--thin", "1.5"]):  # fmt: skip
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == 2
@@ -355,6 +359,7 @@ def test_sampler_flags_reach_run_nuts_only_when_given():
     assert nuts_settings(parse(["fit", "--no-dense-mass"]))["dense_mass"] is False
     assert default["stuck_chains"] == "restart"  # run_nuts's default: the pinned draws
     assert nuts_settings(parse(["fit", "--stuck-chains", "report"]))["stuck_chains"] == "report"
+    assert default["thinning"] == 1 and nuts_settings(parse(["fit", "--thin", "4"]))["thinning"] == 4
     assert set(chosen) <= set(inspect.signature(bo.run_nuts).parameters)  # run_nuts takes every one of them
     assert parse(["fit", "--devices", "3"]).devices == 3
     with pytest.raises(SystemExit):

@@ -253,12 +253,44 @@ def test_checkpoint_resume_returns_the_same_draws(lv, data, tmp_path, post):
         bo.run_nuts(lv, data, key=5, chunk_size=10, checkpoint_dir=str(tmp_path), **SMALL)
 
 
+def test_thinning_keeps_every_nth_draw_and_resumes_to_the_same_draws(lv, data, tmp_path, post, monkeypatch):
+    # NumPyro's convention: num_samples // thinning draws, counted back from the last (20 % 3 = 2: draws 2, 5, ... 17).
+    import bayesode.infer.nuts as nuts
+
+    real_save = nuts.save_checkpoint
+
+    def save_then_interrupt(path, meta, *args):  # a Ctrl-C after the checkpoint at iteration 40 (10 draws in)
+        real_save(path, meta, *args)
+        if meta["iteration"] == 40:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(nuts, "save_checkpoint", save_then_interrupt)
+    with pytest.warns(UserWarning, match="interrupted at iteration 40"):
+        part = bo.run_nuts(lv, data, key=0, chunk_size=10, checkpoint_dir=str(tmp_path), thinning=3, **SMALL)
+    assert part.samples["alpha"].shape == (2, 3)  # draws 2, 5, 8 of the first 10
+    monkeypatch.setattr(nuts, "save_checkpoint", real_save)
+    thinned = bo.run_nuts(lv, data, key=0, chunk_size=10, checkpoint_dir=str(tmp_path), thinning=3, **SMALL)
+    assert thinned.settings["thinning"] == 3 and post.settings["thinning"] == 1
+    for k in post.samples:
+        assert thinned.samples[k].shape[:2] == (2, 20 // 3)
+        np.testing.assert_array_equal(thinned.samples[k], post.samples[k][:, 2::3])
+    for k in ("diverging", "energy", "num_steps", "solver_failures", "tree_depth"):
+        np.testing.assert_array_equal(thinned.sample_stats[k], post.sample_stats[k][:, 2::3])
+    assert thinned.to_arviz(key=0).posterior.sizes["draw"] == 6
+    # its checkpoint holds thinned draws: an unthinned run must not resume from it
+    with pytest.raises(bo.ConfigError, match="different settings"):
+        bo.run_nuts(lv, data, key=0, chunk_size=10, checkpoint_dir=str(tmp_path), **SMALL)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         ({"num_warmup": -1}, "`num_warmup` must be a non-negative int"),
         ({"num_samples": 0}, "`num_samples` must be a positive int"),
         ({"num_chains": 1.5}, "`num_chains` must be a positive int"),
+        ({"thinning": 0}, "`thinning` must be a positive int"),
+        ({"thinning": 2.0}, "`thinning` must be a positive int"),
+        ({"num_samples": 5, "thinning": 6}, "`thinning`=6 keeps no draw of num_samples=5"),
         ({"chain_method": "pmap"}, "`chain_method`='pmap' is unknown"),
         ({"target_accept_prob": 1.0}, r"`target_accept_prob` must be in \(0, 1\)"),
         ({"key": None}, "`key` is required"),

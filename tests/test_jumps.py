@@ -11,7 +11,8 @@ from numpyro import handlers
 import bayesode as bo
 from bayesode.solving.diffeq import STATUS_OK, STATUS_OTHER
 from bayesode.solving.events import StateEvent, solve_with_events
-from bayesode.solving.jumps import Jumps, Regime, doses_from_events, solve_with_jumps
+from bayesode.solving.jump_solve import Regime, solve_with_jumps
+from bayesode.solving.jumps import Jumps, doses_from_events
 
 K = 0.7  # decay rate of the test system dy/dt = -K y
 TIGHT = bo.SolverConfig(rtol=1e-8, atol=1e-8)

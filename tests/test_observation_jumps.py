@@ -121,6 +121,17 @@ def _fake_fit(num_draws=6, seed=0):
     return JumpFilterFit(net=net, samples=samples, data=data, config=filter_config(), settings={"method": "test"})
 
 
+def test_flat_draws_merge_chains_and_keep_evenly_spaced_draws():
+    fit = _fake_fit(num_draws=6)
+    site, x = next(iter(fit.samples.items()))
+    np.testing.assert_array_equal(np.asarray(fit.flat_draws()[site]), x.reshape((-1,) + x.shape[2:]))
+    np.testing.assert_array_equal(np.asarray(fit.flat_draws(3)[site]), x[0, [0, 2, 5]])  # linspace(0, 5, 3)
+    assert fit.flat_draws(100)[site].shape[0] == 6
+    assert fit.series_index(1) == 1 and fit.series_index(fit.data.series_names[1]) == 1
+    with pytest.raises(DataError, match="`series`="):
+        fit.series_index("nope")
+
+
 def test_online_filtering_equals_refiltering_from_scratch():
     fit = _fake_fit()
     # Two online calls of the same shape (one compiled program), then a refilter of everything.

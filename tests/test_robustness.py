@@ -12,6 +12,7 @@ matrix) trace the model abstractly (``jax.eval_shape``, no compile: about a
 second for a diffrax model on an idle machine); the rest must answer within half a second.
 """
 
+import json
 import time
 
 import diffrax
@@ -557,6 +558,21 @@ def test_failure_log_counts_only_a_chains_own_leapfrog_points():
     assert counts["blow_up"][0, 0] == 1 and counts["max_steps"].sum() == 0
     assert log.counts(diverging, np.array([[2], [3], [2], [1]]), 7)["max_steps"][:, 0].tolist() == [0, 1, 0, 0]
     assert log.counts(diverging, np.array([[2], [2], [2], [1]]), 8)["total"].sum() == 0  # other iterations
+
+
+def test_failure_log_records_round_trip_with_point_order():
+    # A checkpoint stores the log as JSON records; the reloaded log must count exactly as the original.
+    log = FailureLog()
+    for fingerprint, status in [(2.0, np.array([STATUS_OK])), (1.0, np.array([STATUS_BLOW_UP]))]:
+        log.record(0, 3, status, fingerprint)
+    log.record(1, 4, np.array([STATUS_MAX_STEPS]), 5.0)
+    again = FailureLog.from_records(json.loads(json.dumps(log.to_records())))
+    assert again.to_records() == log.to_records()
+    diverging, steps = np.ones((2, 2), bool), np.array([[1, 1], [1, 1]])
+    for num_steps in (steps, 2 * steps):  # one step: only the first point (solved) counts; two: the failure
+        want, got = log.counts(diverging, num_steps, 3), again.counts(diverging, num_steps, 3)
+        assert all(np.array_equal(want[c], got[c]) for c in want)
+    assert again.counts(diverging, 2 * steps, 3)["blow_up"][0, 0] == 1
 
 
 def test_failed_solves_are_cheap():

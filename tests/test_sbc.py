@@ -16,14 +16,8 @@ import pytest
 import scipy.stats
 
 import bayesode as bo
-from bayesode.diagnostics.calibration import (
-    _fit_one,
-    _fit_replications,
-    _quiet,
-    _resolve_quantities,
-    _simulator,
-    sbc,
-)
+from bayesode.diagnostics.calibration import _resolve_quantities, _simulator, sbc
+from bayesode.diagnostics.sbc_fits import fit_one, fit_replications, quiet_model
 from bayesode.diagnostics.uniformity import chi2_uniformity, ecdf_bands
 from bayesode.results import model_draws
 
@@ -88,8 +82,8 @@ def test_ecdf_bands_have_simultaneous_coverage():
 )
 def test_sbc_argument_errors(kwargs, match, monkeypatch):
     # Fail before any fit: make run_nuts unusable so an error after it would show up as a different failure.
-    monkeypatch.setattr("bayesode.diagnostics.calibration.run_nuts", None)
-    monkeypatch.setattr("bayesode.diagnostics.calibration._fit_replications", None)
+    monkeypatch.setattr("bayesode.diagnostics.sbc_fits.run_nuts", None)
+    monkeypatch.setattr("bayesode.diagnostics.calibration.fit_replications", None)
     args = dict(key=0, num_replications=10)
     args.update(kwargs)
     with pytest.raises(bo.ConfigError, match=match):
@@ -143,7 +137,7 @@ def fake_fit(spread):
 
 
 def test_rank_machinery_accepts_a_calibrated_stand_in_and_rejects_an_overconfident_one(monkeypatch):
-    monkeypatch.setattr("bayesode.diagnostics.calibration.run_nuts", fake_fit(None))
+    monkeypatch.setattr("bayesode.diagnostics.sbc_fits.run_nuts", fake_fit(None))
     res = sbc(FIT, TEMPLATE, key=0, num_replications=200, num_warmup=0, num_samples=50, num_chains=2)
     assert min(res.p_values.values()) > 0.001, res.p_values  # 3 quantities at a fixed seed
     assert res.num_bins == 20 and res.histogram("k").sum() == 200
@@ -151,7 +145,7 @@ def test_rank_machinery_accepts_a_calibrated_stand_in_and_rejects_an_overconfide
 
     real = _simulator(FIT, TEMPLATE.model_data())
     monkeypatch.setattr("bayesode.diagnostics.calibration._simulator", lambda m, md: keep_truth(real))
-    monkeypatch.setattr("bayesode.diagnostics.calibration.run_nuts", fake_fit(1e-6))
+    monkeypatch.setattr("bayesode.diagnostics.sbc_fits.run_nuts", fake_fit(1e-6))
     res = sbc(FIT, TEMPLATE, key=0, num_replications=40, num_warmup=0, num_samples=50, num_chains=2, thin=1)
     assert max(res.p_values.values()) < 1e-6, res.p_values  # every truth sits in the middle of its draws
 
@@ -250,9 +244,9 @@ def test_vectorised_fits_give_each_data_set_its_own_posterior():
         datas.append(bo.make_data(TS, ys))
         keys.append(jr.PRNGKey(int(10 * k)))
     assert md.ys.shape == datas[0].model_data().ys.shape
-    quiet = _quiet(FIT)
-    vec = list(_fit_replications(quiet, datas, keys, **NUTS))
-    seq = [_fit_one(quiet, d, k, False, progress=False, **NUTS) for d, k in zip(datas, keys)]
+    quiet = quiet_model(FIT)
+    vec = list(fit_replications(quiet, datas, keys, **NUTS))
+    seq = [fit_one(quiet, d, k, False, progress=False, **NUTS) for d, k in zip(datas, keys)]
     for k, (a, sa, _), (b, sb, _) in zip((0.3, 0.6, 1.2), vec, seq):
         assert a["k"].shape == b["k"].shape == (2, 150) and sa["diverging"].shape == (2, 150)
         assert sa["diverging"].sum() == 0 and sb["diverging"].sum() == 0

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .common import (
     EXIT_INTERRUPTED,
     add_command,
@@ -143,6 +143,8 @@ def add_parser(subparsers) -> None:
         default=500,
         help="NUTS draws kept per chain (default 500); with --method svi, chains x samples draws are kept",
     )
+    g.add_argument("--thin", type=int_at_least(1), default=1, metavar="N",
+                   help="NUTS: keep every N-th draw, --samples // N per chain (default 1: all)")  # fmt: skip
     g.add_argument(
         "--svi-steps",
         type=int_at_least(1),
@@ -272,6 +274,7 @@ def nuts_settings(args) -> dict:
         chain_method=args.chain_method,
         max_tree_depth=args.max_tree_depth or (10 if args.model == "lotka-volterra" else 6),
         chunk_size=chunk_size(args.warmup, args.samples),
+        thinning=args.thin,
         checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,
         on_failure=args.on_failure,
         stuck_chains=args.stuck_chains,
@@ -282,6 +285,14 @@ def nuts_settings(args) -> dict:
     if args.dense_mass is not None:
         kw["dense_mass"] = args.dense_mass
     return kw
+
+
+def check_thin(args) -> None:
+    """--thin against the other flags: it thins NUTS draws, so it needs a NUTS fit with that many draws."""
+    if args.thin > args.samples:
+        raise ConfigError(f"--thin {args.thin} keeps no draw of --samples {args.samples}; give at most --samples.")
+    if args.thin > 1 and (args.method == "svi" or (args.model == "neural" and args.bayesian_layers == "all")):
+        raise ConfigError("--thin thins the draws of --method nuts or svi+nuts; not --method svi or --bayesian-layers all.")
 
 
 def _fit(args, model, data):
@@ -323,6 +334,7 @@ def _interrupted_before_draws(args) -> int:
 
 
 def run(args) -> int:
+    check_thin(args)
     resume = args.checkpoint and os.path.isdir(os.path.join(args.out, "checkpoint"))
     check_out_dir(args.out, overwrite=args.overwrite, resume=resume)
     data = load_data(args)

@@ -25,20 +25,18 @@ with simultaneous ECDF-difference bands (Säilynoja, Bürkner and Vehtari 2022).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 
-import arviz as az
 import jax
 import numpy as np
 
 from ..checks import as_key, positive_int
 from ..datasets.data import Data, make_data
 from ..errors import ConfigError
-from ..infer import get_sampler, retry_nonfinite_starts, run_nuts
 from ..model.assembly import check_model
 from ..model.priors import FIELD_PREFIX
 from ..results import model_draws
+from .sbc_fits import VECTORISED_SETTINGS, fit_one, fit_replications, quiet_model, replication_diagnostics
 from .uniformity import SBCResult, chi2_uniformity
 
 _ELEMENT = re.compile(r"^(?P<site>[^\[\]]+)(\[(?P<index>[0-9, ]+)\])?$")
@@ -54,26 +52,6 @@ def _simulator(model, md):
         return {k: v[0] for k, v in out["latents"].items()}, out["trajectory"][0], out["obs"][0], out["status"][0]
 
     return simulate
-
-
-def _quiet(model):
-    """``model`` without the per-evaluation host report of failed solves (same log density).
-
-    The report is one host callback per gradient, which costs more than the
-    solve for small models; SBC fits hundreds of data sets and gates on
-    divergences, R-hat and ESS instead. Cached so the compiled sampler is reused.
-    """
-    cache = model.__dict__.setdefault("_bayesode_sbc", {})
-    if "quiet" not in cache:
-
-        def quiet(data, **kwargs):
-            kwargs.pop("chain_id", None)
-            kwargs.pop("iteration", None)
-            return model(data, **kwargs)
-
-        quiet.spec = model.spec
-        cache["quiet"] = quiet
-    return cache["quiet"]
 
 
 def _elements(name: str, value: np.ndarray) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -259,7 +237,7 @@ def sbc(
     if num_bins < 2:
         raise ConfigError(f"`num_bins` must be at least 2; got {num_bins}.")
     nuts_kwargs.setdefault("progress", False)
-    fit_model = model if count_failures else _quiet(model)
+    fit_model = model if count_failures else quiet_model(model)
 
     md = data_template.model_data()
     simulate = _simulator(simulate_model, md)
@@ -290,11 +268,11 @@ def sbc(
     # 2. fit them: vectorised over data sets, or one run_nuts call each (counting failures,
     # or with run_nuts settings the vectorised fit does not take)
     nuts = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)
-    if not vectorize or count_failures or set(nuts_kwargs) - _VECTORISED_SETTINGS:
+    if not vectorize or count_failures or set(nuts_kwargs) - VECTORISED_SETTINGS:
         with_trajectory = any(site == "trajectory" for site, _ in names.values())
-        fits = (_fit_one(fit_model, data, k, with_trajectory, **nuts, **nuts_kwargs) for data, k in zip(datas, fit_keys))
+        fits = (fit_one(fit_model, data, k, with_trajectory, **nuts, **nuts_kwargs) for data, k in zip(datas, fit_keys))
     else:
-        fits = _fit_replications(fit_model, datas, fit_keys, **nuts, **nuts_kwargs)
+        fits = fit_replications(fit_model, datas, fit_keys, **nuts, **nuts_kwargs)
 
     # 3. rank each truth among its (thinned) posterior draws
     for (latents, traj, attempts), k_pit, (draws, sample_stats, seconds) in zip(sims, pit_keys, fits):
@@ -303,7 +281,7 @@ def sbc(
             q: (latents if site != "trajectory" else {"trajectory": traj})[site][idx]
             for q, (site, idx) in names.items()
         }
-        d = _replication_diagnostics(num_chains, sample_stats, chains, count_failures)
+        d = replication_diagnostics(num_chains, sample_stats, chains, count_failures)
         step = thin or max(1, int(np.floor(num_chains * num_samples / max(d["ess_bulk_min"], 1.0))))
         u = np.asarray(jax.random.uniform(k_pit, (len(names),)))
         n_kept = None
@@ -331,92 +309,3 @@ def sbc(
         chi2={q: t[0] for q, t in tests.items()},
         p_values={q: t[1] for q, t in tests.items()},
     )
-
-
-_VECTORISED_SETTINGS = {"target_accept_prob", "max_tree_depth", "dense_mass", "progress"}
-# Data sets per vectorised fit: wider batches vectorise more, but every NUTS iteration of
-# a batch costs its longest trajectory.
-_BATCH_REPLICATIONS = 32
-
-
-def _fit_one(model, data, key, with_trajectory, **nuts):
-    """One replication through ``run_nuts``: ``(draws, sample_stats, seconds)``."""
-    start = time.time()
-    post = run_nuts(model, data, key=key, **nuts)
-    draws = dict(post.samples)
-    if with_trajectory:
-        draws["trajectory"] = post.fitted()["trajectory"]
-    return draws, post.sample_stats, time.time() - start
-
-
-def _fit_replications(model, datas, fit_keys, *, num_warmup, num_samples, num_chains, target_accept_prob=0.8,
-                      max_tree_depth=10, dense_mass=False, progress=False):  # fmt: skip
-    """Fit every data set in ``datas`` with NUTS, ``_BATCH_REPLICATIONS`` of them per vectorised run.
-
-    Each replication's chains start where ``run_nuts(key=fit_keys[r])`` would start them,
-    with the same chain keys and settings. Yields ``(draws, sample_stats, seconds)`` per
-    data set: constrained sites and ``trajectory`` with (chain, draw) leading axes;
-    ``diverging`` and ``energy`` (chain, draw); the batch's wall time per data set.
-    """
-    del progress  # one compiled call per batch: nothing to report in between
-    settings = dict(
-        num_warmup=num_warmup,
-        target_accept_prob=float(target_accept_prob),
-        max_tree_depth=positive_int("max_tree_depth", max_tree_depth),
-        dense_mass=bool(dense_mass),
-        forward_mode=model.spec.solver.forward_mode,
-    )
-    sampler = get_sampler(model, datas[0].model_data(), settings)
-    start, init, run, postprocess = sampler.per_chain_data(num_warmup + num_samples)
-    for b in range(0, len(datas), _BATCH_REPLICATIONS):
-        t0 = time.time()
-        batch = range(b, min(b + _BATCH_REPLICATIONS, len(datas)))
-        # chain c of replication r is row r * num_chains + c, with r's data
-        md = jax.tree.map(lambda *xs: np.repeat(np.stack(xs), num_chains, axis=0), *[datas[r].model_data() for r in batch])
-        k_init, k_chains = zip(*[jax.random.split(fit_keys[r]) for r in batch])  # as run_nuts splits its key
-
-        def start_keys(attempt):
-            return np.concatenate(
-                [jax.random.split(k if attempt == 0 else jax.random.fold_in(k, attempt), num_chains) for k in k_init]
-            )
-
-        chain_keys = np.concatenate([jax.random.split(k, num_chains) for k in k_chains])
-        states, bad = retry_nonfinite_starts(
-            start(start_keys(0), md, 0.0), lambda z: init(z, chain_keys, md), lambda a: start(start_keys(a), md, 2.0)  # noqa: B023
-        )
-        if bad.any():
-            raise ConfigError(
-                f"SBC: no starting point with a finite log density for replication(s) "
-                f"{sorted({b + int(i) // num_chains for i in np.flatnonzero(bad)})} after 20 attempts."
-            )
-        zs, (diverging, _, energy) = run(states, md)
-        kept = jax.tree.map(lambda x: x[:, num_warmup:], zs)
-        draws = jax.device_get(postprocess(kept, md))
-        diverging, energy = np.asarray(diverging)[:, num_warmup:], np.asarray(energy)[:, num_warmup:]
-        seconds = (time.time() - t0) / len(batch)
-        for i in range(len(batch)):
-            rows = slice(i * num_chains, (i + 1) * num_chains)
-            yield (
-                {k: np.asarray(v[rows]) for k, v in draws.items()},
-                {"diverging": diverging[rows], "energy": energy[rows]},
-                seconds,
-            )
-
-
-def _replication_diagnostics(num_chains: int, st: dict, chains: dict, count_failures: bool) -> dict:
-    """Convergence of one replication's fit over the tested quantities."""
-    rhat, bulk, tail = [], [], []
-    for x in chains.values():
-        x = np.asarray(x, dtype=np.float64)
-        if num_chains >= 2:
-            rhat.append(float(az.rhat(x)))
-        bulk.append(float(az.ess(x, method="bulk")))
-        tail.append(float(az.ess(x, method="tail")))
-    return {
-        "rhat_max": float(np.nanmax(rhat)) if rhat else float("nan"),
-        "ess_bulk_min": float(np.nanmin(bulk)),
-        "ess_tail_min": float(np.nanmin(tail)),
-        "divergences": int(np.sum(st["diverging"])),
-        "ebfmi_min": float(np.min(az.bfmi(st["energy"]))),
-        "solver_failures": int(np.sum(st["solver_failures"])) if count_failures else None,
-    }

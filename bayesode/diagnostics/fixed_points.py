@@ -1,7 +1,7 @@
-"""Equilibria of a vector field: found by damped Newton from many starts, deduplicated, classified.
+"""Equilibria of a vector field: found by trust-region Newton from many starts, deduplicated, classified.
 
 :func:`fixed_points` finds equilibria ``f(t, y*) = 0`` from many starting
-points (damped Newton / Levenberg-Marquardt), removes duplicates, and
+points (``optimistix.root_find`` with ``optimistix.Dogleg``), removes duplicates, and
 classifies each by the eigenvalues of the Jacobian there. Pure JAX and vmappable.
 """
 
@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optimistix as optx
 
 from ..errors import ConfigError
 from ..fields.basic import field_state_dim
@@ -62,36 +63,19 @@ def _classify(lam, eig_tol):
     return jnp.where(marginal, CENTRE, kind).astype(jnp.int32)
 
 
-def _root_search(fn, y, num_steps):
-    """Levenberg-Marquardt with a full Newton step tried first; only steps that lower ``|f|^2`` are taken."""
-    dtype = y.dtype
-    tiny = jnp.finfo(dtype).tiny
-    eye = jnp.eye(y.shape[0], dtype=dtype)
+def _root_search(fn, y, num_steps, tol):
+    """A root of ``fn`` near ``y`` by ``optimistix.Dogleg``: its last iterate.
 
-    def sq(f):
-        return jnp.where(jnp.all(jnp.isfinite(f)), jnp.sum(f * f), jnp.inf)
-
-    def body(_, carry):
-        y, mu = carry
-        fy = fn(y)
-        jac = jax.jacfwd(fn)(y)
-        jac = jnp.where(jnp.isfinite(jac), jac, 0.0)
-        newton = y + jnp.linalg.solve(jac, -fy)
-        jtj = jac.T @ jac
-        d = jnp.diag(jtj)
-        damp = mu * (d + jnp.finfo(dtype).eps * jnp.max(d) + tiny)
-        lm = y + jnp.linalg.solve(jtj + damp[:, None] * eye, -(jac.T @ fy))
-        r0 = sq(fy)
-        r_newton = jnp.where(jnp.all(jnp.isfinite(newton)), sq(fn(newton)), jnp.inf)
-        r_lm = jnp.where(jnp.all(jnp.isfinite(lm)), sq(fn(lm)), jnp.inf)
-        take_newton = r_newton < r0
-        take_lm = ~take_newton & (r_lm < r0)
-        y = jnp.where(take_newton, newton, jnp.where(take_lm, lm, y))
-        mu = jnp.where(take_newton | take_lm, mu / 3.0, mu * 4.0)
-        return y, jnp.clip(mu, 1e-12, 1e12)
-
-    y, _ = jax.lax.fori_loop(0, num_steps, body, (y, jnp.asarray(1e-3, dtype)))
-    return y
+    Dogleg is Newton's method inside a trust region on ``|f|^2``: a full Newton step where it
+    helps, a shorter one where it would not lower ``|f|``. Plain ``optimistix.Newton`` (no trust
+    region) diverges from many starts of saturating MLP fields and missed equilibria that the
+    damped search finds. It stops when both the step and ``f`` are below ``tol / 100`` (relative
+    and absolute), well inside the acceptance test of :func:`_fixed_points_impl`, or after
+    ``num_steps`` iterations; an end point that is no root fails that test and is dropped.
+    """
+    solver = optx.Dogleg(rtol=tol / 100, atol=tol / 100)
+    sol = optx.root_find(lambda z, _: fn(z), solver, y, max_steps=num_steps, throw=False)
+    return sol.value
 
 
 def _fixed_points_impl(field, starts, t, args, tol, eig_tol, dedup_tol, num_steps, reach) -> FixedPoints:
@@ -101,7 +85,7 @@ def _fixed_points_impl(field, starts, t, args, tol, eig_tol, dedup_tol, num_step
     def fn(y):
         return field(t, y, args)
 
-    ends = jax.vmap(lambda y: _root_search(fn, y, num_steps))(starts)
+    ends = jax.vmap(lambda y: _root_search(fn, y, num_steps, tol))(starts)
     f_end = jax.vmap(fn)(ends)
     jac = jax.vmap(jax.jacfwd(fn))(ends)
     finite = jnp.all(jnp.isfinite(ends), axis=1) & jnp.all(jnp.isfinite(f_end), axis=1)
@@ -165,9 +149,8 @@ def fixed_points(
 ) -> FixedPoints:
     """Find and classify the equilibria ``f(t, y*) = 0`` of a vector field.
 
-    A damped Newton search (a full Newton step when it lowers ``|f|``, else a
-    Levenberg-Marquardt step) runs from every start for ``num_steps``
-    iterations; converged end points closer than ``dedup_tol`` are merged.
+    Trust-region Newton (``optimistix.Dogleg``) runs from every start for at most
+    ``num_steps`` iterations; converged end points closer than ``dedup_tol`` are merged.
     Output sizes are fixed (one slot per start), so the function vmaps over
     fields (posterior draws) and compiles once per field structure.
 
@@ -198,7 +181,8 @@ def fixed_points(
     dedup_tol : float
         Points closer than ``dedup_tol * (|y*|_inf + s)`` (max-norm) are one point.
     num_steps : int
-        Newton iterations per start (default 100).
+        Most iterations per start (default 100); a start stops earlier once its
+        step and residual are below ``tol / 100``.
     reach : float
         Points with ``|y*|_inf > reach * s`` are dropped (default 100): far from
         the data a saturating network is nearly flat and the search drifts

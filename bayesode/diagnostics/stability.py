@@ -94,7 +94,10 @@ def _draw_stability(spec, st: _Settings, params, y0, u, md, dt, data_lo, data_hi
         hi = high + st.margin * width
     starts = lo[None, :] + u * (hi - lo)[None, :]
     fp = _fixed_points_impl(field, starts, 0.0, spec.args, st.tol, st.eig_tol, st.dedup_tol, st.num_steps, st.reach)
-    inside = fp.valid & jnp.all((fp.points >= lo[None, :]) & (fp.points <= hi[None, :]), axis=1)
+    # A point within the root search's tolerance of the box is in it: a root on the edge (the origin of a
+    # positive system, with the box clipped at 0) ends a rounding error either side of it.
+    slack = st.tol * jnp.maximum(hi - lo, 1.0)
+    inside = fp.valid & jnp.all((fp.points >= (lo - slack)[None, :]) & (fp.points <= (hi + slack)[None, :]), axis=1)
     stable = (fp.kind == STABLE_NODE) | (fp.kind == STABLE_FOCUS)
     out = {
         "fixed_point": fp.points,

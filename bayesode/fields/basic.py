@@ -1,7 +1,7 @@
 """Vector fields: equinox modules called as ``f(t, y, args) -> dy/dt``.
 
 Every inexact array leaf of a field is a random quantity once the field is
-handed to a model (see :mod:`bayesode._priors`); configuration that fixes
+handed to a model (see :mod:`bayesode.model.priors`); configuration that fixes
 shapes lives in static fields.  Mechanistic parameters live in a ``params``
 dict so that their sample sites get readable names (``alpha``, ``beta``...).
 """

@@ -26,7 +26,7 @@ def save_checkpoint(path, meta, states, draws, stats, failures):
         **{f"state_{i}": np.asarray(x) for i, x in enumerate(leaves)},
         **{f"draw_{i}": x for i, x in enumerate(draws)},
         **{f"stat_{k}": v for k, v in stats.items()},
-        failures=np.array(json.dumps([[k[0], k[1], {str(a): b for a, b in v.items()}] for k, v in failures._seen.items()])),
+        failures=np.array(json.dumps(failures.to_records())),
         # The iteration lives with the state it belongs to: a kill between replacing
         # state.npz and meta.json must not pair a new state with an old count.
         iteration=np.array(meta["iteration"]),
@@ -67,9 +67,7 @@ def load_checkpoint(path, meta, states_like):
     states = jax.tree.unflatten(treedef, [jnp.asarray(z[f"state_{i}"]) for i in range(n_leaves)])
     draws = [z[f"draw_{i}"] for i in range(sum(k.startswith("draw_") for k in z.files))]
     stats = {k[5:]: z[k] for k in z.files if k.startswith("stat_")}
-    log = FailureLog()
-    for chain, it, fps in json.loads(str(z["failures"])):
-        log._seen[(chain, it)] = {float(a): b for a, b in fps.items()}
+    log = FailureLog.from_records(json.loads(str(z["failures"])))
     records = saved.get("restarted_chains", []), saved.get("stuck_chains_found", [])
     return int(z["iteration"]), states, draws, stats, log, *records
 

@@ -3,7 +3,8 @@
 ``ChunkRunner`` holds what stays fixed during a run (the compiled sampler, the data, the device
 groups, the chunk program's length); ``NutsRunState`` holds what changes (sampler states,
 draws, statistics, the failure log, the iteration count, restarts). ``run_nuts`` loops over
-chunks: ``runner.run(n, state.states)``, then ``state.record(...)``.
+chunks: ``runner.run(n, state.states)``, then ``state.record(...)``, which stores the draws a
+thinned run keeps (``stored_iterations``); ``state.draws_and_stats(...)`` gives the result's.
 
 Failed solves are counted by replays: the fast pass samples without the model's failure
 callback, keeps the states before diverging iterations (a failed solve always diverges: its
@@ -38,6 +39,19 @@ SEPARATE_REPORTING_MIN_ITERATIONS = 1000
 STAT_NAMES = ("diverging", "accept_prob", "num_steps", "potential_energy", "energy", "step_size")
 
 
+def stored_iterations(iterations, num_warmup: int, num_samples: int, thinning: int) -> np.ndarray:
+    """Mask over ``iterations`` (a run's iteration indices) of the draws the run stores.
+
+    Every warmup iteration (the layout checkpoints have always had), and after warmup every
+    ``thinning``-th draw, counted back from the last so that ``num_samples // thinning`` are kept
+    and the last is one of them: NumPyro's ``MCMC(thinning=...)`` convention. The choice depends
+    on the iteration index only, so a resumed run stores the draws an unbroken one does.
+    """
+    j = np.asarray(iterations) - num_warmup
+    offset = num_samples % thinning
+    return (j < 0) | ((j >= offset) & ((j - offset) % thinning == 0))
+
+
 def merge_chunks(draws: list) -> list:
     """Per-chunk lists of draw leaves (chain, iteration, ...) -> one list, joined along iteration."""
     if len(draws) == 1:
@@ -50,12 +64,18 @@ class NutsRunState:
     """What a NUTS run carries from one chunk to the next (host arrays, leading chain axis).
 
     ``states``: the sampler states; ``draws``: per chunk, the unconstrained draws' leaves
-    (chain, iteration, ...); ``stats``: name -> (chain, iteration) for ``STAT_NAMES``;
-    ``log``: solver failures by chain and iteration; ``done``: iterations run;
-    ``restarted``, ``stuck_found``: the stuck-chain records (see ``bayesode.infer.stuck``).
+    (chain, stored iteration, ...), the iterations ``stored_iterations`` picks;
+    ``stats``: name -> (chain, iteration) for ``STAT_NAMES``, every iteration (failure counts,
+    stuck chains and the failure windows need them all); ``log``: solver failures by chain and
+    iteration; ``done``: iterations run; ``restarted``, ``stuck_found``: the stuck-chain records
+    (see ``bayesode.infer.stuck``); ``num_warmup``, ``num_samples``, ``thinning``: which draws
+    are stored.
     """
 
     states: Any
+    num_warmup: int
+    num_samples: int
+    thinning: int = 1
     draws: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     log: FailureLog = field(default_factory=FailureLog)
@@ -69,7 +89,8 @@ class NutsRunState:
         self.states = jax.tree.map(cat, *[out[0] for out in outputs])
         z = jax.tree.map(cat, *[out[1] for out in outputs])
         chunk_stats = [cat(*[out[2][j] for out in outputs]) for j in range(len(STAT_NAMES))]
-        self.draws.append(jax.tree.leaves(z))
+        keep = stored_iterations(np.arange(self.done, self.done + n), self.num_warmup, self.num_samples, self.thinning)
+        self.draws.append([leaf[:, keep] for leaf in jax.tree.leaves(z)])
         for name, v in zip(STAT_NAMES, chunk_stats):
             self.stats[name] = v if name not in self.stats else np.concatenate([self.stats[name], v], axis=1)
         self.done += n
@@ -78,6 +99,38 @@ class NutsRunState:
     def compact(self) -> None:
         """Join the per-chunk draws into one chunk (before a checkpoint writes them)."""
         self.draws = [merge_chunks(self.draws)]
+
+    def draws_and_stats(self, sampler, model, md, z_def, max_tree_depth: int):
+        """The kept draws (constrained latent sites), their sample stats, and warmup failure counts.
+
+        ``samples``: site -> (chain, kept draw, ...); ``sstats``: name -> (chain, kept draw),
+        solver failures counted over every iteration and then kept like the draws; ``warm``:
+        cause -> (chain, warmup iteration) failure counts. ``z_def``: the unconstrained draws'
+        tree structure.
+        """
+        done, num_warmup = self.done, self.num_warmup
+        kept = num_warmup + np.flatnonzero(
+            stored_iterations(np.arange(num_warmup, done), num_warmup, self.num_samples, self.thinning)
+        )
+        z_all = jax.tree.unflatten(z_def, [leaf[:, num_warmup:] for leaf in merge_chunks(self.draws)])
+        num_chains, n_kept = jax.tree.leaves(z_all)[0].shape[:2]
+        assert n_kept == kept.size, (n_kept, kept.size)  # stored draws and the kept iterations agree
+        flat_z = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z_all)
+        constrained = jax.device_get(sampler.constrain(flat_z, md))
+        sites = programs.latent_sites(model, md)
+        samples = {k: np.asarray(v).reshape((num_chains, n_kept) + np.shape(v)[1:]) for k, v in constrained.items()
+                   if k in sites}  # fmt: skip
+        stats = self.stats
+        sstats = {k: np.asarray(v[:, kept]) for k, v in stats.items()}
+        sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
+        sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
+        sampling = slice(num_warmup, done)
+        fail = self.log.counts(stats["diverging"][:, sampling], stats["num_steps"][:, sampling], num_warmup)
+        sstats["solver_failures"] = fail.pop("total")[:, kept - num_warmup]
+        for cause, v in fail.items():
+            sstats[f"solver_failures_{cause}"] = v[:, kept - num_warmup]
+        warm = self.log.counts(stats["diverging"][:, :num_warmup], stats["num_steps"][:, :num_warmup], 0)
+        return samples, sstats, warm
 
 
 class Replays:

@@ -132,13 +132,13 @@ def filter_online(fit: JumpFilterFit, ts, ys, mask=None, *, query_ts, series=0, 
         the next call. Equal, up to solver round-off, to refiltering all
         observations from the start (:meth:`JumpFilterFit.with_observations`).
     """
-    i = fit._series(series)
+    i = fit.series_index(series)
     ts, ys, mask = check_new_observations(fit.data, i, ts, ys, mask)
     last = fit.data.ts[i, fit.data.lengths[i] - 1]
     if np.min(query_ts) < last:
         raise DataError(f"`query_ts` must not precede the last fitted observation ({last}); got {np.min(query_ts)}.")
     states = fit.filter_states(series=i, max_draws=max_draws) if states is None else states
-    draws = fit._flat_draws(max_draws)
+    draws = fit.flat_draws(max_draws)
     forecast = forecast_from(fit.net, draws, ts, np.nan_to_num(ys), mask, query_ts, config=fit.config, prob=prob,
                              states=states)  # fmt: skip
     new_states = jax.vmap(lambda w, s: filter_observations(net_from_draw(fit.net, w), ts, np.nan_to_num(ys), mask,

@@ -30,7 +30,7 @@ from ..results.posterior import Posterior, package_versions
 from ..solving.diffeq import FAILURE_CAUSES
 from .chains import CHAIN_METHODS, device_groups, resolve_chain_method
 from .checkpoint import load_checkpoint, save_checkpoint
-from .chunks import ChunkRunner, NutsRunState, Replays, merge_chunks
+from .chunks import ChunkRunner, NutsRunState, Replays
 from .console import Progress, StopOnSigint, phase
 from .fit_failures import (
     FAILURE_SHARE_MAX,
@@ -50,7 +50,7 @@ from .preflight import (
     unconstrain_inits,
     warn_if_forward_mode_is_costly,
 )
-from .programs import NUM_START_CANDIDATES, get_sampler, latent_sites, unconstrained_size
+from .programs import NUM_START_CANDIDATES, get_sampler, unconstrained_size
 from .stuck import describe, move_stuck_chains, resolve_policy, stuck_check_iteration, stuck_records
 
 
@@ -63,6 +63,7 @@ def run_nuts(
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
+    thinning: int = 1,
     chain_method: str = "auto",
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
@@ -87,6 +88,11 @@ def run_nuts(
     key : PRNG key or int seed (keyword-only). Same key, same settings, same
         machine: bit-identical draws.
     num_warmup, num_samples, num_chains : int
+    thinning : int
+        Keep every ``thinning``-th draw after warmup: ``num_samples // thinning`` per chain,
+        counted back from the last (NumPyro's ``MCMC(thinning=...)``), with their sample
+        stats; the chains themselves are unchanged. Only kept draws are held in memory and
+        checkpoints. ``settings["thinning"]`` records it.
     chain_method : {"auto", "vectorized", "parallel", "sequential"}
         ``auto`` (default): on CPU, ``parallel`` with several devices (one per
         core: :func:`use_cpu_cores`) and ``sequential`` with one; on a GPU/TPU,
@@ -166,6 +172,9 @@ def run_nuts(
     num_warmup = positive_int("num_warmup", num_warmup, allow_zero=True)
     num_samples = positive_int("num_samples", num_samples)
     num_chains = positive_int("num_chains", num_chains)
+    thinning = positive_int("thinning", thinning)
+    if thinning > num_samples:
+        raise ConfigError(f"`thinning`={thinning} keeps no draw of num_samples={num_samples}; give at most num_samples.")
     chunk_size = positive_int("chunk_size", chunk_size)
     max_tree_depth = positive_int("max_tree_depth", max_tree_depth)
     if chain_method not in CHAIN_METHODS:
@@ -214,6 +223,8 @@ def run_nuts(
                 chunk_size=chunk_size, stuck_chains=policy, iteration=0)  # fmt: skip
     if len(chains) < num_chains:
         meta["chains"] = chains.tolist()
+    if thinning > 1:  # the draws stored depend on it (a checkpoint without it is unthinned)
+        meta["thinning"] = thinning
     # Stuck chains are looked for among every chain of the run only: a share (``chains``) must give
     # the same chains whatever the split.
     check_at = stuck_check_iteration(num_warmup, chunk_size) if len(chains) == num_chains else None
@@ -240,7 +251,8 @@ def run_nuts(
             raise init_error(model, data, key, RuntimeError("all 20 attempts per chain gave a non-finite log density"))
         t_compile_init = time.time() - t_start
         # Starts and initial states are made for all chains (each row as in a whole run), then this share kept.
-        run = NutsRunState(jax.tree.map(lambda x: np.asarray(x)[chains], states))
+        kept = dict(num_warmup=num_warmup, num_samples=num_samples, thinning=thinning)
+        run = NutsRunState(jax.tree.map(lambda x: np.asarray(x)[chains], states), **kept)
         runner = ChunkRunner.for_run(sampler, md, device_groups(len(chains), chain_method), chain_method,
                                      chunk_size, total)  # fmt: skip
         runner.run(0, run.states)  # compiles the chunk program(s); runs no iteration
@@ -250,8 +262,8 @@ def run_nuts(
         if loaded is not None:
             done, states, saved_draws, stats, log, restarted, found = loaded
             # one chunk holding every leaf drawn so far
-            run = NutsRunState(states, draws=[saved_draws], stats=stats, log=log, done=done, restarted=restarted,
-                               stuck_found=found)  # fmt: skip
+            run = NutsRunState(states, **kept, draws=[saved_draws], stats=stats, log=log, done=done,
+                               restarted=restarted, stuck_found=found)  # fmt: skip
             if progress:
                 print(f"resuming from iteration {done} of {total} in {checkpoint_dir}", file=sys.stderr)
     bar = Progress(total, num_warmup, progress, initial=run.done)
@@ -271,8 +283,7 @@ def run_nuts(
     if run.done - num_warmup <= 0:
         raise KeyboardInterrupt("interrupted during warmup; no draws to return")
     with phase("collecting the draws", progress):
-        samples, sstats, warm = _draws_and_stats(run, sampler, model, md, jax.tree.structure(z0), len(chains),
-                                                 num_warmup, max_tree_depth)  # fmt: skip
+        samples, sstats, warm = run.draws_and_stats(sampler, model, md, jax.tree.structure(z0), max_tree_depth)
     if not fit_failures:  # runs too short for a window: judge the kept draws
         kept = window_message(sstats["diverging"], {c: sstats[f"solver_failures_{c}"] for c in FAILURE_CAUSES.values()},
                               num_warmup, num_warmup, "kept draws")  # fmt: skip
@@ -285,6 +296,7 @@ def run_nuts(
     settings_out = dict(
         meta,
         iteration=run.done,
+        thinning=thinning,
         method="nuts",
         interrupted=interrupted,
         wall_time_s=wall,
@@ -372,26 +384,3 @@ def _handle_stuck_chains(run: NutsRunState, policy: str, n: int, bar) -> None:
     run.stuck_found += found
     if found:
         bar.write(describe(policy, found))
-
-
-def _draws_and_stats(run: NutsRunState, sampler, model, md, z_def, num_chains: int, num_warmup: int,
-                     max_tree_depth: int):
-    """The kept draws (constrained latent sites), sample stats, and warmup failure counts of a run."""
-    done = run.done
-    n_kept = done - num_warmup
-    z_all = jax.tree.unflatten(z_def, [leaf[:, num_warmup:done] for leaf in merge_chunks(run.draws)])
-    flat_z = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), z_all)
-    constrained = jax.device_get(sampler.constrain(flat_z, md))
-    sites = latent_sites(model, md)
-    samples = {k: np.asarray(v).reshape((num_chains, n_kept) + np.shape(v)[1:]) for k, v in constrained.items()
-               if k in sites}  # fmt: skip
-    stats = run.stats
-    sstats = {k: np.asarray(v[:, num_warmup:done]) for k, v in stats.items()}
-    sstats["tree_depth"] = np.floor(np.log2(np.maximum(sstats["num_steps"], 1))).astype(np.int64) + 1
-    sstats["tree_depth_saturated"] = sstats["num_steps"] >= 2**max_tree_depth - 1
-    fail = run.log.counts(stats["diverging"][:, num_warmup:done], stats["num_steps"][:, num_warmup:done], num_warmup)
-    sstats["solver_failures"] = fail.pop("total")
-    for cause, v in fail.items():
-        sstats[f"solver_failures_{cause}"] = v
-    warm = run.log.counts(stats["diverging"][:, :num_warmup], stats["num_steps"][:, :num_warmup], 0)
-    return samples, sstats, warm

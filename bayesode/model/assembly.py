@@ -3,7 +3,7 @@
 ``make_model(...)`` returns ``model(data, *, predict_ts=None)`` where ``data``
 is a :class:`ModelData` (from ``Data.model_data()``). Sites:
 
-- field parameters (see :mod:`bayesode._priors`);
+- field parameters (see :mod:`bayesode.model.priors`);
 - ``y0`` (series, state): the state at each series' ``t0``;
 - noise sites of the likelihood (``sigma``, ``nu``, ``phi_inv``);
 - ``obs`` (series, time, observed): the masked likelihood;
@@ -36,7 +36,9 @@ from ..errors import ConfigError
 from ..fields.basic import field_state_dim
 from ..solving import failures as _failures
 from ..solving.diffeq import STATUS_OK, Solution, SolverConfig, solve, vmap_unless_one
-from ..solving.jumps import Jumps, Regime, StateEvent, solve_with_events, solve_with_jumps
+from ..solving.events import StateEvent, solve_with_events
+from ..solving.jump_solve import Regime, solve_with_jumps
+from ..solving.jumps import Jumps
 from .equinox_adapter import allow_closure_convert_in_shard_map
 from .likelihoods import AbstractLikelihood, NormalNoise, observe
 from .observation import AbstractObservation

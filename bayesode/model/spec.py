@@ -15,7 +15,8 @@ from ..datasets.data import Data
 from ..errors import ConfigError, DataError, FieldError
 from ..fields.basic import field_state_dim
 from ..solving.diffeq import SolverConfig
-from ..solving.jumps import Jumps, StateEvent
+from ..solving.events import StateEvent
+from ..solving.jumps import Jumps
 from .likelihoods import AbstractLikelihood
 from .observation import AbstractObservation
 

@@ -81,7 +81,12 @@ class JumpFilterFit:
     def num_draws(self) -> int:
         return int(np.prod(next(iter(self.samples.values())).shape[:2]))
 
-    def _flat_draws(self, max_draws: int | None = None) -> dict:
+    def flat_draws(self, max_draws: int | None = None) -> dict:
+        """Weights with the chain and draw axes merged: site -> (draw, ...) arrays.
+
+        ``max_draws`` keeps that many evenly spaced draws (all when None or
+        larger than :attr:`num_draws`).
+        """
         flat = {k: jnp.asarray(v.reshape((-1,) + v.shape[2:])) for k, v in self.samples.items()}
         if max_draws is not None and max_draws < self.num_draws:
             # Evenly spaced draws: deterministic, and spread over chains.
@@ -89,7 +94,8 @@ class JumpFilterFit:
             flat = {k: v[idx] for k, v in flat.items()}
         return flat
 
-    def _series(self, series) -> int:
+    def series_index(self, series) -> int:
+        """Index of ``series`` (a name or an index) in ``data``; DataError if there is no such series."""
         if isinstance(series, str):
             if series not in self.data.series_names:
                 raise DataError(f"`series`={series!r} is not one of {list(self.data.series_names)}.")
@@ -105,14 +111,14 @@ class JumpFilterFit:
         filtered estimates (at an observation time the forecast has seen it).
         ``max_draws`` caps the posterior draws used (evenly spaced).
         """
-        i = self._series(series)
+        i = self.series_index(series)
         d = self.data
-        return forecast_from(self.net, self._flat_draws(max_draws), d.ts[i], np.nan_to_num(d.ys[i]), d.mask[i], ts,
+        return forecast_from(self.net, self.flat_draws(max_draws), d.ts[i], np.nan_to_num(d.ys[i]), d.mask[i], ts,
                              config=self.config, prob=prob)  # fmt: skip
 
     def with_observations(self, ts, ys, mask=None, *, series=0) -> JumpFilterFit:
         """The same fit with new observations appended to ``series`` (weights unchanged)."""
-        i = self._series(series)
+        i = self.series_index(series)
         d = self.data
         ts, ys, mask = check_new_observations(d, i, ts, ys, mask)
         n = int(d.lengths[i])
@@ -134,15 +140,15 @@ class JumpFilterFit:
         d = self.data
         ts, ys, mask = jnp.asarray(d.ts), jnp.asarray(np.nan_to_num(d.ys)), jnp.asarray(d.mask)
         means, sds = jax.vmap(lambda w: one_step_forecasts(net_from_draw(self.net, w), ts, ys, mask, self.config)[:2])(
-            self._flat_draws(max_draws))
+            self.flat_draws(max_draws))
         lower, upper = mixture_quantiles(means, sds, ((1 - prob) / 2, (1 + prob) / 2))
         return np.asarray(means.mean(0)), np.asarray(lower), np.asarray(upper)
 
     def filter_states(self, *, series=0, max_draws: int | None = 200) -> FilterState:
         """Each draw's filter state after the last observation of ``series`` (leading axis: draw)."""
-        i = self._series(series)
+        i = self.series_index(series)
         d = self.data
-        draws = self._flat_draws(max_draws)
+        draws = self.flat_draws(max_draws)
         return jax.vmap(lambda w: filter_observations(net_from_draw(self.net, w), d.ts[i], np.nan_to_num(d.ys[i]),
                                                       d.mask[i], config=self.config).final)(draws)  # fmt: skip
 
@@ -156,7 +162,7 @@ class JumpFilterFit:
         ``obs_time`` coords say where each observation sits. ``max_draws`` thins
         (evenly) when the posterior is large."""
         d = self.data
-        draws = self._flat_draws(max_draws)
+        draws = self.flat_draws(max_draws)
         nd = next(iter(draws.values())).shape[0]
         chains = 1 if max_draws is not None and max_draws < self.num_draws else next(iter(self.samples.values())).shape[0]
         ts, ys, mask = jnp.asarray(d.ts), jnp.asarray(np.nan_to_num(d.ys)), jnp.asarray(d.mask)

@@ -10,7 +10,8 @@ from .event_jumps import (
 )
 from .events import EventSolution, StateEvent, solve_with_events
 from .integrate import integrate
-from .jumps import Jumps, Regime, doses_from_events, solve_with_jumps
+from .jump_solve import Regime, solve_with_jumps
+from .jumps import Jumps, doses_from_events
 from .observation_jumps import (
     Filtered,
     FilterState,

@@ -52,6 +52,20 @@ class FailureLog:
         with _LOCK:
             self._seen[(int(chain), int(iteration))].setdefault(float(fingerprint), int(bad[0]) if bad.size else 0)
 
+    def to_records(self) -> list:
+        """The log as JSON-ready rows ``[chain, iteration, {str(fingerprint): status}]``, in the
+        order logged (a checkpoint stores them; :meth:`from_records` reads them back)."""
+        with _LOCK:
+            return [[k[0], k[1], {str(a): b for a, b in v.items()}] for k, v in self._seen.items()]
+
+    @classmethod
+    def from_records(cls, records) -> FailureLog:
+        """The log that :meth:`to_records` wrote as ``records``, point order kept."""
+        log = cls()
+        for chain, iteration, fps in records:
+            log._seen[(int(chain), int(iteration))] = {float(a): int(b) for a, b in fps.items()}
+        return log
+
     def counts(self, diverging: np.ndarray, num_steps: np.ndarray, start: int) -> dict[str, np.ndarray]:
         """``{cause: (chain, iteration) counts}`` plus ``total`` for the iterations ``start + j`` of
         ``diverging`` and ``num_steps`` (chain, iteration): 1 where that chain-iteration diverged
