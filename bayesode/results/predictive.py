@@ -108,9 +108,7 @@ def series_indices(series, data) -> list[int]:
 
 def model_state_names(spec, data) -> list[str]:
     """Names of the model's states: the data's columns, or ``x0, x1, ...`` behind an ``observation_fn``."""
-    if spec.observation_fn is None:
-        return list(data.state_names)
-    return [f"x{i}" for i in range(spec.state_dim)]
+    return spec.trajectory_names(data)
 
 
 def flat_draws(a):
