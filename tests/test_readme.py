@@ -78,8 +78,8 @@ def test_the_building_blocks_model_samples_as_printed(tmp_path):
     code = python_blocks()[3]
     script = fast(code) + (
         "\nimport numpy as np\ns = post.samples\n"
-        "assert s['y0'].shape == (1, 30, 2) and np.all(np.isfinite(s['y0']))\n"
-        "assert forecast['trajectory'].shape == (1, 30, 1, 2, 2)\nprint('ok', len(s))\n"
+        "assert s['y0'].shape == (2, 30, 2) and np.all(np.isfinite(s['y0']))\n"
+        "assert forecast['trajectory'].shape == (2, 30, 1, 2, 2)\nprint('ok', len(s))\n"
     )
     result = _run(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
