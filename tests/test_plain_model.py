@@ -135,11 +135,34 @@ def test_priors_work_inside_a_traced_model():
     assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
 
 
+def oscillator(ts, ys, mask):
+    """x'' = -w^2 x as (x, v), only x observed: the trajectory's states are not the data's columns."""
+    w = numpyro.sample("w", dist.LogNormal(0.0, 0.2))
+    sol = bo.record_solve(bo.solve(lambda t, y, args: jnp.stack([y[1], -(w**2) * y[0]]), jnp.array([1.0, 0.0]), ts))
+    bo.observe(bo.NormalNoise(), sol.ys[:, :1], {"sigma": 0.1}, ys, mask)
+
+
+def test_state_names_name_the_trajectory_when_it_is_not_the_columns(data):
+    with pytest.raises(ConfigError, match=r"expected \(time, state\) = \(6, 1\)"):
+        bo.run_nuts(bo.numpyro_model(oscillator), data, key=0, progress=False)
+    model = bo.numpyro_model(oscillator, state_names=["x", "v"])
+    model.spec.check_data(data)
+    w = np.array([[0.8, 1.0, 1.2]])  # three draws of one chain, by hand: the export needs no fit
+    post = bo.Posterior(samples={"w": w}, sample_stats={}, data=data, model=model, settings={})
+    idata = post.to_arviz(key=0, prior_draws=0)
+    traj = idata.posterior_predictive["trajectory"]
+    assert list(traj.coords["state"].values) == ["x", "v"] and traj.shape == (1, 3, 1, 6, 2)
+    np.testing.assert_allclose(traj.values[0, :, 0, -1, 0], np.cos(w[0] * 2.0), atol=1e-3)  # x(2) = cos(2w)
+    assert list(idata.observed_data.data_vars) == ["x"]
+
+
 def test_bad_plain_models_are_refused(data):
     with pytest.raises(ConfigError, match="not callable"):
         bo.numpyro_model(3)
     with pytest.raises(ConfigError, match="three arguments"):
         bo.numpyro_model(lambda ts, ys: None)
+    with pytest.raises(ConfigError, match="state_names"):
+        bo.numpyro_model(decay, state_names=3)
     with pytest.raises(ConfigError, match="numpyro_model"):
         bo.run_nuts(decay, data, key=0, progress=False)  # a bare function: told how to wrap it
 

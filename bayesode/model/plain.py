@@ -203,7 +203,7 @@ def numpyro_model(fn: Callable, *, state_names=None):
     except ValueError:  # no signature to inspect (some builtins): the first trace will tell
         pass
     if state_names is not None:
-        if isinstance(state_names, str) or not all(isinstance(n, str) for n in state_names) or not state_names:
+        if not isinstance(state_names, (list, tuple)) or not state_names or not all(isinstance(n, str) for n in state_names):
             raise ConfigError(f"`state_names` must be a non-empty sequence of str; got {state_names!r}.")
         state_names = tuple(state_names)
     spec = PlainModelSpec(fn, state_names)
