@@ -78,6 +78,18 @@ def test_predict_and_fitted_continue_the_solve_from_the_start(post):
     np.testing.assert_allclose(fit["trajectory"][..., -1, 0], traj[..., 0], rtol=1e-4)  # t = 2 in both
 
 
+def test_series_predictions_and_plot_of_a_plain_model(post):
+    import matplotlib.pyplot as plt
+
+    bands = bo.series_predictions(post, key=3, until=3.0, num_points=5)[0]  # times 0, 0.75, ..., 3 from the start
+    k, y0 = post.samples["k"].ravel(), post.samples["y0"].reshape(-1)
+    exact = y0[:, None] * np.exp(-k[:, None] * bands["ts"][None, :])
+    np.testing.assert_allclose(bands["trajectory"][..., 0], exact, rtol=1e-3)  # t = 0 (the start itself) included
+    axes = bo.plot_trajectories(post, key=3)
+    assert len(axes) == 1 and len(axes[0].lines) > 0
+    plt.close("all")
+
+
 def test_save_and_load_with_the_plain_model(post, model, tmp_path):
     post.save(tmp_path / "fit.nc")
     back = bo.Posterior.load(tmp_path / "fit.nc", model=model)

@@ -129,7 +129,8 @@ def _one_series(post, s: int):
         time_name=d.time_name,
     )
     samples = dict(post.samples)
-    samples[SITE_Y0] = np.asarray(post.samples[SITE_Y0])[:, :, s : s + 1]
+    if d.num_series > 1 and SITE_Y0 in samples:  # one series is itself (a numpyro_model's y0 has no series axis)
+        samples[SITE_Y0] = np.asarray(post.samples[SITE_Y0])[:, :, s : s + 1]
     return type(post)(samples, {}, sub, post.model, post.settings)
 
 
