@@ -23,9 +23,12 @@ _EXPORTS = {
     "model": ("AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise",
               "Normal", "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "observe",
               "per_series_params", "sample_field", "shard_series",
+    # your own NumPyro model in bayesode's inference
+    "PlainModelSpec", "numpyro_model", "record_solve",
     # observation operators
     "AbstractObservation", "BinomialNoise", "Incidence", "Observation", "PerColumn", "increments", "AbstractObservation", "BinomialNoise", "Incidence",
-              "Observation", "PerColumn", "increments", "make_jump_filter_model", "point_process_model"),
+              "Observation", "PerColumn", "increments", "make_jump_filter_model", "point_process_model",
+              "numpyro_model", "record_solve", "PlainModelSpec"),
     "results": ("Posterior", "JumpFilterFit"),
     "infer": ("enable_compilation_cache", "prior_failure_rate", "run_neural_linear", "run_nuts",
               "run_nuts_distributed", "run_svi", "run_svi_nuts", "use_cpu_cores", "run_ensemble", "stacking_weights",
@@ -63,6 +66,8 @@ __all__ = [
     "AbstractLikelihood", "HierarchicalNormal", "LogNormalNoise", "ModelSpec", "NegativeBinomialNoise", "Normal",
     "NormalNoise", "PoissonNoise", "PopulationPrior", "StudentTNoise", "make_model", "models", "observe",
     "per_series_params", "sample_field", "shard_series",
+    # your own NumPyro model in bayesode's inference
+    "PlainModelSpec", "numpyro_model", "record_solve",
     # observation operators
     "AbstractObservation", "BinomialNoise", "Incidence", "Observation", "PerColumn", "increments",
     # inference

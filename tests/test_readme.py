@@ -73,12 +73,13 @@ def test_the_distributed_example_runs_as_printed_on_two_processes(tmp_path):
     assert (tmp_path / "fit.nc").stat().st_size > 0
 
 
-@pytest.mark.slow  # NumPyro NUTS over a small MLP field: one compile
+@pytest.mark.slow  # bayesode's run_nuts over your own NumPyro model (a small MLP field): one compile
 def test_the_building_blocks_model_samples_as_printed(tmp_path):
     code = python_blocks()[3]
     script = fast(code) + (
-        "\nimport numpy as np\ns = mcmc.get_samples()\n"
-        "assert s['y0'].shape == (30, 2) and np.all(np.isfinite(s['y0']))\nprint('ok', len(s))\n"
+        "\nimport numpy as np\ns = post.samples\n"
+        "assert s['y0'].shape == (2, 30, 2) and np.all(np.isfinite(s['y0']))\n"
+        "assert forecast['trajectory'].shape == (2, 30, 1, 2, 2)\nprint('ok', len(s))\n"
     )
     result = _run(script, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -152,7 +152,7 @@ def sbc(
 
     Parameters
     ----------
-    model : from :func:`bayesode.make_model`, with a data-free prior
+    model : from :func:`bayesode.make_model` (or :func:`bayesode.numpyro_model`), with a data-free prior
         (explicit ``y0_prior=`` and, for ``NormalNoise``/``StudentTNoise``,
         ``sigma_prior=``); the model that is fitted.
     data_template : Data

@@ -83,7 +83,7 @@ def run_nuts(
 
     Parameters
     ----------
-    model : from :func:`make_model`
+    model : from :func:`make_model`, a preset, or :func:`numpyro_model` (your own NumPyro function)
     ts, ys : times and observations, or a :class:`Data` as ``ts`` (then no ``ys``).
     key : PRNG key or int seed (keyword-only). Same key, same settings, same
         machine: bit-identical draws.

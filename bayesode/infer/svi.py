@@ -186,6 +186,7 @@ def run_svi(
 
     Parameters
     ----------
+    model : from :func:`make_model`, a preset, or :func:`numpyro_model` (your own NumPyro function)
     guide : {"mean-field", "low-rank", "full-rank"}
         ``AutoNormal``, ``AutoLowRankMultivariateNormal`` (``rank``), ``AutoMultivariateNormal``.
     optimizer : optax optimizer, default ``optax.adam(0.01)`` with gradient clipping.

@@ -21,6 +21,7 @@ from .likelihoods import (
     observe,
 )
 from .observation import AbstractObservation, Incidence, Observation, PerColumn, increments
+from .plain import PlainModelSpec, numpyro_model, record_solve
 from .point_process import event_arrays, point_process_model
 from .populations import PopulationPrior, per_series_params
 from .priors import HierarchicalNormal, Normal, sample_field
@@ -29,7 +30,7 @@ from .spec import ModelSpec
 __all__ = [
     "AbstractLikelihood", "AbstractObservation", "BinomialNoise", "check_model", "event_arrays", "HierarchicalNormal",
     "Incidence", "increments", "LogNormalNoise", "make_jump_filter_model", "make_model", "ModelSpec",
-    "NegativeBinomialNoise", "net_from_draw", "net_sites", "Normal", "NormalNoise", "Observation", "observe",
-    "one_step_forecasts", "per_series_params", "PerColumn", "point_process_model", "PoissonNoise", "PopulationPrior",
-    "presets", "sample_field", "sample_net", "samples_from_net", "shard_series", "StudentTNoise",
+    "NegativeBinomialNoise", "net_from_draw", "net_sites", "Normal", "NormalNoise", "numpyro_model", "Observation",
+    "observe", "one_step_forecasts", "per_series_params", "PerColumn", "PlainModelSpec", "point_process_model",
+    "PoissonNoise", "PopulationPrior", "presets", "record_solve", "sample_field", "sample_net", "samples_from_net", "shard_series", "StudentTNoise",
 ]

@@ -42,6 +42,7 @@ from ..solving.jumps import Jumps
 from .equinox_adapter import allow_closure_convert_in_shard_map
 from .likelihoods import AbstractLikelihood, NormalNoise, observe
 from .observation import AbstractObservation
+from .plain import PlainModelSpec
 from .populations import check_series_params, strip_params, with_params
 from .priors import SITE_Y0, HierarchicalNormal, Normal, check_param_priors, sample_field
 from .series_devices import resolve_devices, split_across_devices
@@ -338,5 +339,13 @@ def make_model(
 
 
 def check_model(model):
-    if not callable(model) or not hasattr(model, "spec"):
-        raise ConfigError("`model` must come from bayesode.make_model(...) (or a bayesode.models preset).")
+    """Raise a ConfigError unless ``model`` comes from ``make_model``, a preset or ``numpyro_model``."""
+    if callable(model) and isinstance(getattr(model, "spec", None), (ModelSpec, PlainModelSpec)):
+        return
+    if callable(model):
+        raise ConfigError(
+            "`model` must come from bayesode.make_model(...) (or a bayesode.models preset); a plain NumPyro model "
+            "function fn(ts, ys, mask) is wrapped by bayesode.numpyro_model(fn) (it must call "
+            "bayesode.record_solve(sol) and observe the data at site 'obs')."
+        )
+    raise ConfigError(f"`model` must be a bayesode model (from make_model or numpyro_model); got {model!r}.")

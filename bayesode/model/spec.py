@@ -44,6 +44,10 @@ class ModelSpec:
     def state_dim(self) -> int:
         return field_state_dim(self.field)
 
+    def trajectory_names(self, data: Data) -> list[str]:
+        """Names of the trajectory's states: the data's columns, or ``x0, x1, ...`` behind an observation."""
+        return list(data.state_names) if self.observation_fn is None else [f"x{i}" for i in range(self.state_dim)]
+
     def check_data(self, data: Data) -> None:
         """Python-level checks of data against the model, before tracing."""
         expected = self.num_observed

@@ -44,7 +44,7 @@ _LAYER = re.compile(r"^field\.(?P<module>(?:[A-Za-z_]\w*\.)*)layers\[(?P<i>\d+)\
 
 
 def state_names_of(spec, data) -> list[str]:
-    return list(data.state_names) if spec.observation_fn is None else [f"x{i}" for i in range(spec.state_dim)]
+    return spec.trajectory_names(data)
 
 
 def obs_dim_of(spec) -> str:

@@ -313,8 +313,8 @@ class Posterior:
 
     @classmethod
     def load(cls, path, model=None) -> Posterior:
-        """Read a saved fit. ``model``: the same ``make_model(...)`` result, or None to rebuild a
-        built-in model from its stored recipe (``bayesode fit`` models)."""
+        """Read a saved fit. ``model``: the same ``make_model(...)`` (or ``numpyro_model(fn)``) result, or None
+        to rebuild a built-in model from its stored recipe (``bayesode fit`` models)."""
         idata = az.from_netcdf(str(path))
         attrs = idata.posterior.attrs
         settings = json.loads(attrs["bayesode_settings"])

@@ -108,9 +108,7 @@ def series_indices(series, data) -> list[int]:
 
 def model_state_names(spec, data) -> list[str]:
     """Names of the model's states: the data's columns, or ``x0, x1, ...`` behind an ``observation_fn``."""
-    if spec.observation_fn is None:
-        return list(data.state_names)
-    return [f"x{i}" for i in range(spec.state_dim)]
+    return spec.trajectory_names(data)
 
 
 def flat_draws(a):
@@ -131,7 +129,8 @@ def _one_series(post, s: int):
         time_name=d.time_name,
     )
     samples = dict(post.samples)
-    samples[SITE_Y0] = np.asarray(post.samples[SITE_Y0])[:, :, s : s + 1]
+    if d.num_series > 1 and SITE_Y0 in samples:  # one series is itself (a numpyro_model's y0 has no series axis)
+        samples[SITE_Y0] = np.asarray(post.samples[SITE_Y0])[:, :, s : s + 1]
     return type(post)(samples, {}, sub, post.model, post.settings)
 
 
