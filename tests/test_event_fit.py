@@ -78,7 +78,7 @@ def test_events_command_writes_the_run_and_rejects_a_missing_file(tmp_path, caps
     for name in ("posterior.nc", "intensity.png", "time_rescaling.png", "time_rescaling.txt"):
         assert (out / name).is_file(), name
     assert "time-rescaling KS test: 4 events" in (out / "time_rescaling.txt").read_text()
-    assert cli_main(["events", "--csv", str(tmp_path / "nope.csv"), "--out", str(out)]) == 2
+    assert cli_main(["events", "--csv", str(tmp_path / "nope.csv"), "--out", str(out), "--overwrite"]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
@@ -116,3 +116,13 @@ def test_held_out_score_leaves_out_failed_draws_and_says_so(fit):
     with pytest.warns(RuntimeWarning, match="left out of the held-out score"):
         held = held_out_log_likelihood(broken, hist, fut)
     assert held["failed_draws"] >= 1 and np.isfinite(held["total"])
+
+
+def test_events_command_refuses_a_previous_fit_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "posterior.nc").write_text("a finished fit")
+    assert cli_main(["events", "--csv", str(tmp_path / "missing.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a previous fit" in err and "--overwrite" in err  # refused before the file is even read
+    assert (out / "posterior.nc").read_text() == "a finished fit"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .outputs import check_out_dir, prepare_out_dir
+
 EPILOG = """examples:
   bayesode irregular --csv data.csv --out njode_fit
   bayesode irregular --csv data.csv --time t --series patient --columns hr,bp --steps 3000
@@ -41,6 +43,7 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--prob", type=float, default=0.9, help="band probability (default 0.9)")
     p.add_argument("--out", default="njode_results", metavar="DIR", help="output folder (default njode_results)")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous fit in --out (default: refuse, before any work)")
     p.set_defaults(run=run)
     return p
 
@@ -55,6 +58,7 @@ def _check(args):
             raise ConfigError(f"--{name} must be a positive integer; got {getattr(args, name)}.")
     if not 0 < args.prob < 1:
         raise ConfigError(f"--prob must be strictly between 0 and 1; got {args.prob}.")
+    check_out_dir(args.out, overwrite=args.overwrite, resume=False)
 
 
 def run(args) -> int:
@@ -73,6 +77,7 @@ def run(args) -> int:
     frame = pd.read_csv(args.csv)
     columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
     data = irregular_from_frame(frame, time=args.time, series=args.series, columns=columns)
+    prepare_out_dir(args.out)
     gaps = np.diff(data.ts, axis=1)
     t_scale = float(np.median(gaps[gaps > 0])) if np.any(gaps > 0) else 1.0
     net = NeuralJumpODE(data.obs_dim, hidden_dim=args.hidden, width=args.width, key=jr.key(args.seed),
@@ -82,7 +87,6 @@ def run(args) -> int:
           f"{int(data.mask.sum())} observed entries of {data.obs_dim} coordinates; fitting ({args.method})...")  # fmt: skip
     fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, svi_steps=args.steps,
                           num_draws=args.draws, num_samples=args.draws)  # fmt: skip
-    os.makedirs(args.out, exist_ok=True)
     idata = fit.to_arviz(max_draws=min(args.draws, 200))
     nc = os.path.join(args.out, "posterior.nc")
     idata.to_netcdf(nc)

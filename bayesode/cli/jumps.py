@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .outputs import check_out_dir, prepare_out_dir
+
 EPILOG = """your events (--csv): a header line, then one row per event, e.g.
 
   time,mark,sequence
@@ -54,6 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--t0", type=float, default=None, help="start of the observation window")
     p.add_argument("--t-end", type=float, default=None, help="end of the observation window")
     p.add_argument("--out", default="runs/events", help="output folder (default runs/events)")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous fit in --out (default: refuse, before any work)")
     p.add_argument("--method", choices=["svi+nuts", "svi", "nuts"], default="svi+nuts",
                    help="SVI then NUTS from it (default), SVI alone, or NUTS alone")
     p.add_argument("--svi-steps", type=_positive_int, default=1000, help="Adam steps of SVI (default 1000)")
@@ -91,8 +94,9 @@ def run(args) -> int:
     from ..infer import fit_events, intensity_bands, to_inference_data
     from ..plots import plot_intensity, plot_time_rescaling
 
+    check_out_dir(args.out, overwrite=args.overwrite, resume=False)  # a finished fit is never lost to its path
     events = _events(args)  # checked before any tracing
-    os.makedirs(args.out, exist_ok=True)
+    prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
     fit = fit_events(events, key=args.seed, method=args.method, svi_steps=args.svi_steps, num_warmup=args.warmup,
                      num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim, width=args.width)  # fmt: skip
