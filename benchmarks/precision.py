@@ -19,7 +19,8 @@ Small settings by default (2 chains x 150 + 150 iterations, sequential chains): 
 a 2-core CPU, enough to see a precision that breaks a model, not to resolve small biases (with
 ~100 effective draws an MCSE is ~10% of a posterior sd). The neural model's NUTS over every
 weight mixes poorly at this size whatever the precision, so its agreement column mostly
-measures that. Run: ``python benchmarks/precision.py [--warmup N --samples N --chains N]``.
+measures that. Run: ``python benchmarks/precision.py [--warmup N --samples N --chains N --seed S
+--models lotka-volterra pk sir neural]``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def measure(model, data, precision: str, args) -> dict:
     with precision_scope(precision):
         rate = bo.prior_failure_rate(model, data, key=1, num_draws=args.prior_draws)
     t = time.time()
-    post = bo.run_nuts(model, data, key=0, num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
+    post = bo.run_nuts(model, data, key=args.seed, num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
                        chain_method="sequential", progress=False, on_failure="continue", precision=precision)
     total_s = time.time() - t
     sampling_s = total_s - post.settings["compile_s"]
@@ -106,9 +107,10 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=150)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--prior-draws", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0, help="seed of the NUTS fits (default 0)")
     p.add_argument("--models", nargs="*", default=None, help="subset of: lotka-volterra pk sir neural")
     args = p.parse_args(argv)
-    print(f"# {args.chains} chains x {args.warmup} warmup + {args.samples} draws, sequential; "
+    print(f"# {args.chains} chains x {args.warmup} warmup + {args.samples} draws, sequential, seed {args.seed}; "
           f"{args.prior_draws} prior draws; {bo.__name__} {bo.__version__ if hasattr(bo, '__version__') else ''}")
     header = ("model", "precision", "prior_fail", "compile_s", "wall_s", "grads", "ess_s", "div", "max_dmean", "sd_ratio")
     print("| " + " | ".join(header) + " |")

@@ -118,3 +118,11 @@ def test_cli_precision_parses_and_reaches_the_model(data):
     assert model.spec.precision == "float64" and model.spec.recipe["precision"] == "float64"
     with pytest.raises(SystemExit):
         parse(["fit", "--precision", "float16"])
+
+
+def test_the_failure_advice_names_the_setting_and_its_flag():
+    from bayesode.cli.common import command_line_advice
+    from bayesode.infer.fit_failures import GENERAL_ADVICE
+
+    assert "precision='float64'" in GENERAL_ADVICE
+    assert "--precision float64" in command_line_advice(GENERAL_ADVICE)
