@@ -126,3 +126,37 @@ def test_the_failure_advice_names_the_setting_and_its_flag():
 
     assert "precision='float64'" in GENERAL_ADVICE
     assert "--precision float64" in command_line_advice(GENERAL_ADVICE)
+
+
+PARALLEL_SCRIPT = """
+import json, sys
+import jax
+import numpy as np
+import numpyro.distributions as dist
+import bayesode as bo
+
+bo.enable_compilation_cache(sys.argv[1] or None)
+field = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+model = bo.make_model(field, param_priors={"k": dist.LogNormal(0.0, 0.5)}, y0_prior=dist.LogNormal(0.0, 0.5))
+ts = np.linspace(0.0, 3.0, 7)
+ys = (1.5 * np.exp(-0.7 * ts))[:, None] * np.exp(0.05 * np.random.default_rng(0).standard_normal((7, 1)))
+kw = dict(key=3, num_warmup=20, num_samples=10, num_chains=2, progress=False, on_failure="continue",
+          precision="float64")
+out = {"devices": len(jax.devices()), "x64": bool(jax.config.jax_enable_x64)}
+for method in ("parallel", "sequential"):
+    post = bo.run_nuts(model, ts, ys, chain_method=method, **kw)
+    out[method] = {k: np.asarray(v).tolist() for k, v in post.samples.items()}
+    out[method + "_dtypes"] = sorted({str(v.dtype) for v in post.samples.values()})
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # a fresh process with two CPU devices, two NUTS compiles
+def test_parallel_chains_run_in_the_fits_precision_in_their_threads():
+    from _devices import run_on_cpu_devices
+
+    out = run_on_cpu_devices(PARALLEL_SCRIPT, 2)
+    assert out["devices"] == 2 and out["x64"] is False
+    # The worker threads entered the fit's float64 scope: float64 draws, the same as one chain at a time.
+    assert out["parallel_dtypes"] == out["sequential_dtypes"] == ["float64"]
+    assert out["parallel"] == out["sequential"]
