@@ -169,9 +169,14 @@ def test_chunk_size_divides_both_phases(warmup, samples, expected):
 def test_fit_summary_predict_on_own_csv(tmp_path, good_csv, capsys):
     out_dir = str(tmp_path / "run")
     argv = ["fit", "--csv", good_csv, "--model", "lotka-volterra", "--method", "nuts", "--warmup", "20",
-            "--samples", "20", "--chains", "2", "--out", out_dir, "--until", "10"]  # fmt: skip
+            "--samples", "20", "--chains", "2", "--out", out_dir, "--until", "10", "--precision", "float64"]  # fmt: skip
     code, out, err = run(argv, capsys)
     assert code == 0, err
+    assert "fit: lotka-volterra by nuts (float64)" in out  # the summary line says which precision ran
+    assert re.search(r"precision\s+float64", out)  # and the diagnostics table (also `bayesode summary`)
+    from bayesode.cli.common import load_posterior
+
+    assert load_posterior(out_dir).settings["precision"] == "float64"
     for name in ("posterior.nc", "summary.csv", "trajectories.png", "phase.png"):
         assert os.path.getsize(os.path.join(out_dir, name)) > 0, name
     assert not os.path.exists(os.path.join(out_dir, "vector_field.png"))  # mechanistic: no learned field

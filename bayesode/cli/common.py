@@ -121,6 +121,7 @@ FLAG_FOR = {
 def command_line_advice(text: str) -> str:
     """Reword advice written for Python callers (``raise target_accept_prob``) for the command line."""
     text = re.sub(r"\b(" + "|".join(FLAG_FOR) + r")\b", lambda m: FLAG_FOR[m.group(1)], text)
+    text = text.replace("precision='float64'", "--precision float64")
     return text.replace("run longer", "run longer (--warmup, --samples)")
 
 
@@ -129,6 +130,7 @@ def diagnostics_table(post) -> str:
     d = post.diagnostics()
     rows = [
         ("method", str(post.settings.get("method", "?"))),
+        ("precision", post.precision),
         ("chains x draws", f"{d['num_chains']} x {d['num_draws']}"),
         ("max R-hat", f"{d['rhat_max']:.3f}" if "rhat_max" in d else "n/a (one chain)"),
         ("min bulk ESS", f"{d['ess_bulk_min']:.0f}" if "ess_bulk_min" in d else "n/a"),

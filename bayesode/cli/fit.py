@@ -61,6 +61,7 @@ examples:
   bayesode fit --csv trial.csv --series-column subject --time-column hours
   bayesode fit --bayesian-layers all --warmup 1000 --samples 1000   # sample every weight (slow)
   bayesode fit --target-accept 0.95 --dense-mass --devices 2 --out runs/careful --overwrite
+  bayesode fit --model lotka-volterra --precision float64          # float64 instead of the kind's default
 """
 
 
@@ -119,6 +120,13 @@ def add_parser(subparsers) -> None:
         "and samples the output layer, y0 and noise (a neural-linear model: chains mix in minutes); all "
         "samples every weight: 8 members from MAP fits, each sampled by NUTS, weighted by stacking "
         "(--method is not used)",
+    )
+    g.add_argument(
+        "--precision",
+        default=None,
+        choices=["float32", "float64"],
+        help="floating-point precision of the fit (default: the model kind's, see docs/decisions.md); "
+        "the summary line and the saved settings say which ran",
     )
     g.add_argument(
         "--likelihood",
@@ -251,6 +259,7 @@ def _model_for(args, data):
         kw.update(width=args.width, depth=args.depth)
     if args.model == "neural":
         kw["likelihood"] = args.likelihood
+    kw["precision"] = args.precision  # None: the kind's default; the recipe keeps it for `bayesode predict`
     return presets.for_data(args.model, data, **kw)
 
 
@@ -383,7 +392,7 @@ def _report(args, post, data, fit_s, until) -> int:
     until = until if until is not None else float(np.max(data.ts)) + 0.25 * span
     written = write_fit(post, args.out, until, args.prob, field=args.model != "lotka-volterra", key=args.seed + 1)
     print(diagnostics_table(post))
-    print(f"\nfit: {args.model} by {args.method} in {fit_s:.0f} s")
+    print(f"\nfit: {args.model} by {args.method} ({post.precision}) in {fit_s:.0f} s")
     print("wrote " + "\n      ".join(written))
     if post.settings.get("interrupted"):
         print(

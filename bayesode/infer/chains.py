@@ -46,7 +46,7 @@ def device_groups(num_chains: int, chain_method: str):
             + ("one after another (as 'sequential'). Call bayesode.use_cpu_cores() before JAX starts for one "
                "device per core." if cpu else "vectorized.")  # fmt: skip
             + " chain_method='auto' (the default) picks without a warning.",
-            stacklevel=3,
+            stacklevel=4,  # past run_nuts and its precision wrapper, to the caller
         )
     split = np.array_split(np.arange(num_chains), n)
     if cpu:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..solving.failures import FailureLog
+from ..solving.precision import in_current_precision
 from . import programs
 
 # Report solver failures from every iteration in the first pass (no replay): slower (a host
@@ -153,7 +154,8 @@ class Replays:
             fn = runner.sampler.chunk(runner.length, reports=True)
             inputs = jax.device_put(runner.inputs(dev, idx, states), runner.groups[0][0])
             fn.trace(*inputs, 0)  # here, not in the thread: tracing runs the model (see ChunkRunner.run)
-            self.compiles[k] = self._compiler.submit(fn, *inputs, 0)  # compiles; runs no iteration
+            # In this thread's precision (a fit's float64 scope does not reach the worker thread).
+            self.compiles[k] = self._compiler.submit(in_current_precision(fn), *inputs, 0)  # compiles; runs no iteration
         self.pending.append((k, replay))
 
     def run(self, wait: bool) -> None:
@@ -238,7 +240,8 @@ class ChunkRunner:
                 results[i] = self.run_group(*self.groups[i], n, states)
 
         with ThreadPoolExecutor(len(by_device)) as ex:
-            list(ex.map(run_device, by_device.values()))  # list(): a thread's error surfaces here
+            # in_current_precision: the fit's precision scope is per thread.
+            list(ex.map(in_current_precision(run_device), by_device.values()))  # list(): a thread's error surfaces here
         return results
 
     def run_group(self, dev, idx, n: int, states):

@@ -35,7 +35,7 @@ PRIOR_CHECK_DRAWS = 100
 GENERAL_ADVICE = (
     "tighter priors (weights, parameters, y0) keep the sampler where the ODE is well behaved; "
     "SolverConfig(rtol=..., atol=...) looser for speed or tighter for accuracy; float64 "
-    "(jax.config.update('jax_enable_x64', True)) when steps collapse in float32"
+    "(precision='float64') when steps collapse in float32"
 )
 DIVERGENCE_ADVICE = (
     "the solves succeed, so the posterior's geometry is hard: raise target_accept_prob (e.g. 0.95), "

@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..model.assembly import check_model
 from ..results.posterior import Posterior, package_versions
 from ..solving.diffeq import FAILURE_CAUSES
+from ..solving.precision import cast_floats, float_dtype
 from .chains import CHAIN_METHODS, device_groups, resolve_chain_method
 from .checkpoint import load_checkpoint, save_checkpoint
 from .chunks import ChunkRunner, NutsRunState, Replays
@@ -41,6 +42,7 @@ from .fit_failures import (
     prior_message,
     window_message,
 )
+from .precision import fits_in_precision
 from .preflight import (
     chain_subset,
     check_inits,
@@ -54,6 +56,7 @@ from .programs import NUM_START_CANDIDATES, get_sampler, unconstrained_size
 from .stuck import describe, move_stuck_chains, resolve_policy, stuck_check_iteration, stuck_records
 
 
+@fits_in_precision
 def run_nuts(
     model,
     ts,
@@ -77,6 +80,7 @@ def run_nuts(
     stuck_chains: str = "restart",
     restart_stuck_chains: bool | None = None,
     on_failure: str = "stop",
+    precision: str | None = None,
     **data_kwargs,
 ) -> Posterior:
     """Sample the posterior with NUTS.
@@ -161,6 +165,12 @@ def run_nuts(
         fixes; ``"continue"`` prints that message, finishes, and the result carries it:
         ``settings["fit_failures"]``, first in ``diagnostics()["warnings"]``, and in the saved
         file.
+    precision : {"float32", "float64"}, optional
+        The floating-point precision of the whole fit; default None: the
+        model's (``model.spec.precision``, per model kind for the presets).
+        The fit runs inside ``jax.enable_x64(...)`` (the process-wide setting
+        is unchanged), data, starts and mass matrix are cast to it, and
+        ``settings["precision"]`` records it.
 
     Returns
     -------
@@ -194,7 +204,7 @@ def run_nuts(
     key = as_key(key)
     k_init, k_chains = jax.random.split(key)
     chain_keys = jax.random.split(k_chains, num_chains)
-    md = data.model_data()
+    md = data.model_data(float_dtype(precision))
     settings = dict(
         num_warmup=num_warmup,
         target_accept_prob=float(target_accept_prob),
@@ -206,9 +216,10 @@ def run_nuts(
         raise ConfigError(f"`checkpoint_dir`={checkpoint_dir!r} is a file; give a folder (it is created if missing).")
     # Argument checks that need the model's sites run on shapes only (eval_shape), before compiling.
     if init_params is not None:
+        init_params = cast_floats(init_params, precision)
         check_inits(model, md, init_params, num_chains)
     if inverse_mass_matrix is not None:
-        inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
+        inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype=float_dtype(precision))
         size = unconstrained_size(model, md)
         want = (size, size) if dense_mass else (size,)
         if inverse_mass_matrix.shape != want:
@@ -220,7 +231,7 @@ def run_nuts(
     t_start = time.time()
     total = num_warmup + num_samples
     meta = dict(settings, num_samples=num_samples, num_chains=num_chains, chain_method=chain_method, seed=seed,
-                chunk_size=chunk_size, stuck_chains=policy, iteration=0)  # fmt: skip
+                chunk_size=chunk_size, stuck_chains=policy, precision=precision, iteration=0)  # fmt: skip
     if len(chains) < num_chains:
         meta["chains"] = chains.tolist()
     if thinning > 1:  # the draws stored depend on it (a checkpoint without it is unthinned)
@@ -277,7 +288,7 @@ def run_nuts(
         warnings.warn(
             f"interrupted at iteration {run.done} of {total}; returning the {max(run.done - num_warmup, 0)} draws made"
             + (f"; run again with checkpoint_dir={checkpoint_dir!r} to resume" if checkpoint_dir else ""),
-            stacklevel=2,
+            stacklevel=3,  # past the precision wrapper, to the caller
         )
     wall = time.time() - t_start
     if run.done - num_warmup <= 0:

@@ -94,7 +94,7 @@ def warn_if_forward_mode_is_costly(model, md) -> None:
             f"~{FORWARD_MODE_MAX_PARAMETERS} reverse mode is cheaper: e.g. bayesode.models.lotka_volterra("
             "adjoint='checkpoint') or SolverConfig(adjoint=diffrax.RecursiveCheckpointAdjoint()). A few field "
             "parameters but many series: ForwardSensitivity (adjoint='sensitivity'), whose cost series do not raise.",
-            stacklevel=3,
+            stacklevel=4,  # past run_nuts and its precision wrapper, to the caller
         )
 
 

@@ -24,6 +24,7 @@ from numpyro.infer.initialization import init_to_median, init_to_sample
 from numpyro.infer.util import constrain_fn, get_potential_fn, get_transforms, unconstrain_fn
 
 from ..solving.diffeq import vmap_unless_one
+from ..solving.precision import current_precision
 
 # Per chain and chunk, the states before this many diverging iterations are kept, so the
 # failure report replays just those iterations (more divergences: the chunk is replayed).
@@ -64,7 +65,7 @@ class ProgramCache:
     """Compiled programs (and other per-model results worth keeping), keyed by model, kind and key.
 
     ``key`` holds what the program depends on besides the model: data shapes and static
-    settings. The same model with the same shapes and settings gets the same program, so a
+    settings (and, added here, the precision). The same model with the same shapes and settings gets the same program, so a
     second fit traces and compiles nothing. Held here, not on the user's model function; the
     entries hold their model, so the cache keeps the ``max_entries`` most recently used and
     drops the oldest (a loop over fresh models or fresh optax objects stays bounded).
@@ -76,8 +77,11 @@ class ProgramCache:
         self._entries: OrderedDict = OrderedDict()
 
     def get(self, model, kind: str, key, build: Callable[[], Any]):
-        """The entry for ``(model, kind, key)``, made by ``build()`` on the first call."""
-        full = (model, kind, key)
+        """The entry for ``(model, kind, key)`` in the current precision, made by ``build()`` on the first call.
+
+        The precision JAX computes in (a fit's ``precision=`` scope) is part of every key: a
+        program traced in float32 is never reused in float64, nor the other way round."""
+        full = (model, kind, key, current_precision())
         try:
             hash(full)
         except TypeError:

@@ -23,8 +23,10 @@ from ..datasets.data import as_data
 from ..errors import ConfigError
 from ..model.assembly import check_model
 from ..results.posterior import Posterior, package_versions
+from ..solving.precision import float_dtype
 from .console import Progress, StopOnSigint, phase
 from .numpyro_adapter import guide_init_locs
+from .precision import fits_in_precision
 from .preflight import init_error
 from .programs import PROGRAMS, latent_sites
 
@@ -167,6 +169,7 @@ def _optimise(chunk, svi_state, md, num_steps: int, progress: bool):
     return svi_state, np.concatenate(losses)
 
 
+@fits_in_precision
 def run_svi(
     model,
     ts,
@@ -180,6 +183,7 @@ def run_svi(
     num_draws: int = 1000,
     rank: int | None = None,
     progress: bool = True,
+    precision: str | None = None,
     **data_kwargs,
 ) -> Posterior:
     """Fit a variational approximation with SVI (ELBO), then draw from it.
@@ -192,6 +196,11 @@ def run_svi(
     optimizer : optax optimizer, default ``optax.adam(0.01)`` with gradient clipping.
     num_steps : optimisation steps; ``num_particles``: ELBO samples per step.
     num_draws : draws from the fitted guide kept as the posterior (one chain).
+
+    precision : {"float32", "float64"}, optional
+        The fit's floating-point precision; default None: the model's
+        (``model.spec.precision``). See :func:`run_nuts`; recorded in
+        ``settings["precision"]``.
 
     Failed solves make a step's loss non-finite; those updates are skipped
     (``stable_update``) and counted in ``settings['nonfinite_steps']``.
@@ -211,7 +220,7 @@ def run_svi(
     num_particles = positive_int("num_particles", num_particles)
     seed = seed_of(key)
     key = as_key(key)
-    md = data.model_data()
+    md = data.model_data(float_dtype(precision))
     if guide == "low-rank" and rank is not None:
         rank = positive_int("rank", rank)
     if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
@@ -248,7 +257,7 @@ def run_svi(
     interrupted = len(losses) < num_steps
     if interrupted:
         warnings.warn(f"interrupted after {len(losses)} of {num_steps} SVI steps; returning draws from the guide "
-                      "as fitted so far", stacklevel=2)  # fmt: skip
+                      "as fitted so far", stacklevel=3)  # fmt: skip
     params = svi.get_params(svi_state)
     with phase("drawing from the fitted guide", progress):
         draws = g.sample_posterior(k_draw, params, sample_shape=(num_draws,))
@@ -262,6 +271,7 @@ def run_svi(
         num_draws=num_draws,
         num_chains=1,
         seed=seed,
+        precision=precision,
         nonfinite_steps=int(np.sum(~np.isfinite(losses))),
         interrupted=interrupted,
         wall_time_s=time.time() - t0,

@@ -14,7 +14,9 @@ from ..checks import as_key, seed_of
 from ..datasets import as_data, make_data
 from ..errors import ConfigError
 from ..results.posterior import Posterior
+from ..solving.precision import float_dtype
 from .nuts import run_nuts
+from .precision import fits_in_precision
 from .programs import latent_sites
 from .svi import run_svi
 
@@ -28,6 +30,7 @@ def _pop_data_options(kwargs: dict) -> dict:
     return {k: kwargs.pop(k) for k in DATA_OPTIONS if k in kwargs}
 
 
+@fits_in_precision
 def run_svi_nuts(
     model,
     ts,
@@ -42,6 +45,7 @@ def run_svi_nuts(
     num_chains: int = 4,
     init_spread: float = 0.1,
     progress: bool = True,
+    precision: str | None = None,
     **nuts_kwargs,
 ) -> Posterior:
     """SVI first, then NUTS started near the SVI fit's centre (one start per chain).
@@ -60,27 +64,30 @@ def run_svi_nuts(
     wide guide's draws scatter the chains over several of them, which NUTS
     cannot cross, so R-hat on the trajectories would report the scatter, not
     the sampler. The price: modes SVI did not find are not explored.
+
+    ``precision`` (default None: the model's) is that of both stages (see :func:`run_nuts`).
     """
     data = as_data(ts, ys, **_pop_data_options(nuts_kwargs))
     k_svi, k_nuts = jax.random.split(as_key(key))
     if not (isinstance(init_spread, (int, float)) and 0 <= init_spread <= 1):
         raise ConfigError(f"`init_spread` must be a number in [0, 1]; got {init_spread!r}.")
     svi = run_svi(model, data, key=k_svi, guide=guide, optimizer=optimizer, num_steps=svi_steps,
-                  num_draws=num_chains, progress=progress)
+                  num_draws=num_chains, progress=progress, precision=precision)
     _stop_if_interrupted(svi, "the SVI stage of run_svi_nuts")
-    inits = _starts_near_mode(model, data.model_data(), svi, init_spread)
+    inits = _starts_near_mode(model, data.model_data(float_dtype(precision)), svi, init_spread)
     dense = guide != "mean-field"
     nuts_kwargs.setdefault("dense_mass", dense)
     if nuts_kwargs["dense_mass"] == dense and "inverse_mass_matrix" not in nuts_kwargs:
         nuts_kwargs["inverse_mass_matrix"] = _guide_covariance(*svi.guide_state, dense)
     post = run_nuts(model, data, key=k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                    init_params=inits, progress=progress, **nuts_kwargs)
+                    init_params=inits, progress=progress, precision=precision, **nuts_kwargs)
     post.losses = svi.losses
     post.settings.update(method="svi+nuts", svi_steps=svi_steps, svi_guide=guide, seed=seed_of(key),
                          svi_wall_time_s=svi.settings["wall_time_s"])
     return post
 
 
+@fits_in_precision
 def run_neural_linear(
     model,
     ts,
@@ -93,6 +100,7 @@ def run_neural_linear(
     statistic: str = "median",
     svi_steps: int | None = None,
     progress: bool = True,
+    precision: str | None = None,
     **kwargs,
 ) -> Posterior:
     """Fit a neural model as a neural-linear model: what ``bayesode fit`` does by default.
@@ -110,6 +118,7 @@ def run_neural_linear(
     posterior does, at the price of leaving out the hidden layers' own
     uncertainty (see ``freeze_hidden``). The stage-1 fit is kept as
     ``post.settings["hidden_fit"]`` (its guide, steps and final loss).
+    ``precision`` (default None: the model's) is that of both stages (see :func:`run_nuts`).
     """
     from ..model import presets as models
 
@@ -118,18 +127,19 @@ def run_neural_linear(
     if not (isinstance(hidden_svi_steps, int) and hidden_svi_steps > 0):
         raise ConfigError(f"`hidden_svi_steps` must be a positive int; got {hidden_svi_steps!r}.")
     data = as_data(ts, ys, **_pop_data_options(kwargs))
-    hidden = run_svi(model, data, key=key, guide=hidden_guide, num_steps=hidden_svi_steps, num_draws=100, progress=progress)
+    hidden = run_svi(model, data, key=key, guide=hidden_guide, num_steps=hidden_svi_steps, num_draws=100, progress=progress,
+                     precision=precision)
     _stop_if_interrupted(hidden, "stage 1 of run_neural_linear (SVI over every weight)")
     frozen = models.freeze_hidden(model, hidden, statistic=statistic)
     steps = max(hidden_svi_steps // 3, 1) if svi_steps is None else svi_steps
     # The same key for both stages keeps `bayesode fit --seed S` reproducing earlier runs; the two
     # stages fit different parameter spaces, so sharing it couples nothing that matters.
     if method == "svi+nuts":
-        post = run_svi_nuts(frozen, data, key=key, svi_steps=steps, progress=progress, **kwargs)
+        post = run_svi_nuts(frozen, data, key=key, svi_steps=steps, progress=progress, precision=precision, **kwargs)
     elif method == "svi":
-        post = run_svi(frozen, data, key=key, num_steps=steps, progress=progress, **kwargs)
+        post = run_svi(frozen, data, key=key, num_steps=steps, progress=progress, precision=precision, **kwargs)
     else:
-        post = run_nuts(frozen, data, key=key, progress=progress, **kwargs)
+        post = run_nuts(frozen, data, key=key, progress=progress, precision=precision, **kwargs)
     post.settings["hidden_fit"] = {"guide": hidden_guide, "svi_steps": hidden_svi_steps, "statistic": statistic,
                                    "final_loss": float(np.asarray(hidden.losses)[-1])}  # fmt: skip
     return post

@@ -39,6 +39,7 @@ from ..solving.diffeq import STATUS_OK, Solution, SolverConfig, solve, vmap_unle
 from ..solving.events import StateEvent, solve_with_events
 from ..solving.jump_solve import Regime, solve_with_jumps
 from ..solving.jumps import Jumps
+from ..solving.precision import check_precision
 from .equinox_adapter import allow_closure_convert_in_shard_map
 from .likelihoods import AbstractLikelihood, NormalNoise, observe
 from .observation import AbstractObservation
@@ -85,6 +86,7 @@ def make_model(
     events: StateEvent | None = None,
     series_params: Mapping | None = None,
     series_devices=None,
+    precision: str = "float32",
 ):
     """Build a plain NumPyro model function for a Bayesian ODE.
 
@@ -131,6 +133,12 @@ def make_model(
         multiple of the device count. Default None: one device. Chains then
         run vectorised (``chain_method="parallel"`` would need the same
         devices). See also :func:`shard_series`.
+    precision : {"float32", "float64"}
+        The floating-point precision the model's fits run in unless a fit is
+        given its own (``run_nuts(..., precision=...)``); ``float32`` (JAX's
+        default) here, the presets choose per model kind (see
+        ``docs/decisions.md``). A fit runs in a scope (``jax.enable_x64``), so
+        the process-wide ``jax_enable_x64`` is left as it is.
 
     Returns
     -------
@@ -147,6 +155,7 @@ def make_model(
     >>> tr["y0"]["value"].shape, tr["obs"]["value"].shape
     ((1, 2), (1, 3, 2))
     """
+    precision = check_precision(precision)
     state_dim = field_state_dim(field)
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     if not isinstance(weight_prior, (Normal, HierarchicalNormal)):
@@ -234,6 +243,7 @@ def make_model(
         events=events,
         series_params=series_params,
         series_devices=series_devices,
+        precision=precision,
     )
     stripped = strip_params(field, set(series_params))
 

@@ -24,13 +24,18 @@ from ..datasets.data import Data
 from ..errors import ConfigError
 from ..fields.basic import HybridField, MLPField, lotka_volterra_field
 from ..solving.diffeq import ForwardSensitivity, SolverConfig
+from ..solving.precision import check_precision
 from .assembly import make_model
 from .likelihoods import LogNormalNoise, NormalNoise, StudentTNoise
 from .priors import HierarchicalNormal, Normal
 
-__all__ = ["MODEL_KINDS", "for_data", "freeze_hidden", "from_recipe", "hybrid", "lotka_volterra", "lotka_volterra_priors", "neural"]
+__all__ = ["DEFAULT_PRECISION", "MODEL_KINDS", "for_data", "freeze_hidden", "from_recipe", "hybrid", "lotka_volterra", "lotka_volterra_priors", "neural"]
 
 MODEL_KINDS = ("neural", "lotka-volterra", "hybrid")
+# Each kind's default precision (``precision=None``), chosen by measurement: float32 against
+# float64 on each kind (benchmarks/precision.py; the table and the reasons in docs/decisions.md,
+# 2026-12-03). make_model's own default (any other model) is "float32".
+DEFAULT_PRECISION = {"lotka-volterra": "float32", "neural": "float32", "hybrid": "float32"}
 _LIKELIHOODS = {"lognormal": LogNormalNoise, "normal": NormalNoise, "student-t": StudentTNoise}
 
 
@@ -42,6 +47,11 @@ def lotka_volterra_priors() -> dict:
         "gamma": dist.TruncatedNormal(1.0, 0.5, low=0.0),
         "delta": dist.TruncatedNormal(0.05, 0.05, low=0.0),
     }
+
+
+def _precision(kind: str, precision: str | None) -> str:
+    """``precision``, or ``kind``'s default when None."""
+    return check_precision(precision, allow_none=True) or DEFAULT_PRECISION[kind]
 
 
 def _solver(adjoint: str, rtol: float, atol: float, max_steps: int) -> SolverConfig:
@@ -57,7 +67,8 @@ def _solver(adjoint: str, rtol: float, atol: float, max_steps: int) -> SolverCon
     return SolverConfig(rtol=rtol, atol=atol, max_steps=max_steps, adjoint=adjoints[adjoint]())
 
 
-def lotka_volterra(*, adjoint: str = "sensitivity", rtol: float = 1e-6, atol: float = 1e-6, max_steps: int = 2048):
+def lotka_volterra(*, adjoint: str = "sensitivity", rtol: float = 1e-6, atol: float = 1e-6, max_steps: int = 2048,
+                   precision: str | None = None):
     """The Stan predator-prey model (states: prey, predator).
 
     ``adjoint="sensitivity"`` (:class:`bayesode.ForwardSensitivity`): the
@@ -68,8 +79,13 @@ def lotka_volterra(*, adjoint: str = "sensitivity", rtol: float = 1e-6, atol: fl
     and about 2 ms with ``"checkpoint"``), and its cost does not grow with the
     number of series. ``"forward"``, ``"checkpoint"``, ``"backsolve"`` and
     ``"direct"`` choose diffrax's adjoints.
+
+    ``precision``: ``"float32"`` or ``"float64"``; None (default) is this kind's
+    (``DEFAULT_PRECISION``), as for every preset.
     """
-    recipe = {"kind": "lotka-volterra", "adjoint": adjoint, "rtol": rtol, "atol": atol, "max_steps": max_steps}
+    precision = _precision("lotka-volterra", precision)
+    recipe = {"kind": "lotka-volterra", "adjoint": adjoint, "rtol": rtol, "atol": atol, "max_steps": max_steps,
+              "precision": precision}
     return make_model(
         lotka_volterra_field(),
         param_priors=lotka_volterra_priors(),
@@ -77,6 +93,7 @@ def lotka_volterra(*, adjoint: str = "sensitivity", rtol: float = 1e-6, atol: fl
         likelihood=LogNormalNoise(),
         solver=_solver(adjoint, rtol, atol, max_steps),
         recipe=recipe,
+        precision=precision,
     )
 
 
@@ -109,6 +126,7 @@ def neural(
     max_steps: int = 2048,
     seed: int = 0,
     fixed_layers: list | None = None,
+    precision: str | None = None,
 ):
     """A Bayesian neural ODE ``dy/dt = y * MLP(log(y / y_scale)) / t_scale``.
 
@@ -125,7 +143,10 @@ def neural(
     ``fixed_layers``: weights for the leading layers, ``[{"weight": (out, in),
     "bias": (out,)}, ...]``, held fixed (no prior) so only the later layers,
     ``y0`` and the noise are random. Usually set by :func:`freeze_hidden`.
+
+    ``precision``: ``"float32"`` or ``"float64"``; None (default) is this kind's.
     """
+    precision = _precision("neural", precision)
     if state_dim is None:
         if data is None:
             raise ConfigError("give `state_dim` or `data` to size the neural field.")
@@ -162,6 +183,7 @@ def neural(
         "atol": atol,
         "max_steps": max_steps,
         "seed": seed,
+        "precision": precision,
     }
     if fixed_layers:
         recipe["fixed_layers"] = [
@@ -175,6 +197,7 @@ def neural(
         likelihood=_LIKELIHOODS[likelihood](),
         solver=_solver(adjoint, rtol, atol, max_steps),
         recipe=recipe,
+        precision=precision,
     )
 
 
@@ -250,13 +273,16 @@ def hybrid(
     atol: float = 1e-6,
     max_steps: int = 2048,
     seed: int = 0,
+    precision: str | None = None,
 ):
     """Lotka-Volterra plus a neural correction ``y * MLP(log(y / y_scale)) / t_scale``.
 
     The correction's weights get ``Normal(correction_scale)`` (default 0.1) so
     the law explains what it can. Priors on the law, ``y0`` and noise are the
-    Stan case study's.
+    Stan case study's. ``precision``: ``"float32"`` or ``"float64"``; None
+    (default) is this kind's.
     """
+    precision = _precision("hybrid", precision)
     y_scale, t_scale = _scales(data, y_scale, t_scale)
     correction = MLPField(2, width, depth, "tanh", key=jr.key(seed), form="multiplicative", y_scale=y_scale,
                           t_scale=float(t_scale))
@@ -272,6 +298,7 @@ def hybrid(
         "atol": atol,
         "max_steps": max_steps,
         "seed": seed,
+        "precision": precision,
     }
     return make_model(
         HybridField(lotka_volterra_field(), correction),
@@ -281,6 +308,7 @@ def hybrid(
         likelihood=LogNormalNoise(),
         solver=_solver(adjoint, rtol, atol, max_steps),
         recipe=recipe,
+        precision=precision,
     )
 
 

@@ -39,6 +39,8 @@ class ModelSpec:
     events: StateEvent | None = None
     series_params: Mapping = dc_field(default_factory=dict)
     series_devices: tuple | None = None
+    # The precision fits of this model run in unless told otherwise ("float32" or "float64").
+    precision: str = "float32"
 
     @property
     def state_dim(self) -> int:

@@ -20,6 +20,7 @@ from ..checks import as_key, positive_int, seed_of
 from ..datasets import Data, check_times
 from ..errors import ConfigError, DataError
 from ..solving.diffeq import FAILURE_ADVICE, FAILURE_CAUSES
+from ..solving.precision import float_dtype, precision_scope
 from .export import STATS_TO_ARVIZ, inference_data, latent_layout, obs_dim_of, site_names, state_names_of
 from .predictive import model_draws
 
@@ -48,7 +49,9 @@ class Posterior:
     sample_stats : dict of stat -> (chain, draw) arrays (empty for SVI).
     data : the :class:`Data` fitted.
     model : the model function (``model.spec``); None after ``load`` without a model.
-    settings : method, seed, chain method, sizes, timings, package versions.
+    settings : method, seed, chain method, sizes, timings, package versions, and
+        ``precision`` (``"float32"`` or ``"float64"``: what the fit ran in; predictions
+        and exports of this posterior run in it too).
     losses : SVI loss history, if SVI was run.
     """
 
@@ -70,6 +73,16 @@ class Posterior:
     def num_draws(self) -> int:
         return next(iter(self.samples.values())).shape[1]
 
+    @property
+    def precision(self) -> str:
+        """``"float32"`` or ``"float64"``: the precision the fit ran in (``settings["precision"]``;
+        for a fit saved before that was recorded, the draws' dtype)."""
+        recorded = self.settings.get("precision")
+        if recorded is not None:
+            return recorded
+        first = np.asarray(next(iter(self.samples.values())))
+        return "float64" if first.dtype == np.float64 else "float32"
+
     def _flat_samples(self):
         return {k: jnp.asarray(v.reshape((-1,) + v.shape[2:])) for k, v in self.samples.items()}
 
@@ -85,8 +98,9 @@ class Posterior:
         """Per-draw trajectory, log-likelihood and noisy draws (see ``model_draws``), shaped (chain, draw, ...)."""
         self.require_model()
         n = self.num_chains * self.num_draws
-        keys = jax.random.split(as_key(key), n)
-        out = model_draws(self.model, self.data.model_data(), keys, self._flat_samples(), predict_ts=predict_ts)
+        with precision_scope(self.precision):
+            keys = jax.random.split(as_key(key), n)
+            out = model_draws(self.model, self.data.model_data(), keys, self._flat_samples(), predict_ts=predict_ts)
         return {k: v.reshape((self.num_chains, self.num_draws) + v.shape[1:]) for k, v in out.items()}
 
     # ------------------------------------------------------------ ArviZ
@@ -121,7 +135,8 @@ class Posterior:
         prior = None
         if prior_draws:
             keys = jax.random.split(k_prior, prior_draws)
-            out = model_draws(self.model, d.model_data(), keys)
+            with precision_scope(self.precision):
+                out = model_draws(self.model, d.model_data(), keys)
             prior = jax.tree_util.tree_map(lambda v: v[None], out)  # one chain
         idata = inference_data(self.samples, self.sample_stats, d, spec, derived, prior)
         variables, _, _ = latent_layout(self.samples, spec, d)
@@ -132,6 +147,8 @@ class Posterior:
             "bayesode_t0": json.dumps(d.t0.tolist()),
             "bayesode_lengths": json.dumps(d.lengths.tolist()),
             "bayesode_sites": json.dumps(variables),
+            # Also inside bayesode_settings; on its own so that a reader of the file sees it.
+            "bayesode_precision": self.precision,
             # Also inside bayesode_settings; on its own so that a reader of the file sees it.
             "bayesode_fit_failures": json.dumps(self.settings.get("fit_failures", [])),
         }
@@ -169,7 +186,8 @@ class Posterior:
                 "predictions run forward from each series' t0."
             )
         rel = np.broadcast_to(ts - d.t_ref, (d.num_series, ts.size))
-        der = self._run_derived(key, jnp.asarray(rel, dtype=d.model_data().ts.dtype))
+        with precision_scope(self.precision):
+            der = self._run_derived(key, jnp.asarray(rel, dtype=float_dtype(self.precision)))
         spec = self.model.spec
         obs_dim = "state" if spec.observation_fn is None else "observable"
         coords = {"series": list(d.series_names), "time": ts, "state": state_names_of(spec, d), obs_dim: list(d.state_names)}
@@ -288,7 +306,8 @@ class Posterior:
         n = self.num_chains * self.num_draws
         # every latent is substituted and only deterministic outputs are kept, so the keys change nothing
         zeros = jnp.zeros((n, 2), dtype=jnp.uint32)
-        der = model_draws(self.model, self.data.model_data(), zeros, self._flat_samples())
+        with precision_scope(self.precision):
+            der = model_draws(self.model, self.data.model_data(), zeros, self._flat_samples())
         lead = (self.num_chains, self.num_draws)
         return {k: der[k].reshape(lead + der[k].shape[1:]) for k in ("trajectory", "status")}
 
