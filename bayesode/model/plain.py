@@ -36,6 +36,7 @@ from ..datasets.data import Data, ModelData
 from ..errors import ConfigError, DataError
 from ..solving import failures as _failures
 from ..solving.diffeq import STATUS_OK, Solution, SolverConfig
+from ..solving.precision import check_precision
 from .priors import SITE_OBS
 
 SITE_TRAJECTORY = "trajectory"
@@ -77,6 +78,7 @@ class PlainModelSpec:
 
     fn: Callable
     state_names: tuple[str, ...] | None = None
+    precision: str = "float32"  # the fits' default (``run_nuts(precision=...)`` overrides it)
     solver = SolverConfig()  # what bayesode assumes of fn's solves: reverse-mode gradients (read for forward_mode)
     recipe = None
     series_devices = None
@@ -161,7 +163,7 @@ def _with_series(d):
     return d.expand((1,) + tuple(d.batch_shape))
 
 
-def numpyro_model(fn: Callable, *, state_names=None):
+def numpyro_model(fn: Callable, *, state_names=None, precision: str = "float32"):
     """Make a plain NumPyro model function usable by bayesode's inference and results.
 
     Parameters
@@ -176,6 +178,8 @@ def numpyro_model(fn: Callable, *, state_names=None):
     state_names : sequence of str, optional
         Names of the trajectory's states when they are not the data's columns (e.g. S, I, R
         with only I observed). Default: the data's column names.
+    precision : "float32" (default) or "float64"
+        The fits' default floating-point precision (as ``make_model(precision=...)``).
 
     Returns
     -------
@@ -206,7 +210,7 @@ def numpyro_model(fn: Callable, *, state_names=None):
         if not isinstance(state_names, (list, tuple)) or not state_names or not all(isinstance(n, str) for n in state_names):
             raise ConfigError(f"`state_names` must be a non-empty sequence of str; got {state_names!r}.")
         state_names = tuple(state_names)
-    spec = PlainModelSpec(fn, state_names)
+    spec = PlainModelSpec(fn, state_names, check_precision(precision))
 
     def model(data: ModelData, *, predict_ts=None, chain_id=None, iteration=None, report=True, latents_only=False):
         # latents_only (a shortcut of make_model's models) is ignored: fn's latents are known only by running it.
