@@ -2,7 +2,7 @@
 
 The wings, lowest first (a module may import from its own wing and from any wing below it)::
 
-    base (errors, checks) < datasets < fields < solving < model < results < infer < diagnostics < plots < cli
+    base (errors, checks, caching) < datasets < fields < solving < model < results < infer < diagnostics < plots < cli
 
 Two rules, checked on every ``import`` statement in ``bayesode/`` (function-level imports included):
 
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = "bayesode"
-BASE = ("errors", "checks")
+BASE = ("errors", "checks", "caching")
 WINGS = ("datasets", "fields", "solving", "model", "results", "infer", "diagnostics", "plots", "cli")
 TOP = len(WINGS) + 1  # __init__, the models alias: above every wing
 

@@ -251,6 +251,32 @@ def test_checkpoint_resume_returns_the_same_draws(lv, data, tmp_path, post):
     np.testing.assert_array_equal(again.samples["alpha"], first.samples["alpha"])
     with pytest.raises(bo.ConfigError, match="different settings"):
         bo.run_nuts(lv, data, key=5, chunk_size=10, checkpoint_dir=str(tmp_path), **SMALL)
+    # A state.npz as versions before the equinox format wrote it (leaves as state_0, state_1, ...):
+    # a clear error, not a silent misread.
+    state = tmp_path / "state.npz"
+    with np.load(state) as z:
+        old = {k: z[k] for k in z.files if k != "states"}
+    np.savez(state, state_0=np.zeros(2, np.float32), **old)
+    with pytest.raises(bo.ConfigError, match="older version of bayesode.*new `checkpoint_dir`"):
+        bo.run_nuts(lv, data, key=0, chunk_size=10, checkpoint_dir=str(tmp_path), **SMALL)
+
+
+def test_checkpoint_state_round_trips_and_a_mismatched_state_is_a_config_error(tmp_path):
+    from bayesode.infer.checkpoint import load_checkpoint, save_checkpoint
+    from bayesode.solving.failures import FailureLog
+
+    states = {"z": np.arange(6, dtype=np.float32).reshape(2, 3), "i": np.array([4, 4], np.int32)}
+    meta = {"iteration": 4, "num_chains": 2}
+    save_checkpoint(tmp_path, meta, states, [np.ones((2, 4))], {"diverging": np.zeros((2, 4), bool)}, FailureLog())
+    like = jax.tree.map(np.zeros_like, states)
+    done, loaded, draws, stats, *_ = load_checkpoint(tmp_path, meta, like)
+    assert done == 4 and isinstance(loaded["z"], jax.Array)
+    for k in states:
+        np.testing.assert_array_equal(loaded[k], states[k])
+        assert loaded[k].dtype == states[k].dtype
+    np.testing.assert_array_equal(draws[0], np.ones((2, 4)))
+    with pytest.raises(bo.ConfigError, match="does not match this run"):  # e.g. another number of chains
+        load_checkpoint(tmp_path, meta, dict(like, z=np.zeros((3, 3), np.float32)))
 
 
 def test_thinning_keeps_every_nth_draw_and_resumes_to_the_same_draws(lv, data, tmp_path, post, monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 
 import bayesode as bo
 from bayesode.results import model_draws
+from bayesode.results.predictive import DRAW_PROGRAMS
 
 TS = np.linspace(0.0, 6.0, 11)
 TRUE = {"alpha": 0.55, "beta": 0.028, "gamma": 0.8, "delta": 0.024}
@@ -72,6 +73,21 @@ def test_same_key_same_draws_other_key_other_draws(post):
     assert not np.allclose(a, c)
     # the noise-free trajectory does not depend on the key
     np.testing.assert_array_equal(post.predict(ts, key=3)["trajectory"], post.predict(ts, key=4)["trajectory"])
+
+
+def test_prediction_programs_live_in_the_results_wing_not_on_the_model(post):
+    ts = np.linspace(1900.0, 1906.0, N_PRED)
+
+    def programs():
+        return {k: v for k, v in DRAW_PROGRAMS._entries.items() if k[0] is post.model}
+
+    post.predict(ts, key=3)
+    first = programs()
+    assert first  # the compiled draw program is kept, keyed by this model
+    post.predict(ts, key=4)
+    second = programs()
+    assert second.keys() == first.keys() and all(second[k] is first[k] for k in first)  # reused, not rebuilt
+    assert not [k for k in vars(post.model) if k.startswith("_bayesode")], vars(post.model).keys()
 
 
 def test_to_arviz_key_selects_the_draws_and_is_cached(post):

@@ -33,7 +33,7 @@ from bayesode.diagnostics.fixed_points import (
     fixed_points,
 )
 from bayesode.diagnostics.lyapunov import lyapunov_exponent
-from bayesode.diagnostics.stability import posterior_stability
+from bayesode.diagnostics.stability import STABILITY_PROGRAMS, posterior_stability
 from bayesode.plots.stability import plot_stability
 
 matplotlib.use("Agg")
@@ -271,6 +271,27 @@ def test_posterior_stability_lotka_volterra():
     assert ds["fixed_point_in_region"].values[0, 0].tolist() == [True, True]
     assert ds.attrs["p_stable_fixed_point"] == 0.0
     assert ds["draw"].values.tolist() == [0]
+
+
+def test_stability_programs_live_in_the_diagnostics_wing_not_on_the_model():
+    field = bo.lotka_volterra_field(1.0, 0.1, 1.5, 0.075)
+    priors = {k: dist.LogNormal(0.0, 1.0) for k in ("alpha", "beta", "gamma", "delta")}
+    values = {k: np.full((1, 2), v) for k, v in dict(alpha=1.0, beta=0.1, gamma=1.5, delta=0.075).items()}
+    ts = np.linspace(0.0, 15.0, 31)
+    ys = np.stack([20.0 + 15.0 * np.cos(ts), 10.0 + 8.0 * np.sin(ts)], axis=1)
+    post = _fake_posterior(field, priors, values, [10.0, 5.0], ts, ys)
+
+    def programs():
+        return {k: v for k, v in STABILITY_PROGRAMS._entries.items() if k[0] is post.model}
+
+    first = posterior_stability(post, key=jr.key(3), num_starts=4, lyapunov=False)
+    kept = programs()
+    assert len(kept) == 1  # one compiled program for this model and these settings
+    second = posterior_stability(post, key=jr.key(3), num_starts=4, lyapunov=False)
+    after = programs()
+    assert after.keys() == kept.keys() and all(after[k] is kept[k] for k in kept)  # reused, not rebuilt
+    np.testing.assert_array_equal(first["fixed_point"].values, second["fixed_point"].values)
+    assert not [k for k in vars(post.model) if k.startswith("_bayesode")], vars(post.model).keys()
 
 
 def test_posterior_stability_neural_field_partially_observed():

@@ -15,6 +15,7 @@ import arviz as az
 import jax
 import numpy as np
 
+from ..caching import ProgramCache
 from ..checks import positive_int
 from ..errors import ConfigError
 from ..infer import get_sampler, retry_nonfinite_starts, run_nuts
@@ -24,6 +25,9 @@ VECTORISED_SETTINGS = {"target_accept_prob", "max_tree_depth", "dense_mass", "pr
 # Data sets per vectorised fit: wider batches vectorise more, but every NUTS iteration of
 # a batch costs its longest trajectory.
 BATCH_REPLICATIONS = 32
+# quiet_model's wrappers, one per model: the same wrapper each time, so the compiled sampler
+# (keyed by the wrapper in the inference wing's cache) is reused.
+QUIET_MODELS = ProgramCache()
 
 
 def quiet_model(model):
@@ -31,19 +35,19 @@ def quiet_model(model):
 
     The report is one host callback per gradient, which costs more than the
     solve for small models; SBC fits hundreds of data sets and gates on
-    divergences, R-hat and ESS instead. Cached so the compiled sampler is reused.
+    divergences, R-hat and ESS instead. Kept in ``QUIET_MODELS`` so the compiled sampler is reused.
     """
-    cache = model.__dict__.setdefault("_bayesode_sbc", {})
-    if "quiet" not in cache:
 
+    def build():
         def quiet(data, **kwargs):
             kwargs.pop("chain_id", None)
             kwargs.pop("iteration", None)
             return model(data, **kwargs)
 
         quiet.spec = model.spec
-        cache["quiet"] = quiet
-    return cache["quiet"]
+        return quiet
+
+    return QUIET_MODELS.get(model, "quiet", (), build)
 
 
 def fit_one(model, data, key, with_trajectory, **nuts):

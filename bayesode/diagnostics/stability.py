@@ -21,12 +21,15 @@ import numpy as np
 import xarray as xr
 from numpyro import handlers
 
+from ..caching import ProgramCache
 from ..errors import ConfigError
 from ..model.priors import SITE_Y0, sample_field
 from ..solving import SolverConfig, Status, solve_series
 from .fixed_points import KIND_NAMES, KIND_NONE, STABLE_FOCUS, STABLE_NODE, _default_tol, _fixed_points_impl
 from .lyapunov import _lyapunov_impl, _window_counts
 
+# The compiled stability programs, per (model, settings).
+STABILITY_PROGRAMS = ProgramCache()
 _DEFINITIONS = (
     "stable fixed point: a fixed point whose Jacobian eigenvalues all have Re < 0 (stable node or focus); "
     "region: the bounding box of the data (of the draw's fitted trajectories when the model has an "
@@ -129,9 +132,9 @@ def _draw_stability(spec, st: _Settings, params, y0, u, md, dt, data_lo, data_hi
 
 
 def _stability_fn(model, st: _Settings):
-    """Compiled and vectorised over draws; cached on the model function per settings."""
-    cache = model.__dict__.setdefault("_bayesode_stability", {})
-    if st not in cache:
+    """Compiled and vectorised over draws; kept in ``STABILITY_PROGRAMS`` per model and settings."""
+
+    def build():
         spec = model.spec
 
         def many(params, y0s, u, md, dt, data_lo, data_hi, nonneg, batch_size):
@@ -146,8 +149,9 @@ def _stability_fn(model, st: _Settings):
             out = jax.lax.map(one, pad, batch_size=size)
             return jax.tree.map(lambda x: x[:n], out)
 
-        cache[st] = eqx.filter_jit(many)
-    return cache[st]
+        return eqx.filter_jit(many)
+
+    return STABILITY_PROGRAMS.get(model, "stability", st, build)
 
 
 def _select_draws(total: int, num_draws) -> np.ndarray:

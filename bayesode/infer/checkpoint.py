@@ -1,14 +1,19 @@
 """Checkpoints of a NUTS run: the sampler state, draws, statistics and failure log after each chunk.
 
 Written atomically (a temporary file, then ``os.replace``), the iteration stored with the state
-it belongs to, so a run killed at any point resumes bit-identically.
+it belongs to, so a run killed at any point resumes bit-identically. The sampler states are
+written with ``equinox.tree_serialise_leaves`` and read back against the run's own states
+(``equinox.tree_deserialise_leaves``, which checks every leaf's type, shape and dtype), kept as
+bytes inside the one ``state.npz`` so state and iteration are replaced together.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,10 +25,11 @@ from ..solving.failures import FailureLog
 def save_checkpoint(path, meta, states, draws, stats, failures):
     os.makedirs(path, exist_ok=True)
     tmp = os.path.join(path, "state.tmp.npz")
-    leaves = jax.tree.leaves(states)
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, states)
     np.savez(
         tmp,
-        **{f"state_{i}": np.asarray(x) for i, x in enumerate(leaves)},
+        states=np.frombuffer(buffer.getvalue(), dtype=np.uint8),
         **{f"draw_{i}": x for i, x in enumerate(draws)},
         **{f"stat_{k}": v for k, v in stats.items()},
         failures=np.array(json.dumps(failures.to_records())),
@@ -62,9 +68,20 @@ def load_checkpoint(path, meta, states_like):
             f"saved: {saved}; now: {meta}"
         )
     z = np.load(os.path.join(path, "state.npz"))
-    treedef = jax.tree.structure(states_like)
-    n_leaves = treedef.num_leaves
-    states = jax.tree.unflatten(treedef, [jnp.asarray(z[f"state_{i}"]) for i in range(n_leaves)])
+    if "states" not in z.files:  # leaves as state_0, state_1, ...: written before the equinox format
+        raise ConfigError(
+            f"`checkpoint_dir`={path!r} holds a checkpoint written by an older version of bayesode, which this "
+            "version cannot resume; start a new run with a new `checkpoint_dir` (or finish this one with the "
+            "version that wrote it)."
+        )
+    try:
+        states = eqx.tree_deserialise_leaves(io.BytesIO(z["states"].tobytes()), states_like)
+    except RuntimeError as e:  # a leaf of another type, shape or dtype than this run's sampler state
+        raise ConfigError(
+            f"`checkpoint_dir`={path!r} holds a sampler state that does not match this run's ({e}); "
+            "use a new folder."
+        ) from e
+    states = jax.tree.map(jnp.asarray, states)
     draws = [z[f"draw_{i}"] for i in range(sum(k.startswith("draw_") for k in z.files))]
     stats = {k[5:]: z[k] for k in z.files if k.startswith("stat_")}
     log = FailureLog.from_records(json.loads(str(z["failures"])))

@@ -9,9 +9,6 @@ iterations so the failure report replays only those (see ``bayesode.infer.nuts``
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +20,8 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.initialization import init_to_median, init_to_sample
 from numpyro.infer.util import constrain_fn, get_potential_fn, get_transforms, unconstrain_fn
 
+from ..caching import ProgramCache
 from ..solving.diffeq import vmap_unless_one
-from ..solving.precision import current_precision
 
 # Per chain and chunk, the states before this many diverging iterations are kept, so the
 # failure report replays just those iterations (more divergences: the chunk is replayed).
@@ -59,46 +56,6 @@ def gradient_by_forward_mode(potential_fn):
 
     potential.defvjp(forward, backward)
     return potential
-
-
-class ProgramCache:
-    """Compiled programs (and other per-model results worth keeping), keyed by model, kind and key.
-
-    ``key`` holds what the program depends on besides the model: data shapes and static
-    settings (and, added here, the precision). The same model with the same shapes and settings gets the same program, so a
-    second fit traces and compiles nothing. Held here, not on the user's model function; the
-    entries hold their model, so the cache keeps the ``max_entries`` most recently used and
-    drops the oldest (a loop over fresh models or fresh optax objects stays bounded).
-    A key that cannot be hashed (e.g. an optax object holding arrays) is built afresh each call.
-    """
-
-    def __init__(self, max_entries: int = 16):
-        self.max_entries = max_entries
-        self._entries: OrderedDict = OrderedDict()
-
-    def get(self, model, kind: str, key, build: Callable[[], Any]):
-        """The entry for ``(model, kind, key)`` in the current precision, made by ``build()`` on the first call.
-
-        The precision JAX computes in (a fit's ``precision=`` scope) is part of every key: a
-        program traced in float32 is never reused in float64, nor the other way round."""
-        full = (model, kind, key, current_precision())
-        try:
-            hash(full)
-        except TypeError:
-            return build()
-        if full in self._entries:
-            self._entries.move_to_end(full)
-            return self._entries[full]
-        value = self._entries[full] = build()
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        return value
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def clear(self) -> None:
-        self._entries.clear()
 
 
 # The inference wing's compiled programs (NUTS samplers, SVI programs), and the latent sites'

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
+from ..caching import ProgramCache
 from ..checks import as_key, positive_int
 from ..datasets import Data, as_data
 from ..errors import ConfigError
@@ -28,14 +29,14 @@ from ..model import check_model, sample_field
 from ..model.priors import SITE_OBS, SITE_Y0
 
 MAX_PANELS = 6
+# The compiled draw programs, per (model, data shapes, prediction shape, prior or posterior).
+DRAW_PROGRAMS = ProgramCache()
 
 
 def _draws_fn(model, shapes, predict_shape, with_params: bool):
-    """Compiled ``(params, keys, md, predict_ts) -> dict of (draws, ...)`` arrays, cached on the model."""
-    cache = model.__dict__.setdefault("_bayesode_draws", {})
-    k = (shapes, predict_shape, with_params)
-    if k not in cache:
+    """Compiled ``(params, keys, md, predict_ts) -> dict of (draws, ...)`` arrays, kept in ``DRAW_PROGRAMS``."""
 
+    def build():
         def one(params, key, md, predict_ts):
             m = handlers.substitute(model, data=params) if with_params else model
             tr = handlers.trace(handlers.seed(m, key)).get_trace(md, predict_ts=predict_ts)
@@ -56,8 +57,9 @@ def _draws_fn(model, shapes, predict_shape, with_params: bool):
 
         # vmap over all draws, as Predictive(parallel=True) does: a lax.map in batches compiled the body
         # twice (full batches and the remainder) and ran 2x slower (benchmarks/predictive.py)
-        cache[k] = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
-    return cache[k]
+        return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+
+    return DRAW_PROGRAMS.get(model, "draws", (shapes, predict_shape, with_params), build)
 
 
 def model_draws(model, md, keys, params=None, *, predict_ts=None) -> dict:

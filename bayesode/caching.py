@@ -1,0 +1,60 @@
+"""A bounded cache of compiled programs, keyed by model, kind, key and precision.
+
+A base module, so every wing that compiles per model (results' predictive draws, inference's
+samplers, diagnostics' stability and SBC programs) keeps its own cache instance here, not as an
+attribute of the user's model function.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+def _precision() -> str:
+    # The same as ``solving.precision.current_precision`` (a base module cannot import a wing).
+    return "float64" if jax.config.jax_enable_x64 else "float32"
+
+
+class ProgramCache:
+    """Compiled programs (and other per-model results worth keeping), keyed by model, kind and key.
+
+    ``key`` holds what the program depends on besides the model: data shapes and static
+    settings (and, added here, the precision). The same model with the same shapes and settings gets the same program, so a
+    second call traces and compiles nothing. The model is part of the key by identity (a
+    function hashes by identity); the entries hold their model, so the cache keeps the
+    ``max_entries`` most recently used and drops the oldest (a loop over fresh models or fresh
+    optax objects stays bounded).
+    A key that cannot be hashed (e.g. an optax object holding arrays) is built afresh each call.
+    """
+
+    def __init__(self, max_entries: int = 16):
+        self.max_entries = max_entries
+        self._entries: OrderedDict = OrderedDict()
+
+    def get(self, model, kind: str, key, build: Callable[[], Any]):
+        """The entry for ``(model, kind, key)`` in the current precision, made by ``build()`` on the first call.
+
+        The precision JAX computes in (a fit's ``precision=`` scope) is part of every key: a
+        program traced in float32 is never reused in float64, nor the other way round."""
+        full = (model, kind, key, _precision())
+        try:
+            hash(full)
+        except TypeError:
+            return build()
+        if full in self._entries:
+            self._entries.move_to_end(full)
+            return self._entries[full]
+        value = self._entries[full] = build()
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
