@@ -14,12 +14,16 @@ from __future__ import annotations
 import functools
 import inspect
 
-from ..solving.precision import check_precision, precision_scope
+from ..solving.precision import check_precision, current_precision, precision_scope
 
 
 def fit_precision(model, precision) -> str:
-    """``precision`` checked, or the model's default when None."""
-    return check_precision(precision, allow_none=True) or model.spec.precision
+    """``precision`` checked; when None, float64 if the caller has JAX's x64 on (globally or in a
+    ``jax.enable_x64`` scope: a user who asked JAX for float64 gets it), else the model's default."""
+    chosen = check_precision(precision, allow_none=True)
+    if chosen is None:
+        chosen = "float64" if current_precision() == "float64" else model.spec.precision
+    return chosen
 
 
 def fits_in_precision(fit):
