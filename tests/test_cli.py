@@ -392,7 +392,7 @@ def _fit_until(tmp_path, good_csv, out, warmup, samples, phase, timeout=600):
                                 stdout=subprocess.DEVNULL, stderr=fh, cwd=tmp_path, env=env)  # fmt: skip
         try:
             deadline = time.time() + timeout
-            while f"{phase} [" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            while f"phase={phase}" not in log.read_text() and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.2)
             assert proc.poll() is None, log.read_text()  # still running: the interrupt lands mid-phase
             proc.send_signal(signal.SIGINT)
