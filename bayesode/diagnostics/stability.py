@@ -25,20 +25,12 @@ from ..caching import ProgramCache
 from ..errors import ConfigError
 from ..model.priors import SITE_Y0, sample_field
 from ..solving import SolverConfig, Status, solve_series
-from .fixed_points import KIND_NAMES, KIND_NONE, STABLE_FOCUS, STABLE_NODE, _default_tol, _fixed_points_impl
+from .fixed_points import STABLE_FOCUS, STABLE_NODE, _default_tol, _fixed_points_impl
 from .lyapunov import _lyapunov_impl, _window_counts
+from .stability_dataset import stability_dataset
 
 # The compiled stability programs, per (model, settings).
 STABILITY_PROGRAMS = ProgramCache()
-_DEFINITIONS = (
-    "stable fixed point: a fixed point whose Jacobian eigenvalues all have Re < 0 (stable node or focus); "
-    "region: the bounding box of the data (of the draw's fitted trajectories when the model has an "
-    "observation_fn), widened by `margin` times its width on each side (not below 0 for non-negative data); "
-    "bounded: the Lyapunov run succeeded and every state after the burn-in stayed in the region widened to "
-    "`bound_scale` times its width; chaos: largest exponent > lyapunov_tol along a bounded trajectory; "
-    "stable limit cycle: no stable fixed point in the region AND |largest exponent| < lyapunov_tol along "
-    "a bounded trajectory."
-)
 
 
 # ----------------------------------------------------------------------------- posterior
@@ -349,54 +341,4 @@ def posterior_stability(
         tol=tol,
         eig_tol=float(eig_tol),
     )
-    return _to_dataset(out, data, spec, draw_idx, num_burn, attrs)
-
-
-def _to_dataset(out, data, spec, draw_idx, num_burn, attrs) -> xr.Dataset:
-    keep = max(int(out["num_fixed_points"].max()), 1)
-    state_names = list(data.state_names) if spec.observation_fn is None else [f"x{i}" for i in range(spec.state_dim)]
-    dims = {
-        "fixed_point": ("chain", "draw", "fixed_point_id", "state"),
-        "fixed_point_valid": ("chain", "draw", "fixed_point_id"),
-        "fixed_point_kind": ("chain", "draw", "fixed_point_id"),
-        "fixed_point_in_region": ("chain", "draw", "fixed_point_id"),
-        "eigenvalue_real": ("chain", "draw", "fixed_point_id", "eigen"),
-        "eigenvalue_imag": ("chain", "draw", "fixed_point_id", "eigen"),
-        "region_low": ("chain", "draw", "state"),
-        "region_high": ("chain", "draw", "state"),
-        "lyapunov_running": ("chain", "draw", "window"),
-    }
-    variables = {}
-    for name, value in out.items():
-        d = dims.get(name, ("chain", "draw"))
-        if "fixed_point_id" in d:
-            value = value[:, :, :keep]
-        variables[name] = (d, value)
-    coords = {
-        "chain": np.arange(out["num_fixed_points"].shape[0]),
-        "draw": draw_idx,
-        "fixed_point_id": np.arange(keep),
-        "state": state_names,
-        "eigen": np.arange(spec.state_dim),
-    }
-    if "lyapunov_running" in out:
-        dt = attrs["dt_renorm"]
-        coords["window"] = dt * np.arange(num_burn + 1, num_burn + out["lyapunov_running"].shape[-1] + 1)
-    ds = xr.Dataset(variables, coords=coords)
-    ds["fixed_point_kind"].attrs["flag_values"] = [*range(len(KIND_NAMES) - 1), KIND_NONE]
-    ds["fixed_point_kind"].attrs["flag_meanings"] = " ".join(k.replace(" ", "_") for k in KIND_NAMES)
-    probs = {
-        "p_stable_fixed_point": float(np.mean(out["has_stable_fixed_point"])),
-        "p_stable_fixed_point_in_region": float(np.mean(out["stable_fixed_point_in_region"])),
-    }
-    if "lyapunov_exponent" in out:
-        probs.update(
-            p_chaos=float(np.mean(out["chaotic"])),
-            p_limit_cycle=float(np.mean(out["limit_cycle"])),
-            p_lyapunov_failed=float(np.mean(out["lyapunov_status"] != Status.OK)),
-        )
-    ds.attrs.update(probs)
-    ds.attrs.update(attrs)
-    ds.attrs["kind_names"] = list(KIND_NAMES)
-    ds.attrs["definitions"] = _DEFINITIONS
-    return ds
+    return stability_dataset(out, data, spec, draw_idx, num_burn, attrs)
