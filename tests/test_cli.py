@@ -12,6 +12,7 @@ import time
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from bayesode import cli
@@ -475,10 +476,23 @@ def test_dates_survive_the_fit_the_plots_and_the_forecast(tmp_path):
         assert {"y0[dated, prey]", "y0[dated, predator]"} <= {row[0] for row in csv.reader(fh)}  # the user's names
     times = post.to_arviz().posterior_predictive["trajectory"].coords["time"].values
     assert times.dtype.kind == "M" and str(times[-1])[:10] == "2021-05-15"
-    fig, axes = bo.plot_trajectories(post, until=post.data.time_from_date("2021-05-20"), key=0)
+    axes = bo.plot_trajectories(post, until="2021-05-20", key=0)  # a date, as the data wrote them
     lo, hi = axes[0].get_xlim()  # matplotlib's date axis: days since 1970-01-01
     assert matplotlib.dates.num2date(lo).date().isoformat() <= "2021-05-01"
     assert matplotlib.dates.num2date(hi).date().isoformat() >= "2021-05-20"
+    ax = bo.plot_phase(post, until="2021-05-29", key=0)  # no time axis: the title names the dates covered
+    assert ax.get_title().endswith("2021-05-01 to 2021-05-29"), ax.get_title()
+
+    # The Python forecast takes dates and gives dates back, the same draws as the day numbers they stand for.
+    week = pd.date_range("2021-05-15", "2021-05-29", freq="7D")
+    by_date, by_day = post.predict(week, key=1), post.predict([14.0, 21.0, 28.0], key=1)
+    assert by_date["time"].values.dtype.kind == "M" and list(by_date["time"].values) == list(week.values)
+    np.testing.assert_array_equal(by_date["obs"].values, by_day["obs"].values)
+    # Two save times instead of three: the same solve up to float32 rounding of the adaptive steps (1e-6 seen).
+    np.testing.assert_allclose(post.predict(["2021-05-15", "2021-05-22"], key=1)["trajectory"].values,
+                               by_day["trajectory"].values[:, :, :, :2], rtol=1e-5)  # fmt: skip
+    with pytest.raises(bo.DataError, match=r"`ts` starts at 2021-04-01T00:00:00.000, before the start t0=2021-05-01"):
+        post.predict(["2021-04-01"], key=1)
 
     code, out, err = bayesode(["predict", out_dir, "--until", "2021-05-29", "--points", "5"], tmp_path, timeout=900)[:3]
     assert code == 0, err

@@ -94,3 +94,26 @@ def test_make_data_keeps_dataframe_column_names_and_dates():
     np.testing.assert_array_equal(plain.to_dates(plain.ts[0]), [0.0, 1.0])  # numbers stay numbers
     with pytest.raises(bo.ConfigError, match=r"--until '2021-06-01' is a date, but the data's times are numbers"):
         plain.time_from_date("2021-06-01", "--until")
+
+
+def test_user_times_may_be_dates_for_dated_data_and_only_for_them():
+    """``Data.as_times``: what Posterior.predict, series_predictions and the plots read ``ts``/``until`` with."""
+    import datetime
+
+    import pandas as pd
+
+    dated = bo.make_data([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], time_origin="2021-06-01")
+    np.testing.assert_array_equal(dated.as_times(["2021-06-03", "2021-06-04T12:00"]), [2.0, 3.5])
+    np.testing.assert_array_equal(dated.as_times(pd.date_range("2021-06-01", periods=3)), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(dated.as_times(np.array(["2021-05-31"], dtype="datetime64[D]")), [-1.0])
+    assert dated.as_times(datetime.date(2021, 6, 5)) == 4.0 and dated.as_times(pd.Timestamp("2021-06-05 06:00")) == 4.25
+    assert dated.as_times(7) == 7.0  # numbers stay days since the first date
+    with pytest.raises(bo.ConfigError, match=r"`until`='soon' is not numbers or ISO dates"):
+        dated.as_times("soon", "until")
+    with pytest.raises(bo.ConfigError, match=r"`ts` has dates with a time zone \(UTC\)"):
+        dated.as_times(pd.Timestamp("2021-06-05", tz="UTC"))
+    with pytest.raises(bo.ConfigError, match=r"`ts` must be numbers or dates; got dtype bool"):
+        dated.as_times([True, False])
+    plain = bo.make_data([0.0, 1.0], [1.0, 2.0])
+    with pytest.raises(bo.ConfigError, match=r"`until` holds dates, but the data's times are numbers \(time\)"):
+        plain.as_times("2021-06-01", "until")

@@ -343,7 +343,7 @@ def test_posterior_stability_errors():
 def test_plot_stability_draws_histogram_and_eigenvalues(vdp_stability):
     import matplotlib.pyplot as plt
 
-    fig, axes = plot_stability(vdp_stability, bins=12)
+    axes = plot_stability(vdp_stability, bins=12)  # the package's convention: take ax, return the axes
     hist_ax, eig_ax = axes
     assert len(hist_ax.patches) == 12
     assert sum(p.get_height() for p in hist_ax.patches) == 6  # one count per draw
@@ -351,6 +351,7 @@ def test_plot_stability_draws_histogram_and_eigenvalues(vdp_stability):
     assert points == 6 * 2  # one fixed point per draw, two eigenvalues each
     labels = [t.get_text() for t in eig_ax.get_legend().get_texts()]
     assert labels == ["stable focus", "unstable focus"]
-    plt.close(fig)
+    assert hist_ax.get_xlabel() == "exponent (1 / time)" and eig_ax.get_ylabel() == "Im(eigenvalue)"
+    plt.close(hist_ax.figure)
     with pytest.raises(bo.ConfigError, match="two matplotlib Axes"):
         plot_stability(vdp_stability, ax=[hist_ax])

@@ -125,6 +125,44 @@ class Data:
             raise ConfigError(f"{argname} {text!r} is not an ISO date (YYYY-MM-DD).") from None
         return float((stamp - np.datetime64(self.time_origin, "ms")) / np.timedelta64(1, "D"))
 
+    def as_times(self, values, argname: str = "ts") -> np.ndarray:
+        """Times given by a user on these data's time axis, as float64 (same shape).
+
+        Numbers are taken as they are (for data with dates: days since ``time_origin``).
+        Dates (ISO text such as ``"2021-06-01"``, ``datetime64``, ``datetime``, pandas
+        ``Timestamp`` or ``DatetimeIndex``, or sequences of them) become days since
+        ``time_origin``; data whose times are numbers refuse them, naming ``argname``.
+
+        >>> d = make_data([0.0, 1.5], [1.0, 2.0], time_origin="2021-06-01")
+        >>> d.as_times(["2021-06-03", "2021-06-04T12:00"]).tolist()
+        [2.0, 3.5]
+        >>> d.as_times(7).tolist()
+        7.0
+        """
+        arr = np.asarray(values)
+        if arr.dtype.kind in "iuf":
+            return arr.astype(np.float64)
+        if arr.dtype.kind not in "MOU" and not hasattr(values, "tz"):
+            raise ConfigError(f"`{argname}` must be numbers or dates; got dtype {arr.dtype}.")
+        if self.time_origin is None:
+            raise ConfigError(
+                f"`{argname}` holds dates, but the data's times are numbers ({self.time_name}); give numbers."
+            )
+        import pandas as pd  # only for dates: reading numbers stays light
+
+        try:
+            stamps = pd.to_datetime(pd.Series(np.ravel(arr)) if arr.ndim else arr.item(), format="ISO8601")
+        except (ValueError, TypeError):
+            raise ConfigError(f"`{argname}`={values!r} is not numbers or ISO dates (YYYY-MM-DD).") from None
+        tz = getattr(getattr(stamps, "dt", stamps), "tz", None)
+        if tz is not None:
+            raise ConfigError(
+                f"`{argname}` has dates with a time zone ({tz}); the data's dates have none: give local dates."
+            )
+        origin = pd.Timestamp(self.time_origin)
+        days = (stamps - origin) / pd.Timedelta(days=1)
+        return np.asarray(days, dtype=np.float64).reshape(arr.shape)
+
     def column_scale(self) -> np.ndarray:
         """(observed,) typical size of each column: std of observed values (or |mean|, or 1)."""
         out = np.ones(self.num_observed)

@@ -123,10 +123,11 @@ def plot_trajectories(
     ----------
     post : Posterior
     ts : (time,) array, optional
-        Times (raw units) to predict at. Default ``num_points`` times from the
-        earliest ``t0`` to ``until``.
-    until : float, optional
-        Last time to predict at (default: the last observation; later = forecast).
+        Times (raw units, or dates for data with dates) to predict at. Default
+        ``num_points`` times from the earliest ``t0`` to ``until``.
+    until : float or date, optional
+        Last time to predict at (default: the last observation; later = forecast);
+        a date such as ``"2021-06-01"`` for data with dates.
     num_points : int
         Number of default times (default 200).
     prob : float

@@ -66,7 +66,8 @@ def plot_phase(
     series : int or str
         Which series (default the first).
     ts, until, num_points : as in :func:`plot_trajectories`
-        Times along each trajectory (``until`` past the data shows the forecast orbit).
+        Times along each trajectory (``until`` past the data shows the forecast orbit);
+        dates for data with dates, and the title then names the first and last date.
     num_draws : int
         Number of posterior draws drawn as thin lines, spread evenly over all
         draws whose solve succeeded (default 50).
@@ -107,6 +108,9 @@ def plot_phase(
     ax.set_xlabel(state_label(d, names, xi))
     ax.set_ylabel(state_label(d, names, yi))
     title = "phase portrait" + (f", series {d.series_names[s]}" if d.num_series > 1 else "")
+    if d.time_origin is not None:  # time is not on an axis here: the title says which dates the orbit covers
+        first, last = np.datetime_as_string(d.to_dates(p["ts"][[0, -1]]), unit="D")
+        title += f"\n{first} to {last}"
     if ok.size < traj.shape[0]:
         title += f" ({traj.shape[0] - ok.size} draws failed to solve)"
     ax.set_title(title, fontsize=TITLE_SIZE)

@@ -22,20 +22,18 @@ def plot_stability(ds: xr.Dataset, ax=None, *, bins: int = 30):
 
     Returns
     -------
-    (fig, axes)
-        The figure and the two Axes. The histogram has ``bins`` bars (none when
+    NumPy array of the two Axes (as every bayesode plot: take ``ax``, return axes). The histogram has ``bins`` bars (none when
         exponents were not computed); the scatter has one point per
         eigenvalue of every valid fixed point of every draw, one colour per kind.
     """
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")[1]
     else:
-        axes = list(ax)
+        axes = np.atleast_1d(ax).ravel()
         if len(axes) != 2:
             raise ConfigError(f"`ax` must be two matplotlib Axes (histogram, eigenvalues); got {len(axes)}.")
-        fig = axes[0].figure
     hist_ax, eig_ax = axes[0], axes[1]
 
     if "lyapunov_exponent" in ds:
@@ -68,4 +66,4 @@ def plot_stability(ds: xr.Dataset, ax=None, *, bins: int = 30):
     eig_ax.set_title(f"fixed points (P(stable) = {ds.attrs.get('p_stable_fixed_point', float('nan')):.2f})")
     if eig_ax.collections:
         eig_ax.legend(fontsize="small")
-    return fig, axes
+    return np.asarray(axes)

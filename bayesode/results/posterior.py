@@ -168,7 +168,8 @@ class Posterior:
         Parameters
         ----------
         ts : (time',) increasing times; each must be >= the series' ``t0``.
-            Times past the data forecast; times inside interpolate.
+            Times past the data forecast; times inside interpolate. For data with
+            dates, dates too (ISO text, ``datetime64``, a pandas ``DatetimeIndex``).
         key : PRNG key or int seed (required, keyword-only)
             Seed of the noisy draws; the same key gives the same draws.
 
@@ -176,13 +177,16 @@ class Posterior:
         -------
         xarray.Dataset with ``trajectory`` and noisy ``obs`` (chain, draw, series,
         time, state) and ``failed`` (chain, draw, series) for draws whose solve failed.
+        The ``time`` coordinate holds dates when the data came with dates (as in
+        :meth:`to_arviz`), else the times.
         """
-        ts = check_times(ts, "ts")
         d = self.data
+        ts = check_times(d.as_times(ts, "ts"), "ts")
         early = np.flatnonzero(ts[0] < d.t0)
         if early.size:
+            start, first = d.to_dates(np.array([ts[0], d.t0[early[0]]]))
             raise DataError(
-                f"`ts` starts at {ts[0]}, before the start t0={d.t0[early[0]]} of series {d.series_names[early[0]]!r}; "
+                f"`ts` starts at {start}, before the start t0={first} of series {d.series_names[early[0]]!r}; "
                 "predictions run forward from each series' t0."
             )
         rel = np.broadcast_to(ts - d.t_ref, (d.num_series, ts.size))
@@ -190,7 +194,7 @@ class Posterior:
             der = self._run_derived(key, jnp.asarray(rel, dtype=float_dtype(self.precision)))
         spec = self.model.spec
         obs_dim = "state" if spec.observation_fn is None else "observable"
-        coords = {"series": list(d.series_names), "time": ts, "state": state_names_of(spec, d), obs_dim: list(d.state_names)}
+        coords = {"series": list(d.series_names), "time": d.to_dates(ts), "state": state_names_of(spec, d), obs_dim: list(d.state_names)}
         dims5 = ("chain", "draw", "series", "time")
         return xr.Dataset(
             {

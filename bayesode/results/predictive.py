@@ -154,8 +154,11 @@ def series_predictions(post, series=None, *, key, ts=None, until=None, num_point
     key : PRNG key or int seed (required, keyword-only)
         Seed of the noisy draws; the same key gives the same draws.
     ts : (time,) array, optional
-        Times (raw units). Default ``num_points`` times from each series' ``t0``
-        to ``until`` (default the last observation).
+        Times (raw units, or dates for data with dates). Default ``num_points`` times
+        from each series' ``t0`` to ``until`` (default the last observation).
+    until : float or date, optional
+        End of the default grid (a number in the data's time units, or a date such as
+        ``"2021-06-01"`` for data with dates).
 
     Returns
     -------
@@ -169,9 +172,9 @@ def series_predictions(post, series=None, *, key, ts=None, until=None, num_point
     d = post.data
     series = series_indices(series, d)
     t_last = float(np.max(d.ts))
-    until = t_last if until is None else float(until)
+    until = t_last if until is None else float(d.as_times(until, "until"))
     if ts is not None:
-        ts = np.asarray(ts, dtype=np.float64)
+        ts = d.as_times(ts, "ts")
         if ts.ndim != 1 or ts.size == 0:
             raise ConfigError(f"`ts` must be a non-empty 1-D array of times; got shape {ts.shape}.")
     elif until <= float(np.min(d.t0)):
