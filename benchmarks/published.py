@@ -3,8 +3,9 @@
 Fits each model of ``tests/published_models.py`` with NUTS (4 x (1000 + 1000) by default)
 and prints, per parameter, Stan's mean and sd (``tests/reference/published_reference.json``),
 bayesode's, the z of the mean difference over the combined MCSE, the sd ratio and whether
-the issue's criterion holds (|z| < 4, sd ratio in [0.85, 1.15]), plus the fit's wall time,
-R-hat and divergences.
+the issue's criterion holds (|z| < 4, sd ratio in [0.85, 1.15]; a positive parameter's sd is
+judged on its ``log(name)`` row where the reference has one, see ``published_models.passes``),
+plus the fit's wall time, R-hat and divergences.
 
     python benchmarks/published.py                       # every model
     python benchmarks/published.py --models sir_influenza --warmup 500 --samples 500
@@ -19,6 +20,14 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+# Workaround, not a fix: with an implicit solver (robertson's Kvaerno5) a non-finite Newton
+# iterate reaches lineax's tangent (or transposed) linear solves, which throw unconditionally
+# (lineax: "nowhere to pipe result to"; the primal solve in diffrax's VeryChord has
+# throw=False), and the error ends the whole fit instead of failing one solve. equinox's
+# documented switch makes such errors NaN, which bayesode counts as a failed solve. Read at
+# equinox's import, so set here.
+if "--models" not in sys.argv or "robertson" in sys.argv:
+    os.environ.setdefault("EQX_ON_ERROR", "nan")
 
 from published_models import MODELS, compare, passes  # noqa: E402
 
@@ -33,7 +42,7 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    header = f"{'model':20s} {'param':8s} {'stan mean':>10s} {'mean':>10s} {'z':>6s} {'stan sd':>9s} {'sd':>9s} {'ratio':>6s} {'ess':>6s}  ok"
+    header = f"{'model':20s} {'param':10s} {'stan mean':>10s} {'mean':>10s} {'z':>6s} {'stan sd':>9s} {'sd':>9s} {'ratio':>6s} {'ess':>6s}  ok"
     print(header)
     for name in args.models:
         model, data = MODELS[name]()
@@ -42,9 +51,9 @@ def main(argv=None):
                            num_chains=args.chains, progress=False)  # fmt: skip
         wall = time.time() - t
         for r in compare(name, post):
-            print(f"{name:20s} {r['quantity']:8s} {r['stan_mean']:10.4g} {r['mean']:10.4g} {r['z']:6.2f} "
+            print(f"{name:20s} {r['quantity']:10s} {r['stan_mean']:10.4g} {r['mean']:10.4g} {r['z']:6.2f} "
                   f"{r['stan_sd']:9.3g} {r['sd']:9.3g} {r['sd_ratio']:6.3f} {r['ess_bulk']:6.0f}  "
-                  f"{'yes' if passes(r) else 'NO'}")  # fmt: skip
+                  f"{'yes' if passes(r) else 'NO'}{'' if r['sd_judged'] else ' (sd judged on log scale)'}")  # fmt: skip
         d = post.diagnostics()
         print(f"{name:20s} wall {wall:.1f} s (compile included), rhat_max {d['rhat_max']:.3f}, "
               f"divergences {d['divergences']}")  # fmt: skip

@@ -28,6 +28,20 @@ def pk() -> dict:
     return {"ts": rows[:, 1].astype(float), "conc": rows[:, 3].astype(float), "dose": 100.0}
 
 
+def pk_multidose() -> dict:
+    """Subject S1 of the bundled pk_multidose data, all of it: 4 oral doses of 100 mg at 0, 12, 24 and 36 h.
+
+    22 concentrations in (0, 60] h, none at a dose time; ``dose_times[0]`` is t0 = 0, where
+    both compartments are empty just before the first dose.
+    """
+    raw = np.genfromtxt(os.path.join(DATA, "pk_multidose.csv"), delimiter=",", skip_header=1, dtype=str)
+    rows = raw[raw[:, 0] == "S1"]
+    doses = np.genfromtxt(os.path.join(DATA, "pk_multidose_doses.csv"), delimiter=",", skip_header=1, dtype=str)
+    doses = doses[doses[:, 0] == "S1"]
+    return {"ts": rows[:, 1].astype(float), "conc": rows[:, 3].astype(float), "dose_times": doses[:, 1].astype(float),
+            "amounts": doses[:, 2].astype(float), "compartment": doses[:, 3]}  # fmt: skip
+
+
 VDP_MU, VDP_SIGMA, VDP_SEED = 10.0, 0.1, 20261203
 
 
@@ -43,6 +57,30 @@ def van_der_pol() -> dict:
                     method="Radau", t_eval=ts, rtol=1e-10, atol=1e-10)  # fmt: skip
     noise = np.random.default_rng(VDP_SEED).normal(0.0, VDP_SIGMA, ts.size)
     return {"ts": ts, "y": sol.y[0] + noise, "y0": np.array([2.0, 0.0])}
+
+
+ROBERTSON_K, ROBERTSON_SIGMA, ROBERTSON_SEED = (0.04, 3.0e7, 1.0e4), 0.05, 20261205
+
+
+def robertson() -> dict:
+    """Robertson's chemical reactions (Hairer & Wanner, Solving ODEs II, the classic stiff test):
+
+    y1' = -k1 y1 + k3 y2 y3, y2' = k1 y1 - k3 y2 y3 - k2 y2^2, y3' = k2 y2^2, y0 = (1, 0, 0),
+    k = (0.04, 3e7, 1e4): rates 9 orders of magnitude apart. All three species at 15
+    log-spaced times in [0.1, 1000] with multiplicative LogNormal(0, 0.05) noise; SciPy's
+    Radau at rtol 1e-11, atol 1e-16, fixed seed.
+    """
+    from scipy.integrate import solve_ivp
+
+    k1, k2, k3 = ROBERTSON_K
+
+    def rhs(t, y):
+        return [-k1 * y[0] + k3 * y[1] * y[2], k1 * y[0] - k3 * y[1] * y[2] - k2 * y[1] ** 2, k2 * y[1] ** 2]
+
+    ts = np.logspace(-1.0, 3.0, 15)
+    sol = solve_ivp(rhs, (0.0, ts[-1]), [1.0, 0.0, 0.0], method="Radau", t_eval=ts, rtol=1e-11, atol=1e-16)
+    noise = np.random.default_rng(ROBERTSON_SEED).normal(0.0, ROBERTSON_SIGMA, sol.y.T.shape)
+    return {"ts": ts, "y": sol.y.T * np.exp(noise), "y0": np.array([1.0, 0.0, 0.0])}
 
 
 HYBRID_FEATURES = ((1.0, 0.0), (-1.0, 0.5), (0.5, -0.5))  # (a_j, c_j) of the fixed hidden units tanh(a_j y + c_j)
