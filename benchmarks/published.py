@@ -5,7 +5,7 @@ and prints, per parameter, Stan's mean and sd (``tests/reference/published_refer
 bayesode's, the z of the mean difference over the combined MCSE, the sd ratio and whether
 the issue's criterion holds (|z| < 4, sd ratio in [0.85, 1.15]; a positive parameter's sd is
 judged on its ``log(name)`` row where the reference has one, see ``published_models.passes``),
-plus the fit's wall time, R-hat and divergences.
+plus the fit's wall time, R-hat, divergences and failed solves.
 
     python benchmarks/published.py                       # every model
     python benchmarks/published.py --models sir_influenza --warmup 500 --samples 500
@@ -56,7 +56,8 @@ def main(argv=None):
                   f"{'yes' if passes(r) else 'NO'}{'' if r['sd_judged'] else ' (sd judged on log scale)'}")  # fmt: skip
         d = post.diagnostics()
         print(f"{name:20s} wall {wall:.1f} s (compile included), rhat_max {d['rhat_max']:.3f}, "
-              f"divergences {d['divergences']}")  # fmt: skip
+              f"divergences {d['divergences']}, failed solves {d['solver_failures']} "
+              f"(warmup {d['warmup_solver_failures']})")  # fmt: skip
 
 
 if __name__ == "__main__":
