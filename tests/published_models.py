@@ -48,6 +48,30 @@ def sir_influenza():
     return model, data
 
 
+def seir_incidence():
+    """SEIR seen through daily new cases (Grinsztajn et al. 2021's incidence section), N = 1000 and latent rate a known.
+
+    New cases in (t_{i-1}, t_i] are the fall of S + E there (onsets of infectiousness), the
+    first from t0 = 0: ``bo.Incidence((0, 1), scale=-1.0)``, ~ NegBinomial2(incidence, phi).
+    Priors as the paper's: beta ~ N(2, 1), gamma ~ N(0.4, 0.5) (both > 0), 1/phi ~ Exp(5)
+    (``NegativeBinomialNoise``'s default, site ``phi_inv``). Simulated data
+    (``published_data.seir_incidence``, fixed seed; truth beta = 1, gamma = 0.5, phi = 10).
+    """
+    d = published_data.seir_incidence()
+    n, a = d["N"], d["a"]
+
+    def seir(t, y, p, args):
+        infection = p["beta"] * y[2] * y[0] / n
+        return jnp.stack([-infection, infection - a * y[1], a * y[1] - p["gamma"] * y[2], p["gamma"] * y[2]])
+
+    field = bo.MechanisticField(seir, {"beta": 2.0, "gamma": 0.4}, state_dim=4)
+    priors = {"beta": dist.TruncatedNormal(2.0, 1.0, low=0.0), "gamma": dist.TruncatedNormal(0.4, 0.5, low=0.0)}
+    onsets = bo.Incidence((0, 1), scale=-1.0, family=bo.NegativeBinomialNoise())
+    model = bo.make_model(field, param_priors=priors, y0=d["y0"], observation=onsets)
+    data = bo.make_data(d["ts"], d["cases"][:, None], state_names=["new_cases"], t0=d["t0"])
+    return model, data
+
+
 def pk_one_compartment():
     """One-compartment oral PK (theophylline-like): 100 mg into the gut at t0 = 0, first-order absorption.
 
@@ -160,6 +184,7 @@ def hybrid_decay():
 
 MODELS = {
     "sir_influenza": sir_influenza,
+    "seir_incidence": seir_incidence,
     "pk_one_compartment": pk_one_compartment,
     "pk_multi_dose": pk_multi_dose,
     "robertson": robertson,

@@ -45,6 +45,13 @@ def _influenza():
     return "sir_influenza.stan", data, ["beta", "gamma", "phi_inv"]
 
 
+def _seir_incidence():
+    d = published_data.seir_incidence()
+    data = {"n_days": d["ts"].size, "y0": d["y0"].tolist(), "t0": d["t0"], "ts": d["ts"].tolist(), "N": d["N"],
+            "a": d["a"], "cases": d["cases"].astype(int).tolist(), "tol": TOL}  # fmt: skip
+    return "seir_incidence.stan", data, ["beta", "gamma", "phi_inv"]
+
+
 def _pk():
     d = published_data.pk()
     data = {"N": d["ts"].size, "ts": d["ts"].tolist(), "conc": d["conc"].tolist(), "dose": d["dose"], "tol": TOL}
@@ -81,7 +88,7 @@ def _hybrid():
     return "hybrid_decay.stan", data, ["k", "w", "sigma"]
 
 
-MODELS = {"sir_influenza": _influenza, "pk_one_compartment": _pk, "pk_multi_dose": _pk_multi_dose,
+MODELS = {"sir_influenza": _influenza, "seir_incidence": _seir_incidence, "pk_one_compartment": _pk, "pk_multi_dose": _pk_multi_dose,
           "van_der_pol": _van_der_pol, "robertson": _robertson, "hybrid_decay": _hybrid}  # fmt: skip
 STIFF = {"van_der_pol": "ode_bdf_tol, rtol=atol=1e-08", "robertson": "ode_bdf_tol, rtol=1e-10, atol=1e-14"}
 

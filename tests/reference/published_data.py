@@ -99,3 +99,32 @@ def hybrid_decay() -> dict:
     sol = solve_ivp(lambda t, y: -0.5 * y + 0.6 * y / (1 + y), (0.0, 10.0), [2.0], t_eval=ts, rtol=1e-10, atol=1e-10)
     noise = np.random.default_rng(HYBRID_SEED).normal(0.0, HYBRID_SIGMA, ts.size)
     return {"ts": ts, "y": sol.y[0] + noise, "y0": 2.0, "features": HYBRID_FEATURES}
+
+
+SEIR_N, SEIR_LATENT_RATE, SEIR_TRUTH, SEIR_SEED = 1000.0, 0.5, {"beta": 1.0, "gamma": 0.5, "phi": 10.0}, 20261206
+
+
+def seir_incidence() -> dict:
+    """An SEIR outbreak seen through daily new cases (simulated here, fixed seed).
+
+    S' = -beta I S / N, E' = beta I S / N - a E, I' = a E - gamma I, R' = gamma I with N = 1000,
+    a = 0.5 / day known (a 2-day latent period), beta = 1, gamma = 0.5 (R0 = 2); t0 = 0,
+    y0 = (997, 0, 3, 0). New cases on day i are the onsets in (i - 1, i], the fall of S + E
+    (as in Grinsztajn et al. 2021's SEIR), ~ NegBinomial2(mean, phi = 10), days 1..42 (the
+    whole wave: mean 0.6 on day 1, peak 40, 5 on day 42). SciPy's RK45 at 1e-10.
+    """
+    from scipy.integrate import solve_ivp
+
+    n, a = SEIR_N, SEIR_LATENT_RATE
+    beta, gamma, phi = SEIR_TRUTH["beta"], SEIR_TRUTH["gamma"], SEIR_TRUTH["phi"]
+
+    def rhs(t, y):
+        infection = beta * y[2] * y[0] / n
+        return [-infection, infection - a * y[1], a * y[1] - gamma * y[2], gamma * y[2]]
+
+    y0, ts = np.array([997.0, 0.0, 3.0, 0.0]), np.arange(1.0, 43.0)
+    sol = solve_ivp(rhs, (0.0, ts[-1]), y0, t_eval=ts, rtol=1e-10, atol=1e-10)
+    not_yet_infectious = sol.y[0] + sol.y[1]  # S + E
+    mean = -np.diff(np.concatenate([[y0[0] + y0[1]], not_yet_infectious]))
+    cases = np.random.default_rng(SEIR_SEED).negative_binomial(phi, phi / (phi + mean)).astype(float)
+    return {"ts": ts, "cases": cases, "N": n, "a": a, "y0": y0, "t0": 0.0}
