@@ -59,7 +59,11 @@ class SolverConfig(eqx.Module):
     Parameters
     ----------
     solver : diffrax solver
-        Default ``Tsit5()``. Use ``Kvaerno5()`` for stiff systems.
+        Default ``Tsit5()``. Use ``Kvaerno5()`` for stiff systems. Known gap: with an
+        implicit solver, a Newton step that goes non-finite inside a *derivative* (the
+        tangent or transposed linear solve of ``lineax``, which always raises) aborts
+        the fit instead of counting a failed solve; run with ``EQX_ON_ERROR=nan`` in the
+        environment (set before equinox is imported) to have such solves counted.
     rtol, atol : float
         Tolerances of the PID step-size controller (default 1e-6 both).
     max_steps : int
