@@ -123,7 +123,7 @@ class Data:
             stamp = np.datetime64(text, "ms")
         except ValueError:
             raise ConfigError(f"{argname} {text!r} is not an ISO date (YYYY-MM-DD).") from None
-        return float((stamp - np.datetime64(self.time_origin, "ms")) / np.timedelta64(1, "D"))
+        return float(self.as_times(stamp, argname))  # one conversion of dates to days, for the CLI and the API
 
     def as_times(self, values, argname: str = "ts") -> np.ndarray:
         """Times given by a user on these data's time axis, as float64 (same shape).

@@ -22,9 +22,10 @@ def plot_stability(ds: xr.Dataset, ax=None, *, bins: int = 30):
 
     Returns
     -------
-    NumPy array of the two Axes (as every bayesode plot: take ``ax``, return axes). The histogram has ``bins`` bars (none when
-        exponents were not computed); the scatter has one point per
-        eigenvalue of every valid fixed point of every draw, one colour per kind.
+    NumPy array of the two Axes (as every bayesode plot: take ``ax``, return axes).
+        The histogram has ``bins`` bars (none when exponents were not computed); the
+        scatter has one point per eigenvalue of every valid fixed point of every draw,
+        one colour per kind.
     """
     import matplotlib.pyplot as plt
 
