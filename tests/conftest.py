@@ -1,5 +1,6 @@
 """Shared test set-up: a warm compile cache, strict promotion for our own layers, test ordering."""
 
+import gc
 import os
 
 import jax
@@ -78,3 +79,45 @@ def pytest_collection_finish(session):
     grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]  # notebooks are not
     if getattr(session.config.option, "loadgroup", False) and grouped and "@" not in grouped[0].nodeid:
         raise pytest.UsageError("pytest-xdist --dist loadgroup did not group the tests (pytest >= 9?); see tests/conftest.py")
+
+
+def _memory_maps() -> int | None:
+    try:
+        with open("/proc/self/maps") as fh:
+            return sum(1 for _ in fh)
+    except OSError:  # not Linux
+        return None
+
+
+MAX_MAPS_AFTER_A_MODULE = 30_000  # Linux's default vm.max_map_count is 65,530
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop each module's compiled programs when it ends.
+
+    Every program XLA compiles (or loads from the disk cache) is linked into the process as
+    machine code, about three memory maps each, kept while JAX's and bayesode's in-memory
+    caches hold it. A worker runs some twenty modules in one process and used to reach
+    Linux's limit of 65,530 maps (vm.max_map_count) late in a full run, where the next
+    compile or cache load died with a segmentation fault or an abort inside XLA. The disk
+    cache still serves a later module that needs the same program. The check after the
+    clear-out turns a leak (something else holding programs) into a clear error here.
+    """
+    yield
+    for cache in _program_caches():
+        cache.clear()
+    jax.clear_caches()
+    gc.collect()
+    maps = _memory_maps()
+    if maps is not None and maps > MAX_MAPS_AFTER_A_MODULE:
+        pytest.fail(f"this test process holds {maps} memory maps after freeing its compiled programs (Linux's "
+                    f"limit is vm.max_map_count, 65,530 by default): something keeps compiled programs alive")
+
+
+def _program_caches():
+    from bayesode.diagnostics import sbc_fits, stability
+    from bayesode.infer import programs
+    from bayesode.results import predictive
+
+    return [programs.PROGRAMS, programs.SHAPES, predictive.DRAW_PROGRAMS, stability.STABILITY_PROGRAMS, sbc_fits.QUIET_MODELS]

@@ -234,7 +234,9 @@ def test_neural_fit_fixes_the_hidden_layer_and_predict_rebuilds_it(tmp_path, goo
         rows = list(csv.DictReader(fh))
     assert len(rows) == 5 * 2 and all(0 < float(r["median"]) < 1e4 for r in rows)
 
-    argv = argv[:-3] + ["--bayesian-layers", "all", "--out", out_dir + "_all", "--no-progress"]
+    # every weight: members from MAP fits, each sampled by NUTS (--method is not used); a small budget
+    argv = argv[:-3] + ["--bayesian-layers", "all", "--warmup", "20", "--samples", "10",
+                        "--out", out_dir + "_all", "--no-progress"]  # fmt: skip
     code, out, err = run(argv, capsys)
     assert code == 0, err
     post = bo.Posterior.load(os.path.join(out_dir + "_all", "posterior.nc"))
