@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -138,5 +139,8 @@ def test_command_line_stops_a_planted_bad_model_with_the_cause_and_no_traceback(
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert "bayesode fit: error: no starting point with a finite log density was found" in proc.stderr
-    assert "100% gave a failed solve; by cause: {'max_steps': 100}" in proc.stderr
+    # Every draw fails and the cause is named. Most hit max_steps; a CI run also saw some end in dt_min
+    # (the "step size collapsed" advice), so the split between the two causes is not pinned.
+    assert "Of 100 prior draws, 100% gave a failed solve; by cause: {" in proc.stderr
+    assert re.search(r"by cause: \{[^}]*'max_steps': \d+", proc.stderr), proc.stderr
     assert not (tmp_path / "run").exists()  # nothing written, no empty folder left
