@@ -7,6 +7,7 @@ attribute of the user's model function.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ class ProgramCache:
     def __init__(self, max_entries: int = 16):
         self.max_entries = max_entries
         self._entries: OrderedDict = OrderedDict()
+        _ALL_CACHES.add(self)
 
     def get(self, model, kind: str, key, build: Callable[[], Any]):
         """The entry for ``(model, kind, key)`` in the current precision, made by ``build()`` on the first call.
@@ -58,3 +60,15 @@ class ProgramCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+_ALL_CACHES: weakref.WeakSet[ProgramCache] = weakref.WeakSet()
+
+
+def clear_program_caches() -> None:
+    """Empty every ``ProgramCache`` (each wing's), so their compiled programs can be freed.
+
+    Together with ``jax.clear_caches()`` this gives back the memory and memory maps of every
+    program compiled so far (the test suite does it after each module)."""
+    for cache in list(_ALL_CACHES):
+        cache.clear()

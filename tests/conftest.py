@@ -7,6 +7,7 @@ import jax
 import pytest
 
 import bayesode as bo
+from bayesode.caching import clear_program_caches
 
 # Compiled programs are cached on disk so separate test modules (and CI re-runs)
 # do not pay the ~30 s NUTS+diffrax compile again.
@@ -105,8 +106,7 @@ def _free_compiled_programs():
     clear-out turns a leak (something else holding programs) into a clear error here.
     """
     yield
-    for cache in _program_caches():
-        cache.clear()
+    clear_program_caches()
     jax.clear_caches()
     gc.collect()
     maps = _memory_maps()
@@ -114,10 +114,3 @@ def _free_compiled_programs():
         pytest.fail(f"this test process holds {maps} memory maps after freeing its compiled programs (Linux's "
                     f"limit is vm.max_map_count, 65,530 by default): something keeps compiled programs alive")
 
-
-def _program_caches():
-    from bayesode.diagnostics import sbc_fits, stability
-    from bayesode.infer import programs
-    from bayesode.results import predictive
-
-    return [programs.PROGRAMS, programs.SHAPES, predictive.DRAW_PROGRAMS, stability.STABILITY_PROGRAMS, sbc_fits.QUIET_MODELS]

@@ -73,3 +73,18 @@ def test_numpyro_adapter_reads_the_guide_init_locs(guide_class):
         for k in ("a", "b"):
             np.testing.assert_array_equal(params[f"{k}_auto_loc"], locs[k])
     assert jax.tree.structure(locs) == jax.tree.structure({"a": 0, "b": 0})
+
+
+def test_clear_program_caches_empties_every_cache_of_every_wing():
+    from bayesode.caching import clear_program_caches
+    from bayesode.diagnostics import sbc_fits, stability
+    from bayesode.infer import programs
+    from bayesode.results import predictive
+
+    caches = [programs.PROGRAMS, SHAPES, predictive.DRAW_PROGRAMS, stability.STABILITY_PROGRAMS, sbc_fits.QUIET_MODELS]
+    mine = ProgramCache()
+    for i, cache in enumerate([*caches, mine]):
+        cache.get(len, "test", i, lambda: "program")
+        assert len(cache) >= 1
+    clear_program_caches()
+    assert all(len(cache) == 0 for cache in [*caches, mine])
