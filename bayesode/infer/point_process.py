@@ -30,14 +30,19 @@ from ..datasets import EventSequences
 from ..errors import ConfigError, DataError, FitFailedError
 from ..model import Normal, event_arrays, point_process_model, sample_field
 from ..solving import (
-    FAILURE_ADVICE,
-    FAILURE_CAUSES,
     NeuralJumpProcess,
     SolverConfig,
     Status,
     events_log_likelihood,
     simulate_events,
-    solve_event_jumps,
+)
+from .event_draws import (
+    _draw_process,
+    _failure_message,
+    _solve_all,
+    _training_status,
+    _warn_if_failed,
+    check_fixed_steps,
 )
 
 METHODS = ("svi", "nuts", "svi+nuts")
@@ -53,7 +58,8 @@ class EventFit:
 
     ``samples``: site name -> (chain, draw, ...) posterior draws of the weights (and ``z0``);
     ``process``: the template (shapes, static settings); ``events``: the training data;
-    ``stats``: ``diverging`` (chain, draw) for NUTS, ``svi_loss`` (steps,) for SVI.
+    ``stats``: ``diverging`` (chain, draw) for NUTS, ``svi_loss`` (steps,) for SVI,
+    ``fixed_steps_ll_error`` (nats; NaN unless ``config`` is ``FixedSteps``).
     """
 
     process: NeuralJumpProcess
@@ -125,7 +131,11 @@ def fit_events(
     process : NeuralJumpProcess, optional
         Default :func:`make_event_process` with ``latent_dim, width, depth``.
     weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
-    config : SolverConfig, default :data:`EVENT_SOLVER`.
+    config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive).
+        ``FixedSteps()`` is several times cheaper per gradient on long sequences (see
+        :mod:`bayesode.solving.event_grid`); the fit then checks up to 20 of its draws against an
+        adaptive solve, keeps the largest difference in ``stats["fixed_steps_ll_error"]`` (nats)
+        and warns above 1 nat.
     method : {"svi+nuts", "svi", "nuts"}
         ``"svi"`` keeps ``num_samples`` draws per chain from the mean-field guide;
         ``"svi+nuts"`` starts every NUTS chain at the guide's median.
@@ -182,6 +192,8 @@ def fit_events(
             stats["solve_status"] = np.zeros((num_chains, num_samples), np.int32)
             _warn_if_failed(status[: keep[-1] + 1], "of the SVI guide's draws (rejected, replaced by further draws)")
             samples = {k: v[keep].reshape((num_chains, num_samples) + v.shape[1:]) for k, v in flat.items()}
+            stats["fixed_steps_ll_error"] = check_fixed_steps(process, weight_prior, config, events,
+                                                              {k: v[keep] for k, v in flat.items()}, "fit_events (svi)")  # fmt: skip
             return EventFit(process, weight_prior, config, events, samples, method, stats)
         init_values = {k: v for k, v in guide.median(result.params).items() if k in init_values}
     kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
@@ -198,36 +210,13 @@ def fit_events(
     if np.mean(status != 0) > 0.5:
         raise FitFailedError(_failure_message(status, "of the NUTS draws", "fit_events (nuts)"))
     _warn_if_failed(status, "of the NUTS draws")
+    stats["fixed_steps_ll_error"] = check_fixed_steps(process, weight_prior, config, events, flat, "fit_events (nuts)")
     divergent = float(np.mean(stats["diverging"]))
     if divergent > 0.5:
         warnings.warn(f"fit_events: {divergent:.0%} of the NUTS draws are divergent; the posterior is not to be "
                       "trusted (raise num_warmup, lower the step size with a higher target, or use method='svi').",
                       RuntimeWarning, stacklevel=2)  # fmt: skip
     return EventFit(process, weight_prior, config, events, samples, method, stats)
-
-
-def _training_status(process, weight_prior, config, events, flat: dict) -> np.ndarray:
-    """(draw,) worst solve status over the training sequences of each draw in ``flat`` (site -> (draw, ...))."""
-    sol = _solve_all(process, weight_prior, {k: jnp.asarray(v) for k, v in flat.items()}, event_arrays(events), None,
-                     config)  # fmt: skip
-    return np.asarray(sol.status).max(axis=1)
-
-
-def _failure_message(status: np.ndarray, what: str, method: str) -> str:
-    failed = status != 0
-    causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
-    main = max(causes, key=causes.get)
-    return (f"{method}: the solve failed for {int(failed.sum())} of {status.size} {what} on the "
-            f"events (causes: {causes}); nothing is returned. Likely fix for `{main}`: "
-            f"{FAILURE_ADVICE[main]}; for event data also tighten `weight_prior` or rescale the times.")
-
-
-def _warn_if_failed(status: np.ndarray, what: str) -> None:
-    failed = status != 0
-    if failed.any():
-        causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
-        warnings.warn(f"the solve failed for {int(failed.sum())} of {status.size} {what} (causes: "
-                      f"{causes}).", RuntimeWarning, stacklevel=3)  # fmt: skip
 
 
 def _initial_values(process, weight_prior) -> dict:
@@ -239,22 +228,6 @@ def _initial_values(process, weight_prior) -> dict:
     if len(values) == len(leaves):  # Normal prior: one site per leaf, start at the template's weights
         values = dict(zip(values, leaves))
     return values
-
-
-def _draw_process(template, weight_prior, sample: dict):
-    with handlers.seed(rng_seed=0), handlers.substitute(data=sample):
-        return sample_field(template, weight_prior)
-
-
-@eqx.filter_jit
-def _solve_all(template, weight_prior, samples, arrays, save_ts, config):
-    def one_draw(sample):
-        process = _draw_process(template, weight_prior, sample)
-        return jax.vmap(
-            lambda t, m, k, t0, te: solve_event_jumps(process, t, m, k, te, t0=t0, save_ts=save_ts, config=config)
-        )(arrays["times"], arrays["marks"], arrays["mask"], arrays["t0"], arrays["t_end"])
-
-    return jax.lax.map(one_draw, samples)
 
 
 def solve_draws(fit: EventFit, events: EventSequences | None = None, *, save_ts=None, num_draws: int | None = None):

@@ -1,6 +1,7 @@
 """The one wrapper over diffrax, and the discontinuities built on it (doses, change points, state events)."""
 
 from .diffeq import ForwardSensitivity, Solution, SolverConfig, solve, solve_series, vmap_unless_one
+from .event_grid import FixedSteps
 from .event_jumps import (
     EventJumpSolution,
     NeuralJumpProcess,
@@ -26,7 +27,7 @@ from .thinning import SimulatedEvents, simulate_events
 
 __all__ = [
     "doses_from_events", "EventJumpSolution", "events_log_likelihood", "EventSolution", "FAILURE_ADVICE",
-    "FAILURE_CAUSES", "filter_config", "filter_observations", "Filtered", "FilterState", "ForwardSensitivity",
+    "FAILURE_CAUSES", "filter_config", "FixedSteps", "filter_observations", "Filtered", "FilterState", "ForwardSensitivity",
     "hidden_at", "initial_state", "integrate", "Jumps", "NeuralJumpODE", "NeuralJumpProcess",
     "per_event_log_likelihood", "Regime", "simulate_events", "SimulatedEvents", "Solution", "solve",
     "solve_event_jumps", "solve_series", "solve_with_events", "solve_with_jumps", "SolverConfig", "StateEvent",

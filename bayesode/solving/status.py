@@ -24,6 +24,7 @@ class Status(enum.IntEnum):
     BLOW_UP = 3  # a state left [-max_abs_state, max_abs_state]
     DT_MIN = 4  # the step size collapsed (stiffness, singularity, NaN field mid-solve)
     OTHER = 5  # any other diffrax failure, or more state events than max_events
+    STEP_ERROR = 6  # a fixed step's error estimate exceeded its tolerance (FixedSteps: the grid is too coarse)
 
 
 # Failure code -> cause name, as counted in ``sample_stats`` (``solver_failures_<cause>``).
@@ -33,6 +34,7 @@ FAILURE_CAUSES = {
     Status.BLOW_UP: "blow_up",
     Status.DT_MIN: "dt_min",
     Status.OTHER: "other",
+    Status.STEP_ERROR: "step_error",
 }
 # What to try, per cause; used in warnings and errors.
 FAILURE_ADVICE = {
@@ -42,6 +44,8 @@ FAILURE_ADVICE = {
     "dt_min": "step size collapsed (stiff system, singularity or NaN field output): try diffrax.Kvaerno5() "
     "or tighter priors",
     "other": "see diffrax.RESULTS",
+    "step_error": "the fixed steps are too long for these dynamics: raise FixedSteps(grid_size=...), or solve "
+    "adaptively with a SolverConfig",
 }
 
 

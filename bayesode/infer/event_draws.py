@@ -1,0 +1,100 @@
+"""Solving an event fit's draws, and the checks on them: failed solves, and fixed steps against the adaptive solve.
+
+Used by :mod:`bayesode.infer.point_process`; draws are ``site -> (draw, ...)`` dicts of a
+:func:`bayesode.model.point_process_model`'s weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+
+from ..model import event_arrays, sample_field
+from ..solving import (
+    FAILURE_ADVICE,
+    FAILURE_CAUSES,
+    FixedSteps,
+    SolverConfig,
+    Status,
+    events_log_likelihood,
+    solve_event_jumps,
+)
+
+# The reference a FixedSteps fit is checked against: adaptive, tolerances well below FixedSteps' error.
+REFERENCE_SOLVER = SolverConfig(solver=diffrax.Tsit5(), rtol=1e-6, atol=1e-6, max_steps=4096)
+# Draws checked, and the largest difference in a draw's log-likelihood (nats, summed over sequences) let pass.
+CHECKED_DRAWS, FIXED_STEPS_NATS = 20, 1.0
+
+
+def _draw_process(template, weight_prior, sample: dict):
+    with handlers.seed(rng_seed=0), handlers.substitute(data=sample):
+        return sample_field(template, weight_prior)
+
+
+@eqx.filter_jit
+def _solve_all(template, weight_prior, samples, arrays, save_ts, config):
+    def one_draw(sample):
+        process = _draw_process(template, weight_prior, sample)
+        return jax.vmap(
+            lambda t, m, k, t0, te: solve_event_jumps(process, t, m, k, te, t0=t0, save_ts=save_ts, config=config)
+        )(arrays["times"], arrays["marks"], arrays["mask"], arrays["t0"], arrays["t_end"])
+
+    return jax.lax.map(one_draw, samples)
+
+
+def _training_status(process, weight_prior, config, events, flat: dict) -> np.ndarray:
+    """(draw,) worst solve status over the training sequences of each draw in ``flat`` (site -> (draw, ...))."""
+    sol = _solve_all(process, weight_prior, {k: jnp.asarray(v) for k, v in flat.items()}, event_arrays(events), None,
+                     config)  # fmt: skip
+    return np.asarray(sol.status).max(axis=1)
+
+
+def _failure_message(status: np.ndarray, what: str, method: str) -> str:
+    failed = status != 0
+    causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
+    main = max(causes, key=causes.get)
+    return (
+        f"{method}: the solve failed for {int(failed.sum())} of {status.size} {what} on the "
+        f"events (causes: {causes}); nothing is returned. Likely fix for `{main}`: "
+        f"{FAILURE_ADVICE[main]}; for event data also tighten `weight_prior` or rescale the times."
+    )
+
+
+def _warn_if_failed(status: np.ndarray, what: str) -> None:
+    failed = status != 0
+    if failed.any():
+        causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
+        warnings.warn(f"the solve failed for {int(failed.sum())} of {status.size} {what} (causes: "
+                      f"{causes}).", RuntimeWarning, stacklevel=3)  # fmt: skip
+
+
+def check_fixed_steps(process, weight_prior, config, events, flat: dict, what: str) -> float:
+    """Largest |log-likelihood difference| (nats) between ``config`` and :data:`REFERENCE_SOLVER` over
+    up to :data:`CHECKED_DRAWS` draws of ``flat`` (evenly spread) where both solves succeed; NaN for a
+    ``SolverConfig`` (nothing to check). Warns, naming the fix, above :data:`FIXED_STEPS_NATS`."""
+    if not isinstance(config, FixedSteps):
+        return float("nan")
+    total = next(iter(flat.values())).shape[0]
+    keep = np.unique(np.linspace(0, total - 1, min(CHECKED_DRAWS, total)).round().astype(int))
+    draws = {k: jnp.asarray(v[keep]) for k, v in flat.items()}
+    arrays = event_arrays(events)
+    lls = []
+    for solver in (config, REFERENCE_SOLVER):
+        sol = _solve_all(process, weight_prior, draws, arrays, None, solver)
+        ll = jax.vmap(jax.vmap(events_log_likelihood))(sol, jnp.broadcast_to(arrays["mask"], sol.log_rates.shape))
+        lls.append(np.asarray(ll).sum(axis=1))
+    both = np.isfinite(lls[0]) & np.isfinite(lls[1])
+    error = float(np.max(np.abs(lls[0] - lls[1])[both])) if both.any() else float("nan")
+    if not error <= FIXED_STEPS_NATS:
+        warnings.warn(f"{what}: with FixedSteps the log-likelihood differs from an adaptive solve by up to "
+                      f"{error:.3g} nats at {int(both.sum())} of {keep.size} posterior draws checked (over "
+                      f"{FIXED_STEPS_NATS} nats, or none comparable): the posterior may be wrong. Raise "
+                      f"FixedSteps(grid_size=...) or fit with an adaptive SolverConfig.", RuntimeWarning,
+                      stacklevel=3)  # fmt: skip
+    return error
