@@ -54,9 +54,9 @@ def main(argv=None) -> None:
     params, static = eqx.partition(template, eqx.is_inexact_array)
     solvers = {
         "adaptive (EVENT_SOLVER)": EVENT_SOLVER,
-        "FixedSteps()": FixedSteps(),
-        "FixedSteps(grid 2n)": FixedSteps(grid_size=2 * n),
-        "FixedSteps(Tsit5)": FixedSteps(solver=diffrax.Tsit5()),
+        "FixedSteps() (Tsit5)": FixedSteps(),
+        "FixedSteps(Bosh3)": FixedSteps(diffrax.Bosh3()),
+        "FixedSteps(Bosh3, grid 2n)": FixedSteps(diffrax.Bosh3(), grid_size=2 * n),
     }
     print(f"Hawkes (mu {mu}, alpha {alpha}, beta {beta}), {n} events on [0, {t_end:g}]; closed form {expected:.3f}")
     print(f"{'solver':26s} {'ll_error':>9s} {'status':>6s} {'ll_ms':>7s} {'grad_ms':>8s} {'grad_vs_adaptive':>16s}")

@@ -43,7 +43,7 @@ def test_hawkes_likelihood_converges_at_third_order_to_the_closed_form():
         times, mask = jnp.concatenate([jnp.asarray(events), jnp.zeros(3)]), jnp.arange(n + 3) < n
         for grid_size in (100, 200, 400):
             sol = solve_jit(Hawkes(mu, alpha, beta, jnp.float64), times, jnp.zeros(n + 3, int), mask, t_end,
-                            config=FixedSteps(grid_size=grid_size, tolerance=1e9))  # the discretisation alone
+                            config=FixedSteps(diffrax.Bosh3(), grid_size=grid_size, tolerance=1e9))  # the discretisation alone
             assert int(sol.status) == 0
             errors.append(abs(float(events_log_likelihood(sol, mask)) - expected))
     # Bosh3 is 3rd order: halving the longest step divides the error by about 8; 4 allows for the
@@ -67,12 +67,12 @@ def test_a_grid_too_coarse_for_the_dynamics_fails_with_step_error_not_a_wrong_li
     n = events.size
     args = (jnp.asarray(events, jnp.float32), jnp.zeros(n, int), jnp.ones(n, bool), 30.0)
     fast = Hawkes(0.5, 0.8, 3.0)  # decays in 1/3: with 10 grid points the steps are up to ~3 long
-    coarse = solve_jit(fast, *args, config=FixedSteps(grid_size=10))
+    coarse = solve_jit(fast, *args, config=FixedSteps(diffrax.Bosh3(), grid_size=10))
     # Unchecked, this grid gives a finite log-likelihood near +10,000 (truth: -27): the error check fails it.
     assert int(coarse.status) == Status.STEP_ERROR
     assert float(events_log_likelihood(coarse, args[2])) == -np.inf
     # The same process on a grid fine enough for it solves, and agrees with the closed form.
-    fine = solve_jit(fast, *args, config=FixedSteps(grid_size=1000))
+    fine = solve_jit(fast, *args, config=FixedSteps(diffrax.Bosh3(), grid_size=1000))
     expected, _ = hawkes_log_likelihood(events, 30.0, 0.5, 0.8, 3.0)
     assert int(fine.status) == 0
     # Steps of at most 0.03 at 3rd order: ~1e-3 nats; float32 round-off is smaller. 0.01 allowed.
