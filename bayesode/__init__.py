@@ -10,6 +10,12 @@ imports the inference wing (and so JAX) the first time it is looked up.
 """
 
 import importlib
+import warnings
+
+# ArviZ 0.23 prints a notice of its 1.x refactor once a day, on the first import of each day (a stamp in the
+# user's cache). ArviZ 1.x needs Python >= 3.12 and bayesode keeps to 0.23's InferenceData API, so the notice
+# is noise in our output, and it made a command-line test's clean-stderr check depend on the date.
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
 # Where each public name lives: wing (a subpackage or base module) -> names it exports.
 _EXPORTS = {
