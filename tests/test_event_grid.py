@@ -1,6 +1,7 @@
-"""Fixed steps between events (``FixedSteps``): the closed-form likelihoods, jumps exactly at event
-times, the order of accuracy, the error check that rejects a grid too coarse for the dynamics,
-and gradients against finite differences."""
+"""Fixed steps between events (``FixedSteps``): the Hawkes closed form and the order of accuracy,
+jumps exactly at event times, the error check that rejects a grid too coarse for the dynamics,
+gradients against finite differences, and the fit's check against the adaptive solve. (The
+marked Poisson case on padded sequences runs for both solvers in test_event_jumps.)"""
 
 import diffrax
 import equinox as eqx
@@ -9,27 +10,12 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from test_event_jumps import ConstantRates, Hawkes, hawkes_log_likelihood, padded, simulate_hawkes
+from test_event_jumps import ConstantRates, Hawkes, hawkes_log_likelihood, simulate_hawkes
 
 from bayesode.errors import ConfigError
 from bayesode.solving import FixedSteps, NeuralJumpProcess, Status, events_log_likelihood, solve_event_jumps
 
 solve_jit = eqx.filter_jit(solve_event_jumps)
-
-
-def test_constant_rates_give_the_poisson_likelihood_on_padded_sequences():
-    seqs, marks = [[0.3, 1.1, 2.5, 4.0], [0.9], []], [[0, 1, 1, 0], [1], []]
-    times, mask = padded(seqs, 4)
-    mark_arr, _ = padded(marks, 4)
-    sol = jax.jit(jax.vmap(lambda t, m, k, e: solve_event_jumps(ConstantRates(jnp.array([0.7, 1.9])), t, m, k, e,
-                                                                config=FixedSteps(grid_size=7))))(  # fmt: skip
-        jnp.asarray(times, jnp.float32), jnp.asarray(mark_arr, jnp.int32), jnp.asarray(mask), jnp.array([5.0, 3.0, 2.0])
-    )
-    ll = jax.vmap(events_log_likelihood)(sol, jnp.asarray(mask))
-    expected = [sum(np.log([0.7, 1.9, 1.9, 0.7])) - 2.6 * 5.0, np.log(1.9) - 2.6 * 3.0, -2.6 * 2.0]
-    # A constant integrand is integrated exactly by any Runge-Kutta step: round-off only.
-    np.testing.assert_allclose(ll, expected, rtol=1e-5)
-    assert sol.status.tolist() == [0, 0, 0]
 
 
 def test_hawkes_likelihood_converges_at_third_order_to_the_closed_form():

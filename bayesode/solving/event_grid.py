@@ -9,14 +9,14 @@ diffrax Runge-Kutta solver (through its public ``init``/``step``) from each poin
 Every jump still lands exactly at its event time, and no step is longer than
 ``window / grid_size``.
 
-There is no step-size control, but there is an error check: every step's embedded error
-estimate (the solver's lower-order pair) is compared with ``atol + rtol * size``, and a solve
-with any step over it fails with status ``step_error``. Without the check an optimiser or a
-sampler finds weights whose dynamics the grid cannot follow and whose *discretised*
-likelihood is far higher than the true one (seen on a 1,000-event sequence with ``Bosh3``: a
-maximum a posteriori fit with log-likelihood 2,168 on the grid where the adaptive solve failed); with it
-such weights are rejected like any failed solve. The compensator's error is measured against
-its increment over the step, not its running total.
+There is no step-size control, but there is an error check: each step's embedded error
+estimate (the solver's lower-order pair) is turned into an error of the log-likelihood, in nats
+(the compensator's error, and at each event the log-rate's at the state's error), summed over
+the sequence; over ``tolerance`` nats per event the solve fails with status ``step_error``.
+Without the check an optimiser or a sampler finds weights whose dynamics the grid cannot follow
+and whose *discretised* likelihood is far higher than the true one (seen on a 1,000-event
+sequence with ``Bosh3``: a maximum a posteriori fit with log-likelihood 2,168 on the grid where
+the adaptive solve failed); with it such weights are rejected like any failed solve.
 """
 
 from __future__ import annotations
@@ -143,5 +143,4 @@ def solve_on_grid(process, flow, z0, times, marks, mask, t_end, t0, save, args, 
         "zs": z_after[at_save],
         "status": status.astype(jnp.int32),
         "num_steps": jnp.asarray(points.shape[0], jnp.int32),
-        "error": error,
     }

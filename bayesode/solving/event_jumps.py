@@ -151,8 +151,8 @@ def solve_event_jumps(process, times, marks, mask, t_end, *, t0=0.0, save_ts=Non
         The state there is right-continuous (after a jump at that very time).
     config : SolverConfig or FixedSteps
         ``SolverConfig``: one adaptive solve per gap between events. ``FixedSteps``: fixed
-        steps on the events merged with a grid, much cheaper on long sequences, no error
-        control (see :mod:`bayesode.solving.event_grid`).
+        steps on the events merged with a grid, much cheaper on long sequences, no step-size
+        control but an error check (see :mod:`bayesode.solving.event_grid`).
 
     Returns
     -------
@@ -184,14 +184,11 @@ def solve_event_jumps(process, times, marks, mask, t_end, *, t0=0.0, save_ts=Non
         raise ConfigError(f"`times`, `marks`, `mask` must be 1-D of one shape; got {times.shape}, {marks.shape}, "
                           f"{mask.shape}. Use jax.vmap for many sequences.")  # fmt: skip
     save = jnp.zeros((0,), dtype) if save_ts is None else jnp.asarray(save_ts, dtype=dtype)
-    # Save point s belongs to the segment after the last real event at or before s.
-    segment_of_save = jnp.sum(mask[None, :] & (times[None, :] <= save[:, None]), axis=1, dtype=jnp.int32)
     if isinstance(config, FixedSteps):
         guarded, z0 = guard_gradients(process, z0, config)
         out = solve_on_grid(guarded, _FlowWithCompensator(guarded), z0, times, marks, mask, t_end, t0, save, args,
                             config)  # fmt: skip
         zs = out.pop("zs")
-        out.pop("error")
         rates = jax.vmap(guarded.rates)(zs) if save.shape[0] else jnp.zeros((0, 1), dtype)
         return EventJumpSolution(
             log_rates=jnp.where(mask, out.pop("log_rates"), 0.0),
@@ -202,6 +199,8 @@ def solve_event_jumps(process, times, marks, mask, t_end, *, t0=0.0, save_ts=Non
         )
     if not isinstance(config, SolverConfig):
         raise ConfigError(f"`config` must be a SolverConfig or FixedSteps; got {type(config).__name__}.")
+    # Save point s belongs to the segment after the last real event at or before s.
+    segment_of_save = jnp.sum(mask[None, :] & (times[None, :] <= save[:, None]), axis=1, dtype=jnp.int32)
     flow = _FlowWithCompensator(process)
     zero = jnp.zeros((1,), dtype)
 
