@@ -196,3 +196,76 @@ def test_bad_plain_models_are_refused(data):
         bo.run_nuts(bo.numpyro_model(decay), two, key=0, progress=False)
     with pytest.raises(ConfigError, match="vector field"):
         assert bo.numpyro_model(decay).spec.field is None  # raises: features that need a field say so
+
+
+def hierarchical_decay(ts, ys, mask):
+    """Subjects i = 1..S decay at rates k_i ~ LogNormal(mu, 0.3) around a shared mu (all series at once)."""
+    mu = numpyro.sample("mu", dist.Normal(-1.0, 1.0))
+    with numpyro.plate("subject", ts.shape[0]):
+        k = numpyro.sample("k", dist.LogNormal(mu, 0.3))
+    sol = bo.record_solve(jax.vmap(lambda ts_i, k_i: bo.solve(lambda t, y, args: -k_i * y, jnp.ones(1), ts_i))(ts, k))
+    bo.observe(bo.NormalNoise(), sol.ys, {"sigma": 0.05}, ys, mask)
+
+
+@pytest.fixture(scope="module")
+def subjects():
+    """Three subjects of 6, 4 and 5 observations, decaying at rates 0.3, 0.6 and 0.9 (noise 0.02)."""
+    rng = np.random.default_rng(1)
+    ts = [np.linspace(0.0, 3.0, n) for n in (6, 4, 5)]
+    ys = [np.exp(-k * t)[:, None] + 0.02 * rng.standard_normal((t.size, 1)) for k, t in zip((0.3, 0.6, 0.9), ts)]
+    return bo.make_data(ts, ys, state_names=["x"], series_names=["a", "b", "c"])
+
+
+def test_a_model_of_every_series_at_once_fits_predicts_and_exports(subjects):
+    with pytest.raises(DataError, match="all_series=True"):
+        bo.run_nuts(bo.numpyro_model(hierarchical_decay), subjects, key=0, progress=False)
+    model = bo.numpyro_model(hierarchical_decay, all_series=True)
+    post = bo.run_nuts(model, subjects, key=0, num_warmup=100, num_samples=50, num_chains=1, progress=False)
+    k = post.samples["k"]  # (chain, draw, subject)
+    assert k.shape == (1, 50, 3)
+    # each subject's rate within 0.15 of its truth (noise 0.02 on 4-6 points pins each to about +-0.05)
+    np.testing.assert_allclose(k.mean(axis=(0, 1)), [0.3, 0.6, 0.9], atol=0.15)
+    idata = post.to_arviz(key=1, prior_draws=0)
+    assert idata.posterior_predictive["trajectory"].shape == (1, 50, 3, 6, 1)
+    # one pointwise term per observation, the padding after the shorter series' ends left out: 6 + 4 + 5
+    ll = idata.log_likelihood["obs"].values[0, 0]
+    assert ll.shape == (15,) and np.all(np.isfinite(ll))
+    pred = post.predict([3.0, 4.0], key=2)
+    traj = pred["trajectory"].values[..., 0]  # (chain, draw, series, time): each from its own start and rate
+    np.testing.assert_allclose(traj, np.exp(-k[..., None] * np.array([3.0, 4.0])), rtol=1e-3)
+    assert not pred["failed"].values.any()
+    bands = bo.series_predictions(post, key=3, until=4.0, num_points=3)  # one grid: every series starts at 0
+    assert [b["trajectory"].shape for b in bands] == [(50, 3, 1)] * 3
+
+
+def test_a_failed_series_is_counted_in_its_own_row(subjects):
+    # k of subject b so large that its solve needs more steps than allowed: only that series fails
+    def model_fn(ts, ys, mask):
+        k = numpyro.sample("k", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        cfg = bo.SolverConfig(max_steps=16)
+        sol = jax.vmap(lambda ts_i, k_i: bo.solve(lambda t, y, args: -k_i * y, jnp.ones(1), ts_i, config=cfg))(ts, k)
+        bo.record_solve(sol)
+        bo.observe(bo.NormalNoise(), sol.ys, {"sigma": 0.05}, ys, mask)
+
+    model = bo.numpyro_model(model_fn, all_series=True)
+    md = subjects.model_data()
+    run = handlers.substitute(handlers.seed(model, 0), data={"k": jnp.array([0.3, 1e4, 0.9])})
+    tr = handlers.trace(run).get_trace(md)
+    status = np.asarray(tr["solver_status"]["value"])
+    assert status.shape == (3,) and status[0] == 0 and status[1] != 0 and status[2] == 0
+    assert float(tr["solver_failed"]["fn"].log_factor) == -np.inf  # the point is rejected as a whole
+
+
+def test_all_series_models_with_wrong_shapes_are_refused(subjects):
+    with pytest.raises(ConfigError, match="all_series"):
+        bo.numpyro_model(decay, all_series="yes")
+    with pytest.raises(ConfigError, match=r"a leading series axis, ts \(3, 6\)"):
+        bo.numpyro_model(decay, all_series=True).spec.check_data(subjects)  # a one-series fn given every series
+
+    def per_series_status_missing(ts, ys, mask):  # observes every series, but records the first one's solve only
+        sol = jax.vmap(lambda ts_i: bo.solve(lambda t, y, args: -0.5 * y, jnp.ones(1), ts_i))(ts)
+        bo.record_solve(bo.solve(lambda t, y, args: -0.5 * y, jnp.ones(1), ts[0]))
+        bo.observe(bo.NormalNoise(), sol.ys, {"sigma": 0.05}, ys, mask)
+
+    with pytest.raises(ConfigError, match=r"expected \(series, time, state\) = \(3, 6, 1\)"):
+        bo.numpyro_model(per_series_status_missing, all_series=True).spec.check_data(subjects)

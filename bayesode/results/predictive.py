@@ -196,6 +196,11 @@ def series_predictions(post, series=None, *, key, ts=None, until=None, num_point
         grid = ts if ts is not None else np.linspace(float(d.t0[0]), until, num_points)
         pred = post.predict(grid, key=key)
         return [unpack(pred, s, s, grid) for s in series]
+    if getattr(post.model.spec, "all_series", False):  # fn models every series at once: no one-series posterior
+        raise ConfigError(
+            "the series start at different times and this numpyro_model(all_series=True) model predicts all series "
+            f"on one grid: give `ts` from the latest start ({float(np.max(d.t0))}) on, or use Posterior.predict."
+        )
     out = []
     for s, t0 in zip(series, d.t0[series]):
         if ts is not None:
