@@ -2,7 +2,8 @@
 
 Models: the Lotka-Volterra preset on the bundled lynx-hare data; the one-compartment oral PK model
 (a 100 mg dose into the gut at t0, first-order absorption) and the SIR influenza model of
-``tests/published_models.py``; a small neural field (``bo.models.neural``, width 4) on lynx-hare.
+``tests/published_models.py``; a small neural field (``bo.models.neural``, width 4) and the
+Lotka-Volterra law with a neural correction (``bo.models.hybrid``, width 4) on lynx-hare.
 For each model and precision (``run_nuts(..., precision=...)``; the global ``jax_enable_x64`` is
 left alone):
 
@@ -17,10 +18,11 @@ left alone):
 
 Small settings by default (2 chains x 150 + 150 iterations, sequential chains): a few minutes on
 a 2-core CPU, enough to see a precision that breaks a model, not to resolve small biases (with
-~100 effective draws an MCSE is ~10% of a posterior sd). The neural model runs at tree depth 6
-(as ``bayesode fit`` does) and its NUTS over every weight mixes poorly at this size whatever the
-precision, so its agreement column mostly measures that; it is the slowest case by far. Run: ``python benchmarks/precision.py [--warmup N --samples N --chains N --seed S
---models lotka-volterra pk sir neural]``.
+~100 effective draws an MCSE is ~10% of a posterior sd). The neural and hybrid models run at tree
+depth 6 (as ``bayesode fit`` does for neural fields); NUTS over every weight of the neural model
+mixes poorly at this size whatever the precision, so its agreement column mostly measures that;
+it is the slowest case by far. Run: ``python benchmarks/precision.py [--warmup N --samples N
+--chains N --seed S --models lotka-volterra pk sir neural hybrid]``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def cases() -> dict:
         "pk": pk_one_compartment(),
         "sir": sir_influenza(),
         "neural": (bo.models.neural(data=lh, width=4), lh),
+        "hybrid": (bo.models.hybrid(data=lh, width=4), lh),
     }
 
 
@@ -74,7 +77,7 @@ def measure(name, model, data, precision: str, args) -> dict:
     t = time.time()
     # The neural model at `bayesode fit`'s depth for neural fields (6): at NUTS's default 10 its
     # float64 and float32 fits did not finish within 30 minutes on the shared 2-core machine.
-    depth = 6 if name == "neural" else 10
+    depth = 6 if name in ("neural", "hybrid") else 10
     post = bo.run_nuts(model, data, key=args.seed, num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
                        chain_method="sequential", progress=False, on_failure="continue", precision=precision,
                        max_tree_depth=depth)  # fmt: skip
@@ -112,7 +115,7 @@ def main(argv=None):
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--prior-draws", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="seed of the NUTS fits (default 0)")
-    p.add_argument("--models", nargs="*", default=None, help="subset of: lotka-volterra pk sir neural")
+    p.add_argument("--models", nargs="*", default=None, help="subset of: lotka-volterra pk sir neural hybrid")
     args = p.parse_args(argv)
     print(f"# {args.chains} chains x {args.warmup} warmup + {args.samples} draws, sequential, seed {args.seed}; "
           f"{args.prior_draws} prior draws; {bo.__name__} {bo.__version__ if hasattr(bo, '__version__') else ''}")

@@ -188,15 +188,7 @@ def solve_event_jumps(process, times, marks, mask, t_end, *, t0=0.0, save_ts=Non
         guarded, z0 = guard_gradients(process, z0, config)
         out = solve_on_grid(guarded, _FlowWithCompensator(guarded), z0, times, marks, mask, t_end, t0, save, args,
                             config)  # fmt: skip
-        zs = out.pop("zs")
-        rates = jax.vmap(guarded.rates)(zs) if save.shape[0] else jnp.zeros((0, 1), dtype)
-        return EventJumpSolution(
-            log_rates=jnp.where(mask, out.pop("log_rates"), 0.0),
-            increments=jnp.where(mask, out.pop("increments"), 0.0),
-            zs=zs,
-            rates=rates,
-            **out,
-        )
+        return _solution(guarded.rates, mask, **out)
     if not isinstance(config, SolverConfig):
         raise ConfigError(f"`config` must be a SolverConfig or FixedSteps; got {type(config).__name__}.")
     # Save point s belongs to the segment after the last real event at or before s.
@@ -227,18 +219,16 @@ def solve_event_jumps(process, times, marks, mask, t_end, *, t0=0.0, save_ts=Non
     )
     init = (z0, jnp.asarray(STATUS_OK, jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros(save.shape + z0.shape, dtype))
     (z_end, status, num_steps, zs), (log_rates, increments, z_before) = jax.lax.scan(segment, init, xs)
-    rates = jax.vmap(process.rates)(zs) if save.shape[0] else jnp.zeros((0, 1), dtype)
-    return EventJumpSolution(
-        log_rates=jnp.where(mask, log_rates[:n], 0.0),
-        increments=jnp.where(mask, increments[:n], 0.0),
-        compensator=jnp.sum(increments),
-        z_before=z_before[:n],
-        z_end=z_end,
-        zs=zs,
-        rates=rates,
-        status=status,
-        num_steps=num_steps,
-    )
+    return _solution(process.rates, mask, log_rates=log_rates[:n], increments=increments[:n],
+                     compensator=jnp.sum(increments), z_before=z_before[:n], z_end=z_end, zs=zs, status=status,
+                     num_steps=num_steps)  # fmt: skip
+
+
+def _solution(rates_of, mask, *, log_rates, increments, zs, **rest) -> EventJumpSolution:
+    """Both solves' result: log-rates and increments zeroed at padding, the intensity at the save times."""
+    rates = jax.vmap(rates_of)(zs) if zs.shape[0] else jnp.zeros((0, 1), zs.dtype)
+    return EventJumpSolution(log_rates=jnp.where(mask, log_rates, 0.0), increments=jnp.where(mask, increments, 0.0),
+                             zs=zs, rates=rates, **rest)  # fmt: skip
 
 
 def events_log_likelihood(sol: EventJumpSolution, mask) -> jax.Array:
