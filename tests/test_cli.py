@@ -174,6 +174,7 @@ def test_fit_summary_predict_on_own_csv(tmp_path, good_csv, capsys):
     code, out, err = run(argv, capsys)
     assert code == 0, err
     assert "fit: lotka-volterra by nuts (float64)" in out  # the summary line says which precision ran
+    assert re.search(r"in \d+ s \(\d+ s of it compiling the sampler\)", out)  # and the compile apart
     assert re.search(r"precision\s+float64", out)  # and the diagnostics table (also `bayesode summary`)
     from bayesode.cli.common import load_posterior
 

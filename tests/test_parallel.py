@@ -113,3 +113,41 @@ def test_use_cpu_cores_sets_the_device_count_before_jax_starts_and_warns_after()
     assert out["n"] == 3 and out["devices"] == 3 and out["again"] == 3
     assert any("before the first computation" in w for w in out["warned"]), out["warned"]
     assert "`count` must be a positive int" in out["bad"]
+
+
+COMPILES = textwrap.dedent(
+    """
+    import json
+    import jax
+    import numpy as np
+    import numpyro.distributions as dist
+    import bayesode as bo
+
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, secs, **kw: compiles.append(secs) if event == "/jax/core/compile/backend_compile_duration" else None
+    )
+
+    def model():  # a new model each time: its compiled programs are cached on it
+        field = bo.MechanisticField(lambda t, y, p, a: -p["k"] * y, {"k": 0.5}, state_dim=1)
+        return bo.make_model(field, param_priors={"k": dist.LogNormal(0.0, 0.5)}, y0_prior=dist.LogNormal(0.0, 0.5))
+
+    ts = np.linspace(0.0, 3.0, 7)
+    ys = (1.5 * np.exp(-0.7 * ts))[:, None]
+    kw = dict(key=3, num_warmup=20, num_samples=20, num_chains=2, progress=False)
+    bo.run_nuts(model(), ts, ys, chain_method="sequential", **kw)  # compiles the programs any model shares
+    out = {}
+    for method in ("sequential", "parallel"):
+        before = len(compiles)
+        bo.run_nuts(model(), ts, ys, chain_method=method, **kw)
+        out[method] = len(compiles) - before
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_parallel_chains_on_cpu_devices_compile_the_sampler_once():
+    # No disk cache here (the script never enables it): every program is compiled, and counted.
+    # Each CPU device used to compile its own copy of the sampler; now the threads share one.
+    out = run_on_cpu_devices(COMPILES, 2)
+    assert out["sequential"] > 0 and out["parallel"] == out["sequential"], out

@@ -181,7 +181,9 @@ def _report(args, post, data, fit_s, until) -> int:
     until = until if until is not None else float(np.max(data.ts)) + 0.25 * span
     written = write_fit(post, args.out, until, args.prob, field=args.model != "lotka-volterra", key=args.seed + 1)
     print(diagnostics_table(post))
-    print(f"\nfit: {args.model} by {args.method} ({post.precision}) in {fit_s:.0f} s")
+    compile_s = post.settings.get("compile_s")  # the sampler's (NUTS or SVI) compile, apart from running it
+    compiling = f" ({compile_s:.0f} s of it compiling the sampler)" if compile_s is not None else ""
+    print(f"\nfit: {args.model} by {args.method} ({post.precision}) in {fit_s:.0f} s{compiling}")
     print("wrote " + "\n      ".join(written))
     if post.settings.get("interrupted"):
         print(

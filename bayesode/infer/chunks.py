@@ -176,6 +176,18 @@ class Replays:
         self._compiler.shutdown(wait=False)
 
 
+def execution_device(dev):
+    """Where a group of chains on ``dev`` runs: on CPU, always the first device.
+
+    An XLA executable belongs to one device, so chains spread over several host devices made
+    each compile its own copy of the sampler (the compile then outweighed the parallel gain).
+    Every host device is the same processor, and one CPU device runs calls from several
+    threads at once; so parallel chains keep one thread per device (``dev`` names the thread)
+    but all run the one program compiled for the first device.
+    """
+    return jax.local_devices()[0] if dev.platform == "cpu" else dev
+
+
 @dataclass
 class ChunkRunner:
     """Runs chunks of NUTS iterations for a run's chains on their device groups.
@@ -194,6 +206,7 @@ class ChunkRunner:
     chain_method: str
     length: int
     separate: bool
+    compiled: bool = False  # whether a chunk has run (so its program is compiled)
 
     @classmethod
     def for_run(cls, sampler, md, groups, chain_method: str, chunk_size: int, total: int) -> ChunkRunner:
@@ -212,6 +225,7 @@ class ChunkRunner:
         sub = jax.tree.map(lambda x: np.asarray(x)[idx], states)
         md_dev = self.md
         if len(self.groups) > 1:
+            dev = execution_device(dev)
             sub, md_dev = jax.device_put(sub, dev), jax.device_put(self.md, dev)
         return sub, jnp.asarray(idx), md_dev, jnp.full(self.length, _REPORT_EVERY_ITERATION)
 
@@ -229,17 +243,25 @@ class ChunkRunner:
             for dev, idx in self.groups:
                 self.sampler.chunk(self.length, self.fast_reports).trace(*self.inputs(dev, idx, states), n)
             self.sampler.traced.add((self.length, self.fast_reports))
+        results: list = [None] * len(self.groups)
+        first = 0
+        if not self.compiled and self.groups[0][0].platform == "cpu":
+            # The first group here, before the threads: it compiles the program, which the CPU
+            # threads then share (see execution_device); two threads calling a program not yet
+            # compiled might each compile it. (Accelerators compile their own copies at once.)
+            results[0] = self.run_group(*self.groups[0], n, states)
+            first = 1
+        self.compiled = True
         # One thread per device; a device's groups (on CPU: one chain each) run in turn.
         by_device: dict = {}
-        for i, (dev, _) in enumerate(self.groups):
+        for i, (dev, _) in enumerate(self.groups[first:], start=first):
             by_device.setdefault(dev, []).append(i)
-        results: list = [None] * len(self.groups)
 
         def run_device(group_ids):
             for i in group_ids:
                 results[i] = self.run_group(*self.groups[i], n, states)
 
-        with ThreadPoolExecutor(len(by_device)) as ex:
+        with ThreadPoolExecutor(max(len(by_device), 1)) as ex:
             # in_current_precision: the fit's precision scope is per thread.
             list(ex.map(in_current_precision(run_device), by_device.values()))  # list(): a thread's error surfaces here
         return results
