@@ -243,6 +243,9 @@ def test_neural_fit_fixes_the_hidden_layer_and_predict_rebuilds_it(tmp_path, goo
     post = bo.Posterior.load(os.path.join(out_dir + "_all", "posterior.nc"))
     assert {"field.layers[0].weight", "field.layers[1].weight"} <= set(post.samples)
     assert post.model.spec.field.fixed_layers == 0
+    # the saved fit keeps every member's divergence count; the table says what its R-hat is of
+    assert post.diagnostics()["divergences"] == sum(post.settings["ensemble"]["member_divergences"])
+    assert "R-hat and ESS above are of the pooled resample" in out
 
 
 # ---------------------------------------------------------------- as a user runs it: a subprocess

@@ -94,6 +94,23 @@ def test_pool_members_draws_in_proportion_to_weights():
         pool_members(members, [0, 0, 1, 1], [0.5, 0.5], key=1, num_chains=201)
 
 
+def test_an_ensembles_divergences_count_every_members_sampling_not_the_resample():
+    # The pooled draws hold only the chosen draws' statistics: a member given no weight (its draws never
+    # chosen) diverged 5 times, and the diagnostics must say so, naming it.
+    draws = 20
+    stats = {"diverging": np.zeros((1, draws), bool), "tree_depth_saturated": np.zeros((1, draws), bool),
+             "energy": np.random.default_rng(0).normal(size=(1, draws)), "solver_failures": np.zeros((1, draws), int)}
+    settings = {"method": "ensemble", "ensemble": {"member_divergences": [0, 5]}}
+    pooled = bo.Posterior(samples={"theta": np.zeros((1, draws))}, sample_stats=stats, data=None, model=None,
+                          settings=settings)  # fmt: skip
+    d = pooled.diagnostics()
+    assert d["divergences"] == 5 and d["divergences_in_pooled_draws"] == 0
+    assert any("5 divergent transitions in the members' sampling (member 1: 5)" in w for w in d["warnings"])
+    plain = bo.Posterior(samples={"theta": np.zeros((1, draws))}, sample_stats=stats, data=None, model=None,
+                         settings={"method": "nuts"})  # fmt: skip
+    assert plain.diagnostics()["divergences"] == 0
+
+
 # ------------------------------------------------------------- a toy with known modes
 # An oscillator y1 = cos(omega t) observed at integer times, which cannot tell omega from
 # 2 pi - omega or 2 pi + omega, and at two half-integer times, which can: t = 2.5 is read as
@@ -203,6 +220,12 @@ def test_fit_full_weight_returns_a_pooled_posterior_arviz_understands():
     assert info["report"]["situation"] in SITUATIONS
     assert len(info["weights"]) == sum(s["kept"] for s in info["starts"])
     assert post.diagnostics()["situation"] == info["report"]["situation"]
+    # divergences: every member's own sampling, one count per kept member (the pooled draws are a resample)
+    assert len(info["member_divergences"]) == len(info["weights"])
+    assert post.diagnostics()["divergences"] == sum(info["member_divergences"])
+    from bayesode.cli.common import diagnostics_table
+
+    assert "pooled resample and say nothing of convergence" in diagnostics_table(post)
     idata = post.to_arviz()
     assert idata.posterior.sizes["chain"] == 4
     with warnings.catch_warnings():

@@ -154,6 +154,11 @@ def diagnostics_table(post) -> str:
         lines += ["", "no diagnostic warnings."]
     if post.settings.get("method") == "svi":
         lines += ["(SVI: draws come from a variational approximation; R-hat, ESS and divergences do not apply.)"]
+    if post.settings.get("method") == "ensemble":
+        within = d.get("function_space_rhat_within_max")
+        lines += ["(ensemble: R-hat and ESS above are of the pooled resample and say nothing of convergence; "
+                  + (f"the function-space R-hat within members is {within:.3f}; " if within is not None else "")
+                  + "divergences count every member's sampling.)"]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -353,6 +353,9 @@ def run_ensemble(
         "map_wall_time_s": map_s,
         "nuts_wall_time_s": members.settings["wall_time_s"],
         "nuts_init_and_compile_s": members.settings["init_and_compile_s"],
+        # Per member, over all its chains' kept iterations (the pooled draws hold only the chosen ones).
+        "member_divergences": [int(members.sample_stats["diverging"][member_of_chain == m].sum())
+                               for m in range(len(kept))],  # fmt: skip
     }
     members.settings.update(method="ensemble-members", seed=seed, ensemble=info)
     pooled.settings.update(method="ensemble", seed=seed, ensemble=info, wall_time_s=time.time() - t0)

@@ -238,6 +238,12 @@ class Posterior:
         st = self.sample_stats
         if st:
             out["divergences"] = int(np.sum(st["diverging"]))
+            # A full-weight ensemble's pooled draws are a resample holding only the chosen draws' statistics:
+            # divergences count every member's own sampling.
+            per_member = self.settings.get("ensemble", {}).get("member_divergences")
+            if per_member is not None and self.settings.get("method") == "ensemble":
+                out["divergences_in_pooled_draws"] = out["divergences"]
+                out["divergences"] = int(sum(per_member))
             out["tree_depth_saturated"] = float(np.mean(st["tree_depth_saturated"]))
             energy = st["energy"]
             if energy.shape[1] > 2:
@@ -248,8 +254,12 @@ class Posterior:
                         "poorly; the posterior may have heavy tails or a funnel."
                     )
             if out["divergences"]:
+                where = ""
+                if "divergences_in_pooled_draws" in out:
+                    where = " in the members' sampling (" + ", ".join(
+                        f"member {m}: {n}" for m, n in enumerate(per_member) if n) + ")"  # fmt: skip
                 out["warnings"].append(
-                    f"{out['divergences']} divergent transitions: the sampler could not follow the posterior "
+                    f"{out['divergences']} divergent transitions{where}: the sampler could not follow the posterior "
                     "everywhere; raise target_accept_prob or reparametrise."
                 )
             if out["tree_depth_saturated"] > 0.01:
