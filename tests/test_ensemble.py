@@ -100,12 +100,14 @@ def test_an_ensembles_divergences_count_every_members_sampling_not_the_resample(
     draws = 20
     stats = {"diverging": np.zeros((1, draws), bool), "tree_depth_saturated": np.zeros((1, draws), bool),
              "energy": np.random.default_rng(0).normal(size=(1, draws)), "solver_failures": np.zeros((1, draws), int)}
-    settings = {"method": "ensemble", "ensemble": {"member_divergences": [0, 5]}}
+    settings = {"method": "ensemble", "ensemble": {"member_divergences": [0, 5],
+                                                   "member_solver_failures": {"total": [2, 0], "dt_min": [2, 0]}}}
     pooled = bo.Posterior(samples={"theta": np.zeros((1, draws))}, sample_stats=stats, data=None, model=None,
                           settings=settings)  # fmt: skip
     d = pooled.diagnostics()
     assert d["divergences"] == 5 and d["divergences_in_pooled_draws"] == 0
     assert any("5 divergent transitions in the members' sampling (member 1: 5)" in w for w in d["warnings"])
+    assert d["solver_failures"] == 2 and d["solver_failures_by_cause"] == {"dt_min": 2}  # the members' too
     plain = bo.Posterior(samples={"theta": np.zeros((1, draws))}, sample_stats=stats, data=None, model=None,
                          settings={"method": "nuts"})  # fmt: skip
     assert plain.diagnostics()["divergences"] == 0
@@ -223,6 +225,7 @@ def test_fit_full_weight_returns_a_pooled_posterior_arviz_understands():
     # divergences: every member's own sampling, one count per kept member (the pooled draws are a resample)
     assert len(info["member_divergences"]) == len(info["weights"])
     assert post.diagnostics()["divergences"] == sum(info["member_divergences"])
+    assert post.diagnostics()["solver_failures"] == sum(info["member_solver_failures"]["total"])
     from bayesode.cli.common import diagnostics_table
 
     assert "pooled resample and say nothing of convergence" in diagnostics_table(post)

@@ -354,14 +354,22 @@ def run_ensemble(
         "nuts_wall_time_s": members.settings["wall_time_s"],
         "nuts_init_and_compile_s": members.settings["init_and_compile_s"],
         # Per member, over all its chains' kept iterations (the pooled draws hold only the chosen ones).
-        "member_divergences": [int(members.sample_stats["diverging"][member_of_chain == m].sum())
-                               for m in range(len(kept))],  # fmt: skip
+        "member_divergences": _per_member(members.sample_stats["diverging"], member_of_chain, len(kept)),
+        "member_solver_failures": {name[len("solver_failures_"):] or "total": _per_member(v, member_of_chain, len(kept))
+                                   for name, v in members.sample_stats.items()
+                                   if name.startswith("solver_failures")},  # fmt: skip
     }
     members.settings.update(method="ensemble-members", seed=seed, ensemble=info)
     pooled.settings.update(method="ensemble", seed=seed, ensemble=info, wall_time_s=time.time() - t0)
     _attach_stacking_group(pooled, info, member_of_chain, key=k_pooled_idata)
     return Ensemble(members=members, member_of_chain=member_of_chain, weights=weights, lpd=lpd, pareto_k=pareto_k,
                     starts=starts, validation=validation, lfo_start=lfo_start, pooled=pooled)  # fmt: skip
+
+
+def _per_member(stat, member_of_chain, num_members: int) -> list[int]:
+    """``stat`` (chain, draw) summed over each member's chains and draws."""
+    stat = np.asarray(stat)
+    return [int(stat[member_of_chain == m].sum()) for m in range(num_members)]
 
 
 def _attach_stacking_group(pooled: Posterior, info: dict, member_of_chain, *, key) -> None:

@@ -269,6 +269,10 @@ class Posterior:
                 )
             failures = {c: int(np.sum(st.get(f"solver_failures_{c}", 0))) for c in FAILURE_CAUSES.values()}
             out["solver_failures"] = int(np.sum(st["solver_failures"]))
+            member_failures = self.settings.get("ensemble", {}).get("member_solver_failures")
+            if member_failures is not None and self.settings.get("method") == "ensemble":  # as divergences
+                failures = {c: int(sum(member_failures.get(c, [0]))) for c in FAILURE_CAUSES.values()}
+                out["solver_failures"] = int(sum(member_failures["total"]))
             out["solver_failures_by_cause"] = {c: n for c, n in failures.items() if n}
             out["warmup_solver_failures"] = self.settings.get("warmup_solver_failures", {}).get("total", 0)
             if out["solver_failures"]:
