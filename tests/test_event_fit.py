@@ -24,8 +24,8 @@ EVENTS = make_event_sequences([[0.4, 1.1, 1.3, 2.8, 3.5], [0.9, 2.0]], marks=[[0
 
 @pytest.fixture(scope="module")
 def fit():
-    # Plumbing only: 20 SVI steps, 2 x 4 draws from the guide.
-    return fit_events(EVENTS, key=0, method="svi", svi_steps=20, num_samples=4, num_chains=2, width=4)
+    # Plumbing only: 20 MAP and 20 SVI steps, 2 x 4 draws from the guide.
+    return fit_events(EVENTS, key=0, method="svi", map_steps=20, svi_steps=20, num_samples=4, num_chains=2, width=4)
 
 
 def test_fit_shapes_bands_and_inference_data(fit):
@@ -59,6 +59,44 @@ def test_forecast_held_out_and_time_rescaling(fit):
     assert check.increments.shape == (7,) and 0 <= check.pvalue <= 1
 
 
+def test_map_warm_start_fits_a_poisson_rate():
+    # 160 events of a homogeneous Poisson process (rate 4 on [0, 40]): at the MAP the intensity
+    # should sit near the ML rate n / T, whatever the network (for any model with a free scale the
+    # ML compensator equals n; the Normal(1) prior moves it little at 160 events). Tolerance 10%:
+    # the posterior sd of a rate from 160 events is 8%, and the MAP may bend within it.
+    rng = np.random.default_rng(3)
+    times = np.sort(rng.uniform(0.0, 40.0, 160))
+    ev = make_event_sequences([times], t_end=40.0)
+    fit = fit_events(ev, key=1, method="svi", map_steps=150, svi_steps=1, num_samples=2, num_chains=1, width=4)
+    assert fit.stats["map_loss"].shape == (150,)
+    assert np.mean(fit.stats["map_loss"][-20:]) < fit.stats["map_loss"][0] - 10  # it moved, downhill
+    point = replace(fit, samples={k: v[None, None] for k, v in fit.stats["map"].items()})
+    rates = intensity_bands(point, np.linspace(0.0, 40.0, 81))["mean"][0, :, 0]
+    assert abs(np.mean(rates) / 4.0 - 1.0) < 0.10, np.mean(rates)
+    with pytest.raises(ConfigError, match="`map_steps` must be"):
+        fit_events(ev, key=0, map_steps=-1)
+
+
+def test_map_warm_start_keeps_the_last_weights_with_a_finite_density():
+    # Adam (step 0.5) climbs x towards a cliff at 1 where the log density becomes -inf (as where
+    # a solve fails); NumPyro's stable update then stays on the cliff. The warm start must hand
+    # SVI / NUTS the last point before it, never the failing one.
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpyro
+    import numpyro.distributions as dist
+
+    from bayesode.infer.point_process import _fit_map
+
+    def model():
+        x = numpyro.sample("x", dist.Normal(0.0, 10.0))
+        numpyro.factor("cliff", jnp.where(x < 1.0, 20.0 * x, -jnp.inf))
+
+    values, losses = _fit_map(model, {"x": jnp.array(0.0)}, {}, jr.key(0), steps=40, learning_rate=0.5, progress=False)
+    assert not np.all(np.isfinite(losses))  # it did step over the cliff
+    assert 0.0 < float(values["x"]) < 1.0
+
+
 def test_fit_errors_name_the_argument():
     with pytest.raises(ConfigError, match="`method`='mcmc' is unknown"):
         fit_events(EVENTS, key=0, method="mcmc")
@@ -72,7 +110,7 @@ def test_events_command_writes_the_run_and_rejects_a_missing_file(tmp_path, caps
     csv = tmp_path / "ev.csv"
     csv.write_text("time,sequence\n0.5,a\n1.2,a\n2.0,b\n2.6,a\n")
     out = tmp_path / "run"
-    status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--method", "svi", "--svi-steps", "5",
+    status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--method", "svi", "--map-steps", "5", "--svi-steps", "5",
                        "--samples", "3", "--chains", "1", "--width", "4", "--points", "20", "--out", str(out)])  # fmt: skip
     assert status == 0
     for name in ("posterior.nc", "intensity.png", "time_rescaling.png", "time_rescaling.txt"):

@@ -106,7 +106,7 @@ def test_fit_events_checks_fixed_steps_against_the_adaptive_solve_and_warns_when
 
     rng = np.random.default_rng(5)
     events = make_event_sequences([np.sort(rng.uniform(0, 20.0, 40))], t_end=20.0)
-    settings = dict(key=0, method="svi", svi_steps=30, num_samples=5, num_chains=1, width=4)
+    settings = dict(key=0, method="svi", map_steps=20, svi_steps=30, num_samples=5, num_chains=1, width=4)
     fit = fit_events(events, config=FixedSteps(), **settings)
     # One step per mean gap at 3rd order on a near-constant intensity: far below the 1-nat bar.
     assert 0.0 <= fit.stats["fixed_steps_ll_error"] < 0.1, fit.stats

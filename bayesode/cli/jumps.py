@@ -38,6 +38,13 @@ def _positive_int(text):
     return value
 
 
+def _nonnegative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
+    return value
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``events`` on an ``argparse`` subparsers object; returns its parser."""
     p = subparsers.add_parser(
@@ -58,7 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/events", help="output folder (default runs/events)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous fit in --out (default: refuse, before any work)")
     p.add_argument("--method", choices=["svi+nuts", "svi", "nuts"], default="svi+nuts",
-                   help="SVI then NUTS from it (default), SVI alone, or NUTS alone")
+                   help="after the MAP warm start: SVI then NUTS from it (default), SVI alone, or NUTS alone")
+    p.add_argument("--map-steps", type=_nonnegative_int, default=1500, help="Adam steps of the MAP warm start (default 1500; 0: none)")
     p.add_argument("--svi-steps", type=_positive_int, default=1000, help="Adam steps of SVI (default 1000)")
     p.add_argument("--warmup", type=int, default=200, help="NUTS warmup iterations per chain (default 200)")
     p.add_argument("--samples", type=_positive_int, default=200, help="draws kept per chain (default 200)")
@@ -98,8 +106,9 @@ def run(args) -> int:
     events = _events(args)  # checked before any tracing
     prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
-    fit = fit_events(events, key=args.seed, method=args.method, svi_steps=args.svi_steps, num_warmup=args.warmup,
-                     num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim, width=args.width)  # fmt: skip
+    fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps, svi_steps=args.svi_steps,
+                     num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
+                     latent_dim=args.latent_dim, width=args.width)  # fmt: skip
     save_ts = np.linspace(float(events.t0.min()), float(events.t_end.max()), args.points)
     idata = to_inference_data(fit, save_ts)
     idata.to_netcdf(os.path.join(args.out, "posterior.nc"))

@@ -1,7 +1,8 @@
 """Fitting event sequences with a Bayesian neural jump ODE, and what follows from the posterior.
 
-- :func:`fit_events`: SVI (NumPyro ``SVI`` with an ``AutoNormal`` guide), then NUTS
-  started at the SVI fit (``method="svi+nuts"``, the default), or either alone.
+- :func:`fit_events`: a MAP fit (NumPyro ``SVI`` with an ``AutoDelta`` guide, Adam on a cosine
+  schedule), then SVI (an ``AutoNormal`` guide centred at the MAP), then NUTS started at the SVI
+  fit (``method="svi+nuts"``, the default), or SVI or NUTS alone after the MAP.
 - :func:`solve_draws`: the jump ODE solved for every posterior draw (vmapped, one
   compiled program) on any event sequences: intensities, compensators, end states.
 - :func:`intensity_bands`, :func:`held_out_log_likelihood`, :func:`forecast_events`
@@ -23,7 +24,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 from numpyro import handlers
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, autoguide, init_to_value
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceMeanField_ELBO, autoguide, init_to_value
 
 from ..checks import as_key, positive_int
 from ..datasets import EventSequences
@@ -58,8 +59,9 @@ class EventFit:
 
     ``samples``: site name -> (chain, draw, ...) posterior draws of the weights (and ``z0``);
     ``process``: the template (shapes, static settings); ``events``: the training data;
-    ``stats``: ``diverging`` (chain, draw) for NUTS, ``svi_loss`` (steps,) for SVI,
-    ``fixed_steps_ll_error`` (nats; NaN unless ``config`` is ``FixedSteps``).
+    ``stats``: ``map_loss`` (steps,) and ``map`` (site -> MAP value) of the warm start, ``diverging``
+    (chain, draw) for NUTS, ``svi_loss`` (steps,) for SVI, ``fixed_steps_ll_error`` (nats; NaN unless
+    ``config`` is ``FixedSteps``).
     """
 
     process: NeuralJumpProcess
@@ -94,13 +96,14 @@ class EventFit:
         return flat
 
 
-def make_event_process(events: EventSequences, *, key, latent_dim: int = 2, width: int = 16, depth: int = 1):
+def make_event_process(events: EventSequences, *, key, latent_dim: int = 2, width: int = 16, depth: int = 1,
+                       decay: float = 0.0):  # fmt: skip
     """A :class:`NeuralJumpProcess` scaled to the data: ``rate_scale`` = events per time unit,
     ``t_scale`` = mean gap between events."""
     duration = float(np.sum(events.t_end - events.t0))
     count = max(int(events.mask.sum()), 1)
     return NeuralJumpProcess(latent_dim, events.num_marks, width=width, depth=depth, key=key,
-                             rate_scale=count / duration, t_scale=duration / count)  # fmt: skip
+                             rate_scale=count / duration, t_scale=duration / count, decay=decay)  # fmt: skip
 
 
 def fit_events(
@@ -114,8 +117,9 @@ def fit_events(
     weight_prior=None,
     config: SolverConfig | None = None,
     method: str = "svi+nuts",
+    map_steps: int = 1500,
     svi_steps: int = 1000,
-    learning_rate: float = 0.01,
+    learning_rate: float = 0.02,
     num_warmup: int = 200,
     num_samples: int = 200,
     num_chains: int = 2,
@@ -137,9 +141,15 @@ def fit_events(
         adaptive solve, keeps the largest difference in ``stats["fixed_steps_ll_error"]`` (nats)
         and warns above 1 nat.
     method : {"svi+nuts", "svi", "nuts"}
-        ``"svi"`` keeps ``num_samples`` draws per chain from the mean-field guide;
-        ``"svi+nuts"`` starts every NUTS chain at the guide's median.
-    svi_steps, learning_rate : Adam steps and step size of SVI.
+        Every method starts with ``map_steps`` of MAP optimisation from the template's weights.
+        ``"svi"`` then fits a mean-field Normal guide centred at the MAP and keeps ``num_samples``
+        draws per chain from it; ``"svi+nuts"`` starts every NUTS chain at the guide's median;
+        ``"nuts"`` at the MAP.
+    map_steps : Adam steps of the MAP warm start (0: none), on a cosine schedule from ``learning_rate``
+        to 1% of it. Why: a constant step size leaves the fit oscillating around the optimum, and SVI
+        or NUTS started from an unconverged point spend their budget on getting there.
+    svi_steps, learning_rate : Adam steps of SVI (cosine schedule to 10% of ``learning_rate``; the
+        ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``) and the peak step size.
     num_warmup, num_samples, num_chains : NUTS (chains run one after another).
     max_tree_depth : NUTS tree depth cap (default 6, at most 63 gradients per draw): a posterior
         over all network weights is rough, and depth 10 can cost 1023 solves per draw.
@@ -161,8 +171,11 @@ def fit_events(
     for name, v in (("svi_steps", svi_steps), ("num_samples", num_samples), ("num_chains", num_chains)):
         positive_int(name, v)
     positive_int("num_warmup", num_warmup, allow_zero=True)
+    positive_int("map_steps", map_steps, allow_zero=True)
+    if not float(learning_rate) > 0:
+        raise ConfigError(f"`learning_rate` must be positive; got {learning_rate!r}.")
     key = as_key(key)
-    k_init, k_svi, k_draw, k_nuts = jax.random.split(key, 4)
+    k_init, k_map, k_svi, k_draw, k_nuts = jax.random.split(key, 5)
     process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth) if process is None else process
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     config = EVENT_SOLVER if config is None else config
@@ -170,10 +183,14 @@ def fit_events(
     data = event_arrays(events)
     stats: dict = {}
     init_values = _initial_values(process, weight_prior)
+    if map_steps:
+        init_values, stats["map_loss"] = _fit_map(model, init_values, data, k_map, map_steps, learning_rate, progress)
+        stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
-        guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.05)
-        optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
-        svi = SVI(model, guide, optimizer, Trace_ELBO())
+        guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.02)
+        optimizer = optax.chain(optax.clip_by_global_norm(10.0),
+                                optax.adam(optax.cosine_decay_schedule(learning_rate, svi_steps, 0.1)))  # fmt: skip
+        svi = SVI(model, guide, optimizer, TraceMeanField_ELBO())
         result = svi.run(k_svi, svi_steps, **data, progress_bar=progress, stable_update=True)
         stats["svi_loss"] = np.asarray(result.losses)
         if method == "svi":
@@ -217,6 +234,42 @@ def fit_events(
                       "trusted (raise num_warmup, lower the step size with a higher target, or use method='svi').",
                       RuntimeWarning, stacklevel=2)  # fmt: skip
     return EventFit(process, weight_prior, config, events, samples, method, stats)
+
+
+def _fit_map(model, init_values: dict, data: dict, key, steps: int, learning_rate: float, progress: bool):
+    """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``): site -> value, and the losses (steps,).
+
+    Returns the last weights whose log density was finite: an update can step from a solvable
+    point onto weights whose solve fails, and SVI or NUTS cannot start there. ``progress`` is
+    accepted for symmetry with the other phases; the loop runs as one compiled scan.
+    """
+    del progress
+    guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values=init_values))
+    optimizer = optax.chain(optax.clip_by_global_norm(10.0),
+                            optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
+    svi = SVI(model, guide, optimizer, Trace_ELBO())
+    state = svi.init(key, **data)
+
+    @jax.jit
+    def run(state, data):
+        def body(carry, _):
+            st, last_ok = carry
+            new, loss = svi.stable_update(st, **data)  # loss at st's params
+            ok = jnp.isfinite(loss)
+            last_ok = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), svi.get_params(st), last_ok)
+            return (new, last_ok), loss
+
+        (state, last_ok), losses = jax.lax.scan(body, (state, svi.get_params(state)), None, length=steps)
+        final_ok = jnp.isfinite(svi.evaluate(state, **data))
+        params = jax.tree_util.tree_map(lambda a, b: jnp.where(final_ok, a, b), svi.get_params(state), last_ok)
+        return params, losses, final_ok | jnp.any(jnp.isfinite(losses))
+
+    params, losses, found = run(state, data)
+    if not bool(found):
+        raise FitFailedError("fit_events: the MAP warm start found no weights whose solve succeeds (the log density "
+                             "was never finite); try a smaller `learning_rate`, `map_steps=0`, or a smaller network.")
+    values = {k: v for k, v in guide.median(params).items() if k in init_values}
+    return values, np.asarray(losses)
 
 
 def _initial_values(process, weight_prior) -> dict:

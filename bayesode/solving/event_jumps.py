@@ -43,7 +43,8 @@ class NeuralJumpProcess(eqx.Module):
 
     ``flow`` is an :class:`~bayesode.MLPField` on the latent state; ``jump`` an MLP
     from ``(z, one-hot mark)`` to the jump size; ``readout`` a linear map to one
-    intensity per mark: ``rates(z) = rate_scale * softplus(readout(z))``.
+    intensity per mark: ``rates(z) = rate_scale * softplus(readout(z))``. Between
+    events ``dz/dt = flow(z) - decay * z / t_scale``.
     Every inexact array (including ``z0``) gets a prior in
     :func:`bayesode.model.point_process_model`.
 
@@ -62,6 +63,12 @@ class NeuralJumpProcess(eqx.Module):
         set it to ``num_events / duration`` of the data.
     t_scale : float
         Typical time between events, so the flow's rates are O(1) per gap.
+    decay : float
+        A fixed linear pull of ``z`` towards 0, in units of ``1 / t_scale`` (0: none). Why: the
+        flow's and jump's outputs are bounded (tanh hidden units, a linear last layer), so with
+        any ``decay > 0`` the latent state, and with it the intensity, stays bounded for all
+        time, also for weights the data did not pin down; without it a posterior draw can
+        drift slowly while fitting the training window and blow up when extrapolated.
 
     Examples
     --------
@@ -78,14 +85,17 @@ class NeuralJumpProcess(eqx.Module):
     latent_dim: int = eqx.field(static=True)
     num_marks: int = eqx.field(static=True)
     rate_scale: float = eqx.field(static=True)
+    decay: float = eqx.field(static=True)
 
     def __init__(self, latent_dim: int, num_marks: int = 1, *, width: int = 16, depth: int = 1, key,
-                 rate_scale: float = 1.0, t_scale: float = 1.0):  # fmt: skip
+                 rate_scale: float = 1.0, t_scale: float = 1.0, decay: float = 0.0):  # fmt: skip
         for name, v in (("latent_dim", latent_dim), ("num_marks", num_marks), ("width", width)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"`{name}` must be a positive int; got {v!r}.")
         if not (float(rate_scale) > 0 and float(t_scale) > 0):
             raise ConfigError(f"`rate_scale` and `t_scale` must be positive; got {rate_scale!r}, {t_scale!r}.")
+        if not float(decay) >= 0:
+            raise ConfigError(f"`decay` must be >= 0; got {decay!r}.")
         k_flow, k_jump, k_out = jr.split(key, 3)
         self.flow = MLPField(latent_dim, width=width, depth=depth, key=k_flow, t_scale=t_scale)
         self.jump = eqx.nn.MLP(latent_dim + num_marks, latent_dim, width, max(depth, 1), activation=jnp.tanh,
@@ -93,9 +103,12 @@ class NeuralJumpProcess(eqx.Module):
         self.readout = eqx.nn.Linear(latent_dim, num_marks, key=k_out)
         self.z0 = jnp.zeros(latent_dim)
         self.latent_dim, self.num_marks, self.rate_scale = latent_dim, num_marks, float(rate_scale)
+        self.decay = float(decay)
 
     def field(self, t, z, args):
-        return self.flow(t, z, args)
+        if self.decay == 0.0:
+            return self.flow(t, z, args)
+        return self.flow(t, z, args) - (self.decay / self.flow.t_scale) * z
 
     def jump_size(self, z, mark):
         return self.jump(jnp.concatenate([z, jax.nn.one_hot(mark, self.num_marks, dtype=z.dtype)]))
