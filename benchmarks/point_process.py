@@ -33,6 +33,7 @@ import numpy as np
 from scipy import optimize
 
 from bayesode.datasets import load_events
+from bayesode.errors import FitFailedError
 from bayesode.infer import EVENT_SOLVER, EventFit, fit_events, held_out_log_likelihood, make_event_process, solve_draws
 from bayesode.solving import NeuralJumpProcess, events_log_likelihood, solve_event_jumps
 
@@ -137,7 +138,10 @@ def run_case(kind: str, args) -> dict:
     model = held_out_log_likelihood(fit, hist, fut, num_draws=args.draws)["per_event"]
     point = EventFit(fit.process, fit.weight_prior, fit.config, hist, {k: v[None, None] for k, v in fit.stats["map"].items()},
                      "map")  # fmt: skip
-    map_score = held_out_log_likelihood(point, hist, fut)["per_event"]
+    try:
+        map_score = held_out_log_likelihood(point, hist, fut)["per_event"]
+    except FitFailedError:  # the point's solve failed on the future (e.g. an intensity underflowing to 0)
+        map_score = -np.inf
     truth = held_out_parametric(kind, PARAMETERS[kind], hist_lists, full_lists) / n_future
     right = held_out_parametric(kind, fit_ml(kind, hist_lists, T_SPLIT), hist_lists, full_lists) / n_future
     poisson = held_out_parametric("poisson", fit_ml("poisson", hist_lists, T_SPLIT), hist_lists, full_lists) / n_future

@@ -11,7 +11,7 @@ from numpyro import handlers
 
 from bayesode.datasets import make_event_sequences
 from bayesode.diagnostics import time_rescaling_test
-from bayesode.errors import DataError
+from bayesode.errors import ConfigError, DataError
 from bayesode.model import event_arrays, point_process_model
 from bayesode.solving import (
     FixedSteps,
@@ -191,6 +191,26 @@ def test_gradient_of_the_neural_likelihood_matches_finite_differences():
             # central differences in float64 with h = 1e-5: truncation O(h^2) plus solver error 1e-10 / h
             np.testing.assert_allclose(float(jnp.dot(grad, d)), float(fd), rtol=1e-5, atol=1e-6)
         assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_decay_keeps_the_latent_state_bounded_where_the_flow_alone_drifts():
+    # The flow's last bias at +3 pushes z up by 3 per unit time forever. With decay 1 the state
+    # settles within the flow's output bound (sum |W_last| + |b|, tanh units are in [-1, 1]);
+    # without decay it drifts far past it over 200 time units (no events: the flow alone).
+    process = NeuralJumpProcess(2, 1, width=4, key=jr.key(1), t_scale=1.0)
+    last = process.flow.layers[-1]
+    bound = np.sum(np.abs(np.asarray(last.weight)), axis=1) + 3.0
+    ends = {}
+    for decay in (0.0, 1.0):
+        p = eqx.tree_at(lambda q: q.flow.layers[-1].bias, NeuralJumpProcess(
+            2, 1, width=4, key=jr.key(1), t_scale=1.0, decay=decay), jnp.full(2, 3.0))  # fmt: skip
+        sol = solve_jit(p, jnp.zeros(1), jnp.zeros(1, int), jnp.zeros(1, bool), 200.0, save_ts=jnp.array([200.0]))
+        assert int(sol.status) == 0
+        ends[decay] = np.abs(np.asarray(sol.zs[0]))
+    assert np.all(ends[1.0] <= bound + 1e-3), (ends[1.0], bound)
+    assert np.all(ends[0.0] > 10 * bound), (ends[0.0], bound)
+    with pytest.raises(ConfigError, match="`decay` must be >= 0"):
+        NeuralJumpProcess(2, 1, key=jr.key(0), decay=-1.0)
 
 
 # ------------------------------------------------------------------ simulation and time rescaling

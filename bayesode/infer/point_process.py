@@ -184,7 +184,7 @@ def fit_events(
     stats: dict = {}
     init_values = _initial_values(process, weight_prior)
     if map_steps:
-        init_values, stats["map_loss"] = _fit_map(model, init_values, data, k_map, map_steps, learning_rate, progress)
+        init_values, stats["map_loss"] = _fit_map(model, init_values, data, k_map, map_steps, learning_rate)
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
         guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.02)
@@ -236,14 +236,13 @@ def fit_events(
     return EventFit(process, weight_prior, config, events, samples, method, stats)
 
 
-def _fit_map(model, init_values: dict, data: dict, key, steps: int, learning_rate: float, progress: bool):
+def _fit_map(model, init_values: dict, data: dict, key, steps: int, learning_rate: float):
     """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``): site -> value, and the losses (steps,).
 
     Returns the last weights whose log density was finite: an update can step from a solvable
-    point onto weights whose solve fails, and SVI or NUTS cannot start there. ``progress`` is
-    accepted for symmetry with the other phases; the loop runs as one compiled scan.
+    point onto weights whose solve fails, and SVI or NUTS cannot start there. The loop runs as
+    one compiled scan (no progress bar).
     """
-    del progress
     guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values=init_values))
     optimizer = optax.chain(optax.clip_by_global_norm(10.0),
                             optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
