@@ -158,7 +158,7 @@ def fit_events(
     --------
     >>> from bayesode.datasets import make_event_sequences
     >>> ev = make_event_sequences([[0.4, 1.1, 1.3, 2.8]], t_end=3.0)
-    >>> fit = fit_events(ev, key=0, method="svi", svi_steps=5, num_samples=3, num_chains=1, width=4)
+    >>> fit = fit_events(ev, key=0, method="svi", map_steps=20, svi_steps=5, num_samples=3, num_chains=1, width=4)
     >>> fit.samples["field.z0"].shape
     (1, 3, 2)
     """
