@@ -86,13 +86,13 @@ def test_map_warm_start_keeps_the_last_weights_with_a_finite_density():
     import numpyro
     import numpyro.distributions as dist
 
-    from bayesode.infer.point_process import _fit_map
+    from bayesode.infer.event_map import fit_map
 
     def model():
         x = numpyro.sample("x", dist.Normal(0.0, 10.0))
         numpyro.factor("cliff", jnp.where(x < 1.0, 20.0 * x, -jnp.inf))
 
-    values, losses = _fit_map(model, {"x": jnp.array(0.0)}, {}, jr.key(0), steps=40, learning_rate=0.5)
+    values, losses = fit_map(model, {"x": jnp.array(0.0)}, {}, jr.key(0), steps=40, learning_rate=0.5)
     assert not np.all(np.isfinite(losses))  # it did step over the cliff
     assert 0.0 < float(values["x"]) < 1.0
 

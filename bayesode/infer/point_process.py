@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 from numpyro import handlers
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, TraceMeanField_ELBO, autoguide, init_to_value
+from numpyro.infer import MCMC, NUTS, SVI, TraceMeanField_ELBO, autoguide, init_to_value
 
 from ..checks import as_key, positive_int
 from ..datasets import EventSequences
@@ -45,6 +45,7 @@ from .event_draws import (
     _warn_if_failed,
     check_fixed_steps,
 )
+from .event_map import fit_map
 
 METHODS = ("svi", "nuts", "svi+nuts")
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
@@ -184,7 +185,7 @@ def fit_events(
     stats: dict = {}
     init_values = _initial_values(process, weight_prior)
     if map_steps:
-        init_values, stats["map_loss"] = _fit_map(model, init_values, data, k_map, map_steps, learning_rate)
+        init_values, stats["map_loss"] = fit_map(model, init_values, data, k_map, map_steps, learning_rate)
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
         guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.02)
@@ -234,41 +235,6 @@ def fit_events(
                       "trusted (raise num_warmup, lower the step size with a higher target, or use method='svi').",
                       RuntimeWarning, stacklevel=2)  # fmt: skip
     return EventFit(process, weight_prior, config, events, samples, method, stats)
-
-
-def _fit_map(model, init_values: dict, data: dict, key, steps: int, learning_rate: float):
-    """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``): site -> value, and the losses (steps,).
-
-    Returns the last weights whose log density was finite: an update can step from a solvable
-    point onto weights whose solve fails, and SVI or NUTS cannot start there. The loop runs as
-    one compiled scan (no progress bar).
-    """
-    guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values=init_values))
-    optimizer = optax.chain(optax.clip_by_global_norm(10.0),
-                            optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
-    svi = SVI(model, guide, optimizer, Trace_ELBO())
-    state = svi.init(key, **data)
-
-    @jax.jit
-    def run(state, data):
-        def body(carry, _):
-            st, last_ok = carry
-            new, loss = svi.stable_update(st, **data)  # loss at st's params
-            ok = jnp.isfinite(loss)
-            last_ok = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), svi.get_params(st), last_ok)
-            return (new, last_ok), loss
-
-        (state, last_ok), losses = jax.lax.scan(body, (state, svi.get_params(state)), None, length=steps)
-        final_ok = jnp.isfinite(svi.evaluate(state, **data))
-        params = jax.tree_util.tree_map(lambda a, b: jnp.where(final_ok, a, b), svi.get_params(state), last_ok)
-        return params, losses, final_ok | jnp.any(jnp.isfinite(losses))
-
-    params, losses, found = run(state, data)
-    if not bool(found):
-        raise FitFailedError("fit_events: the MAP warm start found no weights whose solve succeeds (the log density "
-                             "was never finite); try a smaller `learning_rate`, `map_steps=0`, or a smaller network.")
-    values = {k: v for k, v in guide.median(params).items() if k in init_values}
-    return values, np.asarray(losses)
 
 
 def _initial_values(process, weight_prior) -> dict:
