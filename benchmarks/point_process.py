@@ -133,7 +133,7 @@ def run_case(kind: str, args) -> dict:
     process = make_event_process(hist, key=jr.key(args.seed), latent_dim=args.latent_dim, width=args.width,
                                  decay=args.decay)  # fmt: skip
     fit = fit_events(hist, key=args.seed, process=process, method=args.method, map_steps=args.map_steps,
-                     svi_steps=args.svi_steps, num_warmup=args.warmup, num_samples=args.samples, num_chains=1)  # fmt: skip
+                     map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup, num_samples=args.samples, num_chains=1)  # fmt: skip
     fit_s = time.perf_counter() - start
     model = held_out_log_likelihood(fit, hist, fut, num_draws=args.draws)["per_event"]
     point = EventFit(fit.process, fit.weight_prior, fit.config, hist, {k: v[None, None] for k, v in fit.stats["map"].items()},
@@ -191,6 +191,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", default="svi", choices=["svi", "svi+nuts", "nuts"])
     ap.add_argument("--map-steps", type=int, default=1500)
+    ap.add_argument("--map-starts", type=int, default=1)
     ap.add_argument("--svi-steps", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--samples", type=int, default=100)
@@ -204,7 +205,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 10000])
     args = ap.parse_args()
     print(f"jax {jax.__version__}, devices {jax.devices()}, method {args.method}, map_steps {args.map_steps}, "
-          f"svi_steps {args.svi_steps}, latent {args.latent_dim}, width {args.width}, decay {args.decay}")
+          f"map_starts {args.map_starts}, svi_steps {args.svi_steps}, latent {args.latent_dim}, width {args.width}, decay {args.decay}")
     if not args.scale_only:
         check_hawkes_closed_form(load_events("hawkes_exponential_events").event_list(0)[0])
         print("\nheld-out log-likelihood per event on (80, 100] (higher is better); intensity at held-out events")

@@ -92,9 +92,39 @@ def test_map_warm_start_keeps_the_last_weights_with_a_finite_density():
         x = numpyro.sample("x", dist.Normal(0.0, 10.0))
         numpyro.factor("cliff", jnp.where(x < 1.0, 20.0 * x, -jnp.inf))
 
-    values, losses = fit_map(model, {"x": jnp.array(0.0)}, {}, jr.key(0), steps=40, learning_rate=0.5)
+    values, losses, final = fit_map(model, {"x": jnp.array(0.0)}, {}, jr.key(0), steps=40, learning_rate=0.5)
     assert not np.all(np.isfinite(losses))  # it did step over the cliff
-    assert 0.0 < float(values["x"]) < 1.0
+    assert 0.0 < float(values["x"]) < 1.0 and final.shape == (1,) and np.isfinite(final[0])
+
+
+def test_map_starts_keep_the_deepest_optimum():
+    # A double well, log density -10 (x^2 - 1)^2 + x: the well at +1 is 2 nats deeper than the one at
+    # -1. The template starts in the shallow well and stays there; redraws at the template's scale
+    # land on either side. The warm start must return the deeper well and report every start.
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpyro
+    import numpyro.distributions as dist
+
+    from bayesode.infer.event_map import fit_map, start_points
+
+    def model():
+        x = numpyro.sample("x", dist.Normal(0.0, 100.0))
+        numpyro.factor("wells", -10.0 * (x**2 - 1.0) ** 2 + x)
+
+    starts = start_points({"x": jnp.array(-1.0), "z0": jnp.zeros(3)}, 6, jr.key(2))
+    assert float(starts[0]["x"]) == -1.0 and all(np.all(s["z0"] == 0) for s in starts)  # zeros stay zeros
+    assert len({round(float(s["x"]), 6) for s in starts}) == 6  # redraws differ
+
+    def model2():
+        model()
+        numpyro.sample("z0", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+
+    values, losses, final = fit_map(model2, starts, {}, jr.key(0), steps=200, learning_rate=0.05)
+    ends = final - final.min()
+    assert final.shape == (6,) and losses.shape == (200,)
+    assert np.any(ends > 1.5)  # some start (the template's) ended in the shallow well: not vacuous
+    assert abs(float(values["x"]) - 1.0) < 0.1 and np.isclose(losses[-1], final.min(), atol=0.1)
 
 
 def test_fit_errors_name_the_argument():
@@ -110,7 +140,8 @@ def test_events_command_writes_the_run_and_rejects_a_missing_file(tmp_path, caps
     csv = tmp_path / "ev.csv"
     csv.write_text("time,sequence\n0.5,a\n1.2,a\n2.0,b\n2.6,a\n")
     out = tmp_path / "run"
-    status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--method", "svi", "--map-steps", "5", "--svi-steps", "5",
+    status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--method", "svi", "--map-steps", "5", "--map-starts", "2",
+                       "--svi-steps", "5",
                        "--samples", "3", "--chains", "1", "--width", "4", "--points", "20", "--out", str(out)])  # fmt: skip
     assert status == 0
     for name in ("posterior.nc", "intensity.png", "time_rescaling.png", "time_rescaling.txt"):

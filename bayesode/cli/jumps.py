@@ -67,6 +67,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["svi+nuts", "svi", "nuts"], default="svi+nuts",
                    help="after the MAP warm start: SVI then NUTS from it (default), SVI alone, or NUTS alone")
     p.add_argument("--map-steps", type=_nonnegative_int, default=1500, help="Adam steps of the MAP warm start (default 1500; 0: none)")
+    p.add_argument("--map-starts", type=_positive_int, default=1,
+                   help="MAP fits from this many starting points, side by side on the cores; the lowest loss is kept (default 1)")
     p.add_argument("--svi-steps", type=_positive_int, default=1000, help="Adam steps of SVI (default 1000)")
     p.add_argument("--warmup", type=int, default=200, help="NUTS warmup iterations per chain (default 200)")
     p.add_argument("--samples", type=_positive_int, default=200, help="draws kept per chain (default 200)")
@@ -106,8 +108,8 @@ def run(args) -> int:
     events = _events(args)  # checked before any tracing
     prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
-    fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps, svi_steps=args.svi_steps,
-                     num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
+    fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps, map_starts=args.map_starts,
+                     svi_steps=args.svi_steps, num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
                      latent_dim=args.latent_dim, width=args.width)  # fmt: skip
     save_ts = np.linspace(float(events.t0.min()), float(events.t_end.max()), args.points)
     idata = to_inference_data(fit, save_ts)

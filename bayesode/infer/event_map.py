@@ -1,9 +1,14 @@
-"""The MAP warm start of :func:`bayesode.infer.fit_events`: Adam on a cosine schedule, one compiled scan."""
+"""The MAP warm start of :func:`bayesode.infer.fit_events`: Adam on a cosine schedule, one compiled
+scan per start, several starts side by side on the CPU cores, the start with the lowest loss kept."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
 import optax
 from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_value
@@ -11,36 +16,72 @@ from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_value
 from ..errors import FitFailedError
 
 
-def fit_map(model, init_values: dict, data: dict, key, steps: int, learning_rate: float):
-    """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``): site -> value, and the losses (steps,).
+def start_points(template_values: dict, num_starts: int, key) -> list[dict]:
+    """``num_starts`` starting points: the template's weights, then ``num_starts - 1`` redraws.
 
-    Returns the last weights whose log density was finite: an update can step from a solvable
-    point onto weights whose solve fails, and SVI or NUTS cannot start there. The loop runs as
-    one compiled scan (no progress bar).
+    A redraw replaces every array by ``Normal(0, rms)`` draws, ``rms`` the root mean square of the
+    template's array: the same per-layer scale as the template's (fan-in scaled) initialisation,
+    for any process, and arrays the template starts at zero (``z0``) stay at zero.
     """
-    guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values=init_values))
-    optimizer = optax.chain(optax.clip_by_global_norm(10.0),
-                            optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
-    svi = SVI(model, guide, optimizer, Trace_ELBO())
-    state = svi.init(key, **data)
+    points = [dict(template_values)]
+    for j in range(1, num_starts):
+        keys = jr.split(jr.fold_in(key, j), len(template_values))
+        points.append({name: jnp.sqrt(jnp.mean(jnp.square(v))) * jr.normal(k, jnp.shape(v), jnp.result_type(v))
+                       for k, (name, v) in zip(keys, template_values.items())})  # fmt: skip
+    return points
 
-    @jax.jit
-    def run(state, data):
+
+def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *, workers: int | None = None):
+    """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``) from each start; the best one.
+
+    Parameters
+    ----------
+    starts : dict (site -> value) or a list of them (:func:`start_points`).
+    workers : threads running starts side by side (default: the CPU count, at most the starts). One
+        compiled program serves every start (the start is its argument); JAX releases the GIL while
+        it runs, so starts on different cores run at the same time.
+
+    Returns ``(values, losses, final_losses)``: site -> value of the start with the lowest negative
+    log density at its returned weights, that start's losses (steps,), and every start's final
+    loss (start,) (``inf`` where a start never found a solvable point).
+
+    Each start returns the last weights whose log density was finite: an update can step from a
+    solvable point onto weights whose solve fails, and SVI or NUTS cannot start there.
+    """
+    starts = [starts] if isinstance(starts, dict) else list(starts)
+    names = list(starts[0])
+
+    def run(values, key):
+        guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values=values))
+        optimizer = optax.chain(optax.clip_by_global_norm(10.0),
+                                optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
+        svi = SVI(model, guide, optimizer, Trace_ELBO())
+        state = svi.init(key, **data)
+
         def body(carry, _):
-            st, last_ok = carry
+            st, last_ok, last_loss = carry
             new, loss = svi.stable_update(st, **data)  # loss at st's params
             ok = jnp.isfinite(loss)
             last_ok = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), svi.get_params(st), last_ok)
-            return (new, last_ok), loss
+            return (new, last_ok, jnp.where(ok, loss, last_loss)), loss
 
-        (state, last_ok), losses = jax.lax.scan(body, (state, svi.get_params(state)), None, length=steps)
-        final_ok = jnp.isfinite(svi.evaluate(state, **data))
+        init = (state, svi.get_params(state), jnp.asarray(jnp.inf, jnp.float32))
+        (state, last_ok, last_loss), losses = jax.lax.scan(body, init, None, length=steps)
+        final_loss = svi.evaluate(state, **data)
+        final_ok = jnp.isfinite(final_loss)
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(final_ok, a, b), svi.get_params(state), last_ok)
-        return params, losses, final_ok | jnp.any(jnp.isfinite(losses))
+        point = {k: v for k, v in guide.median(params).items() if k in values}
+        return point, losses, jnp.where(final_ok, final_loss, last_loss)
 
-    params, losses, found = run(state, data)
-    if not bool(found):
+    keys = jr.split(key, len(starts))
+    compiled = jax.jit(run).lower(starts[0], keys[0]).compile()  # once, before the threads share it
+    workers = min(len(starts), os.cpu_count() or 1) if workers is None else workers
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
+        results = list(pool.map(lambda a: compiled(*a), zip(starts, keys)))
+    final_losses = np.array([float(r[2]) for r in results])
+    best = int(np.argmin(np.where(np.isfinite(final_losses), final_losses, np.inf)))
+    if not np.isfinite(final_losses[best]):
         raise FitFailedError("fit_events: the MAP warm start found no weights whose solve succeeds (the log density "
                              "was never finite); try a smaller `learning_rate`, `map_steps=0`, or a smaller network.")
-    values = {k: v for k, v in guide.median(params).items() if k in init_values}
-    return values, np.asarray(losses)
+    values, losses, _ = results[best]
+    return {k: values[k] for k in names}, np.asarray(losses), np.where(np.isfinite(final_losses), final_losses, np.inf)

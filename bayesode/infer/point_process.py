@@ -45,7 +45,7 @@ from .event_draws import (
     _warn_if_failed,
     check_fixed_steps,
 )
-from .event_map import fit_map
+from .event_map import fit_map, start_points
 
 METHODS = ("svi", "nuts", "svi+nuts")
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
@@ -60,7 +60,8 @@ class EventFit:
 
     ``samples``: site name -> (chain, draw, ...) posterior draws of the weights (and ``z0``);
     ``process``: the template (shapes, static settings); ``events``: the training data;
-    ``stats``: ``map_loss`` (steps,) and ``map`` (site -> MAP value) of the warm start, ``diverging``
+    ``stats``: ``map_loss`` (steps,) and ``map`` (site -> MAP value) of the warm start's best start,
+    ``map_start_loss`` (start,) every start's final loss, ``diverging``
     (chain, draw) for NUTS, ``svi_loss`` (steps,) for SVI, ``fixed_steps_ll_error`` (nats; NaN unless
     ``config`` is ``FixedSteps``).
     """
@@ -119,6 +120,7 @@ def fit_events(
     config: SolverConfig | None = None,
     method: str = "svi+nuts",
     map_steps: int = 1500,
+    map_starts: int = 1,
     svi_steps: int = 1000,
     learning_rate: float = 0.02,
     num_warmup: int = 200,
@@ -149,6 +151,11 @@ def fit_events(
     map_steps : Adam steps of the MAP warm start (0: none), on a cosine schedule from ``learning_rate``
         to 1% of it. Why: a constant step size leaves the fit oscillating around the optimum, and SVI
         or NUTS started from an unconverged point spend their budget on getting there.
+    map_starts : MAP fits from this many starting points (the template's weights, then redraws at
+        the same per-layer scale: :func:`~bayesode.infer.event_map.start_points`), run side by side
+        on the CPU cores; the one with the lowest training loss (negative log density) is kept. Why:
+        a neural jump ODE's optimisation has local optima (one start can plateau far from the
+        others), and the data, not the luck of one initialisation, should pick the point.
     svi_steps, learning_rate : Adam steps of SVI (cosine schedule to 10% of ``learning_rate``; the
         ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``) and the peak step size.
     num_warmup, num_samples, num_chains : NUTS (chains run one after another).
@@ -173,6 +180,7 @@ def fit_events(
         positive_int(name, v)
     positive_int("num_warmup", num_warmup, allow_zero=True)
     positive_int("map_steps", map_steps, allow_zero=True)
+    positive_int("map_starts", map_starts)
     if not float(learning_rate) > 0:
         raise ConfigError(f"`learning_rate` must be positive; got {learning_rate!r}.")
     key = as_key(key)
@@ -185,7 +193,9 @@ def fit_events(
     stats: dict = {}
     init_values = _initial_values(process, weight_prior)
     if map_steps:
-        init_values, stats["map_loss"] = fit_map(model, init_values, data, k_map, map_steps, learning_rate)
+        k_start, k_map = jax.random.split(k_map)
+        starts = start_points(init_values, map_starts, k_start)
+        init_values, stats["map_loss"], stats["map_start_loss"] = fit_map(model, starts, data, k_map, map_steps, learning_rate)
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
         guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.02)
