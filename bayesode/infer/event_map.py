@@ -65,7 +65,7 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
             last_ok = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), svi.get_params(st), last_ok)
             return (new, last_ok, jnp.where(ok, loss, last_loss)), loss
 
-        init = (state, svi.get_params(state), jnp.asarray(jnp.inf, jnp.float32))
+        init = (state, svi.get_params(state), jnp.full_like(svi.evaluate(state, **data), jnp.inf))  # loss's dtype (x64 too)
         (state, last_ok, last_loss), losses = jax.lax.scan(body, init, None, length=steps)
         final_loss = svi.evaluate(state, **data)
         final_ok = jnp.isfinite(final_loss)
