@@ -11,6 +11,7 @@ For each bundled process (``<kind>_events``: 10 sequences on [0, 100]) the model
   is checked against the jump-ODE solve at start-up), maximised with ``scipy.optimize``;
 - mean relative error of the posterior-mean intensity at held-out event times (left limits);
 - coverage of the true intensity by the 90% posterior band at held-out event times.
+- div: the share of NUTS draws that diverged (``--method nuts`` or ``svi+nuts``; blank for SVI).
 
 Then the scale table: one likelihood and one gradient evaluation of a neural jump ODE
 (latent 2, width 16) on one sequence of 100 .. 10,000 events.
@@ -157,7 +158,8 @@ def run_case(kind: str, args) -> dict:
     rel_err = float(np.mean(np.abs(mean[held] - true_lam[held]) / true_lam[held]))
     coverage = float(np.mean((lo[held] <= true_lam[held]) & (true_lam[held] <= hi[held])))
     return {"kind": kind, "events": int(events.mask.sum()), "held_out": n_future, "model": model, "map": map_score, "truth": truth,
-            "right_ml": right, "poisson_ml": poisson, "rel_err": rel_err, "coverage": coverage, "fit_s": fit_s}  # fmt: skip
+            "right_ml": right, "poisson_ml": poisson, "rel_err": rel_err, "coverage": coverage, "fit_s": fit_s,
+            "divergent": float(np.mean(fit.stats["diverging"])) if "diverging" in fit.stats else float("nan")}  # fmt: skip
 
 
 def scale_table(sizes=(100, 1000, 10000), repeats=3) -> list:
@@ -210,13 +212,13 @@ def main() -> None:
         check_hawkes_closed_form(load_events("hawkes_exponential_events").event_list(0)[0])
         print("\nheld-out log-likelihood per event on (80, 100] (higher is better); intensity at held-out events")
         head = ("process", "events", "held", "model", "MAP", "truth", "right ML", "Poisson ML", "rel.err", "cover90",
-                "fit s")  # fmt: skip
-        print("{:<20}{:>7}{:>6}{:>9}{:>9}{:>9}{:>10}{:>11}{:>9}{:>9}{:>7}".format(*head))
+                "fit s", "div")  # fmt: skip
+        print("{:<20}{:>7}{:>6}{:>9}{:>9}{:>9}{:>10}{:>11}{:>9}{:>9}{:>7}{:>6}".format(*head))
         for kind in args.kinds:
             r = run_case(kind, args)
             print(f"{r['kind']:<20}{r['events']:>7}{r['held_out']:>6}{r['model']:>9.4f}{r['map']:>9.4f}{r['truth']:>9.4f}"
                   f"{r['right_ml']:>10.4f}{r['poisson_ml']:>11.4f}{r['rel_err']:>9.3f}{r['coverage']:>9.2f}"
-                  f"{r['fit_s']:>7.0f}", flush=True)  # fmt: skip
+                  f"{r['fit_s']:>7.0f}{r['divergent']:>6.2f}", flush=True)  # fmt: skip
     print("\nscale: one sequence, neural jump ODE (latent 2, width 16), EVENT_SOLVER; best of 3")
     print(f"{'events':>8}{'loglik ms':>12}{'+grad ms':>12}{'grad us/event':>15}")
     for n, v, g in scale_table(tuple(args.sizes)):
