@@ -11,7 +11,7 @@ For each bundled process (``<kind>_events``: 10 sequences on [0, 100]) the model
   is checked against the jump-ODE solve at start-up), maximised with ``scipy.optimize``;
 - mean relative error of the posterior-mean intensity at held-out event times (left limits);
 - coverage of the true intensity by the 90% posterior band at held-out event times.
-- div: the share of NUTS draws that diverged (``--method nuts`` or ``svi+nuts``; blank for SVI).
+- div: the share of NUTS draws that diverged (``--method nuts`` or ``svi+nuts``; nan for SVI).
 
 Then the scale table: one likelihood and one gradient evaluation of a neural jump ODE
 (latent 2, width 16) on one sequence of 100 .. 10,000 events.
