@@ -79,9 +79,10 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
     with ThreadPoolExecutor(max(workers, 1)) as pool:
         results = list(pool.map(lambda a: compiled(*a), zip(starts, keys)))
     final_losses = np.array([float(r[2]) for r in results])
-    best = int(np.argmin(np.where(np.isfinite(final_losses), final_losses, np.inf)))
+    final_losses = np.where(np.isfinite(final_losses), final_losses, np.inf)  # NaN counts as never solvable
+    best = int(np.argmin(final_losses))
     if not np.isfinite(final_losses[best]):
         raise FitFailedError("fit_events: the MAP warm start found no weights whose solve succeeds (the log density "
                              "was never finite); try a smaller `learning_rate`, `map_steps=0`, or a smaller network.")
     values, losses, _ = results[best]
-    return {k: values[k] for k in names}, np.asarray(losses), np.where(np.isfinite(final_losses), final_losses, np.inf)
+    return {k: values[k] for k in names}, np.asarray(losses), final_losses
