@@ -20,14 +20,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-# Workaround, not a fix: with an implicit solver (robertson's Kvaerno5) a non-finite Newton
-# iterate reaches lineax's tangent (or transposed) linear solves, which throw unconditionally
-# (lineax: "nowhere to pipe result to"; the primal solve in diffrax's VeryChord has
-# throw=False), and the error ends the whole fit instead of failing one solve. equinox's
-# documented switch makes such errors NaN, which bayesode counts as a failed solve. Read at
-# equinox's import, so set here.
-if "--models" not in sys.argv or "robertson" in sys.argv:
-    os.environ.setdefault("EQX_ON_ERROR", "nan")
 
 from published_models import MODELS, compare, passes  # noqa: E402
 

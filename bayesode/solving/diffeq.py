@@ -59,11 +59,13 @@ class SolverConfig(eqx.Module):
     Parameters
     ----------
     solver : diffrax solver
-        Default ``Tsit5()``. Use ``Kvaerno5()`` for stiff systems. Known gap: with an
-        implicit solver, a Newton step that goes non-finite inside a *derivative* (the
-        tangent or transposed linear solve of ``lineax``, which always raises) aborts
-        the fit instead of counting a failed solve; run with ``EQX_ON_ERROR=nan`` in the
-        environment (set before equinox is imported) to have such solves counted.
+        Default ``Tsit5()``. Use ``Kvaerno5()`` for stiff systems. An implicit
+        solver's root finder is wrapped so that a failed Newton solve stays a
+        rejected step under differentiation too (:mod:`bayesode.solving.implicit`).
+        Known gap: a Newton system that is finite but numerically singular (rates
+        many orders of magnitude beyond their scale) still raises inside ``lineax``'s
+        derivative rules; ``EQX_ON_ERROR=nan`` in the environment (set before equinox
+        is imported) makes such a solve a counted failure.
     rtol, atol : float
         Tolerances of the PID step-size controller (default 1e-6 both).
     max_steps : int

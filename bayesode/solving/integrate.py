@@ -3,7 +3,9 @@
 Every bayesode solve (plain, sensitivities, jumps, state events, Lyapunov
 windows) integrates through :func:`integrate`: one step-size controller
 (:func:`~bayesode.solving.controller.step_controller`), ``throw=False`` (a
-failure is a status code, never an exception), ``config.max_steps``, and
+failure is a status code, never an exception), implicit solvers whose failed
+Newton solves stay a status under differentiation too
+(:mod:`~bayesode.solving.implicit`), ``config.max_steps``, and
 diffrax's checks of the save times kept free of host callbacks (see
 :mod:`~bayesode.solving.cacheable`). Around it, the failure guard:
 :func:`guard_gradients` keeps a failed solve's gradient finite and
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 
 from .cacheable import checks_without_callbacks
 from .controller import step_controller
+from .implicit import with_finite_roots
 
 
 def integrate(field, y0, t0, t1, config, *, saveat, args=None, event=None, adjoint=None, norm=None) -> diffrax.Solution:
@@ -31,7 +34,7 @@ def integrate(field, y0, t0, t1, config, *, saveat, args=None, event=None, adjoi
     with checks_without_callbacks():
         return diffrax.diffeqsolve(
             diffrax.ODETerm(field),
-            config.solver,
+            with_finite_roots(config.solver),
             t0=t0,
             t1=t1,
             dt0=config.dt0,
