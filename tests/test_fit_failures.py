@@ -144,3 +144,42 @@ def test_command_line_stops_a_planted_bad_model_with_the_cause_and_no_traceback(
     assert "Of 100 prior draws, 100% gave a failed solve; by cause: {" in proc.stderr
     assert re.search(r"by cause: \{[^}]*'max_steps': \d+", proc.stderr), proc.stderr
     assert not (tmp_path / "run").exists()  # nothing written, no empty folder left
+
+
+def _planted_check_model():
+    """dy/dt = -k y whose field carries a runtime check of its own (``equinox.error_if``, as lineax's
+    derivative solves do) that raises for k > 3: the prior puts 14% of its mass there."""
+    import equinox as eqx
+    import jax.numpy as jnp
+    import numpyro
+
+    def decay(ts, ys, mask):
+        k = numpyro.sample("k", dist.LogNormal(0.0, 1.0))
+        field = lambda t, y, args: eqx.error_if(-k * y, k > 3.0, "planted check: k above 3")  # noqa: E731
+        sol = bo.record_solve(bo.solve(field, jnp.ones(1), ts))
+        bo.observe(bo.NormalNoise(), sol.ys, {"sigma": 0.3}, ys, mask)
+
+    return bo.numpyro_model(decay)
+
+
+def test_a_library_check_raised_while_sampling_stops_the_fit_naming_it_and_keeps_the_draws(tmp_path):
+    # Started at k = 1, warmup's first long trajectories reach k > 3 (seed 1: in the chunk at 60-79).
+    ts = np.linspace(0.0, 2.0, 8)
+    data = bo.make_data(ts, np.exp(-ts)[:, None])
+    with pytest.raises(FitFailedError) as err:
+        bo.run_nuts(_planted_check_model(), data, key=1, num_warmup=100, num_samples=100, num_chains=1, chunk_size=20,
+                    init_params={"k": np.array([1.0])}, checkpoint_dir=str(tmp_path), progress=False)  # fmt: skip
+    message = str(err.value)
+    found = re.match(r"run_nuts stopped in iterations (\d+)-(\d+) of 200; the (\d+) iterations before it are saved", message)
+    assert found and int(found[1]) == int(found[3]) > 0, message
+    assert "'planted check: k above 3'" in message and "EQX_ON_ERROR=nan" in message
+    assert isinstance(err.value.__cause__, jax.errors.JaxRuntimeError)
+    assert os.listdir(tmp_path)  # the chunks before it were checkpointed
+
+
+def test_other_runtime_errors_are_not_relabelled():
+    oom = jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: out of memory while trying to allocate 9 GiB")
+    assert fit_failures.library_check_error(oom, "run_nuts stopped") is None
+    with pytest.raises(jax.errors.JaxRuntimeError, match="RESOURCE_EXHAUSTED"):
+        with fit_failures.library_checks_stop_the_fit("run_nuts stopped"):
+            raise oom

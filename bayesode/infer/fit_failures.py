@@ -12,12 +12,19 @@ Three checks, each against ``FAILURE_SHARE_MAX`` (more than half):
 ``on_failure="stop"`` (default) raises :class:`FitFailedError` at the first check that trips;
 ``"continue"`` prints the message, finishes, and the result carries it
 (``settings["fit_failures"]``, ``Posterior.diagnostics()["warnings"]``, the saved file's attrs).
+
+A fourth case is not a share: a library's runtime check inside the compiled model (equinox's
+``error_if``, which lineax and optimistix use) raises out of the program and would end the fit
+with a traceback. Inside :func:`library_checks_stop_the_fit` it becomes a :class:`FitFailedError`
+that names the check, where the fit was, and the fixes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
+import jax
 import numpy as np
 
 from ..errors import ConfigError, FitFailedError
@@ -45,6 +52,44 @@ CONTINUE_HINT = (
     "To finish anyway and keep this message with the result: run_nuts(..., on_failure='continue') "
     "(command line: --on-failure continue)."
 )
+
+
+LIBRARY_CHECK_ADVICE = (
+    "bayesode counts its own failed solves; this check is another's (a library inside the solve, or your own "
+    "code). If it names a "
+    "linear solver, an implicit solver's Newton system was singular at extreme parameter values: tighter "
+    "priors or starting values keep the sampler away from them, or set EQX_ON_ERROR=nan in the environment "
+    "before Python starts (equinox's switch: such checks then give NaN, which bayesode counts as a failed solve)."
+)
+
+
+def library_check_error(error: Exception, where: str) -> FitFailedError | None:
+    """A :class:`FitFailedError` for a library's runtime check raised inside the compiled model; else None.
+
+    ``error`` is the ``jax.errors.JaxRuntimeError`` out of the program; ``where`` says what
+    stopped and when (e.g. "run_nuts stopped at iteration 40 of 200"). Any other runtime
+    error (out of memory, a device lost) gives None: the caller re-raises it unchanged.
+    """
+    text = str(error)
+    marker = "EquinoxRuntimeError: "  # equinox's error, also as its private subclass's name
+    if marker not in text:
+        return None
+    check = " ".join(text.split(marker, 1)[1].split("\n\n", 1)[0].split())
+    return FitFailedError(
+        f"{where}: a check inside the compiled model raised at run time: {check!r}. {LIBRARY_CHECK_ADVICE}"
+    )
+
+
+@contextlib.contextmanager
+def library_checks_stop_the_fit(where: str):
+    """Re-raise a library's runtime check out of the compiled model as :func:`library_check_error`'s error."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as e:
+        error = library_check_error(e, where)
+        if error is None:
+            raise
+        raise error from e
 
 
 def check_on_failure(on_failure) -> str:

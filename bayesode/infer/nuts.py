@@ -39,6 +39,7 @@ from .fit_failures import (
     WINDOW_MIN,
     check_on_failure,
     handle,
+    library_checks_stop_the_fit,
     prior_message,
     window_message,
 )
@@ -240,7 +241,8 @@ def run_nuts(
     # the same chains whatever the split.
     check_at = stuck_check_iteration(num_warmup, chunk_size) if len(chains) == num_chains else None
     fit_failures: list[str] = []
-    with phase("compiling the sampler (once per model, data shapes and settings)", progress):
+    at_start = "run_nuts stopped before its first iteration (at the starting points)"
+    with phase("compiling the sampler (once per model, data shapes and settings)", progress), library_checks_stop_the_fit(at_start):
         sampler = get_sampler(model, md, settings)
         if init_params is None:
             z0, failed = sampler.start(jax.random.split(k_init, num_chains), md, 0.0, with_failed=True)
@@ -341,7 +343,10 @@ def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_wa
         try:
             while run.done < total and not stop_requested:
                 n = min(chunk_size, total - run.done)
-                results = runner.run(n, run.states)
+                saved = f"; the {run.done} iterations before it are saved in {checkpoint_dir!r}" if checkpoint_dir and run.done else ""
+                with library_checks_stop_the_fit(f"run_nuts stopped in iterations {run.done}-{run.done + n - 1} of {total}{saved}"):
+                    results = runner.run(n, run.states)
+                    jax.block_until_ready([out for out, _ in results])  # this chunk's runtime errors surface here
                 for (dev, idx), (_, replay) in zip(runner.groups, results):
                     if replay is not None:
                         replays.add(runner, dev, idx, run.states, replay)

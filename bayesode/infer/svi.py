@@ -25,6 +25,7 @@ from ..model.assembly import check_model
 from ..results.posterior import Posterior, package_versions
 from ..solving.precision import float_dtype
 from .console import Progress, StopOnSigint, phase
+from .fit_failures import library_checks_stop_the_fit
 from .numpyro_adapter import guide_init_locs
 from .precision import fits_in_precision
 from .preflight import init_error
@@ -158,8 +159,9 @@ def _optimise(chunk, svi_state, md, num_steps: int, progress: bool):
                 if stop_requested:
                     break
                 n = min(SVI_CHUNK, num_steps - start)
-                svi_state, chunk_losses = chunk(svi_state, md, n)
-                losses.append(np.asarray(chunk_losses)[:n])
+                with library_checks_stop_the_fit(f"run_svi stopped in steps {start}-{start + n - 1} of {num_steps}"):
+                    svi_state, chunk_losses = chunk(svi_state, md, n)
+                    losses.append(np.asarray(chunk_losses)[:n])
                 last = losses[-1][np.isfinite(losses[-1])]
                 bar.update(start + n, loss=f"{float(np.mean(last)) if last.size else float('nan'):.4g}")
         finally:
