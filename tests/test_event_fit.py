@@ -195,3 +195,68 @@ def test_events_command_refuses_a_previous_fit_before_any_work(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "holds a previous fit" in err and "--overwrite" in err  # refused before the file is even read
     assert (out / "posterior.nc").read_text() == "a finished fit"
+
+
+def _press_ctrl_c_at(done_at):
+    """A progress display that sends this process SIGINT when ``done_at`` iterations are reported (a user's Ctrl-C)."""
+    import os
+    import signal
+
+    from bayesode.infer.console import Progress
+
+    class PressCtrlC(Progress):
+        def update(self, done, *args, **kwargs):
+            super().update(done, *args, **kwargs)
+            if done == done_at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return PressCtrlC
+
+
+def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypatch):
+    import jax
+    from numpyro.infer import MCMC, NUTS, init_to_value
+
+    from bayesode.infer import event_nuts
+    from bayesode.infer.point_process import EVENT_SOLVER, _initial_values, make_event_process
+    from bayesode.model import Normal, event_arrays, point_process_model
+
+    process = make_event_process(EVENTS, key=jax.random.key(1), width=4)
+    model = point_process_model(process, weight_prior=Normal(1.0), config=EVENT_SOLVER)
+    data, init = event_arrays(EVENTS), _initial_values(process, Normal(1.0))
+    key = jax.random.key(3)
+    # Ctrl-C reported after iteration 30 of 20 warmup + 20 sampling: 10 draws per chain kept.
+    monkeypatch.setattr(event_nuts, "Progress", _press_ctrl_c_at(30))
+    samples, diverging, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=20, num_samples=20,
+                                                             num_chains=2, max_tree_depth=6, progress=False)  # fmt: skip
+    assert interrupted and diverging.shape == (2, 10)
+    # The same chains as NumPyro's own MCMC (sequential chains, same key and start), draw for draw.
+    kernel = NUTS(model, init_strategy=init_to_value(values=init), target_accept_prob=0.8, max_tree_depth=6)
+    mcmc = MCMC(kernel, num_warmup=20, num_samples=20, num_chains=2, chain_method="sequential", progress_bar=False)
+    mcmc.run(key, **data, extra_fields=("diverging",))
+    theirs = mcmc.get_samples(group_by_chain=True)
+    for site in init:
+        assert samples[site].shape[:2] == (2, 10)
+        np.testing.assert_allclose(samples[site], np.asarray(theirs[site])[:, :10], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(diverging, np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])[:, :10])
+    assert np.ptp(samples["field.z0"][0], axis=0).max() > 0  # the chain moved: not a vacuous comparison
+
+
+def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    from bayesode.infer import event_nuts
+
+    monkeypatch.setattr(event_nuts, "Progress", _press_ctrl_c_at(20))  # after 10 warmup + 10 sampling iterations
+    csv = tmp_path / "ev.csv"
+    csv.write_text("time\n0.5\n1.2\n2.0\n2.6\n")
+    out = tmp_path / "run"
+    status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--method", "nuts", "--map-steps", "5",
+                       "--warmup", "10", "--samples", "30", "--chains", "1", "--width", "4", "--points", "20",
+                       "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 130, err
+    assert err.strip().splitlines()[-1] == f"bayesode events: interrupted: kept 1 x 10 draws (chains x draws) in {out / 'posterior.nc'}."
+    assert "Warning" not in err and "Traceback" not in err, err
+    import arviz as az
+
+    assert az.from_netcdf(str(out / "posterior.nc")).posterior.sizes["draw"] == 10
+    assert (out / "intensity.png").is_file()

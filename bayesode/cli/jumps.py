@@ -5,14 +5,18 @@ Reads one row per event (``time[,mark][,sequence]``), checks it before any work,
 InferenceData: weights, the intensity as a posterior-predictive variable with time
 coords, per-event log-likelihood), ``intensity.png`` (posterior intensity with its band,
 one panel per sequence, at most 6), ``time_rescaling.png`` and ``time_rescaling.txt``
-(the KS check of the compensator increments against Exp(1)).
+(the KS check of the compensator increments against Exp(1)). Ctrl-C while NUTS samples keeps
+the draws made so far: the files are written from them and the exit status is 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import warnings
 
+from .common import EXIT_INTERRUPTED
 from .outputs import check_out_dir, prepare_out_dir
 
 EPILOG = """your events (--csv): a header line, then one row per event, e.g.
@@ -108,9 +112,13 @@ def run(args) -> int:
     events = _events(args)  # checked before any tracing
     prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
-    fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps, map_starts=args.map_starts,
-                     svi_steps=args.svi_steps, num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
-                     latent_dim=args.latent_dim, width=args.width)  # fmt: skip
+    with warnings.catch_warnings():
+        # An interrupted NUTS run warns; the command line says it in one line at the end instead.
+        warnings.filterwarnings("ignore", message="fit_events interrupted")
+        fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
+                         map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
+                         num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
+                         width=args.width)  # fmt: skip
     save_ts = np.linspace(float(events.t0.min()), float(events.t_end.max()), args.points)
     idata = to_inference_data(fit, save_ts)
     idata.to_netcdf(os.path.join(args.out, "posterior.nc"))
@@ -135,4 +143,9 @@ def run(args) -> int:
         print(f"NUTS divergences: {int(fit.stats['diverging'].sum())}")
     print(check)
     print(f"wrote {args.out}/posterior.nc, intensity.png, time_rescaling.png, time_rescaling.txt")
+    if fit.stats.get("interrupted"):
+        chains, draws = fit.stats["diverging"].shape
+        print(f"bayesode events: interrupted: kept {chains} x {draws} draws (chains x draws) in "
+              f"{os.path.join(args.out, 'posterior.nc')}.", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
     return 0

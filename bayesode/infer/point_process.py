@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 from numpyro import handlers
-from numpyro.infer import MCMC, NUTS, SVI, TraceMeanField_ELBO, autoguide, init_to_value
+from numpyro.infer import SVI, TraceMeanField_ELBO, autoguide, init_to_value
 
 from ..checks import as_key, positive_int
 from ..datasets import EventSequences
@@ -46,6 +46,7 @@ from .event_draws import (
     check_fixed_steps,
 )
 from .event_map import fit_map, start_points
+from .event_nuts import sample_nuts
 
 METHODS = ("svi", "nuts", "svi+nuts")
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
@@ -158,7 +159,9 @@ def fit_events(
         others), and the data, not the luck of one initialisation, should pick the point.
     svi_steps, learning_rate : Adam steps of SVI (cosine schedule to 10% of ``learning_rate``; the
         ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``) and the peak step size.
-    num_warmup, num_samples, num_chains : NUTS (chains run one after another).
+    num_warmup, num_samples, num_chains : NUTS (NumPyro's kernel; the chains take turns, iteration by
+        iteration: :mod:`~bayesode.infer.event_nuts`). Ctrl-C while it samples keeps the draws made so
+        far (the same number per chain) and warns; ``stats["interrupted"]`` says so.
     max_tree_depth : NUTS tree depth cap (default 6, at most 63 gradients per draw): a posterior
         over all network weights is rough, and depth 10 can cost 1023 solves per draw.
 
@@ -224,16 +227,19 @@ def fit_events(
                                                               {k: v[keep] for k, v in flat.items()}, "fit_events (svi)")  # fmt: skip
             return EventFit(process, weight_prior, config, events, samples, method, stats)
         init_values = {k: v for k, v in guide.median(result.params).items() if k in init_values}
-    kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
-                  max_tree_depth=max_tree_depth)
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method="sequential", progress_bar=progress)  # fmt: skip
-    mcmc.run(k_nuts, **data, extra_fields=("diverging",))
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items() if k in init_values}
-    stats["diverging"] = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    samples, stats["diverging"], interrupted = sample_nuts(
+        model, init_values, data, k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+        max_tree_depth=max_tree_depth, progress=progress,
+    )  # fmt: skip
+    samples = {k: v for k, v in samples.items() if k in init_values}
+    stats["interrupted"] = interrupted
+    if interrupted:
+        kept = samples[next(iter(samples))].shape[1]
+        warnings.warn(f"fit_events interrupted: kept {num_chains} x {kept} NUTS draws (chains x draws) of "
+                      f"{num_chains} x {num_samples}.", RuntimeWarning, stacklevel=2)  # fmt: skip
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
     status = _training_status(process, weight_prior, config, events, flat)
-    stats["solve_status"] = status.reshape(num_chains, num_samples)
+    stats["solve_status"] = status.reshape(stats["diverging"].shape)
     # NUTS never accepts a failed solve after warmup; a chain that never left a failing start would.
     if np.mean(status != 0) > 0.5:
         raise FitFailedError(_failure_message(status, "of the NUTS draws", "fit_events (nuts)"))

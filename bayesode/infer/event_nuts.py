@@ -1,0 +1,67 @@
+"""NUTS for :func:`bayesode.infer.fit_events`, one compiled transition driven from Python, so Ctrl-C keeps the draws.
+
+NumPyro's kernel through its public ``MCMCKernel`` API: ``NUTS.init`` for each chain,
+then the jitted ``NUTS.sample`` (warmup adaptation included: the kernel adapts while its
+iteration count is below ``num_warmup``) called iteration by iteration, each chain in turn, and
+``postprocess_fn`` for the constrained values at the end. This is what ``MCMC`` itself does when
+it shows a progress bar. Between iterations the progress line is drawn and a Ctrl-C request
+(:class:`~bayesode.infer.console.StopOnSigint`) is honoured: the draws so far are kept (the same
+number for every chain) and the fit says it was interrupted. Why not ``MCMC.run``: without a
+progress bar it is a single compiled loop that Ctrl-C can only abandon, losing every draw; and
+its chunked use (``post_warmup_state``) compiles warmup and sampling as two programs.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from numpyro.infer import NUTS, init_to_value
+
+from .console import Progress, StopOnSigint
+from .fit_failures import library_checks_stop_the_fit
+
+REPORT_EVERY = 10  # iterations between progress lines
+
+
+def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, num_samples: int, num_chains: int,
+                max_tree_depth: int, progress: bool):  # fmt: skip
+    """NUTS from ``init_values`` (site -> constrained value) for every chain.
+
+    Returns ``(samples, diverging, interrupted)``: site -> (chain, draw, ...) arrays, (chain, draw)
+    divergence flags, and whether Ctrl-C ended sampling early (then draw < ``num_samples``).
+    Ctrl-C during warmup raises ``KeyboardInterrupt`` (no draw to keep).
+    """
+    kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
+                  max_tree_depth=max_tree_depth)  # fmt: skip
+    with library_checks_stop_the_fit("fit_events (nuts) stopped at its starting point"):
+        # One chain per key, as MCMC's sequential chains (a batch of keys would make init vectorise the kernel).
+        states = [kernel.init(k, num_warmup, None, (), data) for k in jax.random.split(key, num_chains)]
+    step = jax.jit(lambda state, data: kernel.sample(state, (), data))  # one program for every chain and iteration
+    total = num_warmup + num_samples
+    z_draws: list[list] = [[] for _ in range(num_chains)]
+    diverging = np.zeros((num_chains, num_samples), bool)
+    bar = Progress(total, num_warmup, progress)
+    done = 0
+    try:
+        with StopOnSigint(what="NUTS iteration") as stop_requested:
+            while done < total and not stop_requested:
+                with library_checks_stop_the_fit(f"fit_events (nuts) stopped at iteration {done} of {total}"):
+                    states = [step(state, data) for state in states]
+                    if done >= num_warmup:
+                        for c, state in enumerate(states):
+                            z_draws[c].append(jax.device_get(state.z))
+                            diverging[c, done - num_warmup] = bool(state.diverging)
+                done += 1
+                if done % REPORT_EVERY == 0 or done == total:
+                    bar.update(done, diverging=int(diverging.sum()))
+    except KeyboardInterrupt:  # a second Ctrl-C: the iteration in progress is lost
+        pass
+    finally:
+        bar.close()
+    kept = min(len(z) for z in z_draws)  # whole iterations (a second Ctrl-C can land between chains)
+    if kept == 0:
+        raise KeyboardInterrupt("fit_events interrupted before any NUTS draw was kept")
+    constrain = jax.jit(jax.vmap(kernel.postprocess_fn((), data)))
+    per_chain = [constrain(jax.tree.map(lambda *xs: np.stack(xs), *z[:kept])) for z in z_draws]
+    samples = {k: np.stack([np.asarray(p[k]) for p in per_chain]) for k in per_chain[0]}
+    return samples, diverging[:, :kept], kept < num_samples
