@@ -1,6 +1,7 @@
 """Fitting event sequences: plumbing of fit_events, the posterior intensity, forecasts, held-out
 likelihood, InferenceData, the time-rescaling check and `bayesode events` (smoke: tiny fits)."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -227,8 +228,9 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
     key = jax.random.key(3)
     # Ctrl-C reported after iteration 30 of 20 warmup + 20 sampling: 10 draws per chain kept.
     monkeypatch.setattr(event_nuts, "Progress", _press_ctrl_c_at(30))
-    samples, diverging, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=20, num_samples=20,
-                                                             num_chains=2, max_tree_depth=6, progress=False)  # fmt: skip
+    with pytest.warns(RuntimeWarning, match=r"fit_events interrupted: kept 2 x 10 NUTS draws \(chains x draws\) of 2 x 20"):
+        samples, diverging, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=20, num_samples=20,
+                                                                 num_chains=2, max_tree_depth=6, progress=False)  # fmt: skip
     assert interrupted and diverging.shape == (2, 10)
     # The same chains as NumPyro's own MCMC (sequential chains, same key and start), draw for draw.
     kernel = NUTS(model, init_strategy=init_to_value(values=init), target_accept_prob=0.8, max_tree_depth=6)
@@ -256,6 +258,9 @@ def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, ca
     assert status == 130, err
     assert err.strip().splitlines()[-1] == f"bayesode events: interrupted: kept 1 x 10 draws (chains x draws) in {out / 'posterior.nc'}."
     assert "Warning" not in err and "Traceback" not in err, err
+    # Each stage shows itself: the MAP as a line before and after, NUTS as progress lines.
+    assert "MAP warm start (1 start(s) x 5 Adam steps, compiling first) ..." in err
+    assert re.search(r"MAP warm start \(.*\): \d+\.\d s", err) and "phase=sample" in err, err
     import arviz as az
 
     assert az.from_netcdf(str(out / "posterior.nc")).posterior.sizes["draw"] == 10

@@ -74,13 +74,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--map-starts", type=_positive_int, default=1,
                    help="MAP fits from this many starting points, side by side on the cores; the lowest loss is kept (default 1)")
     p.add_argument("--svi-steps", type=_positive_int, default=1000, help="Adam steps of SVI (default 1000)")
-    p.add_argument("--warmup", type=int, default=200, help="NUTS warmup iterations per chain (default 200)")
+    p.add_argument("--warmup", type=_nonnegative_int, default=200, help="NUTS warmup iterations per chain (default 200)")
     p.add_argument("--samples", type=_positive_int, default=200, help="draws kept per chain (default 200)")
-    p.add_argument("--chains", type=_positive_int, default=2, help="NUTS chains, run one after another (default 2)")
+    p.add_argument("--chains", type=_positive_int, default=2, help="NUTS chains, taking turns on one core (default 2)")
     p.add_argument("--latent-dim", type=_positive_int, default=2, help="size of the latent state z (default 2)")
     p.add_argument("--width", type=_positive_int, default=16, help="hidden width of the flow and jump networks (default 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--points", type=_positive_int, default=200, help="times at which the intensity is saved")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress lines (MAP, SVI, NUTS)")
     return p
 
 
@@ -118,7 +119,7 @@ def run(args) -> int:
         fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
                          map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
                          num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
-                         width=args.width)  # fmt: skip
+                         width=args.width, progress=not args.no_progress)  # fmt: skip
     save_ts = np.linspace(float(events.t0.min()), float(events.t_end.max()), args.points)
     idata = to_inference_data(fit, save_ts)
     idata.to_netcdf(os.path.join(args.out, "posterior.nc"))

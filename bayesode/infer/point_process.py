@@ -37,6 +37,7 @@ from ..solving import (
     events_log_likelihood,
     simulate_events,
 )
+from .console import phase
 from .event_draws import (
     _draw_process,
     _failure_message,
@@ -164,6 +165,8 @@ def fit_events(
         far (the same number per chain) and warns; ``stats["interrupted"]`` says so.
     max_tree_depth : NUTS tree depth cap (default 6, at most 63 gradients per draw): a posterior
         over all network weights is rough, and depth 10 can cost 1023 solves per draw.
+    progress : print each stage on stderr (the MAP and SVI stages as a line before and after, NUTS
+        as a progress line every few iterations, a bar on a terminal).
 
     Examples
     --------
@@ -198,14 +201,17 @@ def fit_events(
     if map_steps:
         k_start, k_map = jax.random.split(k_map)
         starts = start_points(init_values, map_starts, k_start)
-        init_values, stats["map_loss"], stats["map_start_loss"] = fit_map(model, starts, data, k_map, map_steps, learning_rate)
+        with phase(f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, compiling first)", progress):
+            init_values, stats["map_loss"], stats["map_start_loss"] = fit_map(model, starts, data, k_map, map_steps,
+                                                                              learning_rate)  # fmt: skip
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
         guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.02)
         optimizer = optax.chain(optax.clip_by_global_norm(10.0),
                                 optax.adam(optax.cosine_decay_schedule(learning_rate, svi_steps, 0.1)))  # fmt: skip
         svi = SVI(model, guide, optimizer, TraceMeanField_ELBO())
-        result = svi.run(k_svi, svi_steps, **data, progress_bar=progress, stable_update=True)
+        with phase(f"SVI ({svi_steps} Adam steps, compiling first)", progress):  # NumPyro's bar writes \r to logs
+            result = svi.run(k_svi, svi_steps, **data, progress_bar=False, stable_update=True)
         stats["svi_loss"] = np.asarray(result.losses)
         if method == "svi":
             # Twice the draws asked for, then the first ones whose solve succeeds: the posterior has
@@ -227,16 +233,11 @@ def fit_events(
                                                               {k: v[keep] for k, v in flat.items()}, "fit_events (svi)")  # fmt: skip
             return EventFit(process, weight_prior, config, events, samples, method, stats)
         init_values = {k: v for k, v in guide.median(result.params).items() if k in init_values}
-    samples, stats["diverging"], interrupted = sample_nuts(
+    samples, stats["diverging"], stats["interrupted"] = sample_nuts(
         model, init_values, data, k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         max_tree_depth=max_tree_depth, progress=progress,
     )  # fmt: skip
     samples = {k: v for k, v in samples.items() if k in init_values}
-    stats["interrupted"] = interrupted
-    if interrupted:
-        kept = samples[next(iter(samples))].shape[1]
-        warnings.warn(f"fit_events interrupted: kept {num_chains} x {kept} NUTS draws (chains x draws) of "
-                      f"{num_chains} x {num_samples}.", RuntimeWarning, stacklevel=2)  # fmt: skip
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
     status = _training_status(process, weight_prior, config, events, flat)
     stats["solve_status"] = status.reshape(stats["diverging"].shape)
