@@ -1,6 +1,7 @@
 """Fitting event sequences: plumbing of fit_events, the posterior intensity, forecasts, held-out
 likelihood, InferenceData, the time-rescaling check and `bayesode events` (smoke: tiny fits)."""
 
+import json
 import re
 from dataclasses import replace
 
@@ -228,9 +229,8 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
     key = jax.random.key(3)
     # Ctrl-C reported after iteration 30 of 20 warmup + 20 sampling: 10 draws per chain kept.
     monkeypatch.setattr(event_nuts, "Progress", _press_ctrl_c_at(30))
-    with pytest.warns(RuntimeWarning, match=r"fit_events interrupted: kept 2 x 10 NUTS draws \(chains x draws\) of 2 x 20"):
-        samples, diverging, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=20, num_samples=20,
-                                                                 num_chains=2, max_tree_depth=6, progress=False)  # fmt: skip
+    samples, diverging, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=20, num_samples=20,
+                                                             num_chains=2, max_tree_depth=6, progress=False)  # fmt: skip
     assert interrupted and diverging.shape == (2, 10)
     # The same chains as NumPyro's own MCMC (sequential chains, same key and start), draw for draw.
     kernel = NUTS(model, init_strategy=init_to_value(values=init), target_accept_prob=0.8, max_tree_depth=6)
@@ -263,5 +263,7 @@ def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, ca
     assert re.search(r"MAP warm start \(.*\): \d+\.\d s", err) and "phase=sample" in err, err
     import arviz as az
 
-    assert az.from_netcdf(str(out / "posterior.nc")).posterior.sizes["draw"] == 10
+    saved = az.from_netcdf(str(out / "posterior.nc"))
+    assert saved.posterior.sizes["draw"] == 10 and saved.attrs["interrupted"] == 1
+    assert json.loads(saved.attrs["warnings"])[-1] == "fit_events interrupted: kept 1 x 10 NUTS draws (chains x draws) of 1 x 30."
     assert (out / "intensity.png").is_file()

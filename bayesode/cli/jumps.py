@@ -114,8 +114,8 @@ def run(args) -> int:
     prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
     with warnings.catch_warnings():
-        # An interrupted NUTS run warns; the command line says it in one line at the end instead.
-        warnings.filterwarnings("ignore", message="fit_events interrupted")
+        # The fit's warnings are also in fit.stats["warnings"]: printed once below, in the summary.
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"bayesode\.cli\.jumps")
         fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
                          map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
                          num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
@@ -143,6 +143,9 @@ def run(args) -> int:
     if "diverging" in fit.stats:
         print(f"NUTS divergences: {int(fit.stats['diverging'].sum())}")
     print(check)
+    for message in fit.stats["warnings"]:  # also in posterior.nc's attrs
+        if not message.startswith("fit_events interrupted"):  # said in the last line instead
+            print(f"bayesode events: warning: {message}", file=sys.stderr)
     print(f"wrote {args.out}/posterior.nc, intensity.png, time_rescaling.png, time_rescaling.txt")
     if fit.stats.get("interrupted"):
         chains, draws = fit.stats["diverging"].shape

@@ -66,20 +66,28 @@ def _failure_message(status: np.ndarray, what: str, method: str) -> str:
     )
 
 
-def _warn_if_failed(status: np.ndarray, what: str) -> None:
+def failed_message(status: np.ndarray, what: str) -> str | None:
+    """What to say when some solves in ``status`` failed; None when none did."""
     failed = status != 0
-    if failed.any():
-        causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
-        warnings.warn(f"the solve failed for {int(failed.sum())} of {status.size} {what} (causes: "
-                      f"{causes}).", RuntimeWarning, stacklevel=3)  # fmt: skip
+    if not failed.any():
+        return None
+    causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
+    return f"the solve failed for {int(failed.sum())} of {status.size} {what} (causes: {causes})."
 
 
-def check_fixed_steps(process, weight_prior, config, events, flat: dict, what: str) -> float:
-    """Largest |log-likelihood difference| (nats) between ``config`` and :data:`REFERENCE_SOLVER` over
-    up to :data:`CHECKED_DRAWS` draws of ``flat`` (evenly spread) where both solves succeed; NaN for a
-    ``SolverConfig`` (nothing to check). Warns, naming the fix, above :data:`FIXED_STEPS_NATS`."""
+def _warn_if_failed(status: np.ndarray, what: str) -> None:
+    message = failed_message(status, what)
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def check_fixed_steps(process, weight_prior, config, events, flat: dict, what: str) -> tuple[float, str | None]:
+    """``(error, message)``: the largest |log-likelihood difference| (nats) between ``config`` and
+    :data:`REFERENCE_SOLVER` over up to :data:`CHECKED_DRAWS` draws of ``flat`` (evenly spread) where
+    both solves succeed (NaN for a ``SolverConfig``: nothing to check), and what to say, naming the
+    fix, when it is above :data:`FIXED_STEPS_NATS` (else None)."""
     if not isinstance(config, FixedSteps):
-        return float("nan")
+        return float("nan"), None
     total = next(iter(flat.values())).shape[0]
     keep = np.unique(np.linspace(0, total - 1, min(CHECKED_DRAWS, total)).round().astype(int))
     draws = {k: jnp.asarray(v[keep]) for k, v in flat.items()}
@@ -91,10 +99,9 @@ def check_fixed_steps(process, weight_prior, config, events, flat: dict, what: s
         lls.append(np.asarray(ll).sum(axis=1))
     both = np.isfinite(lls[0]) & np.isfinite(lls[1])
     error = float(np.max(np.abs(lls[0] - lls[1])[both])) if both.any() else float("nan")
-    if not error <= FIXED_STEPS_NATS:
-        warnings.warn(f"{what}: with FixedSteps the log-likelihood differs from an adaptive solve by up to "
-                      f"{error:.3g} nats at {int(both.sum())} of {keep.size} posterior draws checked (over "
-                      f"{FIXED_STEPS_NATS} nats, or none comparable): the posterior may be wrong. Raise "
-                      f"FixedSteps(grid_size=...) or fit with an adaptive SolverConfig.", RuntimeWarning,
-                      stacklevel=3)  # fmt: skip
-    return error
+    if error <= FIXED_STEPS_NATS:
+        return error, None
+    return error, (f"{what}: with FixedSteps the log-likelihood differs from an adaptive solve by up to {error:.3g} "
+                   f"nats at {int(both.sum())} of {keep.size} posterior draws checked (over {FIXED_STEPS_NATS} nats, "
+                   "or none comparable): the posterior may be wrong. Raise FixedSteps(grid_size=...) or fit with an "
+                   "adaptive SolverConfig.")  # fmt: skip

@@ -13,8 +13,6 @@ its chunked use (``post_warmup_state``) compiles warmup and sampling as two prog
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import numpy as np
 from numpyro.infer import NUTS, init_to_value
@@ -31,8 +29,7 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
 
     Returns ``(samples, diverging, interrupted)``: site -> (chain, draw, ...) arrays, (chain, draw)
     divergence flags, and whether Ctrl-C ended sampling early (then draw < ``num_samples``).
-    Ctrl-C during warmup raises ``KeyboardInterrupt`` (no draw to keep); after it, a warning says
-    how many draws were kept.
+    Ctrl-C during warmup raises ``KeyboardInterrupt`` (no draw to keep).
     """
     kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
                   max_tree_depth=max_tree_depth)  # fmt: skip
@@ -67,7 +64,4 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
     constrain = jax.jit(jax.vmap(kernel.postprocess_fn((), data)))
     per_chain = [constrain(jax.tree.map(lambda *xs: np.stack(xs), *z[:kept])) for z in z_draws]
     samples = {k: np.stack([np.asarray(p[k]) for p in per_chain]) for k in per_chain[0]}
-    if kept < num_samples:
-        warnings.warn(f"fit_events interrupted: kept {num_chains} x {kept} NUTS draws (chains x draws) of "
-                      f"{num_chains} x {num_samples}.", RuntimeWarning, stacklevel=3)  # fmt: skip
     return samples, diverging[:, :kept], kept < num_samples

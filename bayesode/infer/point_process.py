@@ -5,14 +5,16 @@
   fit (``method="svi+nuts"``, the default), or SVI or NUTS alone after the MAP.
 - :func:`solve_draws`: the jump ODE solved for every posterior draw (vmapped, one
   compiled program) on any event sequences: intensities, compensators, end states.
-- :func:`intensity_bands`, :func:`held_out_log_likelihood`, :func:`forecast_events`
-  (Ogata thinning from each draw's state at the end of the history),
-  :func:`to_inference_data` (intensity as a posterior-predictive variable with time
-  coords, per-event log-likelihood for LOO).
+- :func:`intensity_bands`, :func:`held_out_log_likelihood`, :func:`to_inference_data` (intensity as
+  a posterior-predictive variable with time coords, per-event log-likelihood for LOO; the fit's
+  warnings in its attrs).
+- Forecasts (Ogata thinning from each draw's state at the end of the history):
+  :func:`~bayesode.infer.event_forecast.forecast_events`.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 
@@ -35,16 +37,15 @@ from ..solving import (
     SolverConfig,
     Status,
     events_log_likelihood,
-    simulate_events,
 )
 from .console import phase
 from .event_draws import (
-    _draw_process,
     _failure_message,
     _solve_all,
     _training_status,
     _warn_if_failed,
     check_fixed_steps,
+    failed_message,
 )
 from .event_map import fit_map, start_points
 from .event_nuts import sample_nuts
@@ -64,8 +65,10 @@ class EventFit:
     ``process``: the template (shapes, static settings); ``events``: the training data;
     ``stats``: ``map_loss`` (steps,) and ``map`` (site -> MAP value) of the warm start's best start,
     ``map_start_loss`` (start,) every start's final loss, ``diverging``
-    (chain, draw) for NUTS, ``svi_loss`` (steps,) for SVI, ``fixed_steps_ll_error`` (nats; NaN unless
-    ``config`` is ``FixedSteps``).
+    (chain, draw) and ``interrupted`` (Ctrl-C kept fewer draws) for NUTS, ``svi_loss`` (steps,) for
+    SVI, ``fixed_steps_ll_error`` (nats; NaN unless ``config`` is ``FixedSteps``), ``warnings``: what
+    a reader of the result must be told (failed solves, divergences, an interruption, a fixed-step
+    error), also warned by ``fit_events`` and kept in :func:`to_inference_data`'s attrs.
     """
 
     process: NeuralJumpProcess
@@ -197,6 +200,7 @@ def fit_events(
     model = point_process_model(process, weight_prior=weight_prior, config=config)
     data = event_arrays(events)
     stats: dict = {}
+    notes: list = []  # what the result must say (stats["warnings"])
     init_values = _initial_values(process, weight_prior)
     if map_steps:
         k_start, k_map = jax.random.split(k_map)
@@ -227,11 +231,11 @@ def fit_events(
             keep = ok[:total]
             stats["svi_draws_rejected"] = int(keep[-1] + 1 - total)  # failed draws passed over to keep `total`
             stats["solve_status"] = np.zeros((num_chains, num_samples), np.int32)
-            _warn_if_failed(status[: keep[-1] + 1], "of the SVI guide's draws (rejected, replaced by further draws)")
+            notes.append(failed_message(status[: keep[-1] + 1], "of the SVI guide's draws (rejected, replaced by further draws)"))
             samples = {k: v[keep].reshape((num_chains, num_samples) + v.shape[1:]) for k, v in flat.items()}
-            stats["fixed_steps_ll_error"] = check_fixed_steps(process, weight_prior, config, events,
-                                                              {k: v[keep] for k, v in flat.items()}, "fit_events (svi)")  # fmt: skip
-            return EventFit(process, weight_prior, config, events, samples, method, stats)
+            stats["fixed_steps_ll_error"], note = check_fixed_steps(process, weight_prior, config, events,
+                                                                    {k: v[keep] for k, v in flat.items()}, "fit_events (svi)")  # fmt: skip
+            return _finished(EventFit(process, weight_prior, config, events, samples, method, stats), notes + [note])
         init_values = {k: v for k, v in guide.median(result.params).items() if k in init_values}
     samples, stats["diverging"], stats["interrupted"] = sample_nuts(
         model, init_values, data, k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
@@ -244,14 +248,26 @@ def fit_events(
     # NUTS never accepts a failed solve after warmup; a chain that never left a failing start would.
     if np.mean(status != 0) > 0.5:
         raise FitFailedError(_failure_message(status, "of the NUTS draws", "fit_events (nuts)"))
-    _warn_if_failed(status, "of the NUTS draws")
-    stats["fixed_steps_ll_error"] = check_fixed_steps(process, weight_prior, config, events, flat, "fit_events (nuts)")
+    notes.append(failed_message(status, "of the NUTS draws"))
+    stats["fixed_steps_ll_error"], note = check_fixed_steps(process, weight_prior, config, events, flat, "fit_events (nuts)")
+    notes.append(note)
     divergent = float(np.mean(stats["diverging"]))
     if divergent > 0.5:
-        warnings.warn(f"fit_events: {divergent:.0%} of the NUTS draws are divergent; the posterior is not to be "
-                      "trusted (raise num_warmup, lower the step size with a higher target, or use method='svi').",
-                      RuntimeWarning, stacklevel=2)  # fmt: skip
-    return EventFit(process, weight_prior, config, events, samples, method, stats)
+        notes.append(f"fit_events: {divergent:.0%} of the NUTS draws are divergent; the posterior is not to be trusted "
+                     "(raise num_warmup, lower the step size with a higher target, or use method='svi').")  # fmt: skip
+    if stats["interrupted"]:
+        notes.append(f"fit_events interrupted: kept {num_chains} x {stats['diverging'].shape[1]} NUTS draws (chains x "
+                     f"draws) of {num_chains} x {num_samples}.")  # fmt: skip
+    return _finished(EventFit(process, weight_prior, config, events, samples, method, stats), notes)
+
+
+def _finished(fit: EventFit, notes: list) -> EventFit:
+    """``fit`` with ``stats["warnings"]``: the messages a reader of the result must see (console, summary,
+    saved file), each also warned once."""
+    fit.stats["warnings"] = [n for n in notes if n]
+    for message in fit.stats["warnings"]:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return fit
 
 
 def _initial_values(process, weight_prior) -> dict:
@@ -329,41 +345,6 @@ def _join(history: EventSequences, future: EventSequences) -> EventSequences:
                                 num_marks=history.num_marks, names=history.names, mark_names=history.mark_names)  # fmt: skip
 
 
-def forecast_events(fit: EventFit, horizon: float, *, key, max_events: int, window: float | None = None,
-                    num_draws: int = 100, events: EventSequences | None = None):  # fmt: skip
-    """Simulate events on ``(t_end, t_end + horizon]`` of every sequence from posterior draws.
-
-    Each draw's state at the end of the history (``events``, default the training data) starts
-    :func:`bayesode.solving.simulate_events` (Ogata thinning). ``window`` defaults to two mean
-    gaps. Returns :class:`~bayesode.solving.SimulatedEvents` with leading (draw, sequence).
-    """
-    events = fit.events if events is None else events
-    if not float(horizon) > 0:
-        raise ConfigError(f"`horizon` must be positive; got {horizon!r}.")
-    positive_int("max_events", max_events)
-    window = 2.0 * fit.process.flow.t_scale if window is None else float(window)
-    key = as_key(key)
-    ends = solve_draws(fit, events, num_draws=num_draws)
-    samples = {k: jnp.asarray(v) for k, v in fit.flat_samples(num_draws).items()}
-    num = next(iter(samples.values())).shape[0]
-    keys = jax.random.split(key, num * events.num_sequences).reshape(num, events.num_sequences, -1)
-    t_end = jnp.asarray(np.asarray(events.t_end, np.float64) - fit.origin, jnp.float32)
-    sim = _forecast(fit.process, fit.weight_prior, samples, ends.z_end, t_end, keys, float(horizon), max_events,
-                    window, fit.config)  # fmt: skip
-    return sim._replace(times=np.asarray(sim.times, np.float64) + fit.origin)  # back on the data's clock
-
-
-@eqx.filter_jit
-def _forecast(template, weight_prior, samples, z_end, t_end, keys, horizon, max_events, window, config):
-    def one_draw(args):
-        sample, z, k = args
-        process = _draw_process(template, weight_prior, sample)
-        return jax.vmap(lambda zz, te, kk: simulate_events(process, zz, te, te + horizon, key=kk, max_events=max_events,
-                                                           window=window, config=config))(z, t_end, k)  # fmt: skip
-
-    return jax.lax.map(one_draw, (samples, z_end, keys))
-
-
 def to_inference_data(fit: EventFit, save_ts=None, *, num_draws=None):
     """ArviZ InferenceData: posterior weights; ``posterior_predictive.intensity`` (chain, draw, sequence,
     time, mark) at ``save_ts``; ``log_likelihood.events`` (chain, draw, event) over the real events
@@ -394,5 +375,6 @@ def to_inference_data(fit: EventFit, save_ts=None, *, num_draws=None):
         coords=coords,
         dims={"intensity": ["sequence", "time", "mark"], "events": ["event"], "event_time": ["event"],
               "event_sequence": ["event"], "event_mark": ["event"]},  # fmt: skip
-        attrs={"method": fit.method, "model": "bayesode neural jump ODE (Jia & Benson 2019)"},
+        attrs={"method": fit.method, "model": "bayesode neural jump ODE (Jia & Benson 2019)",
+               "warnings": json.dumps(fit.stats.get("warnings", [])), "interrupted": int(bool(fit.stats.get("interrupted")))},
     )
