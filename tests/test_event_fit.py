@@ -220,6 +220,7 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
     from numpyro.infer import MCMC, NUTS, init_to_value
 
     from bayesode.infer import event_nuts
+    from bayesode.infer.console import Progress
     from bayesode.infer.point_process import EVENT_SOLVER, _initial_values, make_event_process
     from bayesode.model import Normal, event_arrays, point_process_model
 
@@ -242,6 +243,15 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
         np.testing.assert_allclose(samples[site], np.asarray(theirs[site])[:, :10], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(diverging, np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])[:, :10])
     assert np.ptp(samples["field.z0"][0], axis=0).max() > 0  # the chain moved: not a vacuous comparison
+    # One chain: MCMC uses the key as it is (it splits it only for several chains), and so does the driver.
+    monkeypatch.setattr(event_nuts, "Progress", Progress)  # no Ctrl-C this time
+    one, _, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=10, num_samples=5, num_chains=1,
+                                                 max_tree_depth=6, progress=False)  # fmt: skip
+    mcmc = MCMC(kernel, num_warmup=10, num_samples=5, num_chains=1, progress_bar=False)
+    mcmc.run(key, **data)
+    assert not interrupted
+    np.testing.assert_allclose(one["field.z0"], np.asarray(mcmc.get_samples(group_by_chain=True)["field.z0"]),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, capsys):

@@ -34,8 +34,10 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
     kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
                   max_tree_depth=max_tree_depth)  # fmt: skip
     with library_checks_stop_the_fit("fit_events (nuts) stopped at its starting point"):
-        # One chain per key, as MCMC's sequential chains (a batch of keys would make init vectorise the kernel).
-        states = [kernel.init(k, num_warmup, None, (), data) for k in jax.random.split(key, num_chains)]
+        # One key per chain, as MCMC (which splits the key for several chains and uses it as it is for one);
+        # one init per chain, as its sequential chains (a batch of keys would vectorise the kernel).
+        keys = [key] if num_chains == 1 else list(jax.random.split(key, num_chains))
+        states = [kernel.init(k, num_warmup, None, (), data) for k in keys]
     step = jax.jit(lambda state, data: kernel.sample(state, (), data))  # one program for every chain and iteration
     total = num_warmup + num_samples
     z_draws: list[list] = [[] for _ in range(num_chains)]
