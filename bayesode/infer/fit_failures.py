@@ -80,6 +80,12 @@ def library_check_error(error: Exception, where: str) -> FitFailedError | None:
     )
 
 
+def stopped_in_chunk(done: int, n: int, total: int, checkpoint_dir) -> str:
+    """Where ``run_nuts`` stopped, for :func:`library_checks_stop_the_fit`: the chunk, and where the draws before it are."""
+    saved = f"; the {done} iterations before it are saved in {checkpoint_dir!r}" if checkpoint_dir and done else ""
+    return f"run_nuts stopped in iterations {done}-{done + n - 1} of {total}{saved}"
+
+
 @contextlib.contextmanager
 def library_checks_stop_the_fit(where: str):
     """Re-raise a library's runtime check out of the compiled model as :func:`library_check_error`'s error."""

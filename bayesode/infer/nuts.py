@@ -1,14 +1,13 @@
 """``run_nuts``: NUTS in compiled chunks, over chains on this process's devices.
 
-The loop runs in chunks because it must write the sampler state to disk after each (a run
-resumes bit-identically after a kill, and Ctrl-C keeps what was drawn), and count failed solves
-per chain and iteration (``sample_stats.solver_failures``) by replaying diverged iterations.
-Chains run in parallel across devices without ``pmap``: reverse mode through ``diffeqsolve``
-with the default checkpointed adjoint fails under ``pmap``/``shard_map`` (equinox closure
-conversion sees manually-sharded avals) and automatic SPMD sharding of a batched NUTS
-while-loop was 40x slower here, so ``chain_method="parallel"`` gives each device its own thread
-(XLA releases the GIL): on CPU the device runs its chains one at a time, unbatched; on an
-accelerator one vectorised group.
+The loop runs in chunks because it must write the sampler state to disk after each (a run resumes
+bit-identically after a kill, and Ctrl-C keeps what was drawn), and count failed solves per chain and
+iteration (``sample_stats.solver_failures``) by replaying diverged iterations. Chains run in parallel
+across devices without ``pmap``: reverse mode through ``diffeqsolve`` with the default checkpointed
+adjoint fails under ``pmap``/``shard_map`` (equinox closure conversion sees manually-sharded avals) and
+automatic SPMD sharding of a batched NUTS while-loop was 40x slower here, so ``chain_method="parallel"``
+gives each device its own thread (XLA releases the GIL): on CPU the device runs its chains one at a
+time, unbatched; on an accelerator one vectorised group.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ from .fit_failures import (
     handle,
     library_checks_stop_the_fit,
     prior_message,
+    stopped_in_chunk,
     window_message,
 )
 from .precision import fits_in_precision
@@ -241,8 +241,8 @@ def run_nuts(
     # the same chains whatever the split.
     check_at = stuck_check_iteration(num_warmup, chunk_size) if len(chains) == num_chains else None
     fit_failures: list[str] = []
-    at_start = "run_nuts stopped before its first iteration (at the starting points)"
-    with phase("compiling the sampler (once per model, data shapes and settings)", progress), library_checks_stop_the_fit(at_start):
+    with (phase("compiling the sampler (once per model, data shapes and settings)", progress),
+          library_checks_stop_the_fit("run_nuts stopped before its first iteration (at the starting points)")):  # fmt: skip
         sampler = get_sampler(model, md, settings)
         if init_params is None:
             z0, failed = sampler.start(jax.random.split(k_init, num_chains), md, 0.0, with_failed=True)
@@ -343,10 +343,8 @@ def _sample(run: NutsRunState, runner: ChunkRunner, *, total, chunk_size, num_wa
         try:
             while run.done < total and not stop_requested:
                 n = min(chunk_size, total - run.done)
-                saved = f"; the {run.done} iterations before it are saved in {checkpoint_dir!r}" if checkpoint_dir and run.done else ""
-                with library_checks_stop_the_fit(f"run_nuts stopped in iterations {run.done}-{run.done + n - 1} of {total}{saved}"):
-                    results = runner.run(n, run.states)
-                    jax.block_until_ready([out for out, _ in results])  # this chunk's runtime errors surface here
+                with library_checks_stop_the_fit(stopped_in_chunk(run.done, n, total, checkpoint_dir)):
+                    results = jax.block_until_ready(runner.run(n, run.states))  # its runtime errors surface here
                 for (dev, idx), (_, replay) in zip(runner.groups, results):
                     if replay is not None:
                         replays.add(runner, dev, idx, run.states, replay)
