@@ -56,10 +56,10 @@ CONTINUE_HINT = (
 
 LIBRARY_CHECK_ADVICE = (
     "bayesode counts its own failed solves; this check is another's (a library inside the solve, or your own "
-    "code). If it names a "
-    "linear solver, an implicit solver's Newton system was singular at extreme parameter values: tighter "
-    "priors or starting values keep the sampler away from them, or set EQX_ON_ERROR=nan in the environment "
-    "before Python starts (equinox's switch: such checks then give NaN, which bayesode counts as a failed solve)."
+    "code). If it names a linear solver, an implicit solver's Newton system was singular at extreme parameter "
+    "values: tighter priors or starting values keep the sampler away from them, or set EQX_ON_ERROR=nan in the "
+    "environment before Python starts (equinox's switch: such checks then give NaN, which bayesode counts as a "
+    "failed solve)."
 )
 
 
