@@ -148,8 +148,7 @@ def run(args) -> int:
             print(f"bayesode events: warning: {message}", file=sys.stderr)
     print(f"wrote {args.out}/posterior.nc, intensity.png, time_rescaling.png, time_rescaling.txt")
     if fit.stats.get("interrupted"):
-        chains, draws = fit.stats["diverging"].shape
-        print(f"bayesode events: interrupted: kept {chains} x {draws} draws (chains x draws) in "
+        print(f"bayesode events: interrupted: kept {fit.num_chains} x {fit.num_draws} draws (chains x draws) in "
               f"{os.path.join(args.out, 'posterior.nc')}.", file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     return 0
