@@ -2,7 +2,9 @@
 likelihood, InferenceData, the time-rescaling check and `bayesode events` (smoke: tiny fits)."""
 
 import json
+import os
 import re
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +22,10 @@ from bayesode.infer import (
     solve_draws,
     to_inference_data,
 )
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _keypress import press_ctrl_c_at  # noqa: E402
 
 EVENTS = make_event_sequences([[0.4, 1.1, 1.3, 2.8, 3.5], [0.9, 2.0]], marks=[[0, 1, 0, 0, 1], [1, 1]], t_end=[4.0, 3.0])
 
@@ -199,22 +205,6 @@ def test_events_command_refuses_a_previous_fit_before_any_work(tmp_path, capsys)
     assert (out / "posterior.nc").read_text() == "a finished fit"
 
 
-def _press_ctrl_c_at(done_at):
-    """A progress display that sends this process SIGINT when ``done_at`` iterations are reported (a user's Ctrl-C)."""
-    import os
-    import signal
-
-    from bayesode.infer.console import Progress
-
-    class PressCtrlC(Progress):
-        def update(self, done, *args, **kwargs):
-            super().update(done, *args, **kwargs)
-            if done == done_at:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    return PressCtrlC
-
-
 def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypatch):
     import jax
     from numpyro.infer import MCMC, NUTS, init_to_value
@@ -229,7 +219,7 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
     data, init = event_arrays(EVENTS), _initial_values(process, Normal(1.0))
     key = jax.random.key(3)
     # Ctrl-C reported after iteration 30 of 20 warmup + 20 sampling: 10 draws per chain kept.
-    monkeypatch.setattr(event_nuts, "Progress", _press_ctrl_c_at(30))
+    monkeypatch.setattr(event_nuts, "Progress", press_ctrl_c_at(30))
     samples, diverging, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=20, num_samples=20,
                                                              num_chains=2, max_tree_depth=6, progress=False)  # fmt: skip
     assert interrupted and diverging.shape == (2, 10)
@@ -257,7 +247,7 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
 def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, capsys):
     from bayesode.infer import event_nuts
 
-    monkeypatch.setattr(event_nuts, "Progress", _press_ctrl_c_at(20))  # after 10 warmup + 10 sampling iterations
+    monkeypatch.setattr(event_nuts, "Progress", press_ctrl_c_at(20))  # after 10 warmup + 10 sampling iterations
     csv = tmp_path / "ev.csv"
     csv.write_text("time\n0.5\n1.2\n2.0\n2.6\n")
     out = tmp_path / "run"
@@ -266,7 +256,8 @@ def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, ca
                        "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err
     assert status == 130, err
-    assert err.strip().splitlines()[-1] == f"bayesode events: interrupted: kept 1 x 10 draws (chains x draws) in {out / 'posterior.nc'}."
+    assert err.strip().splitlines()[-1] == (f"bayesode events: interrupted: kept 1 x 10 draws (chains x draws) in {out / 'posterior.nc'}; "
+                                          "add --checkpoint to make a run resumable.")
     assert "Warning" not in err and "Traceback" not in err, err
     # Each stage shows itself: the MAP as a line before and after, NUTS as progress lines.
     assert "MAP warm start (1 start(s) x 5 Adam steps, compiling first) ..." in err

@@ -6,7 +6,9 @@ InferenceData: weights, the intensity as a posterior-predictive variable with ti
 coords, per-event log-likelihood), ``intensity.png`` (posterior intensity with its band,
 one panel per sequence, at most 6), ``time_rescaling.png`` and ``time_rescaling.txt``
 (the KS check of the compensator increments against Exp(1)). Ctrl-C while NUTS samples keeps
-the draws made so far: the files are written from them and the exit status is 130.
+the draws made so far: the files are written from them and the exit status is 130. With
+``--checkpoint`` each stage and the NUTS state are saved in ``OUT/checkpoint``; after a kill or
+Ctrl-C the same command continues from there (same draws as an unbroken run).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from one gap before the first event to the last event.
 examples:
   bayesode events --dataset coal_explosions --out runs/coal
   bayesode events --csv events.csv --t0 0 --t-end 100 --method svi --out runs/mine
+  bayesode events --dataset coal_explosions --out runs/coal --checkpoint   # again after a kill: resumes
 """
 
 
@@ -82,6 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--points", type=_positive_int, default=200, help="times at which the intensity is saved")
     p.add_argument("--no-progress", action="store_true", help="hide the progress lines (MAP, SVI, NUTS)")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="save each stage and the NUTS state in OUT/checkpoint; running the same command again resumes")
     return p
 
 
@@ -109,17 +114,25 @@ def run(args) -> int:
     from ..infer import fit_events, intensity_bands, to_inference_data
     from ..plots import plot_intensity, plot_time_rescaling
 
-    check_out_dir(args.out, overwrite=args.overwrite, resume=False)  # a finished fit is never lost to its path
+    checkpoint_dir = os.path.join(args.out, "checkpoint") if args.checkpoint else None
+    # A finished fit is never lost to its path; a --checkpoint run may write over the files it wrote before.
+    check_out_dir(args.out, overwrite=args.overwrite, resume=checkpoint_dir is not None and os.path.isdir(checkpoint_dir))
     events = _events(args)  # checked before any tracing
     prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
-    with warnings.catch_warnings():
-        # The fit's warnings are also in fit.stats["warnings"]: printed once below, in the summary.
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"bayesode\.cli\.jumps")
-        fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
-                         map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
-                         num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
-                         width=args.width, progress=not args.no_progress)  # fmt: skip
+    resume = (f"run the same command again to resume from {checkpoint_dir}" if checkpoint_dir
+              else "add --checkpoint to make a run resumable")  # fmt: skip
+    try:
+        with warnings.catch_warnings():
+            # The fit's warnings are also in fit.stats["warnings"]: printed once below, in the summary.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"bayesode\.cli\.jumps")
+            fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
+                             map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
+                             num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
+                             width=args.width, progress=not args.no_progress, checkpoint_dir=checkpoint_dir)  # fmt: skip
+    except KeyboardInterrupt:  # before any NUTS draw (MAP, SVI or warmup)
+        print(f"bayesode events: interrupted before any draw was kept; {resume}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     save_ts = np.linspace(float(events.t0.min()), float(events.t_end.max()), args.points)
     idata = to_inference_data(fit, save_ts)
     idata.to_netcdf(os.path.join(args.out, "posterior.nc"))
@@ -149,6 +162,6 @@ def run(args) -> int:
     print(f"wrote {args.out}/posterior.nc, intensity.png, time_rescaling.png, time_rescaling.txt")
     if fit.stats.get("interrupted"):
         print(f"bayesode events: interrupted: kept {fit.num_chains} x {fit.num_draws} draws (chains x draws) in "
-              f"{os.path.join(args.out, 'posterior.nc')}.", file=sys.stderr)  # fmt: skip
+              f"{os.path.join(args.out, 'posterior.nc')}; {resume}.", file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     return 0

@@ -9,14 +9,13 @@ poor mode), ``checkpoint``, ``console`` (progress, Ctrl-C), ``nuts`` (``run_nuts
 
 from .distributed import run_nuts_distributed
 from .ensemble import Ensemble, map_points, pool_members, run_ensemble
-from .event_forecast import forecast_events
+from .event_forecast import forecast_events, held_out_log_likelihood
 from .jump_filter import filter_online, fit_jump_filter, fit_njode_point, njode_loss
 from .nuts import run_nuts
 from .point_process import (
     EVENT_SOLVER,
     EventFit,
     fit_events,
-    held_out_log_likelihood,
     intensity_bands,
     make_event_process,
     solve_draws,

@@ -1,4 +1,5 @@
-"""Forecasts of an event fit: future events simulated from posterior draws (Ogata thinning)."""
+"""Forecasts of an event fit: future events simulated from posterior draws (Ogata thinning), and the
+log predictive density of held-out future events."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import logsumexp
 
 from ..checks import as_key, positive_int
 from ..datasets import EventSequences
-from ..errors import ConfigError
-from ..solving import simulate_events
-from .event_draws import _draw_process
+from ..errors import ConfigError, FitFailedError
+from ..solving import Status, events_log_likelihood, simulate_events
+from .event_draws import _draw_process, _failure_message, _warn_if_failed
 from .point_process import EventFit, solve_draws
 
 
@@ -48,3 +50,41 @@ def _forecast(template, weight_prior, samples, z_end, t_end, keys, horizon, max_
                                                            window=window, config=config))(z, t_end, k)  # fmt: skip
 
     return jax.lax.map(one_draw, (samples, z_end, keys))
+
+
+def held_out_log_likelihood(fit: EventFit, history: EventSequences, future: EventSequences, *, num_draws=None) -> dict:
+    """Log predictive density of ``future`` events given ``history`` (e.g. ``events.split(t)``).
+
+    For each draw, ``log p(future | history) = loglik([t0, T]) - loglik([t0, t_split])``;
+    the predictive density averages ``p`` over draws (log-mean-exp). Returns ``total``
+    (float), ``per_event`` (total / number of future events), ``per_sequence``, and
+    ``failed_draws``: draws left out because a solve failed (on the history: such a draw has
+    no posterior mass; on the future: it cannot score it). A warning names them; if more than
+    half the draws fail, FitFailedError.
+    """
+    whole = _join(history, future)
+    full = solve_draws(fit, whole, num_draws=num_draws)
+    past = solve_draws(fit, history, num_draws=num_draws)
+    ll_full = jax.vmap(jax.vmap(events_log_likelihood))(full, jnp.broadcast_to(jnp.asarray(whole.mask), full.log_rates.shape))
+    ll_past = jax.vmap(jax.vmap(events_log_likelihood))(past, jnp.broadcast_to(jnp.asarray(history.mask), past.log_rates.shape))
+    status = np.maximum(np.asarray(full.status).max(axis=1), np.asarray(past.status).max(axis=1))  # (draw,)
+    cond = np.asarray(ll_full - ll_past, np.float64)  # (draw, sequence)
+    ok = (status == 0) & np.all(np.isfinite(cond), axis=1)
+    if np.mean(~ok) > 0.5:
+        raise FitFailedError(_failure_message(np.where(ok, 0, np.maximum(status, int(Status.NONFINITE))),
+                                              "posterior draws", "held-out log likelihood"))  # fmt: skip
+    _warn_if_failed(np.where(ok, 0, np.maximum(status, int(Status.NONFINITE))), "posterior draws (left out of the held-out score)")
+    cond = cond[ok]
+    per_sequence = np.asarray(logsumexp(cond, axis=0) - np.log(cond.shape[0]))
+    total = float(logsumexp(cond.sum(axis=1)) - np.log(cond.shape[0]))
+    return {"total": total, "per_event": total / max(int(future.mask.sum()), 1), "per_sequence": per_sequence,
+            "failed_draws": int(np.sum(~ok))}  # fmt: skip
+
+
+def _join(history: EventSequences, future: EventSequences) -> EventSequences:
+    from ..datasets import make_event_sequences
+
+    pairs = [(history.event_list(i), future.event_list(i)) for i in range(history.num_sequences)]
+    return make_event_sequences([np.concatenate([a[0], b[0]]) for a, b in pairs],
+                                [np.concatenate([a[1], b[1]]) for a, b in pairs], t0=history.t0, t_end=future.t_end,
+                                num_marks=history.num_marks, names=history.names, mark_names=history.mark_names)  # fmt: skip

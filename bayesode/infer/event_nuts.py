@@ -18,14 +18,18 @@ import numpy as np
 from numpyro.infer import NUTS, init_to_value
 
 from .console import Progress, StopOnSigint
+from .event_checkpoint import SAVE_EVERY, EventCheckpoint
 from .fit_failures import library_checks_stop_the_fit
 
 REPORT_EVERY = 10  # iterations between progress lines
 
 
 def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, num_samples: int, num_chains: int,
-                max_tree_depth: int, progress: bool):  # fmt: skip
+                max_tree_depth: int, progress: bool, checkpoint: EventCheckpoint | None = None):  # fmt: skip
     """NUTS from ``init_values`` (site -> constrained value) for every chain.
+
+    ``checkpoint``: where the states and draws are saved every ``SAVE_EVERY`` iterations and when
+    sampling stops, and from where a run with the same settings continues.
 
     Returns ``(samples, diverging, interrupted)``: site -> (chain, draw, ...) arrays, (chain, draw)
     divergence flags, and whether Ctrl-C ended sampling early (then draw < ``num_samples``).
@@ -42,8 +46,12 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
     total = num_warmup + num_samples
     z_draws: list[list] = [[] for _ in range(num_chains)]
     diverging = np.zeros((num_chains, num_samples), bool)
-    bar = Progress(total, num_warmup, progress)
+    checkpoint = EventCheckpoint(None, {}) if checkpoint is None else checkpoint
     done = 0
+    saved = checkpoint.load_nuts(states)
+    if saved is not None:
+        done, states, z_draws, diverging[:, : saved[3].shape[1]] = saved
+    bar = Progress(total, num_warmup, progress, initial=done)
     try:
         with StopOnSigint(what="NUTS iteration") as stop_requested:
             while done < total and not stop_requested:
@@ -56,6 +64,10 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
                 done += 1
                 if done % REPORT_EVERY == 0 or done == total:
                     bar.update(done, diverging=int(diverging.sum()))
+                if done % SAVE_EVERY == 0:
+                    checkpoint.save_nuts(done, states, z_draws, diverging)
+            if done % SAVE_EVERY:  # the last iterations (not after a second Ctrl-C: a chain may be one ahead)
+                checkpoint.save_nuts(done, states, z_draws, diverging)
     except KeyboardInterrupt:  # a second Ctrl-C: the iteration in progress is lost
         pass
     finally:

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.special import logsumexp
 from numpyro import handlers
 from numpyro.infer import SVI, TraceMeanField_ELBO, autoguide, init_to_value
 
@@ -35,15 +34,13 @@ from ..model import Normal, event_arrays, point_process_model, sample_field
 from ..solving import (
     NeuralJumpProcess,
     SolverConfig,
-    Status,
-    events_log_likelihood,
 )
 from .console import phase
+from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_draws import (
     _failure_message,
     _solve_all,
     _training_status,
-    _warn_if_failed,
     check_fixed_steps,
     failed_message,
 )
@@ -133,6 +130,7 @@ def fit_events(
     num_chains: int = 2,
     max_tree_depth: int = 6,
     progress: bool = False,
+    checkpoint_dir: str | None = None,
 ) -> EventFit:
     """Fit a Bayesian neural jump ODE to event sequences.
 
@@ -170,6 +168,10 @@ def fit_events(
         over all network weights is rough, and depth 10 can cost 1023 solves per draw.
     progress : print each stage on stderr (the MAP and SVI stages as a line before and after, NUTS
         as a progress line every few iterations, a bar on a terminal).
+    checkpoint_dir : a folder where each finished stage and, every few iterations, the NUTS state and
+        draws are saved (:mod:`~bayesode.infer.event_checkpoint`). Run the same fit (same data,
+        key and settings) with the same folder after a kill or Ctrl-C and it continues where the
+        checkpoint ends, with the draws an uninterrupted run gives; another run's folder is refused.
 
     Examples
     --------
@@ -201,28 +203,49 @@ def fit_events(
     data = event_arrays(events)
     stats: dict = {}
     notes: list = []  # what the result must say (stats["warnings"])
+    settings = dict(method=method, map_steps=map_steps, map_starts=map_starts, svi_steps=svi_steps,
+                    learning_rate=float(learning_rate), num_warmup=num_warmup, num_samples=num_samples,
+                    num_chains=num_chains, max_tree_depth=max_tree_depth)  # fmt: skip
+    checkpoint = EventCheckpoint(checkpoint_dir, {**settings, **fingerprint(data, process, weight_prior, config, key)})
     init_values = _initial_values(process, weight_prior)
     if map_steps:
         k_start, k_map = jax.random.split(k_map)
         starts = start_points(init_values, map_starts, k_start)
-        with phase(f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, compiling first)", progress):
-            init_values, stats["map_loss"], stats["map_start_loss"] = fit_map(model, starts, data, k_map, map_steps,
-                                                                              learning_rate)  # fmt: skip
+
+        def run_map():
+            values, losses, final = fit_map(model, starts, data, k_map, map_steps, learning_rate)
+            return {"values": values, "map_loss": losses, "map_start_loss": final}
+
+        how = "from the checkpoint" if checkpoint.has("map") else "compiling first"
+        with phase(f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, {how})", progress):
+            found, _ = checkpoint.stage("map", run_map)
+        init_values, stats["map_loss"], stats["map_start_loss"] = found["values"], found["map_loss"], found["map_start_loss"]
+        init_values = {k: jnp.asarray(init_values[k]) for k in starts[0]}  # the model's site order
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
         guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.02)
         optimizer = optax.chain(optax.clip_by_global_norm(10.0),
                                 optax.adam(optax.cosine_decay_schedule(learning_rate, svi_steps, 0.1)))  # fmt: skip
         svi = SVI(model, guide, optimizer, TraceMeanField_ELBO())
-        with phase(f"SVI ({svi_steps} Adam steps, compiling first)", progress):  # NumPyro's bar writes \r to logs
+
+        def run_svi():
             result = svi.run(k_svi, svi_steps, **data, progress_bar=False, stable_update=True)
-        stats["svi_loss"] = np.asarray(result.losses)
+            start = {k: v for k, v in guide.median(result.params).items() if k in init_values}
+            return {"params": result.params, "svi_loss": result.losses, "start": start}
+
+        how = "from the checkpoint" if checkpoint.has("svi") else "compiling first"
+        with phase(f"SVI ({svi_steps} Adam steps, {how})", progress):  # NumPyro's bar writes \r to logs
+            found, loaded = checkpoint.stage("svi", run_svi)
+        if loaded and method == "svi":
+            svi.init(k_svi, **data)  # sets up the guide (its sites and transforms) for the saved params
+        stats["svi_loss"] = np.asarray(found["svi_loss"])
+        params = {k: jnp.asarray(v) for k, v in found["params"].items()}
         if method == "svi":
             # Twice the draws asked for, then the first ones whose solve succeeds: the posterior has
             # no mass where the solve fails (the model's log density is -inf there), the Gaussian
             # guide does; so the guide is truncated to the support (rejection).
             total = num_chains * num_samples
-            draws = guide.sample_posterior(k_draw, result.params, sample_shape=(2 * total,))
+            draws = guide.sample_posterior(k_draw, params, sample_shape=(2 * total,))
             flat = {k: np.asarray(v) for k, v in draws.items() if k in init_values}
             status = _training_status(process, weight_prior, config, events, flat)
             ok = np.flatnonzero(status == 0)
@@ -236,10 +259,10 @@ def fit_events(
             stats["fixed_steps_ll_error"], note = check_fixed_steps(process, weight_prior, config, events,
                                                                     {k: v[keep] for k, v in flat.items()}, "fit_events (svi)")  # fmt: skip
             return _finished(EventFit(process, weight_prior, config, events, samples, method, stats), notes + [note])
-        init_values = {k: v for k, v in guide.median(result.params).items() if k in init_values}
+        init_values = {k: jnp.asarray(found["start"][k]) for k in init_values}
     samples, stats["diverging"], stats["interrupted"] = sample_nuts(
         model, init_values, data, k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-        max_tree_depth=max_tree_depth, progress=progress,
+        max_tree_depth=max_tree_depth, progress=progress, checkpoint=checkpoint,
     )  # fmt: skip
     samples = {k: v for k, v in samples.items() if k in init_values}
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
@@ -305,44 +328,6 @@ def intensity_bands(fit: EventFit, save_ts, *, prob: float = 0.9, events=None, n
     q = (1 - prob) / 2
     return {"mean": rates.mean(0), "lower": np.quantile(rates, q, axis=0), "upper": np.quantile(rates, 1 - q, axis=0),
             "draws": rates}  # fmt: skip
-
-
-def held_out_log_likelihood(fit: EventFit, history: EventSequences, future: EventSequences, *, num_draws=None) -> dict:
-    """Log predictive density of ``future`` events given ``history`` (e.g. ``events.split(t)``).
-
-    For each draw, ``log p(future | history) = loglik([t0, T]) - loglik([t0, t_split])``;
-    the predictive density averages ``p`` over draws (log-mean-exp). Returns ``total``
-    (float), ``per_event`` (total / number of future events), ``per_sequence``, and
-    ``failed_draws``: draws left out because a solve failed (on the history: such a draw has
-    no posterior mass; on the future: it cannot score it). A warning names them; if more than
-    half the draws fail, FitFailedError.
-    """
-    whole = _join(history, future)
-    full = solve_draws(fit, whole, num_draws=num_draws)
-    past = solve_draws(fit, history, num_draws=num_draws)
-    ll_full = jax.vmap(jax.vmap(events_log_likelihood))(full, jnp.broadcast_to(jnp.asarray(whole.mask), full.log_rates.shape))
-    ll_past = jax.vmap(jax.vmap(events_log_likelihood))(past, jnp.broadcast_to(jnp.asarray(history.mask), past.log_rates.shape))
-    status = np.maximum(np.asarray(full.status).max(axis=1), np.asarray(past.status).max(axis=1))  # (draw,)
-    cond = np.asarray(ll_full - ll_past, np.float64)  # (draw, sequence)
-    ok = (status == 0) & np.all(np.isfinite(cond), axis=1)
-    if np.mean(~ok) > 0.5:
-        raise FitFailedError(_failure_message(np.where(ok, 0, np.maximum(status, int(Status.NONFINITE))),
-                                              "posterior draws", "held-out log likelihood"))  # fmt: skip
-    _warn_if_failed(np.where(ok, 0, np.maximum(status, int(Status.NONFINITE))), "posterior draws (left out of the held-out score)")
-    cond = cond[ok]
-    per_sequence = np.asarray(logsumexp(cond, axis=0) - np.log(cond.shape[0]))
-    total = float(logsumexp(cond.sum(axis=1)) - np.log(cond.shape[0]))
-    return {"total": total, "per_event": total / max(int(future.mask.sum()), 1), "per_sequence": per_sequence,
-            "failed_draws": int(np.sum(~ok))}  # fmt: skip
-
-
-def _join(history: EventSequences, future: EventSequences) -> EventSequences:
-    from ..datasets import make_event_sequences
-
-    pairs = [(history.event_list(i), future.event_list(i)) for i in range(history.num_sequences)]
-    return make_event_sequences([np.concatenate([a[0], b[0]]) for a, b in pairs],
-                                [np.concatenate([a[1], b[1]]) for a, b in pairs], t0=history.t0, t_end=future.t_end,
-                                num_marks=history.num_marks, names=history.names, mark_names=history.mark_names)  # fmt: skip
 
 
 def to_inference_data(fit: EventFit, save_ts=None, *, num_draws=None):
