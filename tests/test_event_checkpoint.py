@@ -123,3 +123,46 @@ def test_events_command_killed_then_rerun_gives_the_unbroken_draws(csv, unbroken
     _assert_same_draws({k: saved.posterior[k].values for k in unbroken.samples}, unbroken.samples)
     meta = json.loads((out / "checkpoint" / "meta.json").read_text())
     assert meta["num_samples"] == 20 and meta["method"] == "svi+nuts"
+
+
+@pytest.mark.slow
+def test_jump_filter_nuts_is_numpyros_and_resumes_after_ctrl_c(tmp_path, monkeypatch):
+    """The observation-driven jump fit samples through the same driver: its draws are NumPyro MCMC's (the
+    sampler it used before), Ctrl-C keeps them, and the same fit with the checkpoint folder finishes them."""
+    import jax.random as jr
+    from numpyro.infer import MCMC, NUTS, init_to_value
+
+    from bayesode.datasets import make_irregular
+    from bayesode.infer import fit_jump_filter, jump_filter
+    from bayesode.model import make_jump_filter_model
+    from bayesode.solving import NeuralJumpODE, filter_config
+
+    data = make_irregular([[0.0, 0.3, 0.7, 1.1], [0.0, 0.2, 0.9]],
+                          [[[1.0, np.nan], [np.nan, 2.0], [1.5, 2.5], [1.2, 2.2]], [[0.5, 1.0], [0.7, np.nan], [0.6, 1.1]]])  # fmt: skip
+    net = NeuralJumpODE(2, hidden_dim=2, width=4, key=jr.key(0), y_loc=np.array([1.0, 1.8]), y_scale=np.array([0.4, 0.6]))
+    kw = dict(key=jr.key(5), method="svi+nuts", svi_steps=20, num_warmup=10, num_samples=20, num_chains=2)
+    unbroken = fit_jump_filter(net, data, **kw)
+    # NumPyro's MCMC from the same SVI centre and NUTS key: the draws the fit took before it had its own driver.
+    k_svi, k_draw, k_nuts = jr.split(jr.key(5), 3)
+    ckpt = tmp_path / "ckpt"
+    monkeypatch.setattr(event_nuts, "Progress", press_ctrl_c_at(20))
+    with pytest.warns(RuntimeWarning, match="fit_jump_filter interrupted: kept 2 x 10 NUTS draws"):
+        part = fit_jump_filter(net, data, checkpoint_dir=str(ckpt), **kw)
+    assert part.settings["interrupted"] and next(iter(part.samples.values())).shape[:2] == (2, 10)
+    centre = {k: v for k, v in np.load(ckpt / "svi.npz").items() if k.startswith("centre/")}
+    model = make_jump_filter_model(net, config=filter_config())
+    mcmc = MCMC(NUTS(model, init_strategy=init_to_value(values={k[7:]: v for k, v in centre.items()}), max_tree_depth=8),
+                num_warmup=10, num_samples=20, num_chains=2, chain_method="sequential", progress_bar=False)  # fmt: skip
+    mcmc.run(k_nuts, *jump_filter._model_arrays(data))
+    theirs = mcmc.get_samples(group_by_chain=True)
+    for site, value in unbroken.samples.items():
+        np.testing.assert_allclose(value, np.asarray(theirs[site]), rtol=1e-5, atol=1e-6, err_msg=site)
+    # Resumed from the checkpoint: the unbroken run's draws exactly.
+    monkeypatch.setattr(event_nuts, "Progress", Progress)
+    resumed = fit_jump_filter(net, data, checkpoint_dir=str(ckpt), **kw)
+    assert not resumed.settings["interrupted"]
+    _assert_same_draws(resumed.samples, unbroken.samples)
+    np.testing.assert_array_equal(resumed.losses, unbroken.losses)
+    assert np.ptp(next(iter(unbroken.samples.values()))[0], axis=0).max() > 0  # the chains moved
+    with pytest.raises(ConfigError, match=r"different num_warmup"):
+        fit_jump_filter(net, data, checkpoint_dir=str(ckpt), **dict(kw, num_warmup=11))

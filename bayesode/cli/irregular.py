@@ -4,19 +4,24 @@ The CSV is long: one row per observation time, a time column, optionally a
 series column, and one column per observed coordinate with empty cells where an
 entry is missing. Writes ``OUT/posterior.nc`` (InferenceData: weights, forecast
 on a grid, per-observation log-likelihood) and ``OUT/forecast.png`` (the first
-series' posterior forecast with bands, past the last observation).
+series' posterior forecast with bands, past the last observation). With ``--checkpoint`` the
+SVI fit and the NUTS state are saved in ``OUT/checkpoint``; after a kill or Ctrl-C the same
+command continues from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
+from .common import EXIT_INTERRUPTED
 from .outputs import check_out_dir, prepare_out_dir
 
 EPILOG = """examples:
   bayesode irregular --csv data.csv --out njode_fit
   bayesode irregular --csv data.csv --time t --series patient --columns hr,bp --steps 3000
+  bayesode irregular --csv data.csv --method svi+nuts --checkpoint --out njode_fit   # again after a kill: resumes
 
 The forecast at any time is the posterior mean of E[x(t) | observations before t];
 the band is the posterior predictive band (forecast spread and weight uncertainty)."""
@@ -44,6 +49,8 @@ def add_parser(subparsers):
     p.add_argument("--prob", type=float, default=0.9, help="band probability (default 0.9)")
     p.add_argument("--out", default="njode_results", metavar="DIR", help="output folder (default njode_results)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous fit in --out (default: refuse, before any work)")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="save the SVI fit and the NUTS state in OUT/checkpoint; running the same command again resumes")
     p.set_defaults(run=run)
     return p
 
@@ -58,7 +65,8 @@ def _check(args):
             raise ConfigError(f"--{name} must be a positive integer; got {getattr(args, name)}.")
     if not 0 < args.prob < 1:
         raise ConfigError(f"--prob must be strictly between 0 and 1; got {args.prob}.")
-    check_out_dir(args.out, overwrite=args.overwrite, resume=False)
+    resume = args.checkpoint and os.path.isdir(os.path.join(args.out, "checkpoint"))
+    check_out_dir(args.out, overwrite=args.overwrite, resume=resume)
 
 
 def run(args) -> int:
@@ -85,8 +93,15 @@ def run(args) -> int:
                         t_scale=t_scale)  # fmt: skip
     print(f"bayesode irregular: {len(data.series_names)} series, {data.num_observations} observation times, "
           f"{int(data.mask.sum())} observed entries of {data.obs_dim} coordinates; fitting ({args.method})...")  # fmt: skip
-    fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, svi_steps=args.steps,
-                          num_draws=args.draws, num_samples=args.draws)  # fmt: skip
+    checkpoint_dir = os.path.join(args.out, "checkpoint") if args.checkpoint else None
+    resume = (f"run the same command again to resume from {checkpoint_dir}" if checkpoint_dir
+              else "add --checkpoint to make a run resumable")  # fmt: skip
+    try:
+        fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, svi_steps=args.steps,
+                              num_draws=args.draws, num_samples=args.draws, checkpoint_dir=checkpoint_dir)  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"bayesode irregular: interrupted before any draw was kept; {resume}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     idata = fit.to_arviz(max_draws=min(args.draws, 200))
     nc = os.path.join(args.out, "posterior.nc")
     idata.to_netcdf(nc)
@@ -99,4 +114,7 @@ def run(args) -> int:
     ax[0].figure.savefig(png, dpi=120)
     plt.close("all")
     print(f"wrote {nc} and {png} ({fit.settings['wall_time_s']:.0f} s fit)")
+    if fit.settings.get("interrupted"):
+        print(f"bayesode irregular: interrupted: the files hold the NUTS draws made so far; {resume}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

@@ -1,4 +1,5 @@
-"""NUTS for :func:`bayesode.infer.fit_events`, one compiled transition driven from Python, so Ctrl-C keeps the draws.
+"""NUTS for the jump fits (:func:`~bayesode.infer.fit_events`, :func:`~bayesode.infer.fit_jump_filter`), one compiled
+transition driven from Python, so Ctrl-C keeps the draws and a checkpoint can resume them.
 
 NumPyro's kernel through its public ``MCMCKernel`` API: ``NUTS.init`` for each chain,
 then the jitted ``NUTS.sample`` (warmup adaptation included: the kernel adapts while its
@@ -24,9 +25,11 @@ from .fit_failures import library_checks_stop_the_fit
 REPORT_EVERY = 10  # iterations between progress lines
 
 
-def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, num_samples: int, num_chains: int,
-                max_tree_depth: int, progress: bool, checkpoint: EventCheckpoint | None = None):  # fmt: skip
-    """NUTS from ``init_values`` (site -> constrained value) for every chain.
+def sample_nuts(model, init, data: dict, key, *, num_warmup: int, num_samples: int, num_chains: int,
+                max_tree_depth: int, progress: bool, checkpoint: EventCheckpoint | None = None, name: str = "fit_events"):  # fmt: skip
+    """NUTS from ``init`` for every chain: site -> constrained value, or a NumPyro init strategy.
+
+    ``data``: the model's keyword arguments; ``name``: the fit named in messages.
 
     ``checkpoint``: where the states and draws are saved every ``SAVE_EVERY`` iterations and when
     sampling stops, and from where a run with the same settings continues.
@@ -35,9 +38,9 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
     divergence flags, and whether Ctrl-C ended sampling early (then draw < ``num_samples``).
     Ctrl-C during warmup raises ``KeyboardInterrupt`` (no draw to keep).
     """
-    kernel = NUTS(model, init_strategy=init_to_value(values=init_values), target_accept_prob=0.8,
-                  max_tree_depth=max_tree_depth)  # fmt: skip
-    with library_checks_stop_the_fit("fit_events (nuts) stopped at its starting point"):
+    init_strategy = init_to_value(values=init) if isinstance(init, dict) else init
+    kernel = NUTS(model, init_strategy=init_strategy, target_accept_prob=0.8, max_tree_depth=max_tree_depth)
+    with library_checks_stop_the_fit(f"{name} (nuts) stopped at its starting point"):
         # One key per chain, as MCMC (which splits the key for several chains and uses it as it is for one);
         # one init per chain, as its sequential chains (a batch of keys would vectorise the kernel).
         keys = [key] if num_chains == 1 else list(jax.random.split(key, num_chains))
@@ -55,7 +58,7 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
     try:
         with StopOnSigint(what="NUTS iteration") as stop_requested:
             while done < total and not stop_requested:
-                with library_checks_stop_the_fit(f"fit_events (nuts) stopped at iteration {done} of {total}"):
+                with library_checks_stop_the_fit(f"{name} (nuts) stopped at iteration {done} of {total}"):
                     states = [step(state, data) for state in states]
                     if done >= num_warmup:
                         for c, state in enumerate(states):
@@ -74,7 +77,7 @@ def sample_nuts(model, init_values: dict, data: dict, key, *, num_warmup: int, n
         bar.close()
     kept = min(len(z) for z in z_draws)  # whole iterations (a second Ctrl-C can land between chains)
     if kept == 0:
-        raise KeyboardInterrupt("fit_events interrupted before any NUTS draw was kept")
+        raise KeyboardInterrupt(f"{name} interrupted before any NUTS draw was kept")
     constrain = jax.jit(jax.vmap(kernel.postprocess_fn((), data)))
     per_chain = [constrain(jax.tree.map(lambda *xs: np.stack(xs), *z[:kept])) for z in z_draws]
     samples = {k: np.stack([np.asarray(p[k]) for p in per_chain]) for k in per_chain[0]}

@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_median, init_to_value
+from numpyro.infer import SVI, Trace_ELBO, init_to_median, init_to_value
 from numpyro.infer.autoguide import AutoNormal
 
 from ..checks import as_key, positive_int
@@ -30,6 +31,8 @@ from ..model import make_jump_filter_model, net_from_draw, net_sites
 from ..results.jump_filter import Forecast, JumpFilterFit, check_new_observations, forecast_from
 from ..results.posterior import package_versions
 from ..solving import FilterState, filter_config, filter_observations
+from .event_checkpoint import EventCheckpoint, fingerprint
+from .event_nuts import sample_nuts
 
 METHODS = ("svi", "nuts", "svi+nuts")
 
@@ -43,7 +46,7 @@ def _model_arrays(data: IrregularData):
 def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weight_prior=None, config=None,
                     svi_steps: int = 2000, learning_rate: float = 0.01, num_draws: int = 200,
                     num_warmup: int = 200, num_samples: int = 200, num_chains: int = 1,
-                    progress: bool = False) -> JumpFilterFit:  # fmt: skip
+                    progress: bool = False, checkpoint_dir: str | None = None) -> JumpFilterFit:  # fmt: skip
     """Fit a Bayesian neural jump ODE to irregular, partly observed series.
 
     Parameters
@@ -56,7 +59,13 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     weight_prior, config : see :func:`bayesode.model.make_jump_filter_model`.
     svi_steps, learning_rate : SVI's Adam steps and step size (gradients clipped at norm 10).
     num_draws : draws kept from the SVI guide (``method="svi"``).
-    num_warmup, num_samples, num_chains : NUTS settings.
+    num_warmup, num_samples, num_chains : NUTS settings (NumPyro's kernel, the chains taking turns:
+        :mod:`~bayesode.infer.event_nuts`). Ctrl-C while it samples keeps the draws made so far (the
+        same number per chain), warns, and sets ``settings["interrupted"]``.
+    progress : show SVI's progress bar and NUTS's progress lines.
+    checkpoint_dir : a folder where the finished SVI stage and, every few iterations, the NUTS
+        states and draws are saved (:mod:`~bayesode.infer.event_checkpoint`); the same fit with the
+        same folder continues where it ended, with the draws of an unbroken run.
 
     Returns
     -------
@@ -79,6 +88,10 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     arrays = _model_arrays(data)
     k_svi, k_draw, k_nuts = jax.random.split(key, 3)
     settings = dict(method=method, versions=package_versions())
+    fixed = dict(method=method, svi_steps=svi_steps, learning_rate=float(learning_rate), num_draws=num_draws,
+                 num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)  # fmt: skip
+    named = dict(zip(("ts", "ys", "mask"), arrays))
+    checkpoint = EventCheckpoint(checkpoint_dir, {**fixed, **fingerprint(named, net, weight_prior, config, key)})
     samples, losses = None, None
     start = time.time()
     if method in ("svi", "svi+nuts"):
@@ -87,26 +100,34 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
         guide = AutoNormal(model, init_loc_fn=init_to_value(values=init), init_scale=0.01)
         optim = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
         svi = SVI(model, guide, optim, Trace_ELBO())
-        result = svi.run(k_svi, svi_steps, *arrays, progress_bar=progress, stable_update=True)
-        losses = np.asarray(result.losses)
+
+        def run_svi():
+            result = svi.run(k_svi, svi_steps, *arrays, progress_bar=progress, stable_update=True)
+            return {"params": result.params, "losses": result.losses, "centre": guide.median(result.params)}
+
+        found, loaded = checkpoint.stage("svi", run_svi)
+        losses = np.asarray(found["losses"])
         settings.update(svi_steps=svi_steps, learning_rate=learning_rate, final_loss=float(losses[-1]))
         if method == "svi":
-            draws = guide.sample_posterior(k_draw, result.params, sample_shape=(num_draws,))
+            if loaded:
+                svi.init(k_svi, *arrays)  # sets up the guide (its sites and transforms) for the saved params
+            params = {k: jnp.asarray(v) for k, v in found["params"].items()}
+            draws = guide.sample_posterior(k_draw, params, sample_shape=(num_draws,))
             samples = {k: np.asarray(v)[None] for k, v in draws.items() if k.startswith("njode")}
             settings.update(num_draws=num_draws)
         else:
-            centre = guide.median(result.params)
+            centre = {k: jnp.asarray(v) for k, v in found["centre"].items()}
     if method in ("nuts", "svi+nuts"):
-        init_strategy = init_to_median() if method == "nuts" else init_to_value(values=centre)
-        kernel = NUTS(model, init_strategy=init_strategy, max_tree_depth=8)
-        mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                    chain_method="sequential", progress_bar=progress)  # fmt: skip
-        mcmc.run(k_nuts, *arrays, extra_fields=("diverging",))
-        draws = mcmc.get_samples(group_by_chain=True)
+        init = init_to_median() if method == "nuts" else centre
+        draws, diverging, interrupted = sample_nuts(model, init, named, k_nuts, num_warmup=num_warmup,
+                                                    num_samples=num_samples, num_chains=num_chains, max_tree_depth=8,
+                                                    progress=progress, checkpoint=checkpoint, name="fit_jump_filter")  # fmt: skip
         samples = {k: np.asarray(v) for k, v in draws.items() if k.startswith("njode")}
-        diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
         settings.update(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                        divergences=int(diverging.sum()))  # fmt: skip
+                        divergences=int(diverging.sum()), interrupted=interrupted)  # fmt: skip
+        if interrupted:
+            warnings.warn(f"fit_jump_filter interrupted: kept {num_chains} x {diverging.shape[1]} NUTS draws (chains x "
+                          f"draws) of {num_chains} x {num_samples}.", RuntimeWarning, stacklevel=2)  # fmt: skip
     settings["wall_time_s"] = time.time() - start
     return JumpFilterFit(net=net, samples=samples, data=data, config=config, settings=settings, losses=losses)
 
