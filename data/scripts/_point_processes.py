@@ -73,7 +73,10 @@ def simulate(kind: str, rng: np.random.Generator, t_end: float = T_END) -> np.nd
     while True:
         ev = np.array(out)
         if kind == "hawkes_exponential":
-            bound = intensity(kind, ev, np.array([t]))[0] + 1e-12
+            # The intensity just after t, counting an event at t itself: until the next event it only
+            # decays from there. (At t alone, `intensity` counts events strictly before t and misses
+            # the event just accepted: a bound short by alpha, which thinned the excitation away.)
+            bound = intensity(kind, ev, np.array([np.nextafter(t, np.inf)]))[0] + 1e-12
         else:
             recent = np.sum(t - ev < 10.0 * p["sigma"]) if ev.size else 0
             bound = p["mu"] + recent * p["alpha"] * p["beta"] / p["sigma"] + intensity(kind, ev, np.array([t]))[0]
