@@ -74,6 +74,9 @@ def test_ctrl_c_then_the_same_fit_resumes_to_the_unbroken_draws(csv, unbroken, t
         fit_events(bo.datasets.make_event_sequences([[0.5, 1.0]], t_end=4.0), key=0, checkpoint_dir=str(ckpt), **SETTINGS)
     with pytest.raises(ConfigError, match=r"different key"):
         fit_events(events, key=1, checkpoint_dir=str(ckpt), **SETTINGS)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match=r"is a file, not a folder"):
+        fit_events(events, key=0, checkpoint_dir=str(tmp_path / "a_file"), **SETTINGS)
 
 
 def _checkpointed_iterations(path) -> int:

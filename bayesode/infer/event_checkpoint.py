@@ -52,6 +52,8 @@ class EventCheckpoint:
         self.path = path
         if path is None:
             return
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"`checkpoint_dir`={path!r} is a file, not a folder; choose a folder (created if needed).")
         meta = os.path.join(path, "meta.json")
         if os.path.exists(meta):
             with open(meta, encoding="utf-8") as fh:
