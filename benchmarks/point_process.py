@@ -10,7 +10,10 @@ For each bundled process (``<kind>_events``: 10 sequences on [0, 100]) the model
   parametric likelihoods are the closed forms below (hand-written; the exponential Hawkes one
   is checked against the jump-ODE solve at start-up), maximised with ``scipy.optimize``;
 - mean relative error of the posterior-mean intensity at held-out event times (left limits);
-- coverage of the true intensity by the 90% posterior band at held-out event times.
+- coverage of the true intensity by the 90% posterior band at held-out event times, and
+  ("right cov") by the right parametric family's own 90% posterior band (NUTS on its closed-form
+  likelihood: ``_right_family_posterior.py``): what a correctly specified Bayesian model covers on
+  this one realisation, for reading the neural model's figure.
 - div: the share of NUTS draws that diverged (``--method nuts`` or ``svi+nuts``; nan for SVI).
 
 Then the scale table: one likelihood and one gradient evaluation of a neural jump ODE
@@ -40,6 +43,7 @@ from bayesode.solving import NeuralJumpProcess, events_log_likelihood, solve_eve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "scripts"))
 from _point_processes import PARAMETERS, intensity  # noqa: E402
+from _right_family_posterior import band_coverage  # noqa: E402
 
 KINDS = ("poisson", "hawkes_exponential", "hawkes_power_law", "self_correcting")
 T_SPLIT, T_END = 80.0, 100.0
@@ -157,8 +161,9 @@ def run_case(kind: str, args) -> dict:
     lo, hi = np.quantile(lam, [0.05, 0.95], axis=0)
     rel_err = float(np.mean(np.abs(mean[held] - true_lam[held]) / true_lam[held]))
     coverage = float(np.mean((lo[held] <= true_lam[held]) & (true_lam[held] <= hi[held])))
+    right_coverage = band_coverage(kind, hist, events, T_SPLIT, true_lam, held, seed=args.seed)
     return {"kind": kind, "events": int(events.mask.sum()), "held_out": n_future, "model": model, "map": map_score, "truth": truth,
-            "right_ml": right, "poisson_ml": poisson, "rel_err": rel_err, "coverage": coverage, "fit_s": fit_s,
+            "right_ml": right, "poisson_ml": poisson, "rel_err": rel_err, "coverage": coverage, "right_coverage": right_coverage, "fit_s": fit_s,
             "divergent": float(np.mean(fit.stats["diverging"])) if "diverging" in fit.stats else float("nan")}  # fmt: skip
 
 
@@ -212,12 +217,12 @@ def main() -> None:
         check_hawkes_closed_form(load_events("hawkes_exponential_events").event_list(0)[0])
         print("\nheld-out log-likelihood per event on (80, 100] (higher is better); intensity at held-out events")
         head = ("process", "events", "held", "model", "MAP", "truth", "right ML", "Poisson ML", "rel.err", "cover90",
-                "fit s", "div")  # fmt: skip
-        print("{:<20}{:>7}{:>6}{:>9}{:>9}{:>9}{:>10}{:>11}{:>9}{:>9}{:>7}{:>6}".format(*head))
+                "right cov", "fit s", "div")  # fmt: skip
+        print("{:<20}{:>7}{:>6}{:>9}{:>9}{:>9}{:>10}{:>11}{:>9}{:>9}{:>10}{:>7}{:>6}".format(*head))
         for kind in args.kinds:
             r = run_case(kind, args)
             print(f"{r['kind']:<20}{r['events']:>7}{r['held_out']:>6}{r['model']:>9.4f}{r['map']:>9.4f}{r['truth']:>9.4f}"
-                  f"{r['right_ml']:>10.4f}{r['poisson_ml']:>11.4f}{r['rel_err']:>9.3f}{r['coverage']:>9.2f}"
+                  f"{r['right_ml']:>10.4f}{r['poisson_ml']:>11.4f}{r['rel_err']:>9.3f}{r['coverage']:>9.2f}{r['right_coverage']:>10.2f}"
                   f"{r['fit_s']:>7.0f}{r['divergent']:>6.2f}", flush=True)  # fmt: skip
     print("\nscale: one sequence, neural jump ODE (latent 2, width 16), EVENT_SOLVER; best of 3")
     print(f"{'events':>8}{'loglik ms':>12}{'+grad ms':>12}{'grad us/event':>15}")
