@@ -17,6 +17,18 @@ EXIT_USAGE = 2  # an error the user can fix (bad data, bad setting, unusable pat
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
 
 
+def checkpoint_dir(args) -> str | None:
+    """``OUT/checkpoint`` when the command was given ``--checkpoint``, else None."""
+    return os.path.join(args.out, "checkpoint") if args.checkpoint else None
+
+
+def resume_hint(checkpoint: str | None) -> str:
+    """What to do after an interrupted run, for its last line."""
+    if checkpoint:
+        return f"run the same command again to resume from {checkpoint}"
+    return "add --checkpoint to make a run resumable"
+
+
 def int_at_least(low: int):
     """argparse type: a whole number >= ``low``."""
 

@@ -17,7 +17,9 @@ from ..errors import ConfigError, DataError
 from .common import (
     EXIT_INTERRUPTED,
     check_forecast_end,
+    checkpoint_dir,
     diagnostics_table,
+    resume_hint,
     time_of,
     use_cores,
 )
@@ -71,7 +73,7 @@ def nuts_settings(args) -> dict:
         max_tree_depth=args.max_tree_depth or (10 if args.model == "lotka-volterra" else 6),
         chunk_size=chunk_size(args.warmup, args.samples),
         thinning=args.thin,
-        checkpoint_dir=os.path.join(args.out, "checkpoint") if args.checkpoint else None,
+        checkpoint_dir=checkpoint_dir(args),
         on_failure=args.on_failure,
         stuck_chains=args.stuck_chains,
     )
@@ -118,22 +120,16 @@ def _fit(args, model, data):
     return bo.run_svi_nuts(model, data, svi_steps=args.svi_steps, **common, **nuts_kw)
 
 
-def _resume_hint(args) -> str:
-    if args.checkpoint:
-        return f"run the same command again to resume from {os.path.join(args.out, 'checkpoint')}"
-    return "add --checkpoint to make a run resumable"
-
-
 def _interrupted_before_draws(args) -> int:
-    saved = args.checkpoint and os.path.isdir(os.path.join(args.out, "checkpoint"))  # after a chunk of NUTS
+    saved = args.checkpoint and os.path.isdir(checkpoint_dir(args))  # after a chunk of NUTS
     kept = "the warmup done so far is in the checkpoint" if saved else "nothing was written"
-    print(f"bayesode fit: interrupted before any draw was kept; {kept}; {_resume_hint(args)}.", file=sys.stderr)
+    print(f"bayesode fit: interrupted before any draw was kept; {kept}; {resume_hint(checkpoint_dir(args))}.", file=sys.stderr)
     return EXIT_INTERRUPTED
 
 
 def run(args) -> int:
     check_thin(args)
-    resume = args.checkpoint and os.path.isdir(os.path.join(args.out, "checkpoint"))
+    resume = args.checkpoint and os.path.isdir(checkpoint_dir(args))
     check_out_dir(args.out, overwrite=args.overwrite, resume=resume)
     data = load_data(args)
     check_positive(args, data)
@@ -188,7 +184,7 @@ def _report(args, post, data, fit_s, until) -> int:
     if post.settings.get("interrupted"):
         print(
             f"bayesode fit: interrupted: kept {post.num_chains} x {post.num_draws} draws (chains x draws) in "
-            f"{written[0]}; {_resume_hint(args)}.",
+            f"{written[0]}; {resume_hint(checkpoint_dir(args))}.",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from .common import EXIT_INTERRUPTED
+from .common import EXIT_INTERRUPTED, checkpoint_dir, resume_hint
 from .outputs import check_out_dir, prepare_out_dir
 
 EPILOG = """examples:
@@ -65,8 +65,8 @@ def _check(args):
             raise ConfigError(f"--{name} must be a positive integer; got {getattr(args, name)}.")
     if not 0 < args.prob < 1:
         raise ConfigError(f"--prob must be strictly between 0 and 1; got {args.prob}.")
-    resume = args.checkpoint and os.path.isdir(os.path.join(args.out, "checkpoint"))
-    check_out_dir(args.out, overwrite=args.overwrite, resume=resume)
+    checkpoint = checkpoint_dir(args)
+    check_out_dir(args.out, overwrite=args.overwrite, resume=checkpoint is not None and os.path.isdir(checkpoint))
 
 
 def run(args) -> int:
@@ -93,14 +93,12 @@ def run(args) -> int:
                         t_scale=t_scale)  # fmt: skip
     print(f"bayesode irregular: {len(data.series_names)} series, {data.num_observations} observation times, "
           f"{int(data.mask.sum())} observed entries of {data.obs_dim} coordinates; fitting ({args.method})...")  # fmt: skip
-    checkpoint_dir = os.path.join(args.out, "checkpoint") if args.checkpoint else None
-    resume = (f"run the same command again to resume from {checkpoint_dir}" if checkpoint_dir
-              else "add --checkpoint to make a run resumable")  # fmt: skip
+    checkpoint = checkpoint_dir(args)
     try:
         fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, svi_steps=args.steps,
-                              num_draws=args.draws, num_samples=args.draws, checkpoint_dir=checkpoint_dir)  # fmt: skip
+                              num_draws=args.draws, num_samples=args.draws, checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:
-        print(f"bayesode irregular: interrupted before any draw was kept; {resume}.", file=sys.stderr)
+        print(f"bayesode irregular: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     idata = fit.to_arviz(max_draws=min(args.draws, 200))
     nc = os.path.join(args.out, "posterior.nc")
@@ -115,6 +113,6 @@ def run(args) -> int:
     plt.close("all")
     print(f"wrote {nc} and {png} ({fit.settings['wall_time_s']:.0f} s fit)")
     if fit.settings.get("interrupted"):
-        print(f"bayesode irregular: interrupted: the files hold the NUTS draws made so far; {resume}.", file=sys.stderr)
+        print(f"bayesode irregular: interrupted: the files hold the NUTS draws made so far; {resume_hint(checkpoint)}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0

@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 
-from .common import EXIT_INTERRUPTED
+from .common import EXIT_INTERRUPTED, checkpoint_dir, int_at_least, resume_hint
 from .outputs import check_out_dir, prepare_out_dir
 
 EPILOG = """your events (--csv): a header line, then one row per event, e.g.
@@ -36,20 +36,6 @@ examples:
   bayesode events --csv events.csv --t0 0 --t-end 100 --method svi --out runs/mine
   bayesode events --dataset coal_explosions --out runs/coal --checkpoint   # again after a kill: resumes
 """
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
-    return value
-
-
-def _nonnegative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -73,17 +59,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a previous fit in --out (default: refuse, before any work)")
     p.add_argument("--method", choices=["svi+nuts", "svi", "nuts"], default="svi+nuts",
                    help="after the MAP warm start: SVI then NUTS from it (default), SVI alone, or NUTS alone")
-    p.add_argument("--map-steps", type=_nonnegative_int, default=1500, help="Adam steps of the MAP warm start (default 1500; 0: none)")
-    p.add_argument("--map-starts", type=_positive_int, default=1,
+    p.add_argument("--map-steps", type=int_at_least(0), default=1500, help="Adam steps of the MAP warm start (default 1500; 0: none)")
+    p.add_argument("--map-starts", type=int_at_least(1), default=1,
                    help="MAP fits from this many starting points, side by side on the cores; the lowest loss is kept (default 1)")
-    p.add_argument("--svi-steps", type=_positive_int, default=1000, help="Adam steps of SVI (default 1000)")
-    p.add_argument("--warmup", type=_nonnegative_int, default=200, help="NUTS warmup iterations per chain (default 200)")
-    p.add_argument("--samples", type=_positive_int, default=200, help="draws kept per chain (default 200)")
-    p.add_argument("--chains", type=_positive_int, default=2, help="NUTS chains, taking turns on one core (default 2)")
-    p.add_argument("--latent-dim", type=_positive_int, default=2, help="size of the latent state z (default 2)")
-    p.add_argument("--width", type=_positive_int, default=16, help="hidden width of the flow and jump networks (default 16)")
+    p.add_argument("--svi-steps", type=int_at_least(1), default=1000, help="Adam steps of SVI (default 1000)")
+    p.add_argument("--warmup", type=int_at_least(0), default=200, help="NUTS warmup iterations per chain (default 200)")
+    p.add_argument("--samples", type=int_at_least(1), default=200, help="draws kept per chain (default 200)")
+    p.add_argument("--chains", type=int_at_least(1), default=2, help="NUTS chains, taking turns on one core (default 2)")
+    p.add_argument("--latent-dim", type=int_at_least(1), default=2, help="size of the latent state z (default 2)")
+    p.add_argument("--width", type=int_at_least(1), default=16, help="hidden width of the flow and jump networks (default 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--points", type=_positive_int, default=200, help="times at which the intensity is saved")
+    p.add_argument("--points", type=int_at_least(1), default=200, help="times at which the intensity is saved")
     p.add_argument("--no-progress", action="store_true", help="hide the progress lines (MAP, SVI, NUTS)")
     p.add_argument("--checkpoint", action="store_true",
                    help="save each stage and the NUTS state in OUT/checkpoint; running the same command again resumes")
@@ -114,14 +100,12 @@ def run(args) -> int:
     from ..infer import fit_events, intensity_bands, to_inference_data
     from ..plots import plot_intensity, plot_time_rescaling
 
-    checkpoint_dir = os.path.join(args.out, "checkpoint") if args.checkpoint else None
+    checkpoint = checkpoint_dir(args)
     # A finished fit is never lost to its path; a --checkpoint run may write over the files it wrote before.
-    check_out_dir(args.out, overwrite=args.overwrite, resume=checkpoint_dir is not None and os.path.isdir(checkpoint_dir))
+    check_out_dir(args.out, overwrite=args.overwrite, resume=checkpoint is not None and os.path.isdir(checkpoint))
     events = _events(args)  # checked before any tracing
     prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
-    resume = (f"run the same command again to resume from {checkpoint_dir}" if checkpoint_dir
-              else "add --checkpoint to make a run resumable")  # fmt: skip
     try:
         with warnings.catch_warnings():
             # The fit's warnings are also in fit.stats["warnings"]: printed once below, in the summary.
@@ -129,9 +113,9 @@ def run(args) -> int:
             fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
                              map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
                              num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
-                             width=args.width, progress=not args.no_progress, checkpoint_dir=checkpoint_dir)  # fmt: skip
+                             width=args.width, progress=not args.no_progress, checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:  # before any NUTS draw (MAP, SVI or warmup)
-        print(f"bayesode events: interrupted before any draw was kept; {resume}.", file=sys.stderr)
+        print(f"bayesode events: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     save_ts = np.linspace(float(events.t0.min()), float(events.t_end.max()), args.points)
     idata = to_inference_data(fit, save_ts)
@@ -162,6 +146,6 @@ def run(args) -> int:
     print(f"wrote {args.out}/posterior.nc, intensity.png, time_rescaling.png, time_rescaling.txt")
     if fit.stats.get("interrupted"):
         print(f"bayesode events: interrupted: kept {fit.num_chains} x {fit.num_draws} draws (chains x draws) in "
-              f"{os.path.join(args.out, 'posterior.nc')}; {resume}.", file=sys.stderr)  # fmt: skip
+              f"{os.path.join(args.out, 'posterior.nc')}; {resume_hint(checkpoint)}.", file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     return 0

@@ -22,13 +22,20 @@ from ..errors import ConfigError
 from ..solving.failures import FailureLog
 
 
+def write_atomically(path: str, write) -> None:
+    """Write ``path`` through ``write(binary_file)`` to a temporary name, then move it into place
+    (``os.replace``): a kill at any moment leaves the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as fh:
+        write(fh)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(path, meta, states, draws, stats, failures):
     os.makedirs(path, exist_ok=True)
-    tmp = os.path.join(path, "state.tmp.npz")
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, states)
-    np.savez(
-        tmp,
+    arrays = dict(
         states=np.frombuffer(buffer.getvalue(), dtype=np.uint8),
         **{f"draw_{i}": x for i, x in enumerate(draws)},
         **{f"stat_{k}": v for k, v in stats.items()},
@@ -37,10 +44,8 @@ def save_checkpoint(path, meta, states, draws, stats, failures):
         # state.npz and meta.json must not pair a new state with an old count.
         iteration=np.array(meta["iteration"]),
     )
-    os.replace(tmp, os.path.join(path, "state.npz"))
-    with open(os.path.join(path, "meta.tmp.json"), "w") as fh:
-        json.dump(meta, fh)
-    os.replace(os.path.join(path, "meta.tmp.json"), os.path.join(path, "meta.json"))
+    write_atomically(os.path.join(path, "state.npz"), lambda fh: np.savez(fh, **arrays))
+    write_atomically(os.path.join(path, "meta.json"), lambda fh: fh.write(json.dumps(meta).encode()))
 
 
 def load_checkpoint(path, meta, states_like):

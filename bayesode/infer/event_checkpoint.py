@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from ..errors import ConfigError
+from .checkpoint import write_atomically
 
 SAVE_EVERY = 10  # NUTS iterations between checkpoints
 
@@ -66,7 +67,7 @@ class EventCheckpoint:
                 )
         else:
             os.makedirs(path, exist_ok=True)
-            _replace(meta, lambda fh: fh.write(json.dumps(settings, sort_keys=True).encode()))
+            write_atomically(meta, lambda fh: fh.write(json.dumps(settings, sort_keys=True).encode()))
 
     def has(self, name: str) -> bool:
         """Whether stage ``name`` ("map", "svi", "nuts") has saved results here."""
@@ -81,7 +82,7 @@ class EventCheckpoint:
                 return _unflatten({k: z[k] for k in z.files}), True
         result = compute()
         if file is not None:
-            _replace(file, lambda fh: np.savez(fh, **_flatten(result)))
+            write_atomically(file, lambda fh: np.savez(fh, **_flatten(result)))
         return result, False
 
     def load_nuts(self, states_like: list):
@@ -114,15 +115,7 @@ class EventCheckpoint:
         if kept:
             stacked = {k: np.stack([np.stack([np.asarray(d[k]) for d in chain[:kept]]) for chain in draws]) for k in draws[0][0]}
             arrays.update(_flatten({"draws": stacked}))
-        _replace(os.path.join(self.path, "nuts.npz"), lambda fh: np.savez(fh, **arrays))
-
-
-def _replace(path: str, write):
-    """Write through ``write(file)`` to a temporary name, then move it onto ``path`` (atomic)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        write(fh)
-    os.replace(tmp, path)
+        write_atomically(os.path.join(self.path, "nuts.npz"), lambda fh: np.savez(fh, **arrays))
 
 
 def _flatten(tree: dict) -> dict:
