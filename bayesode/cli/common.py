@@ -22,6 +22,12 @@ def checkpoint_dir(args) -> str | None:
     return os.path.join(args.out, "checkpoint") if args.checkpoint else None
 
 
+def resuming(args) -> bool:
+    """Whether a ``--checkpoint`` run finds its checkpoint from an earlier run (and so may write over its files)."""
+    checkpoint = checkpoint_dir(args)
+    return checkpoint is not None and os.path.isdir(checkpoint)
+
+
 def resume_hint(checkpoint: str | None) -> str:
     """What to do after an interrupted run, for its last line."""
     if checkpoint:

@@ -20,6 +20,7 @@ from .common import (
     checkpoint_dir,
     diagnostics_table,
     resume_hint,
+    resuming,
     time_of,
     use_cores,
 )
@@ -121,7 +122,7 @@ def _fit(args, model, data):
 
 
 def _interrupted_before_draws(args) -> int:
-    saved = args.checkpoint and os.path.isdir(checkpoint_dir(args))  # after a chunk of NUTS
+    saved = resuming(args)  # the checkpoint exists after a chunk of NUTS
     kept = "the warmup done so far is in the checkpoint" if saved else "nothing was written"
     print(f"bayesode fit: interrupted before any draw was kept; {kept}; {resume_hint(checkpoint_dir(args))}.", file=sys.stderr)
     return EXIT_INTERRUPTED
@@ -129,7 +130,7 @@ def _interrupted_before_draws(args) -> int:
 
 def run(args) -> int:
     check_thin(args)
-    resume = args.checkpoint and os.path.isdir(checkpoint_dir(args))
+    resume = resuming(args)
     check_out_dir(args.out, overwrite=args.overwrite, resume=resume)
     data = load_data(args)
     check_positive(args, data)

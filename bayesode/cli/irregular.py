@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from .common import EXIT_INTERRUPTED, checkpoint_dir, resume_hint
+from .common import EXIT_INTERRUPTED, checkpoint_dir, resume_hint, resuming
 from .outputs import check_out_dir, prepare_out_dir
 
 EPILOG = """examples:
@@ -65,8 +65,7 @@ def _check(args):
             raise ConfigError(f"--{name} must be a positive integer; got {getattr(args, name)}.")
     if not 0 < args.prob < 1:
         raise ConfigError(f"--prob must be strictly between 0 and 1; got {args.prob}.")
-    checkpoint = checkpoint_dir(args)
-    check_out_dir(args.out, overwrite=args.overwrite, resume=checkpoint is not None and os.path.isdir(checkpoint))
+    check_out_dir(args.out, overwrite=args.overwrite, resume=resuming(args))
 
 
 def run(args) -> int:

@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 
-from .common import EXIT_INTERRUPTED, checkpoint_dir, int_at_least, resume_hint
+from .common import EXIT_INTERRUPTED, checkpoint_dir, int_at_least, resume_hint, resuming
 from .outputs import check_out_dir, prepare_out_dir
 
 EPILOG = """your events (--csv): a header line, then one row per event, e.g.
@@ -102,7 +102,7 @@ def run(args) -> int:
 
     checkpoint = checkpoint_dir(args)
     # A finished fit is never lost to its path; a --checkpoint run may write over the files it wrote before.
-    check_out_dir(args.out, overwrite=args.overwrite, resume=checkpoint is not None and os.path.isdir(checkpoint))
+    check_out_dir(args.out, overwrite=args.overwrite, resume=resuming(args))
     events = _events(args)  # checked before any tracing
     prepare_out_dir(args.out)
     print(f"{events.num_sequences} sequence(s), {int(events.mask.sum())} events, {events.num_marks} mark(s)")
