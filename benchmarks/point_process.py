@@ -136,10 +136,16 @@ def run_case(kind: str, args) -> dict:
     n_future = int(fut.mask.sum())
     start = time.perf_counter()
     process = make_event_process(hist, key=jr.key(args.seed), latent_dim=args.latent_dim, width=args.width,
-                                 decay=args.decay)  # fmt: skip
+                                 decay=args.decay, delayed=args.delayed)  # fmt: skip
     fit = fit_events(hist, key=args.seed, process=process, method=args.method, map_steps=args.map_steps,
                      map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup, num_samples=args.samples, num_chains=1)  # fmt: skip
     fit_s = time.perf_counter() - start
+    if args.delayed:  # what the MAP learned: the delay and the onset time (1 / rate), in the data's time units
+        m = fit.stats["map"]
+        at_map = eqx.tree_at(lambda p: (p.log_delay, p.log_onset), process,
+                             (jnp.asarray(m["field.log_delay"]), jnp.asarray(m["field.log_onset"])))  # fmt: skip
+        print(f"  [{kind}] MAP delay {float(at_map.delay()):.3f}, onset time {float(1 / at_map.onset_rate()):.3f}",
+              flush=True)  # fmt: skip
     model = held_out_log_likelihood(fit, hist, fut, num_draws=args.draws)["per_event"]
     point = EventFit(fit.process, fit.weight_prior, fit.config, hist, {k: v[None, None] for k, v in fit.stats["map"].items()},
                      "map")  # fmt: skip
@@ -206,13 +212,15 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--latent-dim", type=int, default=2)
     ap.add_argument("--decay", type=float, default=0.0)
+    ap.add_argument("--delayed", action="store_true", help="a delayed jump per event (NeuralJumpProcess(delayed=True))")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", nargs="*", default=list(KINDS))
     ap.add_argument("--scale-only", action="store_true")
     ap.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 10000])
     args = ap.parse_args()
     print(f"jax {jax.__version__}, devices {jax.devices()}, method {args.method}, map_steps {args.map_steps}, "
-          f"map_starts {args.map_starts}, svi_steps {args.svi_steps}, latent {args.latent_dim}, width {args.width}, decay {args.decay}")
+          f"map_starts {args.map_starts}, svi_steps {args.svi_steps}, latent {args.latent_dim}, width {args.width}, decay {args.decay}, "
+          f"delayed {args.delayed}")
     if not args.scale_only:
         check_hawkes_closed_form(load_events("hawkes_exponential_events").event_list(0)[0])
         print("\nheld-out log-likelihood per event on (80, 100] (higher is better); intensity at held-out events")

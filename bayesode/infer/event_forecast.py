@@ -12,7 +12,8 @@ from jax.scipy.special import logsumexp
 from ..checks import as_key, positive_int
 from ..datasets import EventSequences
 from ..errors import ConfigError, FitFailedError
-from ..solving import Status, events_log_likelihood, simulate_events
+from ..model import event_arrays
+from ..solving import Status, events_log_likelihood, pending_arrivals, simulate_events
 from .event_draws import _draw_process, _failure_message, _warn_if_failed
 from .point_process import EventFit, solve_draws
 
@@ -23,7 +24,8 @@ def forecast_events(fit: EventFit, horizon: float, *, key, max_events: int, wind
 
     Each draw's state at the end of the history (``events``, default the training data) starts
     :func:`bayesode.solving.simulate_events` (Ogata thinning). ``window`` defaults to two mean
-    gaps. Returns :class:`~bayesode.solving.SimulatedEvents` with leading (draw, sequence).
+    gaps. A delayed process (``delayed=True``) carries the history's arrivals still pending.
+    Returns :class:`~bayesode.solving.SimulatedEvents` with leading (draw, sequence).
     """
     events = fit.events if events is None else events
     if not float(horizon) > 0:
@@ -35,19 +37,26 @@ def forecast_events(fit: EventFit, horizon: float, *, key, max_events: int, wind
     samples = {k: jnp.asarray(v) for k, v in fit.flat_samples(num_draws).items()}
     num = next(iter(samples.values())).shape[0]
     keys = jax.random.split(key, num * events.num_sequences).reshape(num, events.num_sequences, -1)
-    t_end = jnp.asarray(np.asarray(events.t_end, np.float64) - fit.origin, jnp.float32)
-    sim = _forecast(fit.process, fit.weight_prior, samples, ends.z_end, t_end, keys, float(horizon), max_events,
+    history = event_arrays(events, origin=fit.origin)
+    sim = _forecast(fit.process, fit.weight_prior, samples, ends.z_end, history, keys, float(horizon), max_events,
                     window, fit.config)  # fmt: skip
     return sim._replace(times=np.asarray(sim.times, np.float64) + fit.origin)  # back on the data's clock
 
 
 @eqx.filter_jit
-def _forecast(template, weight_prior, samples, z_end, t_end, keys, horizon, max_events, window, config):
+def _forecast(template, weight_prior, samples, z_end, history, keys, horizon, max_events, window, config):
+    delayed = bool(getattr(template, "delayed", False))
+
     def one_draw(args):
         sample, z, k = args
         process = _draw_process(template, weight_prior, sample)
-        return jax.vmap(lambda zz, te, kk: simulate_events(process, zz, te, te + horizon, key=kk, max_events=max_events,
-                                                           window=window, config=config))(z, t_end, k)  # fmt: skip
+
+        def one_sequence(zz, times, marks, mask, te, kk):
+            pending = pending_arrivals(process, times, marks, mask, te) if delayed else None
+            return simulate_events(process, zz, te, te + horizon, key=kk, max_events=max_events, window=window,
+                                   config=config, pending=pending)  # fmt: skip
+
+        return jax.vmap(one_sequence)(z, history["times"], history["marks"], history["mask"], history["t_end"], k)
 
     return jax.lax.map(one_draw, (samples, z_end, keys))
 

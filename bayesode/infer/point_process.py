@@ -32,6 +32,7 @@ from ..datasets import EventSequences
 from ..errors import ConfigError, DataError, FitFailedError
 from ..model import Normal, event_arrays, point_process_model, sample_field
 from ..solving import (
+    FixedSteps,
     NeuralJumpProcess,
     SolverConfig,
 )
@@ -101,13 +102,15 @@ class EventFit:
 
 
 def make_event_process(events: EventSequences, *, key, latent_dim: int = 2, width: int = 16, depth: int = 1,
-                       decay: float = 0.0):  # fmt: skip
+                       decay: float = 0.0, delayed: bool = False):  # fmt: skip
     """A :class:`NeuralJumpProcess` scaled to the data: ``rate_scale`` = events per time unit,
-    ``t_scale`` = mean gap between events."""
+    ``t_scale`` = mean gap between events. ``delayed=True`` adds a learned delayed effect of each
+    event (one that starts after a lag; experimental: see :class:`NeuralJumpProcess`)."""
     duration = float(np.sum(events.t_end - events.t0))
     count = max(int(events.mask.sum()), 1)
     return NeuralJumpProcess(latent_dim, events.num_marks, width=width, depth=depth, key=key,
-                             rate_scale=count / duration, t_scale=duration / count, decay=decay)  # fmt: skip
+                             rate_scale=count / duration, t_scale=duration / count, decay=decay,
+                             delayed=delayed)  # fmt: skip
 
 
 def fit_events(
@@ -139,7 +142,9 @@ def fit_events(
     events : EventSequences (:func:`bayesode.datasets.make_event_sequences`)
     key : PRNG key or int seed (required, keyword-only).
     process : NeuralJumpProcess, optional
-        Default :func:`make_event_process` with ``latent_dim, width, depth``.
+        Default :func:`make_event_process` with ``latent_dim, width, depth``. A delayed process
+        (``make_event_process(..., delayed=True)``: each event also acts after a learned delay;
+        experimental, see :class:`NeuralJumpProcess`) needs the adaptive solver.
     weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
     config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive).
         ``FixedSteps()`` is several times cheaper per gradient on long sequences (see
@@ -196,9 +201,13 @@ def fit_events(
         raise ConfigError(f"`learning_rate` must be positive; got {learning_rate!r}.")
     key = as_key(key)
     k_init, k_map, k_svi, k_draw, k_nuts = jax.random.split(key, 5)
-    process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth) if process is None else process
+    if process is None:
+        process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth)
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     config = EVENT_SOLVER if config is None else config
+    if getattr(process, "delayed", False) and isinstance(config, FixedSteps):
+        raise ConfigError("A delayed process (`delayed=True`) needs the adaptive solver: leave `config` at "
+                          "EVENT_SOLVER or pass a SolverConfig, not FixedSteps.")  # fmt: skip
     model = point_process_model(process, weight_prior=weight_prior, config=config)
     data = event_arrays(events)
     stats: dict = {}

@@ -23,13 +23,13 @@ from .observation_jumps import (
     initial_state,
 )
 from .status import FAILURE_ADVICE, FAILURE_CAUSES, Status, status_from, status_of
-from .thinning import SimulatedEvents, simulate_events
+from .thinning import SimulatedEvents, pending_arrivals, simulate_events
 
 __all__ = [
     "doses_from_events", "EventJumpSolution", "events_log_likelihood", "EventSolution", "FAILURE_ADVICE",
     "FAILURE_CAUSES", "filter_config", "FixedSteps", "filter_observations", "Filtered", "FilterState", "ForwardSensitivity",
     "hidden_at", "initial_state", "integrate", "Jumps", "NeuralJumpODE", "NeuralJumpProcess",
-    "per_event_log_likelihood", "Regime", "simulate_events", "SimulatedEvents", "Solution", "solve",
+    "per_event_log_likelihood", "Regime", "pending_arrivals", "simulate_events", "SimulatedEvents", "Solution", "solve",
     "solve_event_jumps", "solve_series", "solve_with_events", "solve_with_jumps", "SolverConfig", "StateEvent",
     "Status", "status_from", "status_of", "vmap_unless_one",
 ]
