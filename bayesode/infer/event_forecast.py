@@ -14,6 +14,7 @@ from ..datasets import EventSequences
 from ..errors import ConfigError, FitFailedError
 from ..model import event_arrays
 from ..solving import Status, events_log_likelihood, pending_arrivals, simulate_events
+from ..solving.event_jumps import is_delayed
 from .event_draws import _draw_process, _failure_message, _warn_if_failed
 from .point_process import EventFit, solve_draws
 
@@ -45,7 +46,7 @@ def forecast_events(fit: EventFit, horizon: float, *, key, max_events: int, wind
 
 @eqx.filter_jit
 def _forecast(template, weight_prior, samples, z_end, history, keys, horizon, max_events, window, config):
-    delayed = bool(getattr(template, "delayed", False))
+    delayed = is_delayed(template)
 
     def one_draw(args):
         sample, z, k = args

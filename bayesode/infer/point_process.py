@@ -32,10 +32,10 @@ from ..datasets import EventSequences
 from ..errors import ConfigError, DataError, FitFailedError
 from ..model import Normal, event_arrays, point_process_model, sample_field
 from ..solving import (
-    FixedSteps,
     NeuralJumpProcess,
     SolverConfig,
 )
+from ..solving.event_jumps import check_delayed_solver
 from .console import phase
 from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_draws import (
@@ -205,9 +205,7 @@ def fit_events(
         process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth)
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     config = EVENT_SOLVER if config is None else config
-    if getattr(process, "delayed", False) and isinstance(config, FixedSteps):
-        raise ConfigError("A delayed process (`delayed=True`) needs the adaptive solver: leave `config` at "
-                          "EVENT_SOLVER or pass a SolverConfig, not FixedSteps.")  # fmt: skip
+    check_delayed_solver(process, config)  # before any work
     model = point_process_model(process, weight_prior=weight_prior, config=config)
     data = event_arrays(events)
     stats: dict = {}

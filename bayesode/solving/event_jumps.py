@@ -51,6 +51,18 @@ MAX_ONSET_RATE = 40.0  # the delayed inflow's fastest drain rate, per t_scale (a
 _ONSET_LOGIT = math.log(4.0 / (MAX_ONSET_RATE - 4.0))  # rate 4 / t_scale at log_onset = 0
 
 
+def is_delayed(process) -> bool:
+    """Whether ``process`` declares delayed effects (``process.delayed`` True; absent means no)."""
+    return bool(getattr(process, "delayed", False))
+
+
+def check_delayed_solver(process, config) -> None:
+    """A delayed process needs the adaptive solve: ``FixedSteps`` is refused, naming both."""
+    if is_delayed(process) and isinstance(config, FixedSteps):
+        raise ConfigError("A delayed process (`delayed=True`) needs the adaptive solver: leave `config` at the "
+                          "default or pass a SolverConfig (e.g. EVENT_SOLVER), not FixedSteps.")  # fmt: skip
+
+
 class NeuralJumpProcess(eqx.Module):
     """A neural jump ODE for (marked) point processes.
 
@@ -269,11 +281,9 @@ def solve_event_jumps(process, times, marks, mask, t_end, *, t0=0.0, save_ts=Non
         raise ConfigError(f"`times`, `marks`, `mask` must be 1-D of one shape; got {times.shape}, {marks.shape}, "
                           f"{mask.shape}. Use jax.vmap for many sequences.")  # fmt: skip
     save = jnp.zeros((0,), dtype) if save_ts is None else jnp.asarray(save_ts, dtype=dtype)
-    delayed = bool(getattr(process, "delayed", False))
+    delayed = is_delayed(process)
+    check_delayed_solver(process, config)
     if isinstance(config, FixedSteps):
-        if delayed:
-            raise ConfigError("A delayed process (`delayed=True`) needs the adaptive solver: pass a SolverConfig "
-                              "(e.g. EVENT_SOLVER) as `config`, not FixedSteps.")  # fmt: skip
         guarded, z0 = guard_gradients(process, z0, config)
         out = solve_on_grid(guarded, _FlowWithCompensator(guarded), z0, times, marks, mask, t_end, t0, save, args,
                             config)  # fmt: skip

@@ -27,6 +27,7 @@ import jax.random as jr
 
 from ..errors import ConfigError
 from .diffeq import STATUS_OK, SolverConfig, solve
+from .event_jumps import is_delayed
 
 
 class SimulatedEvents(NamedTuple):
@@ -87,7 +88,7 @@ def simulate_events(process, z, t_start, t_end, *, key, max_events: int, window:
         raise ConfigError(f"need `window` > 0, `bound_factor` >= 1, `num_grid` >= 2; got {window}, {bound_factor}, "
                           f"{num_grid}.")  # fmt: skip
     config = SolverConfig() if config is None else config
-    delayed = bool(getattr(process, "delayed", False))
+    delayed = is_delayed(process)
     if pending is not None and not delayed:
         raise ConfigError("`pending` arrivals are only for a delayed process (`process.delayed` True).")
     z = jnp.asarray(z)
