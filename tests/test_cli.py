@@ -122,6 +122,7 @@ def test_other_user_errors_are_one_line(tmp_path, good_csv, capsys):
         (["fit", "--thin", "6", "--samples", "5"], r"--thin 6 keeps no draw of --samples 5"),
         (["fit", "--thin", "2", "--method", "svi"], r"--thin thins the draws of --method nuts or svi\+nuts; not --method svi"),
         (["fit", "--thin", "2", "--bayesian-layers", "all"], r"--thin thins the draws of --method nuts.*--bayesian-layers all"),
+        (["fit", "--model", "lotka-volterra", "--weight-scale", "0.3"], r"--weight-scale sets a network's weight prior"),
     ]
     for argv, match in cases:
         code, _, err = run(argv + (["--no-progress"] if argv[0] == "fit" else []), capsys)
@@ -132,7 +133,8 @@ def test_other_user_errors_are_one_line(tmp_path, good_csv, capsys):
 
 def test_bad_option_values_are_refused_by_the_parser(capsys):
     for argv in (["fit", "--chains", "0"], ["fit", "--prob", "1.5"], ["predict", "d", "--until", "nan"],
-                 ["fit", "--thin", "0"], ["fit", "--thin", "1.5"]):  # fmt: skip
+                 ["fit", "--thin", "0"], ["fit", "--thin", "1.5"], ["fit", "--weight-scale", "0"],
+                 ["fit", "--weight-scale", "-1"], ["fit", "--weight-scale", "wide"]):  # fmt: skip
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == 2
@@ -548,3 +550,16 @@ def test_arviz_daily_refactor_notice_stays_out_of_bayesode_output(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert "ArviZ is undergoing a major refactor" in plain.stderr, plain.stderr
     assert ours.returncode == 0 and "Warning" not in ours.stderr, ours.stderr
+
+
+def test_weight_scale_reaches_the_weight_prior_and_the_recipe(good_csv):
+    from bayesode.cli.data_in import load_data
+    from bayesode.cli.fit import _model_for
+    from bayesode.cli.main import build_parser
+
+    for model, key, default in (("neural", "weight_scale", 1.0), ("hybrid", "correction_scale", 0.1)):
+        args = build_parser().parse_args(["fit", "--csv", good_csv, "--model", model, "--weight-scale", "0.3"])
+        data = load_data(args)
+        assert _model_for(args, data).spec.recipe[key] == 0.3  # `bayesode predict` rebuilds the same prior
+        args = build_parser().parse_args(["fit", "--csv", good_csv, "--model", model])
+        assert _model_for(args, data).spec.recipe[key] == default

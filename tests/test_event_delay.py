@@ -15,7 +15,7 @@ from numpyro import handlers
 from bayesode.datasets import make_event_sequences
 from bayesode.diagnostics import time_rescaling_test
 from bayesode.errors import ConfigError
-from bayesode.infer import fit_events, forecast_events, make_event_process, to_inference_data
+from bayesode.infer import DELAYED_EVENT_SOLVER, fit_events, forecast_events, make_event_process, to_inference_data
 from bayesode.model import event_arrays, point_process_model
 from bayesode.solving import (
     FixedSteps,
@@ -188,6 +188,7 @@ def test_delayed_fit_forecasts_from_posterior_draws():
     fit = fit_events(events, key=0, process=process, method="svi", map_steps=5, svi_steps=5, num_samples=3,
                      num_chains=1)  # fmt: skip
     assert fit.samples["field.log_delay"].shape == (1, 3)
+    assert fit.config is DELAYED_EVENT_SOLVER  # the sharp onset's steps: more per segment than EVENT_SOLVER
     assert "field.log_delay" in to_inference_data(fit).posterior
     sim = forecast_events(fit, 2.0, key=1, max_events=20, num_draws=3)
     assert sim.times.shape == (3, 2, 20) and int(np.max(sim.status)) == 0

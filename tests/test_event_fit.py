@@ -7,13 +7,16 @@ import re
 import sys
 from dataclasses import replace
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bayesode.cli.main import main as cli_main
 from bayesode.datasets import load_events, make_event_sequences
 from bayesode.diagnostics import posterior_time_rescaling
-from bayesode.errors import ConfigError
+from bayesode.errors import ConfigError, FitFailedError
 from bayesode.infer import (
     fit_events,
     forecast_events,
@@ -22,6 +25,9 @@ from bayesode.infer import (
     solve_draws,
     to_inference_data,
 )
+from bayesode.infer.event_draws import nuts_start
+from bayesode.model import Normal
+from bayesode.solving import SolverConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -268,3 +274,35 @@ def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, ca
     assert saved.posterior.sizes["draw"] == 10 and saved.attrs["interrupted"] == 1
     assert json.loads(saved.attrs["warnings"])[-1] == "fit_events interrupted: kept 1 x 10 NUTS draws (chains x draws) of 1 x 30."
     assert (out / "intensity.png").is_file()
+
+
+class _Decay(eqx.Module):
+    """z decays at rate k between events and jumps by 1 at each; intensity 1 + |z|. A large k is
+    stiff for the explicit solver, so a small max_steps fails there and nowhere else."""
+
+    k: jax.Array
+    z0: jax.Array
+
+    def field(self, t, z, args):
+        return -self.k * z
+
+    def jump_size(self, z, mark):
+        return jnp.ones_like(z)
+
+    def rates(self, z):
+        return 1.0 + jnp.abs(z)
+
+
+def test_nuts_start_falls_back_to_a_point_that_solves_and_says_so():
+    config = SolverConfig(max_steps=16)
+    process = _Decay(jnp.asarray(1.0), jnp.zeros(1))
+    stiff, mild = {"field.k": np.asarray(2000.0), "field.z0": np.zeros(1)}, {"field.k": np.asarray(0.5), "field.z0": np.zeros(1)}
+    values, note = nuts_start(process, Normal(1.0), config, EVENTS, [("A", stiff), ("B", mild)], "fit_events (nuts)")
+    assert float(values["field.k"]) == 0.5
+    assert note is not None and "starts from B" in note and "A: max_steps" in note
+    values, note = nuts_start(process, Normal(1.0), config, EVENTS, [("B", mild)], "fit_events (nuts)")
+    assert note is None
+    # No start solves: a FitFailedError naming each start's cause, before NumPyro's opaque refusal.
+    with pytest.raises(FitFailedError, match=r"every point NUTS could start from \(the template's weights: max_steps\)"):
+        fit_events(EVENTS, key=0, method="nuts", map_steps=0, num_warmup=2, num_samples=2, num_chains=1,
+                   process=_Decay(jnp.asarray(2000.0), jnp.zeros(1)), config=config, progress=False)  # fmt: skip

@@ -35,6 +35,17 @@ def resume_hint(checkpoint: str | None) -> str:
     return "add --checkpoint to make a run resumable"
 
 
+def positive_float(text):
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def int_at_least(low: int):
     """argparse type: a whole number >= ``low``."""
 

@@ -49,6 +49,10 @@ def _model_for(args, data):
         kw.update(width=args.width, depth=args.depth)
     if args.model == "neural":
         kw["likelihood"] = args.likelihood
+    if args.weight_scale is not None:
+        if args.model == "lotka-volterra":
+            raise ConfigError("--weight-scale sets a network's weight prior: use it with --model neural or hybrid.")
+        kw["weight_scale" if args.model == "neural" else "correction_scale"] = args.weight_scale
     kw["precision"] = args.precision  # None: the kind's default; the recipe keeps it for `bayesode predict`
     return presets.for_data(args.model, data, **kw)
 

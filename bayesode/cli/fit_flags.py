@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_command, int_at_least, probability, time_or_date
+from .common import add_command, int_at_least, positive_float, probability, time_or_date
 from .data_in import DEFAULT_DATASET
 
 EPILOG = """your own data (--csv): a header line naming the columns, then one row per time, e.g.
@@ -39,6 +39,7 @@ examples:
   bayesode fit --csv counts.csv --columns in_bed --likelihood normal --method svi --svi-steps 2000
   bayesode fit --csv trial.csv --series-column subject --time-column hours
   bayesode fit --bayesian-layers all --warmup 1000 --samples 1000   # sample every weight (slow)
+  bayesode fit --bayesian-layers all --weight-scale 0.3          # every weight, a tighter weight prior
   bayesode fit --target-accept 0.95 --dense-mass --devices 2 --out runs/careful --overwrite
   bayesode fit --model lotka-volterra --precision float64          # float64 instead of the kind's default
 """
@@ -90,6 +91,14 @@ def add_parser(subparsers) -> None:
         type=int_at_least(0),
         default=1,
         help="neural/hybrid: hidden layers (default 1; 0 = linear in log-state)",
+    )
+    g.add_argument(
+        "--weight-scale",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="neural: prior N(0, S^2) on every network weight (default 1); hybrid: on the correction's weights "
+        "(default 0.1). Smaller S: smoother fields and a larger noise estimate (see docs/decisions.md)",
     )
     g.add_argument(
         "--bayesian-layers",

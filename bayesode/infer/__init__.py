@@ -13,6 +13,7 @@ from .event_forecast import forecast_events, held_out_log_likelihood
 from .jump_filter import filter_online, fit_jump_filter, fit_njode_point, njode_loss
 from .nuts import run_nuts
 from .point_process import (
+    DELAYED_EVENT_SOLVER,
     EVENT_SOLVER,
     EventFit,
     fit_events,
@@ -29,7 +30,7 @@ from .svi import run_svi
 from .workflows import run_neural_linear, run_svi_nuts
 
 __all__ = [
-    "enable_compilation_cache", "Ensemble", "EVENT_SOLVER", "EventFit", "filter_online", "fit_events",
+    "DELAYED_EVENT_SOLVER", "enable_compilation_cache", "Ensemble", "EVENT_SOLVER", "EventFit", "filter_online", "fit_events",
     "fit_jump_filter", "fit_njode_point", "forecast_events", "get_sampler", "held_out_log_likelihood",
     "intensity_bands", "make_event_process", "map_points", "njode_loss", "PARETO_K_MAX", "pareto_k_threshold", "pointwise_lfo",
     "pointwise_loo", "pool_members", "prior_failure_rate", "retry_nonfinite_starts", "run_ensemble",

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
+from ..errors import FitFailedError
 from ..model import event_arrays, sample_field
 from ..solving import (
     FAILURE_ADVICE,
@@ -73,6 +74,28 @@ def failed_message(status: np.ndarray, what: str) -> str | None:
         return None
     causes = {FAILURE_CAUSES[Status(c)]: int(np.sum(status == c)) for c in np.unique(status[failed])}
     return f"the solve failed for {int(failed.sum())} of {status.size} {what} (causes: {causes})."
+
+
+def nuts_start(process, weight_prior, config, events, candidates: list, name: str) -> tuple[dict, str | None]:
+    """The first of ``candidates`` (``(label, site -> value)`` pairs, unbatched) whose solve succeeds on
+    the training events, and what to say when it is not the first; :class:`FitFailedError` naming each
+    candidate's cause when none does. Why: NumPyro's own refusal of a start ("Cannot find valid initial
+    parameters") names neither the point nor the failed solve behind it."""
+    statuses = []
+    for i, (label, values) in enumerate(candidates):
+        status = int(_training_status(process, weight_prior, config, events, {k: np.asarray(v)[None] for k, v in values.items()})[0])
+        if status == 0:
+            note = None
+            if i:
+                tried = "; ".join(f"{lab}: {FAILURE_CAUSES[Status(st)]}" for lab, st in statuses)
+                note = (f"{name}: NUTS starts from {label}, because the solve fails at the earlier start(s) "
+                        f"({tried}).")  # fmt: skip
+            return {k: jnp.asarray(v) for k, v in values.items()}, note
+        statuses.append((label, status))
+    main = FAILURE_CAUSES[Status(statuses[0][1])]
+    tried = "; ".join(f"{lab}: {FAILURE_CAUSES[Status(st)]}" for lab, st in statuses)
+    raise FitFailedError(f"{name}: the solve fails at every point NUTS could start from ({tried}); nothing is "
+                         f"sampled. Likely fix for `{main}`: {FAILURE_ADVICE[main]}.")  # fmt: skip
 
 
 def _warn_if_failed(status: np.ndarray, what: str) -> None:

@@ -35,7 +35,7 @@ from ..solving import (
     NeuralJumpProcess,
     SolverConfig,
 )
-from ..solving.event_jumps import check_delayed_solver
+from ..solving.event_jumps import check_delayed_solver, is_delayed
 from .console import phase
 from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_draws import (
@@ -44,6 +44,7 @@ from .event_draws import (
     _training_status,
     check_fixed_steps,
     failed_message,
+    nuts_start,
 )
 from .event_map import fit_map, start_points
 from .event_nuts import sample_nuts
@@ -53,6 +54,9 @@ METHODS = ("svi", "nuts", "svi+nuts")
 # likelihood (relative error ~1e-6 of the log-likelihood) and halves the gradient cost
 # against Tsit5 at 1e-6 (see benchmarks/point_process.py); 64 steps bound a failed segment.
 EVENT_SOLVER = SolverConfig(solver=diffrax.Bosh3(), rtol=1e-4, atol=1e-4, max_steps=64)
+# A delayed process's sharp onset (``NeuralJumpProcess(delayed=True)``) needs more steps in the segment after an
+# arrival: on the power-law benchmark the SVI guide's median failed at 64 steps and solved at 256 (docs/decisions.md).
+DELAYED_EVENT_SOLVER = SolverConfig(solver=diffrax.Bosh3(), rtol=1e-4, atol=1e-4, max_steps=256)
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +150,8 @@ def fit_events(
         (``make_event_process(..., delayed=True)``: each event also acts after a learned delay;
         experimental, see :class:`NeuralJumpProcess`) needs the adaptive solver.
     weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
-    config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive).
+    config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive; :data:`DELAYED_EVENT_SOLVER`,
+        with more steps per segment, for a delayed process).
         ``FixedSteps()`` is several times cheaper per gradient on long sequences (see
         :mod:`bayesode.solving.event_grid`); the fit then checks up to 20 of its draws against an
         adaptive solve, keeps the largest difference in ``stats["fixed_steps_ll_error"]`` (nats)
@@ -204,7 +209,8 @@ def fit_events(
     if process is None:
         process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth)
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
-    config = EVENT_SOLVER if config is None else config
+    if config is None:
+        config = DELAYED_EVENT_SOLVER if is_delayed(process) else EVENT_SOLVER
     check_delayed_solver(process, config)  # before any work
     model = point_process_model(process, weight_prior=weight_prior, config=config)
     data = event_arrays(events)
@@ -266,7 +272,12 @@ def fit_events(
             stats["fixed_steps_ll_error"], note = check_fixed_steps(process, weight_prior, config, events,
                                                                     {k: v[keep] for k, v in flat.items()}, "fit_events (svi)")  # fmt: skip
             return _finished(EventFit(process, weight_prior, config, events, samples, method, stats), notes + [note])
-        init_values = {k: jnp.asarray(found["start"][k]) for k in init_values}
+        candidates = [("the SVI guide's median", {k: found["start"][k] for k in init_values})]
+        candidates += [("the MAP point", stats["map"])] if map_steps else []
+    else:
+        candidates = [("the MAP point" if map_steps else "the template's weights", init_values)]
+    init_values, note = nuts_start(process, weight_prior, config, events, candidates, "fit_events (nuts)")
+    notes.append(note)
     samples, stats["diverging"], stats["interrupted"] = sample_nuts(
         model, init_values, data, k_nuts, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
         max_tree_depth=max_tree_depth, progress=progress, checkpoint=checkpoint,
