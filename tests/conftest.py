@@ -41,7 +41,7 @@ UNIT_SECONDS = {
     # 2026-12-03, new modules: estimated from runs on a heavily loaded machine (load ~20 on 2 cores); re-time
     "test_ensemble": 200, "test_readme": 200, "test_observation_jumps": 150, "08_jump_ode_regression": 150,
     "test_event_jumps": 70, "test_event_fit": 150, "test_draws_pinned": 60, "test_published": 40,
-    "test_function_space": 30, "test_observation": 30, "test_event_checkpoint": 300, "test_event_delay": 120,
+    "test_function_space": 30, "test_observation": 30, "test_event_checkpoint": 300, "test_event_delay": 220,
     "test_plain_model": 150, "test_precision": 100, "test_docstrings": 30,
 }  # fmt: skip
 

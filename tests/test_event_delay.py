@@ -214,3 +214,29 @@ def test_neural_delayed_effect_flows_in_so_the_likelihood_is_continuous_in_the_d
     delayed = np.asarray(process.delayed_jump_size(sol.z_before[1], 0))
     assert np.allclose(after, before + immediate + delayed, atol=1e-6)
     assert np.all(immediate[2:] == 0) and np.all(delayed[:2] == 0) and np.abs(delayed[2:]).max() > 1e-2
+
+
+def test_events_command_fits_a_delayed_process_and_reports_its_delay(tmp_path, capsys):
+    import arviz as az
+
+    from bayesode.cli.main import main as cli_main
+
+    csv = tmp_path / "ev.csv"
+    csv.write_text("time\n0.5\n1.2\n2.0\n2.6\n")
+    out = tmp_path / "run"
+    status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--delayed", "--method", "svi",
+                       "--map-steps", "5", "--svi-steps", "5", "--samples", "3", "--chains", "1", "--width", "4",
+                       "--points", "20", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    delays = np.exp(az.from_netcdf(out / "posterior.nc").posterior["field.log_delay"].values) * 3.0 / 4  # t_scale = 3 / 4 events
+    line = next(s for s in printed.splitlines() if s.startswith("learned delay: "))
+    assert f"{np.median(delays):.4g}" in line  # the saved draws' median, in the data's time units
+
+
+def test_fit_events_delayed_flag_builds_the_delayed_process_and_refuses_a_mismatch():
+    events = make_event_sequences([[0.5, 1.2, 2.6]], t_end=3.0)
+    with pytest.raises(ConfigError, match="`delayed=True` builds the default process"):
+        fit_events(events, key=0, delayed=True, process=make_event_process(events, key=jr.key(0)))
+    with pytest.raises(ConfigError, match="`delayed` must be True or False"):
+        fit_events(events, key=0, delayed="yes")

@@ -35,6 +35,7 @@ examples:
   bayesode events --dataset coal_explosions --out runs/coal
   bayesode events --csv events.csv --t0 0 --t-end 100 --method svi --out runs/mine
   bayesode events --dataset coal_explosions --out runs/coal --checkpoint   # again after a kill: resumes
+  bayesode events --csv quakes.csv --delayed --method svi --out runs/lagged   # effects after a learned delay
 """
 
 
@@ -68,6 +69,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int_at_least(1), default=2, help="NUTS chains, taking turns on one core (default 2)")
     p.add_argument("--latent-dim", type=int_at_least(1), default=2, help="size of the latent state z (default 2)")
     p.add_argument("--width", type=int_at_least(1), default=16, help="hidden width of the flow and jump networks (default 16)")
+    p.add_argument("--delayed", action="store_true",
+                   help="experimental: each event also acts after a learned delay (effects that start after a lag); "
+                        "measured with --method svi, NUTS on it is slow (docs/decisions.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--points", type=int_at_least(1), default=200, help="times at which the intensity is saved")
     p.add_argument("--no-progress", action="store_true", help="hide the progress lines (MAP, SVI, NUTS)")
@@ -113,7 +117,8 @@ def run(args) -> int:
             fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
                              map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
                              num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
-                             width=args.width, progress=not args.no_progress, checkpoint_dir=checkpoint)  # fmt: skip
+                             width=args.width, delayed=args.delayed, progress=not args.no_progress,
+                             checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:  # before any NUTS draw (MAP, SVI or warmup)
         print(f"bayesode events: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -139,6 +144,10 @@ def run(args) -> int:
         f.write(str(check) + "\n")
     if "diverging" in fit.stats:
         print(f"NUTS divergences: {int(fit.stats['diverging'].sum())}")
+    if args.delayed:
+        delay = np.asarray(fit.process.flow.t_scale * np.exp(fit.flat_samples()["field.log_delay"]))
+        lo, mid, hi = np.quantile(delay, [0.05, 0.5, 0.95])
+        print(f"learned delay: {mid:.4g} (90% interval {lo:.4g} to {hi:.4g}; the data's time units)")
     print(check)
     for message in fit.stats["warnings"]:  # also in posterior.nc's attrs
         if not message.startswith("fit_events interrupted"):  # said in the last line instead

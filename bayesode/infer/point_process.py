@@ -125,6 +125,7 @@ def fit_events(
     latent_dim: int = 2,
     width: int = 16,
     depth: int = 1,
+    delayed: bool = False,
     weight_prior=None,
     config: SolverConfig | None = None,
     method: str = "svi+nuts",
@@ -146,9 +147,12 @@ def fit_events(
     events : EventSequences (:func:`bayesode.datasets.make_event_sequences`)
     key : PRNG key or int seed (required, keyword-only).
     process : NeuralJumpProcess, optional
-        Default :func:`make_event_process` with ``latent_dim, width, depth``. A delayed process
-        (``make_event_process(..., delayed=True)``: each event also acts after a learned delay;
-        experimental, see :class:`NeuralJumpProcess`) needs the adaptive solver.
+        Default :func:`make_event_process` with ``latent_dim, width, depth, delayed``.
+    delayed : bool
+        Experimental: each event also acts after a learned delay (:class:`NeuralJumpProcess`), for
+        effects that start after a lag (an incubation period; a kernel that is 0 below its onset,
+        as the power-law Hawkes benchmark's). Needs the adaptive solver; ``method="svi"`` is the one
+        measured (NUTS on it is slow: docs/decisions.md). With your own ``process``, set it there.
     weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
     config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive; :data:`DELAYED_EVENT_SOLVER`,
         with more steps per segment, for a delayed process).
@@ -206,8 +210,14 @@ def fit_events(
         raise ConfigError(f"`learning_rate` must be positive; got {learning_rate!r}.")
     key = as_key(key)
     k_init, k_map, k_svi, k_draw, k_nuts = jax.random.split(key, 5)
+    if not isinstance(delayed, bool):
+        raise ConfigError(f"`delayed` must be True or False; got {delayed!r}.")
     if process is None:
-        process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth)
+        process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth,
+                                     delayed=delayed)  # fmt: skip
+    elif delayed and not is_delayed(process):
+        raise ConfigError("`delayed=True` builds the default process; with your own `process`, make it delayed "
+                          "(make_event_process(..., delayed=True)) and leave `delayed` out.")  # fmt: skip
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     if config is None:
         config = DELAYED_EVENT_SOLVER if is_delayed(process) else EVENT_SOLVER
