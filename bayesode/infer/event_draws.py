@@ -81,21 +81,18 @@ def nuts_start(process, weight_prior, config, events, candidates: list, name: st
     the training events, and what to say when it is not the first; :class:`FitFailedError` naming each
     candidate's cause when none does. Why: NumPyro's own refusal of a start ("Cannot find valid initial
     parameters") names neither the point nor the failed solve behind it."""
-    statuses = []
-    for i, (label, values) in enumerate(candidates):
+    failed, main = [], None  # "label: cause" of each start whose solve fails, in order; the first cause
+    for label, values in candidates:
         status = int(_training_status(process, weight_prior, config, events, {k: np.asarray(v)[None] for k, v in values.items()})[0])
         if status == 0:
-            note = None
-            if i:
-                tried = "; ".join(f"{lab}: {FAILURE_CAUSES[Status(st)]}" for lab, st in statuses)
-                note = (f"{name}: NUTS starts from {label}, because the solve fails at the earlier start(s) "
-                        f"({tried}).")  # fmt: skip
+            note = (f"{name}: NUTS starts from {label}, because the solve fails at the earlier start(s) "
+                    f"({'; '.join(failed)}).") if failed else None  # fmt: skip
             return {k: jnp.asarray(v) for k, v in values.items()}, note
-        statuses.append((label, status))
-    main = FAILURE_CAUSES[Status(statuses[0][1])]
-    tried = "; ".join(f"{lab}: {FAILURE_CAUSES[Status(st)]}" for lab, st in statuses)
-    raise FitFailedError(f"{name}: the solve fails at every point NUTS could start from ({tried}); nothing is "
-                         f"sampled. Likely fix for `{main}`: {FAILURE_ADVICE[main]}.")  # fmt: skip
+        cause = FAILURE_CAUSES[Status(status)]
+        main = main or cause  # the first start's cause names the fix
+        failed.append(f"{label}: {cause}")
+    raise FitFailedError(f"{name}: the solve fails at every point NUTS could start from ({'; '.join(failed)}); nothing "
+                         f"is sampled. Likely fix for `{main}`: {FAILURE_ADVICE[main]}.")  # fmt: skip
 
 
 def _warn_if_failed(status: np.ndarray, what: str) -> None:
