@@ -97,6 +97,9 @@ def run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -145,7 +148,8 @@ def run(args) -> int:
     if "diverging" in fit.stats:
         print(f"NUTS divergences: {int(fit.stats['diverging'].sum())}")
     if args.delayed:
-        delay = np.asarray(fit.process.flow.t_scale * np.exp(fit.flat_samples()["field.log_delay"]))
+        log_delays = jnp.asarray(fit.flat_samples()["field.log_delay"])  # the process's own delay() per draw
+        delay = np.asarray(jax.vmap(lambda v: eqx.tree_at(lambda p: p.log_delay, fit.process, v).delay())(log_delays))
         lo, mid, hi = np.quantile(delay, [0.05, 0.5, 0.95])
         print(f"learned delay: {mid:.4g} (90% interval {lo:.4g} to {hi:.4g}; the data's time units)")
     print(check)
