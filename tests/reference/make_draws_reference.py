@@ -20,13 +20,21 @@ package was split into wings) with::
     git worktree add /tmp/before 54bbd31
     PYTHONPATH=/tmp/before python tests/reference/make_draws_reference.py
 
-Bit-identity holds on one machine and one JAX/XLA build: regenerate it (from the pre-change
-commit) when the pinned versions of jax/jaxlib/numpyro/diffrax change.
+Bit-identity holds on one machine and one JAX/XLA build: XLA compiles for the host CPU's
+instruction set, so the same code and seed give other floats on a CPU with other vector
+instructions (seen: an AVX-512 machine and an AMD EPYC without it gave alpha 0.78 and 1.16 as
+the first draw). So the file keeps one reference per machine (``machine_key``: the CPU
+architecture, its vector and bit-manipulation instruction sets, the jax and jaxlib versions);
+running the script adds or replaces this machine's. Make one for a new machine the same way,
+from the pre-change commit.
 """
 
 import hashlib
+import inspect
 import json
 import os
+import platform
+import re
 import sys
 
 import numpy as np
@@ -35,11 +43,36 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STATS = ("diverging", "num_steps", "step_size", "potential_energy")
 
 
+# The instruction-set families that decide what XLA's CPU code generator emits.
+ISA_FLAGS = re.compile(r"^(sse\S*|ssse3|avx\S*|fma\S*|f16c|amx\S*|bmi\d|popcnt|lzcnt|abm|movbe|gfni|vaes|vpclmulqdq|sha_ni)$")
+
+
+def machine_key() -> str:
+    """What the reference's bits depend on besides the code: e.g. ``x86_64 avx,avx2,... jax 0.10.2 jaxlib 0.10.2``."""
+    import jax
+    import jaxlib
+
+    flags = []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            line = next((line for line in fh if line.startswith(("flags", "Features"))), "")
+        flags = sorted({f for f in line.split(":", 1)[-1].split() if ISA_FLAGS.match(f)})
+    except OSError:  # not Linux: the architecture and versions alone
+        pass
+    return f"{platform.machine()} {','.join(flags)} jax {jax.__version__} jaxlib {jaxlib.__version__}"
+
+
+def _keep_going(bo) -> dict:
+    """Newer code stops a fit whose draws mostly diverged; these tiny fits are fingerprints, not posteriors,
+    so they run to the end in every version (the pre-change code has no such stop and no argument for it)."""
+    return {"on_failure": "continue"} if "on_failure" in inspect.signature(bo.run_nuts).parameters else {}
+
+
 def lotka_volterra_fit(bo):
     data = bo.datasets.load("lynx_hare").to_data()
     model = bo.models.lotka_volterra()
     return bo.run_nuts(model, data, key=0, num_warmup=30, num_samples=20, num_chains=2, chunk_size=25,
-                       chain_method="sequential", progress=False)
+                       chain_method="sequential", progress=False, **_keep_going(bo))
 
 
 def neural_linear_fit(bo):
@@ -47,7 +80,7 @@ def neural_linear_fit(bo):
     model = bo.models.for_data("neural", data, width=8, depth=1, likelihood="lognormal")
     return bo.run_neural_linear(model, data, key=0, method="svi+nuts", hidden_svi_steps=150, hidden_guide="full-rank",
                                 svi_steps=50, num_warmup=20, num_samples=10, num_chains=2, max_tree_depth=6,
-                                chunk_size=10, chain_method="sequential", progress=False)
+                                chunk_size=10, chain_method="sequential", progress=False, **_keep_going(bo))
 
 
 FITS = {"lotka_volterra": lotka_volterra_fit, "neural_linear": neural_linear_fit}
@@ -77,11 +110,14 @@ def main() -> None:
     import bayesode as bo
 
     bo.enable_compilation_cache(os.environ.get("BAYESODE_CACHE_DIR", os.path.join(HERE, "..", "..", ".jax_cache")))
-    out = {name: fingerprint(fit(bo)) for name, fit in FITS.items()}
-    out["made_from"] = sys.argv[1] if len(sys.argv) > 1 else "54bbd31"
-    with open(os.path.join(HERE, "draws_reference.json"), "w") as fh:
-        json.dump(out, fh, indent=1)
-    print(json.dumps(out, indent=1))
+    ref = {"machine": machine_key(), "made_from": sys.argv[1] if len(sys.argv) > 1 else "54bbd31"}
+    ref.update({name: fingerprint(fit(bo)) for name, fit in FITS.items()})
+    path = os.path.join(HERE, "draws_reference.json")
+    with open(path) as fh:
+        refs = [r for r in json.load(fh) if r["machine"] != ref["machine"]]
+    with open(path, "w") as fh:
+        json.dump(refs + [ref], fh, indent=1)
+    print(json.dumps(ref, indent=1))
 
 
 if __name__ == "__main__":
