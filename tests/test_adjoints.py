@@ -173,6 +173,7 @@ def test_nuts_warns_when_forward_mode_meets_many_parameters():
     data = bo.make_data([ts] * 40, list(ys))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # stop at the warning, before anything compiles
+        warnings.filterwarnings("ignore", "Error (reading|writing) persistent compilation cache")  # see pyproject.toml
         forward = bo.models.lotka_volterra(adjoint="forward")
         with pytest.raises(UserWarning, match=r"ForwardMode.*86 here.*adjoint='checkpoint'.*adjoint='sensitivity'"):
             bo.run_nuts(forward, data, key=0, num_warmup=1, num_samples=1, progress=False)
