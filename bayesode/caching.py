@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 
 def _precision() -> str:
@@ -72,3 +73,32 @@ def clear_program_caches() -> None:
     program compiled so far (the test suite does it after each module)."""
     for cache in list(_ALL_CACHES):
         cache.clear()
+
+
+def tree_key(tree, values_ignored=None):
+    """A hashable key for a pytree (an equinox module), or None where a leaf cannot be hashed.
+
+    Two trees get equal keys when they have the same structure (classes, static fields), equal
+    non-array leaves, and equal arrays, except where ``values_ignored`` (a pytree of bools with
+    ``tree``'s structure, as a filter spec for ``eqx.partition``) is True: there only the shape and
+    dtype count. Why: a model built around a template whose weights the prior replaces depends on
+    the weights' shapes, not their values, so a refit with a fresh template can reuse its programs.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    try:
+        ignored = [False] * len(leaves) if values_ignored is None else treedef.flatten_up_to(values_ignored)
+    except (ValueError, TypeError):  # a filter spec of another structure
+        return None
+    parts = []
+    for leaf, ignore in zip(leaves, ignored):
+        if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+            a = np.asarray(leaf)
+            parts.append((a.shape, str(a.dtype)) if ignore else (a.shape, str(a.dtype), a.tobytes()))
+        else:
+            parts.append(leaf)
+    key = (treedef, tuple(parts))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key

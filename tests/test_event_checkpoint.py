@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ from bayesode.infer.console import Progress
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _keypress import press_ctrl_c_at  # noqa: E402
+from _nuts_start import driver_start  # noqa: E402
 
 EVENT_ROWS = "time\n0.5\n1.2\n2.0\n2.6\n3.1\n3.3\n"
 # Tiny on purpose: the checks are about the bookkeeping, and every number must match exactly.
@@ -154,9 +156,12 @@ def test_jump_filter_nuts_is_numpyros_and_resumes_after_ctrl_c(tmp_path, monkeyp
     assert part.settings["interrupted"] and next(iter(part.samples.values())).shape[:2] == (2, 10)
     centre = {k: v for k, v in np.load(ckpt / "svi.npz").items() if k.startswith("centre/")}
     model = make_jump_filter_model(net, config=filter_config())
-    mcmc = MCMC(NUTS(model, init_strategy=init_to_value(values={k[7:]: v for k, v in centre.items()}), max_tree_depth=8),
+    centre = {k[7:]: jnp.asarray(v) for k, v in centre.items()}
+    mcmc = MCMC(NUTS(model, init_strategy=init_to_value(values=centre), max_tree_depth=8),
                 num_warmup=10, num_samples=20, num_chains=2, chain_method="sequential", progress_bar=False)  # fmt: skip
-    mcmc.run(k_nuts, *jump_filter._model_arrays(data))
+    named = dict(zip(("ts", "ys", "mask"), jump_filter._model_arrays(data)))
+    start = driver_start(model, centre, named, k_nuts, num_chains=2, num_warmup=10, max_tree_depth=8)
+    mcmc.run(k_nuts, **named, init_params=start)
     theirs = mcmc.get_samples(group_by_chain=True)
     for site, value in unbroken.samples.items():
         np.testing.assert_allclose(value, np.asarray(theirs[site]), rtol=1e-5, atol=1e-6, err_msg=site)

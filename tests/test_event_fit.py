@@ -32,6 +32,7 @@ from bayesode.solving import SolverConfig
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _keypress import press_ctrl_c_at  # noqa: E402
+from _nuts_start import driver_start  # noqa: E402
 
 EVENTS = make_event_sequences([[0.4, 1.1, 1.3, 2.8, 3.5], [0.9, 2.0]], marks=[[0, 1, 0, 0, 1], [1, 1]], t_end=[4.0, 3.0])
 
@@ -232,7 +233,8 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
     # The same chains as NumPyro's own MCMC (sequential chains, same key and start), draw for draw.
     kernel = NUTS(model, init_strategy=init_to_value(values=init), target_accept_prob=0.8, max_tree_depth=6)
     mcmc = MCMC(kernel, num_warmup=20, num_samples=20, num_chains=2, chain_method="sequential", progress_bar=False)
-    mcmc.run(key, **data, extra_fields=("diverging",))
+    start = driver_start(model, init, data, key, num_chains=2, num_warmup=20, max_tree_depth=6)
+    mcmc.run(key, **data, init_params=start, extra_fields=("diverging",))
     theirs = mcmc.get_samples(group_by_chain=True)
     for site in init:
         assert samples[site].shape[:2] == (2, 10)
@@ -244,7 +246,7 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
     one, _, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=10, num_samples=5, num_chains=1,
                                                  max_tree_depth=6, progress=False)  # fmt: skip
     mcmc = MCMC(kernel, num_warmup=10, num_samples=5, num_chains=1, progress_bar=False)
-    mcmc.run(key, **data)
+    mcmc.run(key, **data, init_params=driver_start(model, init, data, key, num_chains=1, num_warmup=10, max_tree_depth=6))
     assert not interrupted
     np.testing.assert_allclose(one["field.z0"], np.asarray(mcmc.get_samples(group_by_chain=True)["field.z0"]),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
@@ -306,3 +308,21 @@ def test_nuts_start_falls_back_to_a_point_that_solves_and_says_so():
     with pytest.raises(FitFailedError, match=r"every point NUTS could start from \(the template's weights: max_steps\)"):
         fit_events(EVENTS, key=0, method="nuts", map_steps=0, num_warmup=2, num_samples=2, num_chains=1,
                    process=_Decay(jnp.asarray(2000.0), jnp.zeros(1)), config=config, progress=False)  # fmt: skip
+
+
+def test_a_refit_traces_nothing_and_gives_the_same_draws(monkeypatch):
+    """fit_events keeps its compiled stages (MAP, SVI, NUTS start, step and constrain) by model, shapes and
+    settings, with the data and starts as arguments: the same fit again builds none of them (each
+    builder fails the test if called) and draws exactly what the first fit drew."""
+    from bayesode.infer import event_map, event_nuts, event_svi
+
+    settings = dict(method="svi+nuts", map_steps=10, svi_steps=10, num_warmup=5, num_samples=5, num_chains=1, width=4)
+    first = fit_events(EVENTS, key=2, **settings)
+    monkeypatch.setattr(event_map, "_map_program", lambda *a, **k: pytest.fail("the MAP program was rebuilt"))
+    monkeypatch.setattr(event_svi, "_svi", lambda *a, **k: pytest.fail("the SVI program was retraced"))
+    monkeypatch.setattr(event_nuts, "NUTS", lambda *a, **k: pytest.fail("the NUTS programs were rebuilt"))
+    again = fit_events(EVENTS, key=2, **settings)
+    assert set(again.samples) == set(first.samples)
+    for site in first.samples:
+        np.testing.assert_array_equal(again.samples[site], first.samples[site], err_msg=site)
+    np.testing.assert_array_equal(again.stats["svi_loss"], first.stats["svi_loss"])

@@ -88,3 +88,40 @@ def test_clear_program_caches_empties_every_cache_of_every_wing():
         assert len(cache) >= 1
     clear_program_caches()
     assert all(len(cache) == 0 for cache in [*caches, mine])
+
+
+def test_tree_key_counts_shapes_where_values_are_ignored_and_values_elsewhere():
+    import equinox as eqx
+
+    from bayesode.caching import tree_key
+
+    class Net(eqx.Module):
+        weight: jax.Array
+        fixed: jax.Array
+        scale: float
+
+    ignore = Net(weight=True, fixed=False, scale=False)
+    a = Net(np.zeros((2, 3), np.float32), np.ones(2, np.float32), 1.5)
+    # Other weights, same shape: the same key (the prior replaces them).
+    assert tree_key(a, ignore) == tree_key(Net(np.full((2, 3), 7.0, np.float32), a.fixed, 1.5), ignore)
+    assert tree_key(a, ignore) != tree_key(Net(np.zeros((3, 3), np.float32), a.fixed, 1.5), ignore)  # shape
+    assert tree_key(a, ignore) != tree_key(Net(a.weight, np.array([1.0, 2.0], np.float32), 1.5), ignore)  # fixed values
+    assert tree_key(a, ignore) != tree_key(Net(a.weight, a.fixed, 2.5), ignore)  # a setting
+    assert tree_key(a) != tree_key(Net(np.full((2, 3), 7.0, np.float32), a.fixed, 1.5))  # no filter: values count
+    assert tree_key(Net(a.weight, a.fixed, lambda: 0), ignore) is not None  # a function hashes by identity
+    assert tree_key(Net(a.weight, a.fixed, {1.0}), ignore) is None  # a set leaf cannot be hashed: no key
+
+
+def test_point_process_model_is_shared_by_templates_of_one_shape():
+    """fit_events's compiled programs are cached by model: a fresh template (another key) of the same
+    structure must give the same model function, and any change of structure or prior another."""
+    from bayesode.model import Normal, point_process_model
+    from bayesode.solving import NeuralJumpProcess
+
+    def process(key, width=4):
+        return NeuralJumpProcess(2, width=width, key=jax.random.key(key), rate_scale=2.0, t_scale=0.5)
+
+    model = point_process_model(process(0), weight_prior=Normal(1.0))
+    assert point_process_model(process(1), weight_prior=Normal(1.0)) is model
+    assert point_process_model(process(0, width=5), weight_prior=Normal(1.0)) is not model
+    assert point_process_model(process(0), weight_prior=Normal(0.5)) is not model

@@ -1,5 +1,8 @@
 """The MAP warm start of :func:`bayesode.infer.fit_events`: Adam on a cosine schedule, one compiled
-scan per start, several starts side by side on the CPU cores, the start with the lowest loss kept."""
+scan per start, several starts side by side on the CPU cores, the start with the lowest loss kept.
+
+The compiled program takes the start, the key and the data as arguments and is kept in the inference
+wing's program cache (``programs.PROGRAMS``) by model, shapes and settings, so a refit traces nothing."""
 
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_value
+from numpyro.infer import SVI, autoguide, init_to_value
 
 from ..errors import FitFailedError
+from .programs import PROGRAMS, shapes_key
+from .svi import _TraceELBO
 
 
 def start_points(template_values: dict, num_starts: int, key) -> list[dict]:
@@ -51,11 +56,32 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
     starts = [starts] if isinstance(starts, dict) else list(starts)
     names = list(starts[0])
 
-    def run(values, key):
+    keys = jr.split(key, len(starts))
+    settings = (shapes_key(data), shapes_key(starts[0]), shapes_key(keys[0]), int(steps), float(learning_rate))
+    compiled = PROGRAMS.get(model, "event_map", settings,
+                            lambda: _map_program(model, steps, learning_rate).lower(starts[0], keys[0], data).compile())  # fmt: skip
+    workers = min(len(starts), os.cpu_count() or 1) if workers is None else workers
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
+        results = list(pool.map(lambda a: compiled(*a, data), zip(starts, keys)))
+    final_losses = np.array([float(r[2]) for r in results])
+    final_losses = np.where(np.isfinite(final_losses), final_losses, np.inf)  # NaN counts as never solvable
+    best = int(np.argmin(final_losses))
+    if not np.isfinite(final_losses[best]):
+        raise FitFailedError("fit_events: the MAP warm start found no weights whose solve succeeds (the log density "
+                             "was never finite); try a smaller `learning_rate`, `map_steps=0`, or a smaller network.")
+    values, losses, _ = results[best]
+    return {k: values[k] for k in names}, np.asarray(losses), final_losses
+
+
+def _map_program(model, steps: int, learning_rate: float):
+    """``run(values, key, data) -> (point, losses, final_loss)``: one start's MAP fit, jitted."""
+
+    def run(values, key, data):
         guide = autoguide.AutoDelta(model, init_loc_fn=init_to_value(values=values))
         optimizer = optax.chain(optax.clip_by_global_norm(10.0),
                                 optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
-        svi = SVI(model, guide, optimizer, Trace_ELBO())
+        # NumPyro's Trace_ELBO in site order: the same program in every process, so JAX's disk cache serves it.
+        svi = SVI(model, guide, optimizer, _TraceELBO())
         state = svi.init(key, **data)
 
         def body(carry, _):
@@ -73,16 +99,4 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
         point = {k: v for k, v in guide.median(params).items() if k in values}
         return point, losses, jnp.where(final_ok, final_loss, last_loss)
 
-    keys = jr.split(key, len(starts))
-    compiled = jax.jit(run).lower(starts[0], keys[0]).compile()  # once, before the threads share it
-    workers = min(len(starts), os.cpu_count() or 1) if workers is None else workers
-    with ThreadPoolExecutor(max(workers, 1)) as pool:
-        results = list(pool.map(lambda a: compiled(*a), zip(starts, keys)))
-    final_losses = np.array([float(r[2]) for r in results])
-    final_losses = np.where(np.isfinite(final_losses), final_losses, np.inf)  # NaN counts as never solvable
-    best = int(np.argmin(final_losses))
-    if not np.isfinite(final_losses[best]):
-        raise FitFailedError("fit_events: the MAP warm start found no weights whose solve succeeds (the log density "
-                             "was never finite); try a smaller `learning_rate`, `map_steps=0`, or a smaller network.")
-    values, losses, _ = results[best]
-    return {k: values[k] for k in names}, np.asarray(losses), final_losses
+    return jax.jit(run)

@@ -14,13 +14,19 @@ its chunked use (``post_warmup_state``) compiles warmup and sampling as two prog
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import numpy as np
-from numpyro.infer import NUTS, init_to_value
+from numpyro.infer import NUTS
+from numpyro.infer.util import unconstrain_fn
 
+from ..errors import FitFailedError
 from .console import Progress, StopOnSigint
 from .event_checkpoint import SAVE_EVERY, EventCheckpoint
 from .fit_failures import library_checks_stop_the_fit
+from .programs import PROGRAMS, shapes_key
 
 REPORT_EVERY = 10  # iterations between progress lines
 
@@ -38,14 +44,18 @@ def sample_nuts(model, init, data: dict, key, *, num_warmup: int, num_samples: i
     divergence flags, and whether Ctrl-C ended sampling early (then draw < ``num_samples``).
     Ctrl-C during warmup raises ``KeyboardInterrupt`` (no draw to keep).
     """
-    init_strategy = init_to_value(values=init) if isinstance(init, dict) else init
-    kernel = NUTS(model, init_strategy=init_strategy, target_accept_prob=0.8, max_tree_depth=max_tree_depth)
+    programs = _nuts_programs(model, init, data, key, num_warmup=num_warmup, max_tree_depth=max_tree_depth)
     with library_checks_stop_the_fit(f"{name} (nuts) stopped at its starting point"):
         # One key per chain, as MCMC (which splits the key for several chains and uses it as it is for one);
         # one init per chain, as its sequential chains (a batch of keys would vectorise the kernel).
         keys = [key] if num_chains == 1 else list(jax.random.split(key, num_chains))
-        states = [kernel.init(k, num_warmup, None, (), data) for k in keys]
-    step = jax.jit(lambda state, data: kernel.sample(state, (), data))  # one program for every chain and iteration
+        values = init if isinstance(init, dict) else {}
+        states = [programs.init(k, values, data) for k in keys]
+    bad = [c for c, s in enumerate(states) if not np.isfinite(float(s.potential_energy))]
+    if bad:
+        raise FitFailedError(f"{name} (nuts): the log density is not finite at the starting point of chain(s) {bad}; "
+                             "nothing is sampled. Try method='svi', more MAP steps, or a tighter weight prior.")  # fmt: skip
+    step = programs.step
     total = num_warmup + num_samples
     z_draws: list[list] = [[] for _ in range(num_chains)]
     diverging = np.zeros((num_chains, num_samples), bool)
@@ -78,7 +88,44 @@ def sample_nuts(model, init, data: dict, key, *, num_warmup: int, num_samples: i
     kept = min(len(z) for z in z_draws)  # whole iterations (a second Ctrl-C can land between chains)
     if kept == 0:
         raise KeyboardInterrupt(f"{name} interrupted before any NUTS draw was kept")
-    constrain = jax.jit(jax.vmap(kernel.postprocess_fn((), data)))
-    per_chain = [constrain(jax.tree.map(lambda *xs: np.stack(xs), *z[:kept])) for z in z_draws]
+    per_chain = [programs.constrain(jax.tree.map(lambda *xs: np.stack(xs), *z[:kept]), data) for z in z_draws]
     samples = {k: np.stack([np.asarray(p[k]) for p in per_chain]) for k in per_chain[0]}
     return samples, diverging[:, :kept], kept < num_samples
+
+
+class _NutsPrograms(NamedTuple):
+    init: Callable  # (key, values, data) -> HMCState: one chain's start (values: site -> constrained value, or {})
+    step: Callable  # (state, data) -> HMCState: one iteration (warmup adaptation while below num_warmup)
+    constrain: Callable  # (z (draw, ...), data) -> site -> constrained value (draw, ...), deterministic sites too
+
+
+def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_depth: int) -> _NutsPrograms:
+    """The kernel's compiled pieces for ``model`` on data of ``data``'s shapes, built on the first call
+    and kept in ``PROGRAMS``: the start values and the data are arguments, so a refit traces nothing.
+
+    ``init`` a dict: each chain starts at these constrained values (passed to ``NUTS.init`` as
+    unconstrained ``init_params``); else a NumPyro init strategy, which the kernel applies (and the
+    cache keys on, by identity).
+    """
+    by_value = isinstance(init, dict)
+
+    def build():
+        # With start values the kernel's own strategy is not used (init_params replace its result).
+        kernel = NUTS(model, target_accept_prob=0.8, max_tree_depth=max_tree_depth,
+                      **({} if by_value else {"init_strategy": init}))  # fmt: skip
+
+        def init_chain(key, values, data):
+            z = unconstrain_fn(model, (), data, values) if by_value else None
+            return kernel.init(key, num_warmup, z, (), data)
+
+        # NUTS.init first: it sets up the kernel's sample and postprocess functions.
+        init_program = jax.jit(init_chain)
+        return _NutsPrograms(
+            init=init_program,
+            step=jax.jit(lambda state, data: kernel.sample(state, (), data)),  # one program for every chain and iteration
+            constrain=jax.jit(lambda z, data: jax.vmap(kernel.postprocess_fn((), data))(z)),
+        )
+
+    how = ("values", shapes_key(init)) if by_value else ("strategy", init)
+    settings = (shapes_key(data), shapes_key(key), how, int(num_warmup), int(max_tree_depth))
+    return PROGRAMS.get(model, "event_nuts", settings, build)

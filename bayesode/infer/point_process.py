@@ -23,9 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from numpyro import handlers
-from numpyro.infer import SVI, TraceMeanField_ELBO, autoguide, init_to_value
 
 from ..checks import as_key, positive_int
 from ..datasets import EventSequences
@@ -48,6 +46,7 @@ from .event_draws import (
 )
 from .event_map import fit_map, start_points
 from .event_nuts import sample_nuts
+from .event_svi import draw_svi, fit_svi
 
 METHODS = ("svi", "nuts", "svi+nuts")
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
@@ -246,21 +245,14 @@ def fit_events(
         init_values = {k: jnp.asarray(init_values[k]) for k in starts[0]}  # the model's site order
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
-        guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=init_values), init_scale=0.02)
-        optimizer = optax.chain(optax.clip_by_global_norm(10.0),
-                                optax.adam(optax.cosine_decay_schedule(learning_rate, svi_steps, 0.1)))  # fmt: skip
-        svi = SVI(model, guide, optimizer, TraceMeanField_ELBO())
+        centre = dict(init_values)
 
         def run_svi():
-            result = svi.run(k_svi, svi_steps, **data, progress_bar=False, stable_update=True)
-            start = {k: v for k, v in guide.median(result.params).items() if k in init_values}
-            return {"params": result.params, "svi_loss": result.losses, "start": start}
+            return fit_svi(model, centre, data, k_svi, svi_steps, learning_rate)
 
         how = "from the checkpoint" if checkpoint.has("svi") else "compiling first"
-        with phase(f"SVI ({svi_steps} Adam steps, {how})", progress):  # NumPyro's bar writes \r to logs
-            found, loaded = checkpoint.stage("svi", run_svi)
-        if loaded and method == "svi":
-            svi.init(k_svi, **data)  # sets up the guide (its sites and transforms) for the saved params
+        with phase(f"SVI ({svi_steps} Adam steps, {how})", progress):
+            found, _ = checkpoint.stage("svi", run_svi)
         stats["svi_loss"] = np.asarray(found["svi_loss"])
         params = {k: jnp.asarray(v) for k, v in found["params"].items()}
         if method == "svi":
@@ -268,7 +260,7 @@ def fit_events(
             # no mass where the solve fails (the model's log density is -inf there), the Gaussian
             # guide does; so the guide is truncated to the support (rejection).
             total = num_chains * num_samples
-            draws = guide.sample_posterior(k_draw, params, sample_shape=(2 * total,))
+            draws = draw_svi(model, centre, params, data, k_draw, 2 * total, svi_steps, learning_rate)
             flat = {k: np.asarray(v) for k, v in draws.items() if k in init_values}
             status = _training_status(process, weight_prior, config, events, flat)
             ok = np.flatnonzero(status == 0)

@@ -257,6 +257,13 @@ def get_sampler(model, md, settings, cache: ProgramCache | None = None) -> Sampl
     return cache.get(model, "nuts", key, lambda: Sampler(model, md, **settings))
 
 
+def shapes_key(tree) -> tuple:
+    """A program cache key part for the arrays of ``tree`` (a dict of data or site values): each
+    leaf's path, shape and dtype, which a compiled program is specialised to (values are its arguments)."""
+    return tuple((jax.tree_util.keystr(path), np.shape(v), str(jnp.result_type(v)))
+                 for path, v in jax.tree_util.tree_flatten_with_path(tree)[0])  # fmt: skip
+
+
 def latent_sites(model, md) -> set[str]:
     return set(unconstrained_shapes(model, md))
 
