@@ -246,7 +246,8 @@ def test_event_nuts_draws_what_numpyro_mcmc_draws_and_ctrl_c_keeps_them(monkeypa
     one, _, interrupted = event_nuts.sample_nuts(model, init, data, key, num_warmup=10, num_samples=5, num_chains=1,
                                                  max_tree_depth=6, progress=False)  # fmt: skip
     mcmc = MCMC(kernel, num_warmup=10, num_samples=5, num_chains=1, progress_bar=False)
-    mcmc.run(key, **data, init_params=driver_start(model, init, data, key, num_chains=1, num_warmup=10, max_tree_depth=6))
+    mcmc.run(key, **data, init_params=driver_start(model, init, data, key, num_chains=1, num_warmup=10, max_tree_depth=6,
+                                                          check=False))  # checked above
     assert not interrupted
     np.testing.assert_allclose(one["field.z0"], np.asarray(mcmc.get_samples(group_by_chain=True)["field.z0"]),
                                rtol=1e-5, atol=1e-6)  # fmt: skip

@@ -125,3 +125,15 @@ def test_point_process_model_is_shared_by_templates_of_one_shape():
     assert point_process_model(process(1), weight_prior=Normal(1.0)) is model
     assert point_process_model(process(0, width=5), weight_prior=Normal(1.0)) is not model
     assert point_process_model(process(0), weight_prior=Normal(0.5)) is not model
+
+
+def test_jump_filter_model_is_shared_by_nets_of_one_shape():
+    from bayesode.model import Normal, make_jump_filter_model
+    from bayesode.solving import NeuralJumpODE
+
+    def net(key, width=4):
+        return NeuralJumpODE(2, hidden_dim=2, width=width, key=jax.random.key(key))
+
+    model = make_jump_filter_model(net(0), weight_prior=Normal(1.0))
+    assert make_jump_filter_model(net(1), weight_prior=Normal(1.0)) is model
+    assert make_jump_filter_model(net(0, width=5), weight_prior=Normal(1.0)) is not model

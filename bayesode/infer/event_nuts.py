@@ -14,6 +14,7 @@ its chunked use (``post_warmup_state``) compiles warmup and sampling as two prog
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -105,7 +106,7 @@ def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_de
 
     ``init`` a dict: each chain starts at these constrained values (passed to ``NUTS.init`` as
     unconstrained ``init_params``); else a NumPyro init strategy, which the kernel applies (and the
-    cache keys on, by identity).
+    cache keys on: its function and settings).
     """
     by_value = isinstance(init, dict)
 
@@ -126,6 +127,8 @@ def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_de
             constrain=jax.jit(lambda z, data: jax.vmap(kernel.postprocess_fn((), data))(z)),
         )
 
-    how = ("values", shapes_key(init)) if by_value else ("strategy", init)
+    # A strategy such as init_to_median() is a new functools.partial on every call: keyed by what it is.
+    strategy = (init.func, tuple(sorted(init.keywords.items()))) if isinstance(init, functools.partial) else init
+    how = ("values", shapes_key(init)) if by_value else ("strategy", strategy)
     settings = (shapes_key(data), shapes_key(key), how, int(num_warmup), int(max_tree_depth))
     return PROGRAMS.get(model, "event_nuts", settings, build)

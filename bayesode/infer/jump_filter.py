@@ -21,8 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.infer import SVI, Trace_ELBO, init_to_median, init_to_value
-from numpyro.infer.autoguide import AutoNormal
+from numpyro.infer import init_to_median
 
 from ..checks import as_key, positive_int
 from ..datasets import IrregularData
@@ -31,8 +30,10 @@ from ..model import make_jump_filter_model, net_from_draw, net_sites
 from ..results.jump_filter import Forecast, JumpFilterFit, check_new_observations, forecast_from
 from ..results.posterior import package_versions
 from ..solving import FilterState, filter_config, filter_observations
+from .console import phase
 from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_nuts import sample_nuts
+from .event_svi import SviSettings, draw_svi, fit_svi
 
 METHODS = ("svi", "nuts", "svi+nuts")
 
@@ -97,22 +98,19 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     if method in ("svi", "svi+nuts"):
         weights = jax.tree.leaves(eqx.partition(net, eqx.is_inexact_array)[0])
         init = {name: leaf for (name, _), leaf in zip(net_sites(net), weights)}
-        guide = AutoNormal(model, init_loc_fn=init_to_value(values=init), init_scale=0.01)
-        optim = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
-        svi = SVI(model, guide, optim, Trace_ELBO())
+        svi_settings = SviSettings(svi_steps, float(learning_rate), init_scale=0.01, decay_to=None, mean_field_elbo=False)
 
         def run_svi():
-            result = svi.run(k_svi, svi_steps, *arrays, progress_bar=progress, stable_update=True)
-            return {"params": result.params, "losses": result.losses, "centre": guide.median(result.params)}
+            result = fit_svi(model, init, named, k_svi, svi_settings)
+            return {"params": result["params"], "losses": result["svi_loss"], "centre": result["start"]}
 
-        found, loaded = checkpoint.stage("svi", run_svi)
+        with phase(f"SVI ({svi_steps} Adam steps)", progress):
+            found, _ = checkpoint.stage("svi", run_svi)
         losses = np.asarray(found["losses"])
         settings.update(svi_steps=svi_steps, learning_rate=learning_rate, final_loss=float(losses[-1]))
         if method == "svi":
-            if loaded:
-                svi.init(k_svi, *arrays)  # sets up the guide (its sites and transforms) for the saved params
             params = {k: jnp.asarray(v) for k, v in found["params"].items()}
-            draws = guide.sample_posterior(k_draw, params, sample_shape=(num_draws,))
+            draws = draw_svi(model, init, params, named, k_draw, num_draws, svi_settings)
             samples = {k: np.asarray(v)[None] for k, v in draws.items() if k.startswith("njode")}
             settings.update(num_draws=num_draws)
         else:

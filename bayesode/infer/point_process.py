@@ -46,7 +46,7 @@ from .event_draws import (
 )
 from .event_map import fit_map, start_points
 from .event_nuts import sample_nuts
-from .event_svi import draw_svi, fit_svi
+from .event_svi import SviSettings, draw_svi, fit_svi
 
 METHODS = ("svi", "nuts", "svi+nuts")
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
@@ -246,9 +246,10 @@ def fit_events(
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
         centre = dict(init_values)
+        svi_settings = SviSettings(svi_steps, float(learning_rate))
 
         def run_svi():
-            return fit_svi(model, centre, data, k_svi, svi_steps, learning_rate)
+            return fit_svi(model, centre, data, k_svi, svi_settings)
 
         how = "from the checkpoint" if checkpoint.has("svi") else "compiling first"
         with phase(f"SVI ({svi_steps} Adam steps, {how})", progress):
@@ -260,7 +261,7 @@ def fit_events(
             # no mass where the solve fails (the model's log density is -inf there), the Gaussian
             # guide does; so the guide is truncated to the support (rejection).
             total = num_chains * num_samples
-            draws = draw_svi(model, centre, params, data, k_draw, 2 * total, svi_steps, learning_rate)
+            draws = draw_svi(model, centre, params, data, k_draw, 2 * total, svi_settings)
             flat = {k: np.asarray(v) for k, v in draws.items() if k in init_values}
             status = _training_status(process, weight_prior, config, events, flat)
             ok = np.flatnonzero(status == 0)
