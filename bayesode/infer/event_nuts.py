@@ -119,10 +119,9 @@ def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_de
             z = unconstrain_fn(model, (), data, values) if by_value else None
             return kernel.init(key, num_warmup, z, (), data)
 
-        # NUTS.init first: it sets up the kernel's sample and postprocess functions.
-        init_program = jax.jit(init_chain)
+        # Called in this order: NUTS.init sets up the kernel's sample and postprocess functions.
         return _NutsPrograms(
-            init=init_program,
+            init=jax.jit(init_chain),
             step=jax.jit(lambda state, data: kernel.sample(state, (), data)),  # one program for every chain and iteration
             constrain=jax.jit(lambda z, data: jax.vmap(kernel.postprocess_fn((), data))(z)),
         )

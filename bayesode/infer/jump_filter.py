@@ -63,7 +63,7 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     num_warmup, num_samples, num_chains : NUTS settings (NumPyro's kernel, the chains taking turns:
         :mod:`~bayesode.infer.event_nuts`). Ctrl-C while it samples keeps the draws made so far (the
         same number per chain), warns, and sets ``settings["interrupted"]``.
-    progress : show SVI's progress bar and NUTS's progress lines.
+    progress : show a line before and after SVI (one compiled program: no bar) and NUTS's progress lines.
     checkpoint_dir : a folder where the finished SVI stage and, every few iterations, the NUTS
         states and draws are saved (:mod:`~bayesode.infer.event_checkpoint`); the same fit with the
         same folder continues where it ended, with the draws of an unbroken run.
