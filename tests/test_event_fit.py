@@ -269,7 +269,7 @@ def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, ca
                                           "add --checkpoint to make a run resumable.")
     assert "Warning" not in err and "Traceback" not in err, err
     # Each stage shows itself: the MAP as a line before and after, NUTS as progress lines.
-    assert "MAP warm start (1 start(s) x 5 Adam steps, compiling first) ..." in err
+    assert "MAP warm start (1 start(s) x 5 Adam steps, compiled on first use) ..." in err
     assert re.search(r"MAP warm start \(.*\): \d+\.\d s", err) and "phase=sample" in err, err
     import arviz as az
 

@@ -238,7 +238,7 @@ def fit_events(
             values, losses, final = fit_map(model, starts, data, k_map, map_steps, learning_rate)
             return {"values": values, "map_loss": losses, "map_start_loss": final}
 
-        how = "from the checkpoint" if checkpoint.has("map") else "compiling first"
+        how = "from the checkpoint" if checkpoint.has("map") else "compiled on first use"
         with phase(f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, {how})", progress):
             found, _ = checkpoint.stage("map", run_map)
         init_values, stats["map_loss"], stats["map_start_loss"] = found["values"], found["map_loss"], found["map_start_loss"]
@@ -251,7 +251,7 @@ def fit_events(
         def run_svi():
             return fit_svi(model, centre, data, k_svi, svi_settings)
 
-        how = "from the checkpoint" if checkpoint.has("svi") else "compiling first"
+        how = "from the checkpoint" if checkpoint.has("svi") else "compiled on first use"
         with phase(f"SVI ({svi_steps} Adam steps, {how})", progress):
             found, _ = checkpoint.stage("svi", run_svi)
         stats["svi_loss"] = np.asarray(found["svi_loss"])
