@@ -102,3 +102,21 @@ def tree_key(tree, values_ignored=None):
     except TypeError:
         return None
     return key
+
+
+# Model functions built around a template (a point-process or jump-filter template), shared by templates of
+# one structure (see shared_by_structure); kept apart from the compiled programs, which hold their model.
+MODEL_FUNCTIONS = ProgramCache(max_entries=32)
+
+
+def shared_by_structure(kind: str, template, values_ignored, settings, build: Callable[[], Any]):
+    """The function ``build()`` makes for ``template``, shared by every template with the same
+    :func:`tree_key` (values ignored where ``values_ignored`` says) and the same hashable ``settings``.
+
+    Why: the inference wing keeps compiled programs by model function, so a refit whose template
+    differs only in the weights the prior replaces (another seed) gets the same function, and so
+    reuses every program. A template that cannot be keyed gets a function of its own."""
+    key = tree_key(template, values_ignored)
+    if key is None:
+        return build()
+    return MODEL_FUNCTIONS.get(None, kind, (key, settings), build)

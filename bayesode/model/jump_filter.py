@@ -32,14 +32,12 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from ..caching import ProgramCache, tree_key
+from ..caching import shared_by_structure
 from ..solving import SolverConfig, filter_config, filter_observations
 from .priors import SITE_OBS, Normal
 
 NET_PREFIX = "njode"
 SITE_FAILURES = "solver_failures"
-
-_MODELS = ProgramCache(max_entries=32)  # one model function per net structure, prior and solver
 
 
 def net_sites(net) -> list[tuple[str, tuple[int, ...]]]:
@@ -120,11 +118,8 @@ def make_jump_filter_model(net, *, weight_prior=None, config: SolverConfig | Non
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior  # built here: its check runs untraced
     # The prior replaces every weight, so only their shapes matter: nets of one structure and settings share
     # the function, and so the inference wing's compiled programs (a refit traces nothing).
-    key = tree_key(net, jax.tree_util.tree_map(eqx.is_inexact_array, net))
-    if key is None:  # a leaf that cannot be hashed: a function of its own
-        return _make_model(net, weight_prior, config)
-    return _MODELS.get(None, "jump_filter_model", (key, weight_prior, config),
-                       lambda: _make_model(net, weight_prior, config))  # fmt: skip
+    return shared_by_structure("jump_filter_model", net, jax.tree_util.tree_map(eqx.is_inexact_array, net),
+                               (weight_prior, config), lambda: _make_model(net, weight_prior, config))  # fmt: skip
 
 
 def _make_model(net, weight_prior, config: SolverConfig):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 
-from ..caching import ProgramCache, tree_key
+from ..caching import shared_by_structure
 from ..datasets import EventSequences
 from ..errors import ConfigError
 from ..solving import SolverConfig, events_log_likelihood, per_event_log_likelihood, solve_event_jumps
@@ -30,10 +30,6 @@ SITE_EVENTS = "events"
 SITE_EVENT_LOG_LIK = "event_log_lik"
 SITE_INTENSITY = "intensity"
 SITE_STATUS = "solve_status"
-
-# One model function per (process structure, prior, solver): the inference wing caches its compiled
-# programs by model, so a refit with the same settings traces nothing (see point_process_model).
-_MODELS = ProgramCache(max_entries=32)
 
 
 def event_arrays(events: EventSequences, dtype=jnp.float32, *, origin: float | None = None) -> dict:
@@ -91,11 +87,8 @@ def point_process_model(process, *, weight_prior=None, config: SolverConfig | No
     config = SolverConfig() if config is None else config
     # The prior replaces the process's weights, so only their shapes matter: a process with the same
     # structure, settings and fixed arrays gets the same function (and so the same compiled programs).
-    key = tree_key(process, _random_leaves(process))
-    if key is None:  # a leaf that cannot be hashed: a function of its own
-        return _make_model(process, weight_prior, config)
-    return _MODELS.get(None, "point_process_model", (key, weight_prior, config),
-                       lambda: _make_model(process, weight_prior, config))  # fmt: skip
+    return shared_by_structure("point_process_model", process, _random_leaves(process), (weight_prior, config),
+                               lambda: _make_model(process, weight_prior, config))  # fmt: skip
 
 
 def _make_model(process, weight_prior, config: SolverConfig):
