@@ -5,7 +5,7 @@ observed at random times, each coordinate missing with probability 0.3; see
 ``bayesode.datasets.njode_synthetic``) it fits, on the same training paths and
 with the same network size:
 
-- the Bayesian filter (``fit_jump_filter``, SVI by default; ``--method``);
+- the Bayesian filter (``fit_jump_filter``: a MAP warm start, then SVI by default; ``--method``);
 - the point-estimate NJ-ODE trained with Adam on the paper's loss (``fit_njode_point``),
 
 and prints one table over held-out paths:
@@ -70,8 +70,9 @@ def one_case(kind, args, seed):
                         y_loc=np.nanmean(train.ys), y_scale=np.nanstd(train.ys), t_scale=0.1)  # fmt: skip
 
     t = time.time()
-    fit = fit_jump_filter(net, train, key=jr.key(seed + 100), method=args.method, svi_steps=args.steps,
-                          num_draws=args.draws, num_warmup=args.draws, num_samples=args.draws)  # fmt: skip
+    fit = fit_jump_filter(net, train, key=jr.key(seed + 100), method=args.method, map_steps=args.map_steps,
+                          svi_steps=args.steps, num_draws=args.draws, num_warmup=args.draws,
+                          num_samples=args.draws)  # fmt: skip
     bayes_s = time.time() - t
     flat = {k: v.reshape((-1,) + v.shape[2:])[: args.draws] for k, v in fit.samples.items()}
     grid_fc, mean, sd = evaluate(net, flat, test, sp.grid, config)
@@ -105,6 +106,8 @@ def main(argv=None):
     p.add_argument("--train", type=int, default=40, help="training paths (default 40)")
     p.add_argument("--test", type=int, default=20, help="held-out paths (default 20)")
     p.add_argument("--steps", type=int, default=500, help="SVI and point-fit Adam steps (default 500)")
+    p.add_argument("--map-steps", type=int, default=500,
+                   help="Adam steps of the Bayesian fit's MAP warm start (default 500; 0: SVI from the template's weights)")
     p.add_argument("--draws", type=int, default=50, help="posterior draws (default 50)")
     p.add_argument("--hidden", type=int, default=8)
     p.add_argument("--width", type=int, default=16)
@@ -113,10 +116,11 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke run: 10 + 5 paths, 50 steps, 10 draws")
     args = p.parse_args(argv)
     if args.quick:
-        args.train, args.test, args.steps, args.draws = 10, 5, 50, 10
+        args.train, args.test, args.steps, args.map_steps, args.draws = 10, 5, 50, 50, 10
     rows = [one_case(kind, args, seed) for seed, kind in enumerate(args.kinds.split(","))]
     print(f"\nNJ-ODE suite: {args.train} training / {args.test} held-out paths, hidden {args.hidden}, width "
-          f"{args.width}, {args.steps} steps, method {args.method}, {args.draws} draws")  # fmt: skip
+          f"{args.width}, {args.steps} steps (Bayesian fit: {args.map_steps} MAP steps first), method {args.method}, "
+          f"{args.draws} draws")  # fmt: skip
     print(f"{'process':<20}{'train obs':>10}{'metric bayes':>14}{'metric point':>14}{'metric naive':>14}"
           f"{'cover90':>9}{'bayes s':>9}{'point s':>9}")  # fmt: skip
     for r in rows:

@@ -145,10 +145,10 @@ def test_jump_filter_nuts_is_numpyros_and_resumes_after_ctrl_c(tmp_path, monkeyp
     data = make_irregular([[0.0, 0.3, 0.7, 1.1], [0.0, 0.2, 0.9]],
                           [[[1.0, np.nan], [np.nan, 2.0], [1.5, 2.5], [1.2, 2.2]], [[0.5, 1.0], [0.7, np.nan], [0.6, 1.1]]])  # fmt: skip
     net = NeuralJumpODE(2, hidden_dim=2, width=4, key=jr.key(0), y_loc=np.array([1.0, 1.8]), y_scale=np.array([0.4, 0.6]))
-    kw = dict(key=jr.key(5), method="svi+nuts", svi_steps=20, num_warmup=10, num_samples=20, num_chains=2)
+    kw = dict(key=jr.key(5), method="svi+nuts", map_steps=20, svi_steps=20, num_warmup=10, num_samples=20, num_chains=2)
     unbroken = fit_jump_filter(net, data, **kw)
     # NumPyro's MCMC from the same SVI centre and NUTS key: the draws the fit took before it had its own driver.
-    k_svi, k_draw, k_nuts = jr.split(jr.key(5), 3)
+    k_map, k_svi, k_draw, k_nuts = jr.split(jr.key(5), 4)
     ckpt = tmp_path / "ckpt"
     monkeypatch.setattr(event_nuts, "Progress", press_ctrl_c_at(20))
     with pytest.warns(RuntimeWarning, match="fit_jump_filter interrupted: kept 2 x 10 NUTS draws"):

@@ -190,6 +190,8 @@ def test_errors_name_the_argument():
         fit_jump_filter(fit.net, fit.data, key=0, method="mcmc")
     with pytest.raises(ConfigError, match="observes 1 coordinates"):
         fit_jump_filter(NeuralJumpODE(1, key=jr.key(0)), fit.data, key=0)
+    with pytest.raises(ConfigError, match="map_steps"):
+        fit_jump_filter(fit.net, fit.data, key=0, map_steps=-1)
 
 
 def _cli_args(argv):
@@ -213,6 +215,8 @@ def test_cli_irregular_checks_its_input_before_fitting(tmp_path):
         run(_cli_args(["--csv", str(csv), "--out", str(tmp_path / "o")]))
     with pytest.raises(ConfigError, match="--steps"):
         run(_cli_args(["--csv", str(csv), "--time", "t", "--steps", "0"]))
+    with pytest.raises(ConfigError, match="--map-steps"):
+        run(_cli_args(["--csv", str(csv), "--time", "t", "--map-steps", "-1"]))
 
 
 @pytest.mark.slow
@@ -234,21 +238,28 @@ def test_cli_irregular_writes_inference_data_and_plot(tmp_path):
 
 
 @pytest.mark.slow
-def test_fitted_forecast_approaches_the_ou_conditional_expectation_better_than_the_prior():
-    """Fixed seeds; 20 training paths, SVI 400 steps. Tolerance: the fitted posterior-mean forecast's
-    distance to E[X | past] (the paper's metric) must be under a quarter of the prior's, whose
-    forecasts from Normal(0, 1) weights are far off, and under the naive last-value forecast's
-    times 2 (the fit is short; the paper trains for many epochs)."""
+def test_fitted_forecast_approaches_the_ou_conditional_expectation_as_well_as_the_point_fit():
+    """Fixed seeds; 20 training paths, a MAP fit of 300 steps, then SVI 200 steps. The fitted posterior-mean
+    forecast's distance to E[X | past] (the paper's metric, 5 held-out paths) must be under a quarter of the
+    prior's (forecasts from Normal(0, 1) weights are far off), under the naive last-value forecast's, and
+    under 1.25 times that of the paper's point NJ-ODE trained with as many Adam steps (500) on the same
+    paths. Why 1.25: on these few held-out paths the two differ by chance by about a tenth (measured at
+    0.0228 against 0.0241); at the benchmark's 40 paths the fit without a MAP start was twice as far."""
     from dataclasses import replace
+
+    from bayesode.infer import fit_njode_point
+    from bayesode.model import samples_from_net
 
     sp = njode_synthetic.simulate_paths("ornstein_uhlenbeck", 25, seed=11)
     train, test = njode_synthetic.to_irregular(sp, slice(0, 20)), njode_synthetic.to_irregular(sp, slice(20, None))
     truth = njode_synthetic.conditional_expectation(sp)[20:]
     net = NeuralJumpODE(2, hidden_dim=8, width=16, key=jr.key(0), y_loc=np.nanmean(train.ys),
                         y_scale=np.nanstd(train.ys), t_scale=0.1)  # fmt: skip
-    fit = fit_jump_filter(net, train, key=jr.key(1), svi_steps=400, num_draws=20)
+    fit = fit_jump_filter(net, train, key=jr.key(1), map_steps=300, svi_steps=200, num_draws=20)
+    assert np.isfinite(fit.settings["map_final_loss"])
     keys = jr.split(jr.key(2), len(net_sites(net)))
     prior = {name: np.asarray(jr.normal(k, (1, 20) + shape)) for (name, shape), k in zip(net_sites(net), keys)}
+    point_net, _ = fit_njode_point(net, train, steps=500)
 
     def distance(samples):
         f = replace(fit, data=test, samples=samples)
@@ -256,6 +267,7 @@ def test_fitted_forecast_approaches_the_ou_conditional_expectation_better_than_t
 
     idx = np.where(sp.mask[20:], np.arange(sp.grid.size)[None, :, None], 0)
     naive = np.take_along_axis(sp.paths[20:], np.maximum.accumulate(idx, axis=1), axis=1)
-    fitted, from_prior = distance(fit.samples), distance(prior)
+    fitted, from_prior, point = distance(fit.samples), distance(prior), distance(samples_from_net(point_net))
     assert fitted < 0.25 * from_prior, (fitted, from_prior)
-    assert fitted < 2 * np.mean(np.sum((naive - truth) ** 2, -1)), fitted
+    assert fitted < np.mean(np.sum((naive - truth) ** 2, -1)), fitted
+    assert fitted < 1.25 * point, (fitted, point)

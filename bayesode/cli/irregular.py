@@ -5,7 +5,7 @@ series column, and one column per observed coordinate with empty cells where an
 entry is missing. Writes ``OUT/posterior.nc`` (InferenceData: weights, forecast
 on a grid, per-observation log-likelihood) and ``OUT/forecast.png`` (the first
 series' posterior forecast with bands, past the last observation). With ``--checkpoint`` the
-SVI fit and the NUTS state are saved in ``OUT/checkpoint``; after a kill or Ctrl-C the same
+MAP and SVI fits and the NUTS state are saved in ``OUT/checkpoint``; after a kill or Ctrl-C the same
 command continues from there.
 """
 
@@ -43,14 +43,15 @@ def add_parser(subparsers):
     p.add_argument("--hidden", type=int, default=8, help="hidden state size (default 8)")
     p.add_argument("--width", type=int, default=16, help="hidden width of the networks (default 16)")
     p.add_argument("--method", choices=("svi", "nuts", "svi+nuts"), default="svi", help="how to fit (default svi)")
-    p.add_argument("--steps", type=int, default=2000, help="SVI steps (default 2000)")
+    p.add_argument("--map-steps", type=int, default=1000, help="Adam steps of the MAP fit that SVI or NUTS starts from (default 1000)")
+    p.add_argument("--steps", type=int, default=1000, help="SVI steps (default 1000)")
     p.add_argument("--draws", type=int, default=200, help="posterior draws kept (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--prob", type=float, default=0.9, help="band probability (default 0.9)")
     p.add_argument("--out", default="njode_results", metavar="DIR", help="output folder (default njode_results)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous fit in --out (default: refuse, before any work)")
     p.add_argument("--checkpoint", action="store_true",
-                   help="save the SVI fit and the NUTS state in OUT/checkpoint; running the same command again resumes")
+                   help="save the MAP and SVI fits and the NUTS state in OUT/checkpoint; running the same command again resumes")
     p.set_defaults(run=run)
     return p
 
@@ -63,6 +64,8 @@ def _check(args):
     for name in ("hidden", "width", "steps", "draws"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name} must be a positive integer; got {getattr(args, name)}.")
+    if args.map_steps < 0:
+        raise ConfigError(f"--map-steps must be 0 (no MAP fit) or a positive integer; got {args.map_steps}.")
     if not 0 < args.prob < 1:
         raise ConfigError(f"--prob must be strictly between 0 and 1; got {args.prob}.")
     check_out_dir(args.out, overwrite=args.overwrite, resume=resuming(args))
@@ -94,8 +97,9 @@ def run(args) -> int:
           f"{int(data.mask.sum())} observed entries of {data.obs_dim} coordinates; fitting ({args.method})...")  # fmt: skip
     checkpoint = checkpoint_dir(args)
     try:
-        fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, svi_steps=args.steps,
-                              num_draws=args.draws, num_samples=args.draws, checkpoint_dir=checkpoint)  # fmt: skip
+        fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, map_steps=args.map_steps,
+                              svi_steps=args.steps, num_draws=args.draws, num_samples=args.draws,
+                              checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:
         print(f"bayesode irregular: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)
         return EXIT_INTERRUPTED

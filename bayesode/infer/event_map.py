@@ -1,4 +1,4 @@
-"""The MAP warm start of :func:`bayesode.infer.fit_events`: Adam on a cosine schedule, one compiled
+"""The MAP warm start of the jump fits (:func:`bayesode.infer.fit_events`, :func:`bayesode.infer.fit_jump_filter`): Adam on a cosine schedule, one compiled
 scan per start, several starts side by side on the CPU cores, the start with the lowest loss kept.
 
 The compiled program takes the start, the key and the data as arguments and is kept in the inference
@@ -36,7 +36,8 @@ def start_points(template_values: dict, num_starts: int, key) -> list[dict]:
     return points
 
 
-def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *, workers: int | None = None):
+def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *, workers: int | None = None,
+            caller: str = "fit_events"):
     """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``) from each start; the best one.
 
     Parameters
@@ -45,6 +46,7 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
     workers : threads running starts side by side (default: the CPU count, at most the starts). One
         compiled program serves every start (the start is its argument); JAX releases the GIL while
         it runs, so starts on different cores run at the same time.
+    caller : the function named in the error when no start finds a solvable point.
 
     Returns ``(values, losses, final_losses)``: site -> value of the start with the lowest negative
     log density at its returned weights, that start's losses (steps,), and every start's final
@@ -67,7 +69,7 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
     final_losses = np.where(np.isfinite(final_losses), final_losses, np.inf)  # NaN counts as never solvable
     best = int(np.argmin(final_losses))
     if not np.isfinite(final_losses[best]):
-        raise FitFailedError("fit_events: the MAP warm start found no weights whose solve succeeds (the log density "
+        raise FitFailedError(f"{caller}: the MAP warm start found no weights whose solve succeeds (the log density "
                              "was never finite); try a smaller `learning_rate`, `map_steps=0`, or a smaller network.")
     values, losses, _ = results[best]
     return {k: values[k] for k in names}, np.asarray(losses), final_losses
