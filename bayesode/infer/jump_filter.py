@@ -62,9 +62,9 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     weight_prior, config : see :func:`bayesode.model.make_jump_filter_model`.
     map_steps : Adam steps of the MAP warm start (0: none; SVI then starts at ``net``'s weights and NUTS
         at the prior median), on a cosine schedule from ``learning_rate`` to 1% of it. Why: SVI from
-        the template's weights spent its steps getting to the data and ended with a posterior-mean
-        forecast about twice as far from the true conditional expectation as the point fit's, on two
-        of the three synthetic processes; from the MAP it is on par (docs/decisions.md, 2026-12-06).
+        the template's weights spent its steps getting to the data, and its posterior-mean forecast
+        ended farther from the true conditional expectation than from the MAP (``benchmarks/njode.py``;
+        docs/decisions.md, 2026-12-06 morning).
     svi_steps, learning_rate : SVI's Adam steps and peak step size (cosine schedule to 10% of it; gradients
         clipped at norm 10; the ELBO's KL to a Normal prior is analytic, ``TraceMeanField_ELBO``). The
         guide starts narrow (scale 0.01) around the MAP.
