@@ -228,7 +228,7 @@ def test_cli_irregular_writes_inference_data_and_plot(tmp_path):
     csv = tmp_path / "d.csv"
     csv.write_text("patient,t,a,b\n1,0.0,1.0,\n1,0.3,,2.0\n1,0.7,1.5,2.5\n2,0.0,0.5,1.0\n2,0.2,0.7,\n")
     out = tmp_path / "out"
-    args = _cli_args(["--csv", str(csv), "--time", "t", "--series", "patient", "--steps", "5", "--draws", "4",
+    args = _cli_args(["--csv", str(csv), "--time", "t", "--series", "patient", "--map-steps", "5", "--steps", "5", "--draws", "4",
                       "--hidden", "2", "--width", "4", "--out", str(out)])  # fmt: skip
     assert run(args) == 0
     idata = az.from_netcdf(str(out / "posterior.nc"))

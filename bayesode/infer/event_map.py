@@ -1,5 +1,6 @@
-"""The MAP warm start of the jump fits (:func:`bayesode.infer.fit_events`, :func:`bayesode.infer.fit_jump_filter`): Adam on a cosine schedule, one compiled
-scan per start, several starts side by side on the CPU cores, the start with the lowest loss kept.
+"""The MAP warm start of the jump fits (:func:`bayesode.infer.fit_events`, :func:`bayesode.infer.fit_jump_filter`):
+Adam on a cosine schedule, one compiled scan per start, several starts side by side on the CPU cores, the
+start with the lowest loss kept.
 
 The compiled program takes the start, the key and the data as arguments and is kept in the inference
 wing's program cache (``programs.PROGRAMS``) by model, shapes and settings, so a refit traces nothing."""

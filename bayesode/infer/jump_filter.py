@@ -110,9 +110,9 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     if map_steps:
 
         def run_map():
-            values, map_losses, final = fit_map(model, init, named, k_map, map_steps, float(learning_rate),
-                                                caller="fit_jump_filter")  # fmt: skip
-            return {"values": values, "map_loss": map_losses, "map_final_loss": final}
+            values, _, final = fit_map(model, init, named, k_map, map_steps, float(learning_rate),
+                                       caller="fit_jump_filter")  # fmt: skip
+            return {"values": values, "map_final_loss": final}
 
         how = "from the checkpoint" if checkpoint.has("map") else "compiled on first use"
         with phase(f"MAP warm start ({map_steps} Adam steps, {how})", progress):
