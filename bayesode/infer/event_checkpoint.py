@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .checkpoint import write_atomically
+from .console import phase
 
 SAVE_EVERY = 10  # NUTS iterations between checkpoints
 
@@ -73,17 +74,19 @@ class EventCheckpoint:
         """Whether stage ``name`` ("map", "svi", "nuts") has saved results here."""
         return self.path is not None and os.path.exists(os.path.join(self.path, f"{name}.npz"))
 
-    def stage(self, name: str, compute):
+    def stage(self, name: str, compute, *, what: str, progress: bool):
         """``compute()``'s result (a dict whose values are arrays or dicts of arrays), from the folder when
-        the stage was saved there, else computed and saved. Returns ``(result, loaded)``."""
+        the stage was saved there, else computed and saved. Shown as a phase line (``progress``): ``what``
+        with ``{how}`` replaced by where the result comes from (the checkpoint, or programs compiled on first use)."""
         file = None if self.path is None else os.path.join(self.path, f"{name}.npz")
         if self.has(name):
-            with np.load(file) as z:
-                return _unflatten({k: z[k] for k in z.files}), True
-        result = compute()
+            with phase(what.replace("{how}", "from the checkpoint"), progress), np.load(file) as z:
+                return _unflatten({k: z[k] for k in z.files})
+        with phase(what.replace("{how}", "compiled on first use"), progress):
+            result = compute()
         if file is not None:
             write_atomically(file, lambda fh: np.savez(fh, **_flatten(result)))
-        return result, False
+        return result
 
     def load_nuts(self, states_like: list):
         """``(done, states, draws, diverging)`` as saved (``draws``: per chain, a list of site -> value),

@@ -31,7 +31,6 @@ from ..model import make_jump_filter_model, net_from_draw, net_sites
 from ..results.jump_filter import Forecast, JumpFilterFit, check_new_observations, forecast_from
 from ..results.posterior import package_versions
 from ..solving import FilterState, filter_config, filter_observations
-from .console import phase
 from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_map import fit_map
 from .event_nuts import sample_nuts
@@ -114,9 +113,7 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
                                        caller="fit_jump_filter")  # fmt: skip
             return {"values": values, "map_final_loss": final}
 
-        how = "from the checkpoint" if checkpoint.has("map") else "compiled on first use"
-        with phase(f"MAP warm start ({map_steps} Adam steps, {how})", progress):
-            found, _ = checkpoint.stage("map", run_map)
+        found = checkpoint.stage("map", run_map, what=f"MAP warm start ({map_steps} Adam steps, {{how}})", progress=progress)
         init = {name: jnp.asarray(found["values"][name]) for name in init}  # the model's site order
         settings.update(map_steps=map_steps, map_final_loss=float(np.asarray(found["map_final_loss"])[0]))
     if method in ("svi", "svi+nuts"):
@@ -126,9 +123,7 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
             result = fit_svi(model, init, named, k_svi, svi_settings)
             return {"params": result["params"], "losses": result["svi_loss"], "centre": result["start"]}
 
-        how = "from the checkpoint" if checkpoint.has("svi") else "compiled on first use"
-        with phase(f"SVI ({svi_steps} Adam steps, {how})", progress):
-            found, _ = checkpoint.stage("svi", run_svi)
+        found = checkpoint.stage("svi", run_svi, what=f"SVI ({svi_steps} Adam steps, {{how}})", progress=progress)
         losses = np.asarray(found["losses"])
         settings.update(svi_steps=svi_steps, learning_rate=learning_rate, final_loss=float(losses[-1]))
         if method == "svi":

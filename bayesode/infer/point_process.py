@@ -34,7 +34,6 @@ from ..solving import (
     SolverConfig,
 )
 from ..solving.event_jumps import check_delayed_solver, is_delayed
-from .console import phase
 from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_draws import (
     _failure_message,
@@ -238,9 +237,8 @@ def fit_events(
             values, losses, final = fit_map(model, starts, data, k_map, map_steps, learning_rate)
             return {"values": values, "map_loss": losses, "map_start_loss": final}
 
-        how = "from the checkpoint" if checkpoint.has("map") else "compiled on first use"
-        with phase(f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, {how})", progress):
-            found, _ = checkpoint.stage("map", run_map)
+        found = checkpoint.stage("map", run_map, what=f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, {{how}})",
+                                 progress=progress)  # fmt: skip
         init_values, stats["map_loss"], stats["map_start_loss"] = found["values"], found["map_loss"], found["map_start_loss"]
         init_values = {k: jnp.asarray(init_values[k]) for k in starts[0]}  # the model's site order
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
@@ -251,9 +249,7 @@ def fit_events(
         def run_svi():
             return fit_svi(model, centre, data, k_svi, svi_settings)
 
-        how = "from the checkpoint" if checkpoint.has("svi") else "compiled on first use"
-        with phase(f"SVI ({svi_steps} Adam steps, {how})", progress):
-            found, _ = checkpoint.stage("svi", run_svi)
+        found = checkpoint.stage("svi", run_svi, what=f"SVI ({svi_steps} Adam steps, {{how}})", progress=progress)
         stats["svi_loss"] = np.asarray(found["svi_loss"])
         params = {k: jnp.asarray(v) for k, v in found["params"].items()}
         if method == "svi":
