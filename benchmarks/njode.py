@@ -5,8 +5,10 @@ observed at random times, each coordinate missing with probability 0.3; see
 ``bayesode.datasets.njode_synthetic``) it fits, on the same training paths and
 with the same network size:
 
-- the Bayesian filter (``fit_jump_filter``: a MAP warm start, then SVI by default; ``--method``);
-- the point-estimate NJ-ODE trained with Adam on the paper's loss (``fit_njode_point``),
+- the Bayesian filter (``fit_jump_filter``: a MAP warm start, then SVI by default; ``--method``),
+  its net anchored (``NeuralJumpODE(anchored=True)``, the default; ``--unanchored``: not);
+- the point-estimate NJ-ODE trained with Adam on the paper's loss (``fit_njode_point``) with the
+  paper's architecture (``anchored=False``: its loss's second term asks for the anchor instead),
 
 and prints one table over held-out paths:
 
@@ -66,11 +68,14 @@ def one_case(kind, args, seed):
     train, test = syn.to_irregular(sp, slice(0, args.train)), syn.to_irregular(sp, slice(args.train, None))
     truth = syn.conditional_expectation(sp)[args.train :]
     config = filter_config()
-    net = NeuralJumpODE(2, hidden_dim=args.hidden, width=args.width, key=jr.key(seed),
-                        y_loc=np.nanmean(train.ys), y_scale=np.nanstd(train.ys), t_scale=0.1)  # fmt: skip
+    size = dict(hidden_dim=args.hidden, width=args.width, key=jr.key(seed + args.init_seed), y_loc=np.nanmean(train.ys),
+                y_scale=np.nanstd(train.ys), t_scale=0.1)  # fmt: skip
+    net = NeuralJumpODE(2, anchored=not args.unanchored, **size)
+    paper_net = NeuralJumpODE(2, anchored=False, **size)  # the paper's architecture: its loss asks for the anchor
 
     t = time.time()
     fit = fit_jump_filter(net, train, key=jr.key(seed + 100), method=args.method, map_steps=args.map_steps,
+                          map_starts=args.map_starts,
                           svi_steps=args.steps, num_draws=args.draws, num_warmup=args.draws,
                           num_samples=args.draws)  # fmt: skip
     bayes_s = time.time() - t
@@ -86,11 +91,11 @@ def one_case(kind, args, seed):
     cover = float(inside[held].mean())
 
     t = time.time()
-    point_net, _ = fit_njode_point(net, train, steps=args.steps, learning_rate=0.01, config=config)
+    point_net, _ = fit_njode_point(paper_net, train, steps=args.steps, learning_rate=0.01, config=config)
     point_s = time.time() - t
     weights = jax.tree.leaves(eqx.filter(point_net, eqx.is_inexact_array))
-    point_draw = {name: w[None] for (name, _), w in zip(net_sites(net), weights)}
-    point_fc, _, _ = evaluate(net, point_draw, test, sp.grid, config)
+    point_draw = {name: w[None] for (name, _), w in zip(net_sites(paper_net), weights)}
+    point_fc, _, _ = evaluate(paper_net, point_draw, test, sp.grid, config)
     point_metric = metric(point_fc[0], truth)
 
     # The naive forecast: each coordinate's last observed value.
@@ -108,10 +113,14 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=500, help="SVI and point-fit Adam steps (default 500)")
     p.add_argument("--map-steps", type=int, default=500,
                    help="Adam steps of the Bayesian fit's MAP warm start (default 500; 0: SVI from the template's weights)")
+    p.add_argument("--map-starts", type=int, default=1, help="MAP starting points of the Bayesian fit (default 1)")
     p.add_argument("--draws", type=int, default=50, help="posterior draws (default 50)")
     p.add_argument("--hidden", type=int, default=8)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--method", default="svi", choices=("svi", "nuts", "svi+nuts"))
+    p.add_argument("--unanchored", action="store_true",
+                   help="the Bayesian fit's net without the anchor (NeuralJumpODE(anchored=False), the paper's architecture)")
+    p.add_argument("--init-seed", type=int, default=0, help="added to each process's seed for both nets' initial weights")
     p.add_argument("--kinds", default=",".join(syn.PROCESSES))
     p.add_argument("--quick", action="store_true", help="smoke run: 10 + 5 paths, 50 steps, 10 draws")
     args = p.parse_args(argv)
@@ -119,8 +128,8 @@ def main(argv=None):
         args.train, args.test, args.steps, args.map_steps, args.draws = 10, 5, 50, 50, 10
     rows = [one_case(kind, args, seed) for seed, kind in enumerate(args.kinds.split(","))]
     print(f"\nNJ-ODE suite: {args.train} training / {args.test} held-out paths, hidden {args.hidden}, width "
-          f"{args.width}, {args.steps} steps (Bayesian fit: {args.map_steps} MAP steps first), method {args.method}, "
-          f"{args.draws} draws")  # fmt: skip
+          f"{args.width}, {args.steps} steps (Bayesian fit: {args.map_starts} x {args.map_steps} MAP steps first), method {args.method}, "
+          f"{args.draws} draws, {'un' if args.unanchored else ''}anchored, init seed {args.init_seed}")  # fmt: skip
     print(f"{'process':<20}{'train obs':>10}{'metric bayes':>14}{'metric point':>14}{'metric naive':>14}"
           f"{'cover90':>9}{'bayes s':>9}{'point s':>9}")  # fmt: skip
     for r in rows:

@@ -1,5 +1,7 @@
 """The neural jump ODE filter: jumps at observation times, masks, closed forms, online = refilter, errors."""
 
+import json
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -109,6 +111,27 @@ def test_copy_update_and_zero_field_forecast_the_last_observation():
     np.testing.assert_allclose(np.asarray(h), np.array(expected), atol=1e-6)
 
 
+def test_anchored_jump_puts_each_observed_coordinate_on_its_observation():
+    """``anchored=True``: just after each jump the forecast mean equals the observation on the observed
+    coordinates (float32: 1e-4 of the data's scale), by the least move of the hidden state (numpy's
+    minimum-norm solution, float64); the paper's architecture (``anchored=False``) does not."""
+    from bayesode.solving.observation_jumps import anchor_state
+
+    size = dict(hidden_dim=4, width=8, key=jr.key(3), y_loc=[0.5, 1.0], y_scale=[2.0, 0.5])
+    anchored, free = NeuralJumpODE(2, **size), NeuralJumpODE(2, anchored=False, **size)
+    after = lambda net: np.asarray(jax.vmap(net.readout)(filter_observations(net, TS, YS, MASK).h_after))  # noqa: E731
+    np.testing.assert_allclose(after(anchored)[MASK], np.asarray(YS)[MASK], rtol=0, atol=1e-4 * 2.0)
+    assert np.abs(after(free)[MASK] - np.asarray(YS)[MASK]).max() > 0.1
+    # The least move: W_m^+ (target - W h - b)_m, the pseudo-inverse over the observed rows.
+    h, target, mask = jr.normal(jr.key(4), (4,)), jnp.array([0.3, -1.2]), jnp.array([False, True])
+    w, b = jr.normal(jr.key(5), (2, 4)), jnp.array([0.1, 0.2])
+    moved = np.asarray(anchor_state(h, w, b, target, mask), np.float64)
+    wm = np.asarray(w, np.float64)[1:]
+    expected = np.asarray(h) + np.linalg.pinv(wm) @ (np.asarray(target)[1:] - wm @ np.asarray(h) - np.asarray(b)[1:])
+    np.testing.assert_allclose(moved, expected, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(anchor_state(h, w, b, target, jnp.zeros(2, bool))), np.asarray(h))
+
+
 def _fake_fit(num_draws=6, seed=0):
     """A fit with draws from a narrow Normal around random weights: no fitting needed."""
     net = NeuralJumpODE(2, hidden_dim=4, width=8, key=jr.key(seed))
@@ -181,6 +204,9 @@ def test_errors_name_the_argument():
         make_irregular([0.0, 1.0], [1.0, np.nan], mask=[True, True])
     with pytest.raises(ConfigError, match="hidden_dim"):
         NeuralJumpODE(2, hidden_dim=0, key=jr.key(0))
+    with pytest.raises(ConfigError, match=r"hidden_dim >= obs_dim.*anchored=False"):
+        NeuralJumpODE(3, hidden_dim=2, key=jr.key(0))
+    assert NeuralJumpODE(3, hidden_dim=2, key=jr.key(0), anchored=False).hidden_dim == 2
     fit = _fake_fit()
     with pytest.raises(DataError, match="not before the last observation"):
         filter_online(fit, [0.5], [[1.0, 1.0]], query_ts=[1.0], series=1)
@@ -192,6 +218,8 @@ def test_errors_name_the_argument():
         fit_jump_filter(NeuralJumpODE(1, key=jr.key(0)), fit.data, key=0)
     with pytest.raises(ConfigError, match="map_steps"):
         fit_jump_filter(fit.net, fit.data, key=0, map_steps=-1)
+    with pytest.raises(ConfigError, match="map_starts"):
+        fit_jump_filter(fit.net, fit.data, key=0, map_starts=0)
 
 
 def _cli_args(argv):
@@ -217,6 +245,12 @@ def test_cli_irregular_checks_its_input_before_fitting(tmp_path):
         run(_cli_args(["--csv", str(csv), "--time", "t", "--steps", "0"]))
     with pytest.raises(ConfigError, match="--map-steps"):
         run(_cli_args(["--csv", str(csv), "--time", "t", "--map-steps", "-1"]))
+    with pytest.raises(ConfigError, match="--map-starts must be a positive integer"):
+        run(_cli_args(["--csv", str(csv), "--time", "t", "--map-starts", "0"]))
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=r"--hidden 1 is smaller than the 2 observed columns.*--unanchored"):
+        run(_cli_args(["--csv", str(csv), "--time", "t", "--hidden", "1", "--out", str(out)]))
+    assert not out.exists()  # refused before any work
 
 
 @pytest.mark.slow
@@ -228,13 +262,16 @@ def test_cli_irregular_writes_inference_data_and_plot(tmp_path):
     csv = tmp_path / "d.csv"
     csv.write_text("patient,t,a,b\n1,0.0,1.0,\n1,0.3,,2.0\n1,0.7,1.5,2.5\n2,0.0,0.5,1.0\n2,0.2,0.7,\n")
     out = tmp_path / "out"
-    args = _cli_args(["--csv", str(csv), "--time", "t", "--series", "patient", "--map-steps", "5", "--steps", "5", "--draws", "4",
+    args = _cli_args(["--csv", str(csv), "--time", "t", "--series", "patient", "--map-steps", "5", "--map-starts", "2",
+                      "--steps", "5", "--draws", "4",
                       "--hidden", "2", "--width", "4", "--out", str(out)])  # fmt: skip
     assert run(args) == 0
     idata = az.from_netcdf(str(out / "posterior.nc"))
     assert idata.log_likelihood["obs"].shape == (1, 4, 5)  # 5 observation times over both series
     assert list(idata.posterior_predictive["forecast"].coords["state"].values) == ["a", "b"]
     assert (out / "forecast.png").stat().st_size > 1000
+    settings = json.loads(idata.posterior.attrs["bayesode_settings"])
+    assert len(settings["map_start_loss"]) == 2 and settings["map_final_loss"] == min(settings["map_start_loss"])
 
 
 @pytest.mark.slow
@@ -242,9 +279,9 @@ def test_fitted_forecast_approaches_the_ou_conditional_expectation_as_well_as_th
     """Fixed seeds; 20 training paths, a MAP fit of 300 steps, then SVI 200 steps. The fitted posterior-mean
     forecast's distance to E[X | past] (the paper's metric, 5 held-out paths) must be under a quarter of the
     prior's (forecasts from Normal(0, 1) weights are far off), under the naive last-value forecast's, and
-    under 1.25 times that of the paper's point NJ-ODE trained with as many Adam steps (500) on the same
-    paths. Why 1.25: on these few held-out paths the two differ by chance by about a tenth (measured at
-    0.0228 against 0.0241); at the benchmark's 40 paths the fit without a MAP start was twice as far."""
+    under that of the paper's point NJ-ODE (its architecture, unanchored) trained with as many Adam steps
+    (500) on the same paths: issue 24's goal itself. Measured 0.0110 against 0.0241 with the anchored net
+    (0.0228 before it), so chance on these few held-out paths (about a tenth) leaves a wide margin."""
     from dataclasses import replace
 
     from bayesode.infer import fit_njode_point
@@ -259,15 +296,17 @@ def test_fitted_forecast_approaches_the_ou_conditional_expectation_as_well_as_th
     assert np.isfinite(fit.settings["map_final_loss"])
     keys = jr.split(jr.key(2), len(net_sites(net)))
     prior = {name: np.asarray(jr.normal(k, (1, 20) + shape)) for (name, shape), k in zip(net_sites(net), keys)}
-    point_net, _ = fit_njode_point(net, train, steps=500)
+    paper_net = NeuralJumpODE(2, hidden_dim=8, width=16, key=jr.key(0), y_loc=np.nanmean(train.ys),
+                              y_scale=np.nanstd(train.ys), t_scale=0.1, anchored=False)  # the paper's architecture  # fmt: skip
+    point_net, _ = fit_njode_point(paper_net, train, steps=500)
 
-    def distance(samples):
-        f = replace(fit, data=test, samples=samples)
+    def distance(samples, net=fit.net):
+        f = replace(fit, net=net, data=test, samples=samples)
         return np.mean([np.mean(np.sum((f.forecast(sp.grid, series=i).mean - truth[i]) ** 2, -1)) for i in range(5)])
 
     idx = np.where(sp.mask[20:], np.arange(sp.grid.size)[None, :, None], 0)
     naive = np.take_along_axis(sp.paths[20:], np.maximum.accumulate(idx, axis=1), axis=1)
-    fitted, from_prior, point = distance(fit.samples), distance(prior), distance(samples_from_net(point_net))
+    fitted, from_prior, point = distance(fit.samples), distance(prior), distance(samples_from_net(point_net), paper_net)
     assert fitted < 0.25 * from_prior, (fitted, from_prior)
     assert fitted < np.mean(np.sum((naive - truth) ** 2, -1)), fitted
-    assert fitted < 1.25 * point, (fitted, point)
+    assert fitted < point, (fitted, point)

@@ -42,8 +42,13 @@ def add_parser(subparsers):
     p.add_argument("--columns", default=None, help="comma-separated observed columns (default: every other numeric one)")
     p.add_argument("--hidden", type=int, default=8, help="hidden state size (default 8)")
     p.add_argument("--width", type=int, default=16, help="hidden width of the networks (default 16)")
+    p.add_argument("--unanchored", action="store_true",
+                   help="do not pin the forecast to each observation at its time (for observations with measurement "
+                        "noise; default: pinned, NeuralJumpODE(anchored=True))")  # fmt: skip
     p.add_argument("--method", choices=("svi", "nuts", "svi+nuts"), default="svi", help="how to fit (default svi)")
     p.add_argument("--map-steps", type=int, default=1000, help="Adam steps of the MAP fit that SVI or NUTS starts from (default 1000)")
+    p.add_argument("--map-starts", type=int, default=1,
+                   help="MAP fits from this many starting points, the one with the highest log density kept (default 1)")
     p.add_argument("--steps", type=int, default=1000, help="SVI steps (default 1000)")
     p.add_argument("--draws", type=int, default=200, help="posterior draws kept (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -61,9 +66,9 @@ def _check(args):
 
     if not os.path.isfile(args.csv):
         raise FileNotFoundError(f"--csv {args.csv!r}: no such file")
-    for name in ("hidden", "width", "steps", "draws"):
+    for name in ("hidden", "width", "steps", "draws", "map_starts"):
         if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be a positive integer; got {getattr(args, name)}.")
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer; got {getattr(args, name)}.")
     if args.map_steps < 0:
         raise ConfigError(f"--map-steps must be 0 (no MAP fit) or a positive integer; got {args.map_steps}.")
     if not 0 < args.prob < 1:
@@ -87,18 +92,23 @@ def run(args) -> int:
     frame = pd.read_csv(args.csv)
     columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
     data = irregular_from_frame(frame, time=args.time, series=args.series, columns=columns)
+    if not args.unanchored and args.hidden < data.obs_dim:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--hidden {args.hidden} is smaller than the {data.obs_dim} observed columns: the anchored "
+                          "filter's state must hold each of them. Raise --hidden or pass --unanchored.")  # fmt: skip
     prepare_out_dir(args.out)
     gaps = np.diff(data.ts, axis=1)
     t_scale = float(np.median(gaps[gaps > 0])) if np.any(gaps > 0) else 1.0
     net = NeuralJumpODE(data.obs_dim, hidden_dim=args.hidden, width=args.width, key=jr.key(args.seed),
                         y_loc=np.nanmean(data.ys, axis=(0, 1)), y_scale=np.nanstd(data.ys, axis=(0, 1)) + 1e-6,
-                        t_scale=t_scale)  # fmt: skip
+                        t_scale=t_scale, anchored=not args.unanchored)  # fmt: skip
     print(f"bayesode irregular: {len(data.series_names)} series, {data.num_observations} observation times, "
           f"{int(data.mask.sum())} observed entries of {data.obs_dim} coordinates; fitting ({args.method})...")  # fmt: skip
     checkpoint = checkpoint_dir(args)
     try:
         fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, map_steps=args.map_steps,
-                              svi_steps=args.steps, num_draws=args.draws, num_samples=args.draws,
+                              map_starts=args.map_starts, svi_steps=args.steps, num_draws=args.draws, num_samples=args.draws,
                               checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:
         print(f"bayesode irregular: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)

@@ -32,7 +32,7 @@ from ..results.jump_filter import Forecast, JumpFilterFit, check_new_observation
 from ..results.posterior import package_versions
 from ..solving import FilterState, filter_config, filter_observations
 from .event_checkpoint import EventCheckpoint, fingerprint
-from .event_map import fit_map
+from .event_map import fit_map, start_points
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
 
@@ -46,8 +46,8 @@ def _model_arrays(data: IrregularData):
 
 
 def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weight_prior=None, config=None,
-                    map_steps: int = 1000, svi_steps: int = 1000, learning_rate: float = 0.01, num_draws: int = 200,
-                    num_warmup: int = 200, num_samples: int = 200, num_chains: int = 1,
+                    map_steps: int = 1000, map_starts: int = 1, svi_steps: int = 1000, learning_rate: float = 0.01,
+                    num_draws: int = 200, num_warmup: int = 200, num_samples: int = 200, num_chains: int = 1,
                     progress: bool = False, checkpoint_dir: str | None = None) -> JumpFilterFit:  # fmt: skip
     """Fit a Bayesian neural jump ODE to irregular, partly observed series.
 
@@ -64,6 +64,9 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
         the template's weights spent its steps getting to the data, and its posterior-mean forecast
         ended farther from the true conditional expectation than from the MAP (``benchmarks/njode.py``;
         docs/decisions.md, 2026-12-06 morning).
+    map_starts : MAP fits from this many starting points (``net``'s weights, then redraws at the same
+        per-layer scale: :func:`~bayesode.infer.event_map.start_points`), side by side on the CPU cores;
+        the one with the highest log density is kept.
     svi_steps, learning_rate : SVI's Adam steps and peak step size (cosine schedule to 10% of it; gradients
         clipped at norm 10; the ELBO's KL to a Normal prior is analytic, ``TraceMeanField_ELBO``). The
         guide starts narrow (scale 0.01) around the MAP.
@@ -88,6 +91,7 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
                         ("num_samples", num_samples), ("num_chains", num_chains)):  # fmt: skip
         positive_int(name, value)
     positive_int("map_steps", map_steps, allow_zero=True)
+    positive_int("map_starts", map_starts)
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ConfigError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
     if net.obs_dim != data.obs_dim:
@@ -98,8 +102,9 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     arrays = _model_arrays(data)
     k_map, k_svi, k_draw, k_nuts = jax.random.split(key, 4)
     settings = dict(method=method, versions=package_versions())
-    fixed = dict(method=method, map_steps=map_steps, svi_steps=svi_steps, learning_rate=float(learning_rate),
-                 num_draws=num_draws, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)  # fmt: skip
+    fixed = dict(method=method, map_steps=map_steps, map_starts=map_starts, svi_steps=svi_steps,
+                 learning_rate=float(learning_rate), num_draws=num_draws, num_warmup=num_warmup,
+                 num_samples=num_samples, num_chains=num_chains)  # fmt: skip
     named = dict(zip(("ts", "ys", "mask"), arrays))
     checkpoint = EventCheckpoint(checkpoint_dir, {**fixed, **fingerprint(named, net, weight_prior, config, key)})
     samples, losses = None, None
@@ -107,15 +112,20 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     weights = jax.tree.leaves(eqx.partition(net, eqx.is_inexact_array)[0])
     init = {name: leaf for (name, _), leaf in zip(net_sites(net), weights)}
     if map_steps:
+        k_start, k_map = jax.random.split(k_map)
+        starts = start_points(init, map_starts, k_start)
 
         def run_map():
-            values, _, final = fit_map(model, init, named, k_map, map_steps, float(learning_rate),
+            values, _, final = fit_map(model, starts, named, k_map, map_steps, float(learning_rate),
                                        caller="fit_jump_filter")  # fmt: skip
-            return {"values": values, "map_final_loss": final}
+            return {"values": values, "map_start_loss": final}
 
-        found = checkpoint.stage("map", run_map, what=f"MAP warm start ({map_steps} Adam steps, {{how}})", progress=progress)
+        found = checkpoint.stage("map", run_map, what=f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, {{how}})",
+                                 progress=progress)  # fmt: skip
         init = {name: jnp.asarray(found["values"][name]) for name in init}  # the model's site order
-        settings.update(map_steps=map_steps, map_final_loss=float(np.asarray(found["map_final_loss"])[0]))
+        start_loss = np.asarray(found["map_start_loss"])
+        settings.update(map_steps=map_steps, map_starts=map_starts, map_final_loss=float(np.min(start_loss)),
+                        map_start_loss=start_loss.tolist())  # fmt: skip
     if method in ("svi", "svi+nuts"):
         svi_settings = SviSettings(svi_steps, float(learning_rate), init_scale=0.01)  # analytic KL, cosine to 10%
 
@@ -209,6 +219,9 @@ def njode_loss(net, ts, ys, mask, config=None):
 
 def fit_njode_point(net, data: IrregularData, *, steps: int = 2000, learning_rate: float = 0.01, config=None):
     """Train ``net`` by Adam on :func:`njode_loss` (full batch): the point-estimate NJ-ODE.
+
+    The paper's NJ-ODE is ``NeuralJumpODE(anchored=False)``: its loss's second term asks for what
+    an anchored net does by construction (on an anchored net that term is zero).
 
     Deterministic given ``net``'s initial weights. Returns ``(trained net, losses (steps,))``;
     a step with a non-finite loss (a failed solve) is skipped.

@@ -16,8 +16,10 @@ coordinates, whose minimiser has ``Y(t_i-) = E[X(t_i) | observations before t_i]
 (the L2 projection) and ``Y(t_i) = x_i``. With a fixed spread, minus our log
 likelihood is ``sum_i |m_i * (x_i - Y(t_i-))|^2 / (2 sd^2)`` plus a constant:
 the same L2 one-step-ahead regression, whose minimiser is the same conditional
-expectation, without the second term (nothing forces the jump to reproduce
-``x_i`` exactly; it is learned through the forecasts that follow it). The
+expectation. The second term has no place in a likelihood; what it asks for,
+``Y(t_i) = x_i``, the default net does by construction
+(``NeuralJumpODE(anchored=True)``: the jump moves the hidden state by the least
+amount that puts the forecast on each observed coordinate). The
 learned spread ``sd(h)`` makes the likelihood a proper forecast distribution
 whose width can grow with the time since the last observation, so posterior
 predictive bands can be calibrated; the posterior over weights adds the
