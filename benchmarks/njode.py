@@ -102,7 +102,7 @@ def one_case(kind, args, seed):
     g = sp.grid.size
     idx = np.where(sp.mask[args.train :], np.arange(g)[None, :, None], 0)
     last = np.take_along_axis(sp.paths[args.train :], np.maximum.accumulate(idx, axis=1), axis=1)
-    return dict(kind=kind, bayes=bayes_metric, point=point_metric, naive=metric(last, truth), cover=cover,
+    return dict(kind=kind, bayes=bayes_metric, alpha=fit.settings.get("prior_precision", float("nan")), point=point_metric, naive=metric(last, truth), cover=cover,
                 bayes_s=bayes_s, point_s=point_s, n_obs=int(train.mask.any(-1).sum()))  # fmt: skip
 
 
@@ -117,7 +117,7 @@ def main(argv=None):
     p.add_argument("--draws", type=int, default=50, help="posterior draws (default 50)")
     p.add_argument("--hidden", type=int, default=8)
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--method", default="svi", choices=("svi", "nuts", "svi+nuts"))
+    p.add_argument("--method", default="laplace", choices=("laplace", "svi", "nuts", "svi+nuts"))
     p.add_argument("--unanchored", action="store_true",
                    help="the Bayesian fit's net without the anchor (NeuralJumpODE(anchored=False), the paper's architecture)")
     p.add_argument("--init-seed", type=int, default=0, help="added to each process's seed for both nets' initial weights")
@@ -131,10 +131,10 @@ def main(argv=None):
           f"{args.width}, {args.steps} steps (Bayesian fit: {args.map_starts} x {args.map_steps} MAP steps first), method {args.method}, "
           f"{args.draws} draws, {'un' if args.unanchored else ''}anchored, init seed {args.init_seed}")  # fmt: skip
     print(f"{'process':<20}{'train obs':>10}{'metric bayes':>14}{'metric point':>14}{'metric naive':>14}"
-          f"{'cover90':>9}{'bayes s':>9}{'point s':>9}")  # fmt: skip
+          f"{'cover90':>9}{'alpha':>9}{'bayes s':>9}{'point s':>9}")  # fmt: skip
     for r in rows:
         print(f"{r['kind']:<20}{r['n_obs']:>10}{r['bayes']:>14.4f}{r['point']:>14.4f}{r['naive']:>14.4f}"
-              f"{r['cover']:>9.2f}{r['bayes_s']:>9.1f}{r['point_s']:>9.1f}")  # fmt: skip
+              f"{r['cover']:>9.2f}{r['alpha']:>9.3g}{r['bayes_s']:>9.1f}{r['point_s']:>9.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ series column, and one column per observed coordinate with empty cells where an
 entry is missing. Writes ``OUT/posterior.nc`` (InferenceData: weights, forecast
 on a grid, per-observation log-likelihood) and ``OUT/forecast.png`` (the first
 series' posterior forecast with bands, past the last observation). With ``--checkpoint`` the
-MAP and SVI fits and the NUTS state are saved in ``OUT/checkpoint``; after a kill or Ctrl-C the same
+MAP, Laplace and SVI fits and the NUTS state are saved in ``OUT/checkpoint``; after a kill or Ctrl-C the same
 command continues from there.
 """
 
@@ -45,7 +45,12 @@ def add_parser(subparsers):
     p.add_argument("--unanchored", action="store_true",
                    help="do not pin the forecast to each observation at its time (for observations with measurement "
                         "noise; default: pinned, NeuralJumpODE(anchored=True))")  # fmt: skip
-    p.add_argument("--method", choices=("svi", "nuts", "svi+nuts"), default="svi", help="how to fit (default svi)")
+    p.add_argument("--method", choices=("laplace", "svi", "nuts", "svi+nuts"), default="laplace",
+                   help="how to fit after the MAP: a Gaussian at it (laplace, the default), mean-field SVI, NUTS, "
+                        "or SVI then NUTS")  # fmt: skip
+    p.add_argument("--prior-precision", type=float, default=None,
+                   help="laplace: the Gaussian's prior precision (default: tuned on held-out observations, every fifth "
+                        "series or the last 20%% of each, with one more MAP fit)")  # fmt: skip
     p.add_argument("--map-steps", type=int, default=1000, help="Adam steps of the MAP fit that SVI or NUTS starts from (default 1000)")
     p.add_argument("--map-starts", type=int, default=1,
                    help="MAP fits from this many starting points, the one with the highest log density kept (default 1)")
@@ -56,7 +61,7 @@ def add_parser(subparsers):
     p.add_argument("--out", default="njode_results", metavar="DIR", help="output folder (default njode_results)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous fit in --out (default: refuse, before any work)")
     p.add_argument("--checkpoint", action="store_true",
-                   help="save the MAP and SVI fits and the NUTS state in OUT/checkpoint; running the same command again resumes")
+                   help="save the MAP, Laplace and SVI fits and the NUTS state in OUT/checkpoint; running the same command again resumes")
     p.set_defaults(run=run)
     return p
 
@@ -71,6 +76,10 @@ def _check(args):
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer; got {getattr(args, name)}.")
     if args.map_steps < 0:
         raise ConfigError(f"--map-steps must be 0 (no MAP fit) or a positive integer; got {args.map_steps}.")
+    if args.method == "laplace" and args.map_steps == 0:
+        raise ConfigError("--method laplace is a Gaussian at the MAP: give --map-steps > 0.")
+    if args.prior_precision is not None and not (0 < args.prior_precision < float("inf")):
+        raise ConfigError(f"--prior-precision must be a positive number; got {args.prior_precision}.")
     if not 0 < args.prob < 1:
         raise ConfigError(f"--prob must be strictly between 0 and 1; got {args.prob}.")
     check_out_dir(args.out, overwrite=args.overwrite, resume=resuming(args))
@@ -109,7 +118,7 @@ def run(args) -> int:
     try:
         fit = fit_jump_filter(net, data, key=jr.key(args.seed + 1), method=args.method, map_steps=args.map_steps,
                               map_starts=args.map_starts, svi_steps=args.steps, num_draws=args.draws, num_samples=args.draws,
-                              checkpoint_dir=checkpoint)  # fmt: skip
+                              prior_precision=args.prior_precision, checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:
         print(f"bayesode irregular: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,7 +1,8 @@
 """Fitting the neural jump ODE filter (SVI, NUTS or SVI then NUTS), online filtering, and the paper's point fit.
 
 - :func:`fit_jump_filter`: the Bayesian fit. Every method starts with a MAP fit
-  (as :func:`~bayesode.infer.fit_events` does); ``method="svi"`` (default) then fits
+  (as :func:`~bayesode.infer.fit_events` does); ``method="laplace"`` (default) then
+  draws from a Gaussian at the MAP (:mod:`~bayesode.infer.laplace`); ``"svi"`` fits
   a mean-field Normal guide centred there and keeps draws from it; ``"nuts"``
   samples with NUTS from the MAP; ``"svi+nuts"`` starts NUTS at the guide's median.
   Which to use is measured in ``benchmarks/njode.py``.
@@ -26,8 +27,8 @@ from numpyro.infer import init_to_median
 
 from ..checks import as_key, positive_int
 from ..datasets import IrregularData
-from ..errors import ConfigError, DataError
-from ..model import make_jump_filter_model, net_from_draw, net_sites
+from ..errors import ConfigError, DataError, FitFailedError
+from ..model import Normal, make_jump_filter_model, net_from_draw, net_sites
 from ..results.jump_filter import Forecast, JumpFilterFit, check_new_observations, forecast_from
 from ..results.posterior import package_versions
 from ..solving import FilterState, filter_config, filter_observations
@@ -35,8 +36,10 @@ from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_map import fit_map, start_points
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
+from .laplace import LaplaceGaussian, gauss_newton, one_step_coverage, tune_prior_precision, tuning_split
 
-METHODS = ("svi", "nuts", "svi+nuts")
+METHODS = ("laplace", "svi", "nuts", "svi+nuts")
+MIN_TUNING_ENTRIES = 10  # held-out entries below which the Laplace prior precision is not tuned
 
 
 def _model_arrays(data: IrregularData):
@@ -45,10 +48,11 @@ def _model_arrays(data: IrregularData):
     return jnp.asarray(data.ts), jnp.asarray(np.nan_to_num(data.ys)), jnp.asarray(data.mask)
 
 
-def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weight_prior=None, config=None,
+def fit_jump_filter(net, data: IrregularData, *, key, method: str = "laplace", weight_prior=None, config=None,
                     map_steps: int = 1000, map_starts: int = 1, svi_steps: int = 1000, learning_rate: float = 0.01,
                     num_draws: int = 200, num_warmup: int = 200, num_samples: int = 200, num_chains: int = 1,
-                    progress: bool = False, checkpoint_dir: str | None = None) -> JumpFilterFit:  # fmt: skip
+                    prior_precision: float | None = None, progress: bool = False,
+                    checkpoint_dir: str | None = None) -> JumpFilterFit:  # fmt: skip
     """Fit a Bayesian neural jump ODE to irregular, partly observed series.
 
     Parameters
@@ -57,7 +61,11 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
         Architecture; its current weights start the MAP fit.
     data : IrregularData
     key : PRNG key or int seed (keyword-only).
-    method : {"svi", "nuts", "svi+nuts"}
+    method : {"laplace", "svi", "nuts", "svi+nuts"}
+        ``"laplace"``: a Gaussian over every weight at the MAP (:mod:`~bayesode.infer.laplace`); its
+        posterior-mean forecast stays by the MAP's where mean-field SVI's moved away from it
+        (``benchmarks/njode.py``; docs/decisions.md, 2026-12-06 evening). Needs ``map_steps > 0`` and a
+        ``Normal`` weight prior.
     weight_prior, config : see :func:`bayesode.model.make_jump_filter_model`.
     map_steps : Adam steps of the MAP warm start (0: none; SVI then starts at ``net``'s weights and NUTS
         at the prior median), on a cosine schedule from ``learning_rate`` to 1% of it. Why: SVI from
@@ -70,7 +78,14 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     svi_steps, learning_rate : SVI's Adam steps and peak step size (cosine schedule to 10% of it; gradients
         clipped at norm 10; the ELBO's KL to a Normal prior is analytic, ``TraceMeanField_ELBO``). The
         guide starts narrow (scale 0.01) around the MAP.
-    num_draws : draws kept from the SVI guide (``method="svi"``).
+    num_draws : draws kept from the SVI guide or the Laplace Gaussian; a Laplace draw whose solve fails
+        on the data is dropped (counted in ``settings["laplace_failed_draws"]``, warned).
+    prior_precision : the Laplace Gaussian's prior precision ``alpha`` (``method="laplace"``); None (default):
+        tuned on held-out data: a second MAP fit without every fifth series (with fewer than 5 series:
+        without the last 20% of each one's observations), and the smallest ``alpha`` (at least the weight prior's ``1 / scale^2``) whose one-step 90% bands cover
+        no more than 90% of those (:mod:`~bayesode.infer.laplace`; every tried ``(alpha, coverage)`` in
+        ``settings["laplace_tuning"]``). Tuning costs one more MAP fit. With fewer than 10 held-out observed
+        entries it is not tuned: the weight prior's own precision is used, with a warning.
     num_warmup, num_samples, num_chains : NUTS settings (NumPyro's kernel, the chains taking turns:
         :mod:`~bayesode.infer.event_nuts`). Ctrl-C while it samples keeps the draws made so far (the
         same number per chain), warns, and sets ``settings["interrupted"]``.
@@ -83,7 +98,8 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     -------
     JumpFilterFit
         ``settings["method"]``, ``["wall_time_s"]``, ``["map_final_loss"]`` (the MAP's negative log
-        density); for NUTS also ``["divergences"]``; for SVI ``losses`` per step.
+        density); for NUTS also ``["divergences"]``; for SVI ``losses`` per step; for Laplace
+        ``["prior_precision"]``, ``["laplace_tuning"]`` and ``["laplace_failed_draws"]``.
     """
     if method not in METHODS:
         raise ConfigError(f"`method`={method!r} is unknown; choose one of {list(METHODS)}.")
@@ -92,6 +108,15 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
         positive_int(name, value)
     positive_int("map_steps", map_steps, allow_zero=True)
     positive_int("map_starts", map_starts)
+    if method == "laplace":
+        if not map_steps:
+            raise ConfigError("`method`='laplace' is a Gaussian at the MAP: give `map_steps` > 0.")
+        if not isinstance(weight_prior, (Normal, type(None))):
+            raise ConfigError(f"`method`='laplace' needs a Normal `weight_prior` (a Gaussian prior on every weight); "
+                              f"got {type(weight_prior).__name__}. Use method='svi' or 'nuts' for it.")  # fmt: skip
+        if prior_precision is not None and not (isinstance(prior_precision, (int, float)) and prior_precision > 0
+                                                and np.isfinite(prior_precision)):  # fmt: skip
+            raise ConfigError(f"`prior_precision` must be a positive finite number or None; got {prior_precision!r}.")
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ConfigError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
     if net.obs_dim != data.obs_dim:
@@ -104,13 +129,14 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
     settings = dict(method=method, versions=package_versions())
     fixed = dict(method=method, map_steps=map_steps, map_starts=map_starts, svi_steps=svi_steps,
                  learning_rate=float(learning_rate), num_draws=num_draws, num_warmup=num_warmup,
-                 num_samples=num_samples, num_chains=num_chains)  # fmt: skip
+                 num_samples=num_samples, num_chains=num_chains, prior_precision=prior_precision)  # fmt: skip
     named = dict(zip(("ts", "ys", "mask"), arrays))
     checkpoint = EventCheckpoint(checkpoint_dir, {**fixed, **fingerprint(named, net, weight_prior, config, key)})
     samples, losses = None, None
     start = time.time()
     weights = jax.tree.leaves(eqx.partition(net, eqx.is_inexact_array)[0])
     init = {name: leaf for (name, _), leaf in zip(net_sites(net), weights)}
+    template = init
     if map_steps:
         k_start, k_map = jax.random.split(k_map)
         starts = start_points(init, map_starts, k_start)
@@ -126,6 +152,19 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
         start_loss = np.asarray(found["map_start_loss"])
         settings.update(map_steps=map_steps, map_starts=map_starts, map_final_loss=float(np.min(start_loss)),
                         map_start_loss=start_loss.tolist())  # fmt: skip
+    if method == "laplace":
+        found = checkpoint.stage("laplace", lambda: _laplace(net, model, model_prior_scale(weight_prior), template, init,
+                                                             arrays, data.lengths, config, k_draw, num_draws,
+                                                             prior_precision, map_steps, float(learning_rate)),
+                                 what=f"Laplace at the MAP ({num_draws} draws, {{how}})", progress=progress)  # fmt: skip
+        samples = {k: np.asarray(v)[None] for k, v in found["draws"].items()}
+        failed = int(found["failed"])
+        settings.update(num_draws=int(num_draws - failed), prior_precision=float(found["alpha"]),
+                        laplace_tuning=np.asarray(found["tried"]).tolist(), laplace_failed_draws=failed)  # fmt: skip
+        if failed:
+            warnings.warn(f"fit_jump_filter: {failed} of {num_draws} Laplace draws had a failed solve on the data and "
+                          f"were dropped{'; most of the posterior is unusable' if failed > num_draws // 2 else ''}.",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
     if method in ("svi", "svi+nuts"):
         svi_settings = SviSettings(svi_steps, float(learning_rate), init_scale=0.01)  # analytic KL, cosine to 10%
 
@@ -159,6 +198,46 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "svi", weigh
                           f"draws) of {num_chains} x {num_samples}.", RuntimeWarning, stacklevel=2)  # fmt: skip
     settings["wall_time_s"] = time.time() - start
     return JumpFilterFit(net=net, samples=samples, data=data, config=config, settings=settings, losses=losses)
+
+
+def model_prior_scale(weight_prior) -> float:
+    """The scale of the ``Normal`` weight prior (default 1)."""
+    return 1.0 if weight_prior is None else float(weight_prior.scale)
+
+
+def _laplace(net, model, prior_scale, template, centre, arrays, lengths, config, key, num_draws, prior_precision,
+             map_steps, learning_rate):  # fmt: skip
+    """The Laplace stage: ``alpha`` (given, or tuned on held-out observations), then ``num_draws`` draws at
+    the MAP ``centre`` (those whose solve fails on the data dropped). ``template``: the MAP's start."""
+    ts, ys, mask = arrays
+    k_map, k_tune, k_draw = jax.random.split(key, 3)
+    tried = np.zeros((0, 2))
+    alpha = prior_precision
+    if alpha is None:
+        fit_mask, later = tuning_split(mask, lengths)
+    if alpha is None and later.sum() < MIN_TUNING_ENTRIES:
+        alpha = 1.0 / prior_scale**2
+        warnings.warn(f"fit_jump_filter: the observations held out to tune on hold {int(later.sum())} observed "
+                      f"entries, too few to tune the Laplace prior precision on (at least {MIN_TUNING_ENTRIES}); used "
+                      f"the weight prior's own, {alpha:g}: the Laplace approximation of the stated prior, whose bands "
+                      "are wide. Give `prior_precision` to choose.", RuntimeWarning, stacklevel=3)  # fmt: skip
+    if alpha is None:
+        fit_arrays = dict(ts=ts, ys=ys, mask=jnp.asarray(fit_mask))
+        values, _, _ = fit_map(model, template, fit_arrays, k_map, map_steps, learning_rate, caller="fit_jump_filter")
+        tune_centre = {k: jnp.asarray(values[k]) for k in template}
+        tune_gaussian = LaplaceGaussian(tune_centre, gauss_newton(net, tune_centre, ts, ys, fit_mask, config))
+        coverage_of = lambda draws: one_step_coverage(net, draws, ts, ys, mask, config, 0.9, later)  # noqa: E731
+        tuned = tune_prior_precision(tune_gaussian, coverage_of, 1.0 / prior_scale**2, k_tune, 0.9)
+        alpha, tried = tuned["alpha"], np.asarray(tuned["tried"], np.float64).reshape(-1, 2)
+    gaussian = LaplaceGaussian(centre, gauss_newton(net, centre, ts, ys, mask, config))
+    draws = gaussian.draws(alpha, jax.random.normal(k_draw, (num_draws, gaussian.size)))
+    _, failed = one_step_coverage(net, draws, ts, ys, mask, config, 0.9)
+    if failed.all():
+        raise FitFailedError(f"fit_jump_filter: every one of the {num_draws} Laplace draws (prior precision {alpha:g}) "
+                             "had a failed solve on the data; give a larger `prior_precision` or `config` a larger "
+                             "`max_steps`.")  # fmt: skip
+    kept = {k: np.asarray(v)[~failed] for k, v in draws.items()}
+    return {"draws": kept, "alpha": np.asarray(alpha), "tried": tried, "failed": np.asarray(failed.sum())}
 
 
 def filter_online(fit: JumpFilterFit, ts, ys, mask=None, *, query_ts, series=0, states: FilterState | None = None,
