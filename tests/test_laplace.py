@@ -144,3 +144,23 @@ def test_laplace_fit_tunes_alpha_on_held_out_observations_and_draws_around_the_m
     variance = np.concatenate([np.asarray(v).reshape(fixed.num_draws, -1) for v in fixed.samples.values()], 1).var(0)
     assert 0 < variance.mean() < 1.1e-4
     assert fixed.forecast(np.linspace(0.0, 1.0, 5), series=0).mean.shape == (5, 2)
+
+
+@pytest.mark.slow
+def test_laplace_stage_is_checkpointed_and_loaded_back(tmp_path):
+    """A second run with the same folder loads the saved stage (same draws, no refit) and a run with another
+    prior precision is refused before any work."""
+    sp = njode_synthetic.simulate_paths("ornstein_uhlenbeck", 3, seed=4)
+    data = njode_synthetic.to_irregular(sp, slice(0, 3))
+    net = NeuralJumpODE(2, hidden_dim=2, width=4, key=jr.key(0), y_loc=np.nanmean(data.ys),
+                        y_scale=np.nanstd(data.ys), t_scale=0.1)  # fmt: skip
+    kw = dict(key=jr.key(2), map_steps=10, num_draws=6, prior_precision=50.0, checkpoint_dir=str(tmp_path / "ck"))
+    first = fit_jump_filter(net, data, **kw)
+    saved = (tmp_path / "ck" / "laplace.npz").stat().st_mtime_ns
+    again = fit_jump_filter(net, data, **kw)
+    assert (tmp_path / "ck" / "laplace.npz").stat().st_mtime_ns == saved  # loaded, not computed and written again
+    for site, value in first.samples.items():
+        np.testing.assert_array_equal(value, again.samples[site])
+    assert again.settings["prior_precision"] == 50.0 and again.settings["laplace_tuning"] == []
+    with pytest.raises(ConfigError, match="checkpoint"):
+        fit_jump_filter(net, data, **dict(kw, prior_precision=60.0))
