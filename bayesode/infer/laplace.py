@@ -14,11 +14,12 @@
   forecasts worse and wider the smaller ``alpha`` is; the Laplace marginal likelihood picks
   too small a one for such a predictive, and bands calibrated on the fitted observations
   themselves collapse to the MAP's, which cover too little of new data (both measured:
-  docs/decisions.md, 2026-12-06 evening). The default rule holds data out: a MAP fitted without every
-  fifth series (or, with fewer than 5 series, without the last 20% of each one's observations;
-  :func:`tuning_split`), and the smallest ``alpha`` (widest posterior) whose one-step 90% bands
-  cover no more than 90% of those held-out observations, by bisection in ``log alpha`` with the same normal draws throughout. The
-  final Gaussian sits at the MAP of all the data with that ``alpha``.
+  docs/decisions.md, 2026-12-06 evening). The default rule holds data out: a MAP fitted without
+  every fifth series (or, with fewer than 5 series, without the last 20% of each one's
+  observations; :func:`tuning_split`), and the smallest ``alpha`` (widest posterior) whose
+  one-step 90% bands cover no more than 90% of those held-out observations, by bisection in
+  ``log alpha`` with the same normal draws throughout. The final Gaussian sits at the MAP of all
+  the data with that ``alpha``.
 
 The draws are weights like any other posterior's: forecasts, bands, LOO and online
 filtering use them unchanged.
@@ -148,8 +149,8 @@ def tuning_split(mask, lengths, share: float = 0.2):
     rows = np.arange(mask.shape[1])[None, :]
     if lengths.size >= MIN_SERIES_FOR_SERIES_SPLIT:
         every = int(round(1 / share))
-        held = (np.arange(lengths.size) % every == every - 1)[:, None] & (rows > 0)
-        return mask & ~(np.arange(lengths.size) % every == every - 1)[:, None, None], held[..., None] & mask
+        held_series = (np.arange(lengths.size) % every == every - 1)[:, None, None]  # (series, 1, 1)
+        return mask & ~held_series, mask & held_series & (rows > 0)[..., None]
     cut = lengths[:, None] - np.where(lengths > 1, np.ceil(share * lengths), 0).astype(int)[:, None]
     later = (rows >= cut)[..., None] & mask
     return mask & ~later, later
@@ -157,7 +158,7 @@ def tuning_split(mask, lengths, share: float = 0.2):
 
 def tune_prior_precision(gaussian: LaplaceGaussian, coverage_of, alpha_min: float, key, prob: float) -> dict:
     """The smallest ``alpha`` in ``[alpha_min, alpha_min * ALPHA_SPAN]`` whose draws' one-step bands cover
-    no more than ``prob`` of the training observations (``coverage_of(draws) -> (coverage, failed)``).
+    no more than ``prob`` of the held-out observations ``coverage_of(draws) -> (coverage, failed)`` scores.
 
     Bisection in ``log alpha``, the same :data:`TUNING_DRAWS` normal draws at every step (coverage then
     falls with ``alpha`` but for noise). Returns ``alpha`` and every tried ``(alpha, coverage)``.
