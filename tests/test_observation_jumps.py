@@ -258,7 +258,7 @@ def test_cli_irregular_checks_its_input_before_fitting(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_irregular_writes_inference_data_and_plot(tmp_path):
+def test_cli_irregular_writes_inference_data_and_plot(tmp_path, capsys):
     import arviz as az
 
     from bayesode.cli.irregular import run
@@ -278,6 +278,7 @@ def test_cli_irregular_writes_inference_data_and_plot(tmp_path):
     settings = json.loads(idata.posterior.attrs["bayesode_settings"])
     assert len(settings["map_start_loss"]) == 2 and settings["map_final_loss"] == min(settings["map_start_loss"])
     assert settings["method"] == "laplace" and settings["prior_precision"] == 1.0  # the weight prior's own
+    assert "prior precision 1 (the weight prior's own: too few to tune on)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

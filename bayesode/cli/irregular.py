@@ -122,6 +122,11 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print(f"bayesode irregular: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if fit.settings["method"] == "laplace":
+        alpha, tuning = fit.settings["prior_precision"], dict(map(tuple, fit.settings["laplace_tuning"]))
+        how = (f"tuned: 90% bands cover {tuning[alpha]:.2f} of held-out observations" if alpha in tuning
+               else "given" if args.prior_precision is not None else "the weight prior's own: too few to tune on")  # fmt: skip
+        print(f"Laplace at the MAP: {fit.num_draws} draws, prior precision {alpha:.3g} ({how})")
     idata = fit.to_arviz(max_draws=min(args.draws, 200))
     nc = os.path.join(args.out, "posterior.nc")
     idata.to_netcdf(nc)
