@@ -36,7 +36,7 @@ from .event_checkpoint import EventCheckpoint, fingerprint
 from .event_map import fit_map, start_points
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
-from .laplace import LaplaceGaussian, gauss_newton, one_step_coverage, tune_prior_precision, tuning_split
+from .laplace import LaplaceGaussian, failed_draws, gauss_newton, one_step_coverage, tune_prior_precision, tuning_split
 
 METHODS = ("laplace", "svi", "nuts", "svi+nuts")
 MIN_TUNING_ENTRIES = 10  # held-out entries below which the Laplace prior precision is not tuned
@@ -82,8 +82,8 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "laplace", w
         on the data is dropped (counted in ``settings["laplace_failed_draws"]``, warned).
     prior_precision : the Laplace Gaussian's prior precision ``alpha`` (``method="laplace"``); None (default):
         tuned on held-out data: a second MAP fit without every fifth series (with fewer than 5 series:
-        without the last 20% of each one's observations), and the smallest ``alpha`` (at least the weight prior's ``1 / scale^2``) whose one-step 90% bands cover
-        no more than 90% of those (:mod:`~bayesode.infer.laplace`; every tried ``(alpha, coverage)`` in
+        without the last 20% of each one's observations), and the smallest ``alpha`` (at least the weight
+        prior's ``1 / scale^2``) whose one-step 90% bands cover no more than 90% of those (:mod:`~bayesode.infer.laplace`; every tried ``(alpha, coverage)`` in
         ``settings["laplace_tuning"]``). Tuning costs one more MAP fit. With fewer than 10 held-out observed
         entries it is not tuned: the weight prior's own precision is used, with a warning.
     num_warmup, num_samples, num_chains : NUTS settings (NumPyro's kernel, the chains taking turns:
@@ -153,7 +153,8 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "laplace", w
         settings.update(map_steps=map_steps, map_starts=map_starts, map_final_loss=float(np.min(start_loss)),
                         map_start_loss=start_loss.tolist())  # fmt: skip
     if method == "laplace":
-        found = checkpoint.stage("laplace", lambda: _laplace(net, model, model_prior_scale(weight_prior), template, init,
+        prior_scale = 1.0 if weight_prior is None else float(weight_prior.scale)
+        found = checkpoint.stage("laplace", lambda: _laplace(net, model, prior_scale, template, init,
                                                              arrays, data.lengths, config, k_draw, num_draws,
                                                              prior_precision, map_steps, float(learning_rate)),
                                  what=f"Laplace at the MAP ({num_draws} draws, {{how}})", progress=progress)  # fmt: skip
@@ -200,38 +201,32 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "laplace", w
     return JumpFilterFit(net=net, samples=samples, data=data, config=config, settings=settings, losses=losses)
 
 
-def model_prior_scale(weight_prior) -> float:
-    """The scale of the ``Normal`` weight prior (default 1)."""
-    return 1.0 if weight_prior is None else float(weight_prior.scale)
-
-
 def _laplace(net, model, prior_scale, template, centre, arrays, lengths, config, key, num_draws, prior_precision,
              map_steps, learning_rate):  # fmt: skip
     """The Laplace stage: ``alpha`` (given, or tuned on held-out observations), then ``num_draws`` draws at
     the MAP ``centre`` (those whose solve fails on the data dropped). ``template``: the MAP's start."""
     ts, ys, mask = arrays
     k_map, k_tune, k_draw = jax.random.split(key, 3)
-    tried = np.zeros((0, 2))
-    alpha = prior_precision
+    alpha, tried = prior_precision, np.zeros((0, 2))
     if alpha is None:
         fit_mask, later = tuning_split(mask, lengths)
-    if alpha is None and later.sum() < MIN_TUNING_ENTRIES:
-        alpha = 1.0 / prior_scale**2
-        warnings.warn(f"fit_jump_filter: the observations held out to tune on hold {int(later.sum())} observed "
-                      f"entries, too few to tune the Laplace prior precision on (at least {MIN_TUNING_ENTRIES}); used "
-                      f"the weight prior's own, {alpha:g}: the Laplace approximation of the stated prior, whose bands "
-                      "are wide. Give `prior_precision` to choose.", RuntimeWarning, stacklevel=3)  # fmt: skip
-    if alpha is None:
-        fit_arrays = dict(ts=ts, ys=ys, mask=jnp.asarray(fit_mask))
-        values, _, _ = fit_map(model, template, fit_arrays, k_map, map_steps, learning_rate, caller="fit_jump_filter")
-        tune_centre = {k: jnp.asarray(values[k]) for k in template}
-        tune_gaussian = LaplaceGaussian(tune_centre, gauss_newton(net, tune_centre, ts, ys, fit_mask, config))
-        coverage_of = lambda draws: one_step_coverage(net, draws, ts, ys, mask, config, 0.9, later)  # noqa: E731
-        tuned = tune_prior_precision(tune_gaussian, coverage_of, 1.0 / prior_scale**2, k_tune, 0.9)
-        alpha, tried = tuned["alpha"], np.asarray(tuned["tried"], np.float64).reshape(-1, 2)
+        if later.sum() < MIN_TUNING_ENTRIES:
+            alpha = 1.0 / prior_scale**2
+            warnings.warn(f"fit_jump_filter: the observations held out to tune on hold {int(later.sum())} observed "
+                          f"entries, too few to tune the Laplace prior precision on (at least {MIN_TUNING_ENTRIES}); "
+                          f"used the weight prior's own, {alpha:g}: the Laplace approximation of the stated prior, "
+                          "whose bands are wide. Give `prior_precision` to choose.", RuntimeWarning, stacklevel=3)  # fmt: skip
+        else:
+            values, _, _ = fit_map(model, template, dict(ts=ts, ys=ys, mask=jnp.asarray(fit_mask)), k_map, map_steps,
+                                   learning_rate, caller="fit_jump_filter")  # fmt: skip
+            tune_centre = {k: jnp.asarray(values[k]) for k in template}
+            tune_gaussian = LaplaceGaussian(tune_centre, gauss_newton(net, tune_centre, ts, ys, fit_mask, config))
+            coverage_of = lambda draws: one_step_coverage(net, draws, ts, ys, mask, config, 0.9, later)  # noqa: E731
+            tuned = tune_prior_precision(tune_gaussian, coverage_of, 1.0 / prior_scale**2, k_tune, 0.9)
+            alpha, tried = tuned["alpha"], np.asarray(tuned["tried"], np.float64).reshape(-1, 2)
     gaussian = LaplaceGaussian(centre, gauss_newton(net, centre, ts, ys, mask, config))
     draws = gaussian.draws(alpha, jax.random.normal(k_draw, (num_draws, gaussian.size)))
-    _, failed = one_step_coverage(net, draws, ts, ys, mask, config, 0.9)
+    failed = failed_draws(net, draws, ts, ys, mask, config)
     if failed.all():
         raise FitFailedError(f"fit_jump_filter: every one of the {num_draws} Laplace draws (prior precision {alpha:g}) "
                              "had a failed solve on the data; give a larger `prior_precision` or `config` a larger "

@@ -111,7 +111,7 @@ def one_step_coverage(net, draws: dict, ts, ys, mask, config, prob: float, score
     and which draws had a failed solve on a real observation ((draws,) bool; left out of the mixture)."""
 
     mean, sd, failed = _one_step_per_draw(net, draws, jnp.asarray(ts), jnp.asarray(ys), jnp.asarray(mask), config)
-    failed = np.asarray(failed)
+    failed = np.asarray(failed)  # the same program as failed_draws'
     if failed.all():
         return float("nan"), failed
     keep = ~failed
@@ -122,6 +122,11 @@ def one_step_coverage(net, draws: dict, ts, ys, mask, config, prob: float, score
     y = np.asarray(ys)
     inside = (np.asarray(lower) <= y) & (y <= np.asarray(upper))
     return float(inside[scored].mean()), failed
+
+
+def failed_draws(net, draws: dict, ts, ys, mask, config) -> np.ndarray:
+    """(draws,) bool: which draws had a failed solve on a real observation of the data."""
+    return np.asarray(_one_step_per_draw(net, draws, jnp.asarray(ts), jnp.asarray(ys), jnp.asarray(mask), config)[2])
 
 
 @eqx.filter_jit  # compiled once per net structure, number of draws, data shapes and config
