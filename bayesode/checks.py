@@ -1,4 +1,4 @@
-"""Argument checks shared by every wing: PRNG keys and seeds, positive integers."""
+"""Argument checks shared by every wing: PRNG keys and seeds, positive integers and numbers."""
 
 from __future__ import annotations
 
@@ -35,3 +35,11 @@ def positive_int(name, value, allow_zero=False):
         kind = "non-negative" if allow_zero else "positive"
         raise ConfigError(f"`{name}` must be a {kind} int; got {value!r}.")
     return int(value)
+
+
+def positive_number(name, value):
+    """``value`` as a float if it is a finite number above 0 (not a bool or a string); else ConfigError naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (ok and np.isfinite(value) and value > 0):
+        raise ConfigError(f"`{name}` must be a positive finite number; got {value!r}.")
+    return float(value)

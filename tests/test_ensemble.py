@@ -244,5 +244,5 @@ def test_map_points_rejects_bad_arguments():
     data = _oscillator_data()
     with pytest.raises(ConfigError, match="`num_points` must be a positive int"):
         map_points(_oscillator_model(), data, key=0, num_points=0)
-    with pytest.raises(ConfigError, match="`learning_rate` must be a positive number"):
+    with pytest.raises(ConfigError, match="`learning_rate` must be a positive finite number"):
         map_points(_oscillator_model(), data, key=0, num_points=2, learning_rate=-1.0)

@@ -149,6 +149,9 @@ def test_fit_errors_name_the_argument():
         fit_events([0.1, 0.2], key=0)
     with pytest.raises(ConfigError, match="`key` is required"):
         fit_events(EVENTS, key=None)
+    for bad in (0.0, -0.1, float("nan"), float("inf"), "0.02", True):  # a string or bool is not silently a number
+        with pytest.raises(ConfigError, match="`learning_rate` must be a positive finite number"):
+            fit_events(EVENTS, key=0, learning_rate=bad)
 
 
 def test_events_command_writes_the_run_and_rejects_a_missing_file(tmp_path, capsys):

@@ -58,7 +58,7 @@ from numpyro import handlers
 from numpyro.infer import Predictive
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
-from ..checks import as_key, positive_int, seed_of
+from ..checks import as_key, positive_int, positive_number, seed_of
 from ..datasets import as_data
 from ..errors import ConfigError, InitializationError
 from ..model import check_model
@@ -128,8 +128,7 @@ def map_points(model, data, *, key, num_points: int, num_steps: int = 2000, lear
     num_points = positive_int("num_points", num_points)
     num_steps = positive_int("num_steps", num_steps)
     candidates = positive_int("candidates", candidates)
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ConfigError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+    learning_rate = positive_number("learning_rate", learning_rate)
     md = data.model_data()
     draws = Predictive(functools.partial(model, latents_only=True), num_samples=num_points * candidates)(as_key(key), md)
     latents = _latent_names(model, md)

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from numpyro.infer import init_to_median
 
-from ..checks import as_key, positive_int
+from ..checks import as_key, positive_int, positive_number
 from ..datasets import IrregularData
 from ..errors import ConfigError, DataError, FitFailedError
 from ..model import Normal, make_jump_filter_model, net_from_draw, net_sites
@@ -114,11 +114,9 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "laplace", w
         if not isinstance(weight_prior, (Normal, type(None))):
             raise ConfigError(f"`method`='laplace' needs a Normal `weight_prior` (a Gaussian prior on every weight); "
                               f"got {type(weight_prior).__name__}. Use method='svi' or 'nuts' for it.")  # fmt: skip
-        if prior_precision is not None and not (isinstance(prior_precision, (int, float)) and prior_precision > 0
-                                                and np.isfinite(prior_precision)):  # fmt: skip
-            raise ConfigError(f"`prior_precision` must be a positive finite number or None; got {prior_precision!r}.")
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ConfigError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
+        if prior_precision is not None:
+            prior_precision = positive_number("prior_precision", prior_precision)
+    learning_rate = positive_number("learning_rate", learning_rate)
     if net.obs_dim != data.obs_dim:
         raise ConfigError(f"`net` observes {net.obs_dim} coordinates but `data` has {data.obs_dim}.")
     key = as_key(key)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from ..checks import as_key, positive_int
+from ..checks import as_key, positive_int, positive_number
 from ..datasets import EventSequences
 from ..errors import ConfigError, DataError, FitFailedError
 from ..model import Normal, event_arrays, point_process_model, sample_field
@@ -204,8 +204,7 @@ def fit_events(
     positive_int("num_warmup", num_warmup, allow_zero=True)
     positive_int("map_steps", map_steps, allow_zero=True)
     positive_int("map_starts", map_starts)
-    if not float(learning_rate) > 0:
-        raise ConfigError(f"`learning_rate` must be positive; got {learning_rate!r}.")
+    learning_rate = positive_number("learning_rate", learning_rate)
     key = as_key(key)
     k_init, k_map, k_svi, k_draw, k_nuts = jax.random.split(key, 5)
     if not isinstance(delayed, bool):
