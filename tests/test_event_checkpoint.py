@@ -16,7 +16,7 @@ import bayesode as bo
 from bayesode.cli.main import main as cli_main
 from bayesode.datasets import read_events_csv
 from bayesode.errors import ConfigError
-from bayesode.infer import event_nuts, fit_events, point_process
+from bayesode.infer import event_map, event_nuts, fit_events
 from bayesode.infer.console import Progress
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,7 +61,7 @@ def test_ctrl_c_then_the_same_fit_resumes_to_the_unbroken_draws(csv, unbroken, t
     assert sorted(os.listdir(ckpt)) == ["map.npz", "meta.json", "nuts.npz", "svi.npz"]
     assert int(np.load(ckpt / "nuts.npz")["done"]) == 20
     # The finished stages are loaded, not rerun: the MAP would fail loudly if called.
-    monkeypatch.setattr(point_process, "fit_map", lambda *a, **k: pytest.fail("the MAP stage ran again"))
+    monkeypatch.setattr(event_map, "fit_map", lambda *a, **k: pytest.fail("the MAP stage ran again"))
     monkeypatch.setattr(event_nuts, "Progress", Progress)
     resumed = fit_events(events, key=0, checkpoint_dir=str(ckpt), **SETTINGS)
     assert not resumed.stats["interrupted"] and resumed.num_draws == 20

@@ -184,6 +184,21 @@ def test_to_arviz_groups_dims_and_log_likelihood_per_observation():
     assert np.all(np.isfinite(idata.log_likelihood["obs"].values))
 
 
+def test_one_step_bands_leave_out_a_draw_whose_solve_fails_and_say_so():
+    fit = _fake_fit(num_draws=6)
+    broken = {k: v.copy() for k, v in fit.samples.items()}
+    for v in broken.values():
+        v[0, 2] = np.nan  # the vector field of draw 2 is NaN: its solve fails
+    bad = JumpFilterFit(net=fit.net, samples=broken, data=fit.data, config=fit.config, settings=fit.settings)
+    with pytest.warns(RuntimeWarning, match="1 of 6 draws had a failed solve"):
+        mean, lower, upper = bad.one_step_bands(prob=0.8)
+    kept = {k: np.delete(v, 2, axis=1) for k, v in fit.samples.items()}
+    good = JumpFilterFit(net=fit.net, samples=kept, data=fit.data, config=fit.config, settings=fit.settings)
+    for got, want in zip((mean, lower, upper), good.one_step_bands(prob=0.8)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(lower[fit.data.mask])) and np.all(lower < upper)
+
+
 def test_mixture_quantiles_match_a_single_normal():
     q = mixture_quantiles(jnp.array([[1.0]]), jnp.array([[2.0]]), (0.05, 0.5, 0.95))
     np.testing.assert_allclose(np.asarray(q[:, 0]), [1 - 2 * 1.6448536, 1.0, 1 + 2 * 1.6448536], atol=1e-4)

@@ -37,6 +37,29 @@ def start_points(template_values: dict, num_starts: int, key) -> list[dict]:
     return points
 
 
+def map_stage(model, template: dict, data: dict, key, *, steps: int, starts: int, learning_rate: float, checkpoint,
+              progress: bool, caller: str):  # fmt: skip
+    """The MAP stage of a jump fit: :func:`fit_map` from :func:`start_points` (``starts`` of them around
+    ``template``, site -> value), saved to and loaded from ``checkpoint``
+    (:class:`~bayesode.infer.event_checkpoint.EventCheckpoint`) as its ``"map"`` stage.
+
+    Returns ``(values, losses, start_losses)``: site -> MAP value in ``template``'s order (the model's
+    site order), the best start's losses (steps,) and every start's final loss (start,).
+    """
+    k_start, k_map = jr.split(key)
+    points = start_points(template, starts, k_start)
+
+    def run():
+        values, losses, final = fit_map(model, points, data, k_map, steps, learning_rate, caller=caller)
+        return {"values": values, "map_loss": losses, "map_start_loss": final}
+
+    found = checkpoint.stage("map", run, what=f"MAP warm start ({starts} start(s) x {steps} Adam steps, {{how}})",
+                             progress=progress)  # fmt: skip
+    values = {name: jnp.asarray(found["values"][name]) for name in template}
+    # A jump-filter checkpoint written before this stage was shared kept no losses: empty, not a failure.
+    return values, np.asarray(found.get("map_loss", np.zeros(0))), np.asarray(found["map_start_loss"])
+
+
 def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *, workers: int | None = None,
             caller: str = "fit_events"):
     """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``) from each start; the best one.

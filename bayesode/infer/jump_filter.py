@@ -33,7 +33,7 @@ from ..results.jump_filter import Forecast, JumpFilterFit, check_new_observation
 from ..results.posterior import package_versions
 from ..solving import FilterState, filter_config, filter_observations
 from .event_checkpoint import EventCheckpoint, fingerprint
-from .event_map import fit_map, start_points
+from .event_map import fit_map, map_stage
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
 from .laplace import LaplaceGaussian, failed_draws, gauss_newton, one_step_coverage, tune_prior_precision, tuning_split
@@ -136,18 +136,9 @@ def fit_jump_filter(net, data: IrregularData, *, key, method: str = "laplace", w
     init = {name: leaf for (name, _), leaf in zip(net_sites(net), weights)}
     template = init
     if map_steps:
-        k_start, k_map = jax.random.split(k_map)
-        starts = start_points(init, map_starts, k_start)
-
-        def run_map():
-            values, _, final = fit_map(model, starts, named, k_map, map_steps, float(learning_rate),
-                                       caller="fit_jump_filter")  # fmt: skip
-            return {"values": values, "map_start_loss": final}
-
-        found = checkpoint.stage("map", run_map, what=f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, {{how}})",
-                                 progress=progress)  # fmt: skip
-        init = {name: jnp.asarray(found["values"][name]) for name in init}  # the model's site order
-        start_loss = np.asarray(found["map_start_loss"])
+        init, _, start_loss = map_stage(model, init, named, k_map, steps=map_steps, starts=map_starts,
+                                        learning_rate=learning_rate, checkpoint=checkpoint, progress=progress,
+                                        caller="fit_jump_filter")  # fmt: skip
         settings.update(map_steps=map_steps, map_starts=map_starts, map_final_loss=float(np.min(start_loss)),
                         map_start_loss=start_loss.tolist())  # fmt: skip
     if method == "laplace":

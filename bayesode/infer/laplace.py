@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..model import net_from_draw, one_step_forecasts
-from ..results.jump_filter import mixture_quantiles
+from ..model import net_from_draw
+from ..results.jump_filter import one_step_mixture, one_step_per_draw
 from ..solving import filter_observations
 
 ALPHA_SPAN = 1e6  # the search runs from the weight prior's precision to this many times it
@@ -107,37 +107,23 @@ class LaplaceGaussian:
 
 def one_step_coverage(net, draws: dict, ts, ys, mask, config, prob: float, scored=None) -> tuple[float, np.ndarray]:
     """Share of the ``scored`` entries (default: every observed entry but each series' first observation,
-    forecast from nothing) inside the central ``prob`` band of the draws' one-step predictive mixture,
-    and which draws had a failed solve on a real observation ((draws,) bool; left out of the mixture)."""
-
-    mean, sd, failed = _one_step_per_draw(net, draws, jnp.asarray(ts), jnp.asarray(ys), jnp.asarray(mask), config)
-    failed = np.asarray(failed)  # the same program as failed_draws'
+    forecast from nothing) inside the central ``prob`` band of the draws' one-step predictive mixture
+    (:func:`~bayesode.results.jump_filter.one_step_mixture`), and which draws had a failed solve on a real
+    observation ((draws,) bool; left out of the mixture); NaN when all did."""
+    _, lower, upper, failed = one_step_mixture(net, draws, ts, ys, mask, config, prob)
     if failed.all():
         return float("nan"), failed
-    keep = ~failed
-    lower, upper = mixture_quantiles(mean[keep], sd[keep], ((1 - prob) / 2, (1 + prob) / 2))
     if scored is None:
         scored = np.asarray(mask).copy()
         scored[:, 0] = False
     y = np.asarray(ys)
-    inside = (np.asarray(lower) <= y) & (y <= np.asarray(upper))
+    inside = (lower <= y) & (y <= upper)
     return float(inside[scored].mean()), failed
 
 
 def failed_draws(net, draws: dict, ts, ys, mask, config) -> np.ndarray:
     """(draws,) bool: which draws had a failed solve on a real observation of the data."""
-    return np.asarray(_one_step_per_draw(net, draws, jnp.asarray(ts), jnp.asarray(ys), jnp.asarray(mask), config)[2])
-
-
-@eqx.filter_jit  # compiled once per net structure, number of draws, data shapes and config
-def _one_step_per_draw(net, draws, ts, ys, mask, config):
-    """Per draw: one-step mean and sd (draw, series, obs, D) and whether a real observation's solve failed."""
-
-    def per_draw(w):
-        mean, sd, status, _ = one_step_forecasts(net_from_draw(net, w), ts, ys, mask, config)
-        return mean, sd, jnp.any((status != 0) & jnp.any(mask, -1))
-
-    return jax.lax.map(per_draw, draws)
+    return np.asarray(one_step_per_draw(net, draws, jnp.asarray(ts), jnp.asarray(ys), jnp.asarray(mask), config)[2])
 
 
 def tuning_split(mask, lengths, share: float = 0.2):

@@ -43,7 +43,7 @@ from .event_draws import (
     failed_message,
     nuts_start,
 )
-from .event_map import fit_map, start_points
+from .event_map import map_stage
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
 
@@ -229,17 +229,9 @@ def fit_events(
     checkpoint = EventCheckpoint(checkpoint_dir, {**settings, **fingerprint(data, process, weight_prior, config, key)})
     init_values = _initial_values(process, weight_prior)
     if map_steps:
-        k_start, k_map = jax.random.split(k_map)
-        starts = start_points(init_values, map_starts, k_start)
-
-        def run_map():
-            values, losses, final = fit_map(model, starts, data, k_map, map_steps, learning_rate)
-            return {"values": values, "map_loss": losses, "map_start_loss": final}
-
-        found = checkpoint.stage("map", run_map, what=f"MAP warm start ({map_starts} start(s) x {map_steps} Adam steps, {{how}})",
-                                 progress=progress)  # fmt: skip
-        init_values, stats["map_loss"], stats["map_start_loss"] = found["values"], found["map_loss"], found["map_start_loss"]
-        init_values = {k: jnp.asarray(init_values[k]) for k in starts[0]}  # the model's site order
+        init_values, stats["map_loss"], stats["map_start_loss"] = map_stage(
+            model, init_values, data, k_map, steps=map_steps, starts=map_starts, learning_rate=learning_rate,
+            checkpoint=checkpoint, progress=progress, caller="fit_events")  # fmt: skip
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
     if method in ("svi", "svi+nuts"):
         centre = dict(init_values)

@@ -10,6 +10,7 @@ bisection on the mixture's CDF, so no random key is needed.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -21,7 +22,7 @@ import jax.scipy.stats as jst
 import numpy as np
 
 from ..datasets import IrregularData, make_irregular
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, FitFailedError
 from ..model import net_from_draw, one_step_forecasts
 from ..solving import FilterState, SolverConfig, filter_observations, hidden_at
 
@@ -58,6 +59,35 @@ def mixture_quantiles(means, sds, probs, iters: int = 50):
         return 0.5 * (lo + hi)
 
     return jnp.stack([one(p) for p in probs])
+
+
+def one_step_mixture(net, draws: dict, ts, ys, mask, config, prob: float):
+    """The one-step predictive of weight ``draws`` (site -> (draw, ...)): each draw's filter forecast just
+    before each observation, a Normal, pooled over the draws whose solve succeeded on every real observation.
+
+    ``ts`` (series, obs), ``ys`` and ``mask`` (series, obs, D) with no NaN. Returns ``(mean, lower, upper,
+    failed)``: the mixture's mean and central ``prob`` band, each (series, obs, D) (NaN when every draw
+    failed), and ``failed`` (draw,) bool.
+    """
+    mean, sd, failed = one_step_per_draw(net, draws, jnp.asarray(ts), jnp.asarray(ys), jnp.asarray(mask), config)
+    failed = np.asarray(failed)
+    if failed.all():
+        nan = np.full(np.shape(ys), np.nan)
+        return nan, nan, nan, failed
+    keep = ~failed
+    lower, upper = mixture_quantiles(mean[keep], sd[keep], ((1 - prob) / 2, (1 + prob) / 2))
+    return np.asarray(mean[keep].mean(0)), np.asarray(lower), np.asarray(upper), failed
+
+
+@eqx.filter_jit  # compiled once per net structure, number of draws, data shapes and config
+def one_step_per_draw(net, draws, ts, ys, mask, config):
+    """Per draw: one-step mean and sd (draw, series, obs, D) and whether a real observation's solve failed."""
+
+    def per_draw(w):
+        mean, sd, status, _ = one_step_forecasts(net_from_draw(net, w), ts, ys, mask, config)
+        return mean, sd, jnp.any((status != 0) & jnp.any(mask, -1))
+
+    return jax.lax.map(per_draw, draws)
 
 
 @dataclass
@@ -134,15 +164,20 @@ class JumpFilterFit:
     def one_step_bands(self, *, prob: float = 0.9, max_draws: int | None = 200):
         """The forecast made just before each observation, every series: ``(mean, lower, upper)``,
         each (series, obs, D): posterior mean and central ``prob`` predictive band. Compare with
-        ``data.ys`` where ``data.mask`` is True to check the bands' coverage."""
+        ``data.ys`` where ``data.mask`` is True to check the bands' coverage. Draws whose solve
+        fails on a real observation are left out, with a warning saying how many."""
         if not 0 < prob < 1:
             raise ConfigError(f"`prob` must be in (0, 1); got {prob!r}.")
         d = self.data
-        ts, ys, mask = jnp.asarray(d.ts), jnp.asarray(np.nan_to_num(d.ys)), jnp.asarray(d.mask)
-        means, sds = jax.vmap(lambda w: one_step_forecasts(net_from_draw(self.net, w), ts, ys, mask, self.config)[:2])(
-            self.flat_draws(max_draws))
-        lower, upper = mixture_quantiles(means, sds, ((1 - prob) / 2, (1 + prob) / 2))
-        return np.asarray(means.mean(0)), np.asarray(lower), np.asarray(upper)
+        mean, lower, upper, failed = one_step_mixture(self.net, self.flat_draws(max_draws), d.ts, np.nan_to_num(d.ys),
+                                                      d.mask, self.config, prob)  # fmt: skip
+        if failed.all():
+            raise FitFailedError(f"one_step_bands: the solve failed on the data for every one of the {failed.size} draws; "
+                                 "there is no forecast to give.")  # fmt: skip
+        if failed.any():
+            warnings.warn(f"one_step_bands: {int(failed.sum())} of {failed.size} draws had a failed solve on the data "
+                          "and were left out of the bands.", RuntimeWarning, stacklevel=2)  # fmt: skip
+        return mean, lower, upper
 
     def filter_states(self, *, series=0, max_draws: int | None = 200) -> FilterState:
         """Each draw's filter state after the last observation of ``series`` (leading axis: draw)."""
