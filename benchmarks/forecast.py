@@ -147,7 +147,7 @@ def _laplace_components(model, data, size, seed):
         hess = np.stack([np.asarray(grad(flat + e), np.float64) - np.asarray(grad(flat - e), np.float64)
                          for e in steps]) / 2e-2  # fmt: skip
         eigenvalues, vectors = np.linalg.eigh((hess + hess.T) / 2)
-        comps.append((np.asarray(flat, np.float64), unravel, eigenvalues, vectors))
+        comps.append((np.asarray(flat), unravel, eigenvalues, vectors))  # the centre in the model's precision
     return comps
 
 
@@ -158,8 +158,8 @@ def _laplace_posterior(model, data, comps, floor, seed, draws=400):
     parts = []
     for flat, unravel, eigenvalues, vectors in comps:
         z = rng.standard_normal((draws // len(comps), flat.size))
-        u = flat[None] + (z / np.sqrt(np.maximum(eigenvalues, floor))) @ vectors.T
-        parts.append(jax.vmap(lambda f: constrain_fn(model, (md,), {}, unravel(f)))(jnp.asarray(u, jnp.float32)))
+        u = flat.astype(np.float64)[None] + (z / np.sqrt(np.maximum(eigenvalues, floor))) @ vectors.T
+        parts.append(jax.vmap(lambda f: constrain_fn(model, (md,), {}, unravel(f)))(jnp.asarray(u, flat.dtype)))
     samples = {k: np.concatenate([np.asarray(p[k]) for p in parts])[None] for k in parts[0]}
     return bo.Posterior(samples=samples, sample_stats={}, data=data, model=model, settings={"method": "laplace-mix"})
 
