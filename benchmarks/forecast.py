@@ -17,9 +17,9 @@ Methods:
   nuts-single     NUTS over every weight from one MAP start (one chain)
   stacked         fit_full_weight: members from MAP starts, NUTS each, stacking on leave-future-out
   laplace-mix     an equal-weight mixture of Laplace approximations at the members' MAP points (every
-                  latent, NumPyro's unconstrained space; Hessian by central differences of the gradient,
-                  eigenvalues floored at a precision chosen on the last 20% of the training points from
-                  members fitted without them); prototype, not in the package
+                  latent, NumPyro's unconstrained space; exact Hessian, forward over forward mode;
+                  eigenvalues floored at a precision chosen by leave-future-out: members fitted on the first
+                  60%, 70%, 80% of the training points, each floor scored on the rest); prototype, not in the package
   mechanistic     the Lotka-Volterra model (lynx_hare, ude_lv only)
 Columns: cov50/cov90 (fraction of held-out points inside the central 50%/90% predictive
 bands, noise included), mlpd (mean log predictive density per held-out point), crps (mean
@@ -48,10 +48,11 @@ from scipy.special import logsumexp
 import bayesode as bo
 from bayesode.diagnostics import fit_full_weight, function_space_report
 from bayesode.infer import map_points
+from bayesode.infer.stacking import pointwise_lfo, stacking_weights
 from bayesode.results.export import column_names
 
 PROBLEMS = ("lynx_hare", "spiral", "ude_lv", "pendulum")
-METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "laplace-mix", "mechanistic")
+METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "laplace-mix", "laplace-stack", "mechanistic")
 SIZES = {
     "quick": dict(members=4, map_steps=300, warmup=100, samples=100, svi_steps=500, chains=2),
     "full": dict(members=8, map_steps=2000, warmup=500, samples=500, svi_steps=3000, chains=4),
@@ -83,14 +84,14 @@ def problem(name, weight_scale=1.0):
     if name == "ude_lv":
         data, until = _ude_lv()
         train, full = _split(data, until)
-        return train, full, lambda d: bo.models.hybrid(data=d), bo.models.lotka_volterra()
+        return train, full, lambda d, **kw: bo.models.hybrid(data=d, **kw), bo.models.lotka_volterra()
     data = bo.datasets.load({"pendulum": "damped_pendulum"}.get(name, name)).to_data()
     ts = data.ts[0]
     until = 1914.0 if name == "lynx_hare" else float(ts[int(len(ts) * 2 / 3) - 1])
     train, full = _split(data, until)
     if name == "lynx_hare":
-        return train, full, lambda d: bo.models.neural(data=d, weight_scale=weight_scale), bo.models.lotka_volterra()
-    return train, full, lambda d: bo.models.neural(data=d, form="additive", likelihood="normal", weight_scale=weight_scale), None
+        return train, full, lambda d, **kw: bo.models.neural(data=d, weight_scale=weight_scale, **kw), bo.models.lotka_volterra()
+    return train, full, lambda d, **kw: bo.models.neural(data=d, form="additive", likelihood="normal", weight_scale=weight_scale, **kw), None
 
 
 def scores(post, full, train_until):
@@ -128,27 +129,31 @@ def _ess_rate(post, groups, sampling_s):
     return float(np.nanmedian(ess)) / per_member_s, rep["rhat_within_max"]
 
 
-LAPLACE_FLOORS = (1.0, 10.0, 100.0, 1e3, 1e4)  # precision floors tried on the validation split
+LAPLACE_FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors tried on validation
+LAPLACE_ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out: fit on this fraction of the training points, score the rest
 
 
-def _laplace_components(model, data, size, seed):
-    """Each finite MAP member: (centre, unravel, eigenvalues, eigenvectors) of the potential's Hessian at it."""
+def _laplace_components(model_for, data, size, seed):
+    """Each finite MAP member: (centre, unravel, eigenvalues, eigenvectors) of the potential's Hessian at it.
+
+    The Hessian is exact: forward over forward mode through a twin of the model whose solves use
+    ``ForwardMode`` (the default adjoint's custom VJP has no forward mode). Central differences of the
+    gradient were used before; with a step of 0.01 they are far off where the curvature is steep (on the
+    spiral's MAP points the stiffest eigenvalue is near 1e8; docs/decisions.md, 2026-12-06 late)."""
+    model, twin = model_for(data), model_for(data, adjoint="forward")
     md = data.model_data()
     params, pe, _ = map_points(model, data, key=seed, num_points=size["members"], num_steps=size["map_steps"])
     members = [unconstrain_fn(model, (md,), {}, {k: jnp.asarray(v[m]) for k, v in params.items()})
                for m in np.flatnonzero(np.isfinite(pe))]  # fmt: skip
-    unravel = ravel_pytree(members[0])[1]  # one structure: one compiled gradient for every member
-    grad = jax.jit(jax.grad(lambda u: potential_energy(model, (md,), {}, unravel(u))))
+    unravel = ravel_pytree(members[0])[1]  # one structure: one compiled Hessian for every member
+    hessian = jax.jit(jax.jacfwd(jax.jacfwd(lambda u: potential_energy(twin, (md,), {}, unravel(u)))))
     comps = []
     for member in members:
         flat = ravel_pytree(member)[0]
-        # Central differences of the gradient: reverse over the solve's custom-VJP adjoint has no forward mode.
-        steps = np.eye(flat.size, dtype=np.asarray(flat).dtype) * 1e-2
-        hess = np.stack([np.asarray(grad(flat + e), np.float64) - np.asarray(grad(flat - e), np.float64)
-                         for e in steps]) / 2e-2  # fmt: skip
+        hess = np.asarray(hessian(flat), np.float64)
         eigenvalues, vectors = np.linalg.eigh((hess + hess.T) / 2)
         comps.append((np.asarray(flat), unravel, eigenvalues, vectors))  # the centre in the model's precision
-    return comps
+    return model, comps
 
 
 def _laplace_posterior(model, data, comps, floor, seed, draws=400):
@@ -161,21 +166,46 @@ def _laplace_posterior(model, data, comps, floor, seed, draws=400):
         u = flat.astype(np.float64)[None] + (z / np.sqrt(np.maximum(eigenvalues, floor))) @ vectors.T
         parts.append(jax.vmap(lambda f: constrain_fn(model, (md,), {}, unravel(f)))(jnp.asarray(u, flat.dtype)))
     samples = {k: np.concatenate([np.asarray(p[k]) for p in parts])[None] for k in parts[0]}
-    return bo.Posterior(samples=samples, sample_stats={}, data=data, model=model, settings={"method": "laplace-mix"})
+    return bo.Posterior(samples=samples, sample_stats={}, data=data, model=model, settings={"method": "laplace-mix", "num_members": len(comps)})
+
+
+def _stack_members(post, train):
+    """``post``'s draws resampled by stacking weights of its member blocks (PSIS-LFO on the training points,
+    the last third predicted, as ``fit_full_weight(validation="lfo")`` weights NUTS members); and the weights."""
+    idata = post.to_arviz(key=0)  # the key draws the predictive; the log-likelihood does not use it
+    ll = np.asarray(idata.log_likelihood["obs"].values)[0]  # (draw, point), members in blocks
+    times = np.asarray(idata.log_likelihood["obs_time"].values, dtype=np.float64)
+    num_members = post.settings["num_members"]
+    per = ll.shape[0] // num_members
+    uniq = np.unique(times)
+    start = float(uniq[int(np.ceil(2 * uniq.size / 3))])
+    lpd = np.stack([pointwise_lfo(ll[m * per:(m + 1) * per][None], times, start=start)[0] for m in range(num_members)], 1)
+    w = stacking_weights(lpd)
+    counts = np.floor(w * ll.shape[0] + np.linspace(0, 1, num_members, endpoint=False)).astype(int)  # rounded
+    take = np.concatenate([m * per + np.arange(c) % per for m, c in enumerate(counts)])
+    samples = {k: v[:, take] for k, v in post.samples.items()}
+    return bo.Posterior(samples=samples, sample_stats={}, data=train, model=post.model,
+                        settings={"method": "laplace-stack"}), w  # fmt: skip
 
 
 def laplace_mixture(train, model_for, size, seed):
-    """(posterior, chosen floor, validation mlpd per floor): the floor is chosen on the last 20% of the
-    training points, from members fitted on the first 80%; the returned mixture is fitted on all of them."""
+    """(posterior, chosen floor, validation mlpd per floor): leave-future-out over several origins. At each
+    origin in LAPLACE_ORIGINS (a fraction of the training points) the members are fitted on the points up to
+    it and every floor is scored on the rest of the training points; the floor with the best mean over the
+    origins is used for the mixture fitted on all of them. Earlier origins forecast further ahead, as the
+    held-out future asks, so one late origin alone favours floors that are too narrow."""
     ts = train.ts[0]
-    cut = float(ts[int(np.ceil(0.8 * ts.size)) - 1])
-    early, _ = _split(train, cut)
-    model_early = model_for(early)
-    comps = _laplace_components(model_early, early, size, seed)
-    valid = {f: scores(_laplace_posterior(model_early, early, comps, f, seed), train, cut)["mlpd"] for f in LAPLACE_FLOORS}
+    per_origin = []
+    for fraction in LAPLACE_ORIGINS:
+        cut = float(ts[int(np.ceil(fraction * ts.size)) - 1])
+        early, _ = _split(train, cut)
+        model_early, comps = _laplace_components(model_for, early, size, seed)
+        per_origin.append({f: scores(_laplace_posterior(model_early, early, comps, f, seed), train, cut)["mlpd"]
+                           for f in LAPLACE_FLOORS})  # fmt: skip
+    valid = {f: float(np.mean([v[f] for v in per_origin])) for f in LAPLACE_FLOORS}  # nan where any origin failed
     floor = max(valid, key=lambda f: valid[f] if np.isfinite(valid[f]) else -np.inf)
-    model = model_for(train)
-    return _laplace_posterior(model, train, _laplace_components(model, train, size, seed), floor, seed), floor, valid
+    model, comps = _laplace_components(model_for, train, size, seed)
+    return _laplace_posterior(model, train, comps, floor, seed), floor, valid
 
 
 def run_method(method, train, model_for, mechanistic, size, seed):
@@ -218,6 +248,11 @@ def run_method(method, train, model_for, mechanistic, size, seed):
         post, floor, valid = laplace_mixture(train, model_for, size, seed)
         extra["members"] = f"{size['members']}"
         extra["situation"] = f"floor {floor:g} (valid mlpd " + ", ".join(f"{f:g}: {v:.3g}" for f, v in valid.items()) + ")"
+    elif method == "laplace-stack":
+        mix, floor, _ = laplace_mixture(train, model_for, size, seed)
+        post, w = _stack_members(mix, train)
+        extra["members"] = f"{size['members']}"
+        extra["situation"] = f"floor {floor:g}, weights " + " ".join(f"{x:.2f}" for x in w)
     elif method == "mechanistic":
         if mechanistic is None:
             return None, {}
