@@ -20,6 +20,11 @@ Methods:
                   latent, NumPyro's unconstrained space; exact Hessian, forward over forward mode;
                   eigenvalues floored at a precision chosen by leave-future-out: members fitted on the first
                   60%, 70%, 80% of the training points, each floor scored on the rest); prototype, not in the package
+  laplace-glm     the same members and Gaussians, with the predictive linearised in the latents: the observation
+                  location is its value at each member's centre plus its Jacobian times the draw's offset (a GLM
+                  predictive, Immer et al. 2021); the floor chosen the same way with this predictive; prototype
+  laplace-stack   laplace-mix's members weighted by stacking on PSIS leave-future-out (the training points'
+                  last third), draws resampled by the weights; prototype
   mechanistic     the Lotka-Volterra model (lynx_hare, ude_lv only)
 Columns: cov50/cov90 (fraction of held-out points inside the central 50%/90% predictive
 bands, noise included), mlpd (mean log predictive density per held-out point), crps (mean
@@ -41,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 from scipy.integrate import solve_ivp
 from scipy.special import logsumexp
@@ -52,7 +59,8 @@ from bayesode.infer.stacking import pointwise_lfo, stacking_weights
 from bayesode.results.export import column_names
 
 PROBLEMS = ("lynx_hare", "spiral", "ude_lv", "pendulum")
-METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "laplace-mix", "laplace-stack", "mechanistic")
+METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "laplace-mix", "laplace-glm", "laplace-stack",
+           "mechanistic")
 SIZES = {
     "quick": dict(members=4, map_steps=300, warmup=100, samples=100, svi_steps=500, chains=2),
     "full": dict(members=8, map_steps=2000, warmup=500, samples=500, svi_steps=3000, chains=4),
@@ -94,17 +102,8 @@ def problem(name, weight_scale=1.0):
     return train, full, lambda d, **kw: bo.models.neural(data=d, form="additive", likelihood="normal", weight_scale=weight_scale, **kw), None
 
 
-def scores(post, full, train_until):
-    """Held-out coverage, mlpd and CRPS from ``post``'s draws scored on every point of ``full``."""
-    scored = bo.Posterior(samples=post.samples, sample_stats={}, data=full, model=post.model, settings={})
-    idata = scored.to_arviz(key=0)
-    held = np.asarray(idata.log_likelihood["obs_time"].values) > train_until
-    ll = np.asarray(idata.log_likelihood["obs"].values)[..., held].reshape(-1, int(held.sum()))
-    # One observed variable per column; the joint log-likelihood lists the columns one after another.
-    names = column_names(full, reserved=list(post.samples))
-    pp = np.concatenate([np.asarray(idata.posterior_predictive[n].values) for n in names], axis=-1)
-    draws = pp[..., held].reshape(-1, int(held.sum()))
-    y = np.concatenate([np.asarray(idata.observed_data[n].values) for n in names])[held]
+def _score_arrays(ll, draws, y):
+    """Coverage, mlpd and CRPS from ``ll`` and ``draws`` (draw, point) of the held-out points ``y`` (point,)."""
     ok = np.all(np.isfinite(draws), axis=1)  # failed solves give no prediction
     ll, draws = ll[ok], draws[ok]
     q = np.quantile(draws, [0.05, 0.25, 0.75, 0.95], axis=0)
@@ -120,6 +119,20 @@ def scores(post, full, train_until):
         "crps": float(np.mean(crps)),
         "failed_draws": int((~ok).sum()),
     }
+
+
+def scores(post, full, train_until):
+    """Held-out coverage, mlpd and CRPS from ``post``'s draws scored on every point of ``full``."""
+    scored = bo.Posterior(samples=post.samples, sample_stats={}, data=full, model=post.model, settings={})
+    idata = scored.to_arviz(key=0)
+    held = np.asarray(idata.log_likelihood["obs_time"].values) > train_until
+    ll = np.asarray(idata.log_likelihood["obs"].values)[..., held].reshape(-1, int(held.sum()))
+    # One observed variable per column; the joint log-likelihood lists the columns one after another.
+    names = column_names(full, reserved=list(post.samples))
+    pp = np.concatenate([np.asarray(idata.posterior_predictive[n].values) for n in names], axis=-1)
+    draws = pp[..., held].reshape(-1, int(held.sum()))
+    y = np.concatenate([np.asarray(idata.observed_data[n].values) for n in names])[held]
+    return _score_arrays(ll, draws, y)
 
 
 def _ess_rate(post, groups, sampling_s):
@@ -188,27 +201,89 @@ def _stack_members(post, train):
                         settings={"method": "laplace-stack"}), w  # fmt: skip
 
 
-def laplace_mixture(train, model_for, size, seed):
-    """(posterior, chosen floor, validation mlpd per floor): leave-future-out over several origins. At each
-    origin in LAPLACE_ORIGINS (a fraction of the training points) the members are fitted on the points up to
-    it and every floor is scored on the rest of the training points; the floor with the best mean over the
-    origins is used for the mixture fitted on all of them. Earlier origins forecast further ahead, as the
-    held-out future asks, so one late origin alone favours floors that are too narrow."""
+def laplace_mixture(train, model_for, size, seed, score):
+    """(model, members' components, chosen floor, validation mlpd per floor): leave-future-out over several
+    origins. At each origin in LAPLACE_ORIGINS (a fraction of the training points) the members are fitted on the
+    points up to it and every floor is scored on the rest of the training points by
+    ``score(model, data, comps, eval_data, cut) -> {floor: mlpd}``; the floor with the best mean over the origins
+    goes with the members fitted on all of them. Earlier origins forecast further ahead, as the held-out future
+    asks, so one late origin alone favours floors that are too narrow."""
     ts = train.ts[0]
     per_origin = []
     for fraction in LAPLACE_ORIGINS:
         cut = float(ts[int(np.ceil(fraction * ts.size)) - 1])
         early, _ = _split(train, cut)
         model_early, comps = _laplace_components(model_for, early, size, seed)
-        per_origin.append({f: scores(_laplace_posterior(model_early, early, comps, f, seed), train, cut)["mlpd"]
-                           for f in LAPLACE_FLOORS})  # fmt: skip
+        per_origin.append(score(model_early, early, comps, train, cut))
     valid = {f: float(np.mean([v[f] for v in per_origin])) for f in LAPLACE_FLOORS}  # nan where any origin failed
     floor = max(valid, key=lambda f: valid[f] if np.isfinite(valid[f]) else -np.inf)
     model, comps = _laplace_components(model_for, train, size, seed)
-    return _laplace_posterior(model, train, comps, floor, seed), floor, valid
+    return model, comps, floor, valid
 
 
-def run_method(method, train, model_for, mechanistic, size, seed):
+def _nonlinear_score(seed):
+    """Floors scored with the mixture's draws pushed through the model (``laplace-mix``)."""
+    return lambda model, data, comps, eval_data, cut: {
+        f: scores(_laplace_posterior(model, data, comps, f, seed), eval_data, cut)["mlpd"] for f in LAPLACE_FLOORS
+    }
+
+
+def _observation_site(model, md, params):
+    """The observation site's distribution, unmasked: Normal or LogNormal over (series, time, observed)."""
+    tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=params)).get_trace(md)
+    fn = tr["obs"]["fn"]
+    return getattr(fn, "base_dist", fn), tr
+
+
+def _linearisation(model_for, data, comps, eval_data):
+    """Per member: the observation location at its centre on ``eval_data``'s times and its Jacobian in the
+    unconstrained latents (forward mode through the ForwardMode twin), and how to map draws to the noise scale."""
+    twin = model_for(data, adjoint="forward")
+    md = eval_data.model_data()
+    out = []
+    for flat, unravel, _, _ in comps:
+        def loc(u, unravel=unravel):
+            return _observation_site(twin, md, constrain_fn(twin, (md,), {}, unravel(u)))[0].loc
+
+        base, tr = _observation_site(twin, md, constrain_fn(twin, (md,), {}, unravel(flat)))
+        sigma_bij = biject_to(tr["sigma"]["fn"].support)
+        jac = np.asarray(jax.jit(jax.jacfwd(loc))(jnp.asarray(flat)), np.float64)  # (series, time, observed, P)
+        out.append((np.asarray(base.loc, np.float64), jac, type(base), sigma_bij))
+    return out
+
+
+def _linearised_draws(lin, comps, floor, eval_data, cut, seed, draws=400):
+    """Log-likelihood and predictive draws (draw, point) of the held-out points (times after ``cut``) under the
+    mixture whose observation location is linear in the latents around each member (a GLM predictive, Immer,
+    Korzepa & Bauer 2021); the noise scale is each draw's own. Also the held-out observations (point,)."""
+    rng = np.random.default_rng(seed)
+    key = jax.random.key(seed)
+    held = (eval_data.ts[0] > cut)[:, None] & eval_data.mask[0]
+    y = np.asarray(eval_data.ys[0], np.float64)
+    lls, preds = [], []
+    for (flat, unravel, eigenvalues, vectors), (loc0, jac, family, sigma_bij) in zip(comps, lin):
+        z = rng.standard_normal((draws // len(comps), flat.size))
+        du = (z / np.sqrt(np.maximum(eigenvalues, floor))) @ vectors.T  # (draw, P)
+        loc = loc0[None] + np.einsum("stop,np->nsto", jac, du)  # (draw, series, time, observed)
+        sigma_u = np.stack([np.asarray(unravel(jnp.asarray(flat + d, flat.dtype))["sigma"]) for d in du])
+        sigma = np.asarray(sigma_bij(jnp.asarray(sigma_u, jnp.float64 if flat.dtype == np.float64 else jnp.float32)))
+        d = family(jnp.asarray(loc, sigma.dtype), jnp.asarray(sigma)[:, None, None, :])
+        key, sub = jax.random.split(key)
+        lls.append(np.asarray(d.log_prob(jnp.asarray(y, sigma.dtype)[None, None]))[:, 0][:, held])
+        preds.append(np.asarray(d.sample(sub))[:, 0][:, held])
+    return np.concatenate(lls), np.concatenate(preds), y[held]
+
+
+def _linearised_score(model_for, seed):
+    """Floors scored with the linearised predictive (``laplace-glm``)."""
+    def score(model, data, comps, eval_data, cut):
+        lin = _linearisation(model_for, data, comps, eval_data)
+        return {f: _score_arrays(*_linearised_draws(lin, comps, f, eval_data, cut, seed))["mlpd"]
+                for f in LAPLACE_FLOORS}  # fmt: skip
+    return score
+
+
+def run_method(method, train, full, model_for, mechanistic, size, seed):
     """(posterior, extra columns) for one method, or None where it does not apply."""
     model = model_for(train)
     t0 = time.time()
@@ -245,12 +320,20 @@ def run_method(method, train, model_for, mechanistic, size, seed):
         extra["members"] = f"{len(within)}/{len(ens['starts'])}"
         extra["situation"] = ens["report"]["situation"]
     elif method == "laplace-mix":
-        post, floor, valid = laplace_mixture(train, model_for, size, seed)
+        model, comps, floor, valid = laplace_mixture(train, model_for, size, seed, _nonlinear_score(seed))
+        post = _laplace_posterior(model, train, comps, floor, seed)
         extra["members"] = f"{size['members']}"
         extra["situation"] = f"floor {floor:g} (valid mlpd " + ", ".join(f"{f:g}: {v:.3g}" for f, v in valid.items()) + ")"
+    elif method == "laplace-glm":
+        model, comps, floor, valid = laplace_mixture(train, model_for, size, seed, _linearised_score(model_for, seed))
+        lin = _linearisation(model_for, train, comps, full)
+        extra["scores"] = _score_arrays(*_linearised_draws(lin, comps, floor, full, float(train.ts.max()), seed))
+        post = comps  # scored above: the predictive is not the model's
+        extra["members"] = f"{len(comps)}"
+        extra["situation"] = f"floor {floor:g} (valid mlpd " + ", ".join(f"{f:g}: {v:.3g}" for f, v in valid.items()) + ")"
     elif method == "laplace-stack":
-        mix, floor, _ = laplace_mixture(train, model_for, size, seed)
-        post, w = _stack_members(mix, train)
+        model, comps, floor, _ = laplace_mixture(train, model_for, size, seed, _nonlinear_score(seed))
+        post, w = _stack_members(_laplace_posterior(model, train, comps, floor, seed), train)
         extra["members"] = f"{size['members']}"
         extra["situation"] = f"floor {floor:g}, weights " + " ".join(f"{x:.2f}" for x in w)
     elif method == "mechanistic":
@@ -297,10 +380,11 @@ def main(argv=None):
         until = float(train.ts.max())
         for method in args.methods.split(","):
             try:
-                post, extra = run_method(method, train, model_for, mechanistic, size, args.seed)
+                post, extra = run_method(method, train, full, model_for, mechanistic, size, args.seed)
                 if post is None:
                     continue
-                row = dict(problem=name, method=method, **scores(post, full, until), **extra)
+                scored = extra.pop("scores") if "scores" in extra else scores(post, full, until)
+                row = dict(problem=name, method=method, **scored, **extra)
             except Exception as e:  # one failing cell must not lose the table
                 row = dict(problem=name, method=method, situation=f"error: {type(e).__name__}: {e}"[:200])
             rows.append(row)
