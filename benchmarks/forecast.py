@@ -55,6 +55,7 @@ from scipy.special import logsumexp
 import bayesode as bo
 from bayesode.diagnostics import fit_full_weight, function_space_report
 from bayesode.infer import map_points
+from bayesode.infer.ensemble import _default_lfo_start  # the start fit_full_weight(validation="lfo") uses
 from bayesode.infer.stacking import pointwise_lfo, stacking_weights
 from bayesode.results.export import column_names
 
@@ -190,8 +191,7 @@ def _stack_members(post, train):
     times = np.asarray(idata.log_likelihood["obs_time"].values, dtype=np.float64)
     num_members = post.settings["num_members"]
     per = ll.shape[0] // num_members
-    uniq = np.unique(times)
-    start = float(uniq[int(np.ceil(2 * uniq.size / 3))])
+    start = _default_lfo_start(train)
     lpd = np.stack([pointwise_lfo(ll[m * per:(m + 1) * per][None], times, start=start)[0] for m in range(num_members)], 1)
     w = stacking_weights(lpd)
     counts = np.floor(w * ll.shape[0] + np.linspace(0, 1, num_members, endpoint=False)).astype(int)  # rounded
@@ -221,6 +221,10 @@ def laplace_mixture(train, model_for, size, seed, score):
     return model, comps, floor, valid
 
 
+def _floor_note(floor, valid):
+    return f"floor {floor:g} (valid mlpd " + ", ".join(f"{f:g}: {v:.3g}" for f, v in valid.items()) + ")"
+
+
 def _nonlinear_score(seed):
     """Floors scored with the mixture's draws pushed through the model (``laplace-mix``)."""
     return lambda model, data, comps, eval_data, cut: {
@@ -240,14 +244,17 @@ def _linearisation(model_for, data, comps, eval_data):
     unconstrained latents (forward mode through the ForwardMode twin), and how to map draws to the noise scale."""
     twin = model_for(data, adjoint="forward")
     md = eval_data.model_data()
-    out = []
-    for flat, unravel, _, _ in comps:
-        def loc(u, unravel=unravel):
-            return _observation_site(twin, md, constrain_fn(twin, (md,), {}, unravel(u)))[0].loc
+    unravel = comps[0][1]  # one structure: one compiled Jacobian for every member
 
+    def loc(u):
+        return _observation_site(twin, md, constrain_fn(twin, (md,), {}, unravel(u)))[0].loc
+
+    jacobian = jax.jit(jax.jacfwd(loc))
+    out = []
+    for flat, _, _, _ in comps:
         base, tr = _observation_site(twin, md, constrain_fn(twin, (md,), {}, unravel(flat)))
         sigma_bij = biject_to(tr["sigma"]["fn"].support)
-        jac = np.asarray(jax.jit(jax.jacfwd(loc))(jnp.asarray(flat)), np.float64)  # (series, time, observed, P)
+        jac = np.asarray(jacobian(jnp.asarray(flat)), np.float64)  # (series, time, observed, P)
         out.append((np.asarray(base.loc, np.float64), jac, type(base), sigma_bij))
     return out
 
@@ -266,7 +273,7 @@ def _linearised_draws(lin, comps, floor, eval_data, cut, seed, draws=400):
         du = (z / np.sqrt(np.maximum(eigenvalues, floor))) @ vectors.T  # (draw, P)
         loc = loc0[None] + np.einsum("stop,np->nsto", jac, du)  # (draw, series, time, observed)
         sigma_u = np.stack([np.asarray(unravel(jnp.asarray(flat + d, flat.dtype))["sigma"]) for d in du])
-        sigma = np.asarray(sigma_bij(jnp.asarray(sigma_u, jnp.float64 if flat.dtype == np.float64 else jnp.float32)))
+        sigma = np.asarray(sigma_bij(jnp.asarray(sigma_u, flat.dtype)))
         d = family(jnp.asarray(loc, sigma.dtype), jnp.asarray(sigma)[:, None, None, :])
         key, sub = jax.random.split(key)
         lls.append(np.asarray(d.log_prob(jnp.asarray(y, sigma.dtype)[None, None]))[:, 0][:, held])
@@ -322,19 +329,19 @@ def run_method(method, train, full, model_for, mechanistic, size, seed):
     elif method == "laplace-mix":
         model, comps, floor, valid = laplace_mixture(train, model_for, size, seed, _nonlinear_score(seed))
         post = _laplace_posterior(model, train, comps, floor, seed)
-        extra["members"] = f"{size['members']}"
-        extra["situation"] = f"floor {floor:g} (valid mlpd " + ", ".join(f"{f:g}: {v:.3g}" for f, v in valid.items()) + ")"
+        extra["members"] = f"{len(comps)}/{size['members']}"
+        extra["situation"] = _floor_note(floor, valid)
     elif method == "laplace-glm":
         model, comps, floor, valid = laplace_mixture(train, model_for, size, seed, _linearised_score(model_for, seed))
         lin = _linearisation(model_for, train, comps, full)
         extra["scores"] = _score_arrays(*_linearised_draws(lin, comps, floor, full, float(train.ts.max()), seed))
-        post = comps  # scored above: the predictive is not the model's
-        extra["members"] = f"{len(comps)}"
-        extra["situation"] = f"floor {floor:g} (valid mlpd " + ", ".join(f"{f:g}: {v:.3g}" for f, v in valid.items()) + ")"
+        post = comps  # not None: scored above, since this predictive is not the model's
+        extra["members"] = f"{len(comps)}/{size['members']}"
+        extra["situation"] = _floor_note(floor, valid)
     elif method == "laplace-stack":
         model, comps, floor, _ = laplace_mixture(train, model_for, size, seed, _nonlinear_score(seed))
         post, w = _stack_members(_laplace_posterior(model, train, comps, floor, seed), train)
-        extra["members"] = f"{size['members']}"
+        extra["members"] = f"{len(comps)}/{size['members']}"
         extra["situation"] = f"floor {floor:g}, weights " + " ".join(f"{x:.2f}" for x in w)
     elif method == "mechanistic":
         if mechanistic is None:
