@@ -1,10 +1,10 @@
 """NUTS for the jump fits (:func:`~bayesode.infer.fit_events`, :func:`~bayesode.infer.fit_jump_filter`), one compiled
 transition driven from Python, so Ctrl-C keeps the draws and a checkpoint can resume them.
 
-NumPyro's kernel through its public ``MCMCKernel`` API: ``NUTS.init`` for each chain,
-then the jitted ``NUTS.sample`` (warmup adaptation included: the kernel adapts while its
-iteration count is below ``num_warmup``) called iteration by iteration, each chain in turn, and
-``postprocess_fn`` for the constrained values at the end. This is what ``MCMC`` itself does when
+NumPyro's NUTS kernel (its functional form, ``numpyro.infer.hmc.hmc``, as ``NUTS`` runs it; see
+``_nuts_programs``): the kernel's init for each chain, then its jitted sample step (warmup adaptation
+included: the kernel adapts while its iteration count is below ``num_warmup``) called iteration by
+iteration, each chain in turn, and the model's constrained values at the end. This is what ``MCMC`` itself does when
 it shows a progress bar. Between iterations the progress line is drawn and a Ctrl-C request
 (:class:`~bayesode.infer.console.StopOnSigint`) is honoured: the draws so far are kept (the same
 number for every chain) and the fit says it was interrupted. Why not ``MCMC.run``: without a
@@ -20,8 +20,9 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from numpyro.infer import NUTS
-from numpyro.infer.util import unconstrain_fn
+from numpyro import handlers
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import find_valid_initial_params, get_potential_fn, get_transforms
 
 from ..errors import FitFailedError
 from .console import Progress, StopOnSigint
@@ -104,26 +105,40 @@ def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_de
     """The kernel's compiled pieces for ``model`` on data of ``data``'s shapes, built on the first call
     and kept in ``PROGRAMS``: the start values and the data are arguments, so a refit traces nothing.
 
-    ``init`` a dict: each chain starts at these constrained values (passed to ``NUTS.init`` as
-    unconstrained ``init_params``); else a NumPyro init strategy, which the kernel applies (and the
-    cache keys on: its function and settings).
+    ``init`` a dict: each chain starts at these constrained values; else a NumPyro init strategy, from
+    which each chain's start is found as ``NUTS.init`` finds it (``find_valid_initial_params`` on the
+    chain's key), and which the cache keys on (its function and settings).
+
+    NumPyro's NUTS as ``NUTS(model).init`` and ``.sample`` run it (the same potential, kernel settings
+    and key use: a test compares the draws with ``MCMC``'s), through the functional kernel
+    (``numpyro.infer.hmc.hmc``) with the potential from ``get_potential_fn``. Why: ``NUTS.init`` sets
+    itself up by ``initialize_model``, which traces and compiles the gradient of the whole solve once
+    more inside the start program; the transforms here come from the weights' sites alone
+    (``latents_only=True``: no solve).
     """
     by_value = isinstance(init, dict)
 
     def build():
-        # With start values the kernel's own strategy is not used (init_params replace its result).
-        kernel = NUTS(model, target_accept_prob=0.8, max_tree_depth=max_tree_depth,
-                      **({} if by_value else {"init_strategy": init}))  # fmt: skip
+        inv_transforms = get_transforms(handlers.seed(model, 0), (), {**data, "latents_only": True}, params={})
+        potential_fn_gen, postprocess_fn_gen = get_potential_fn(model, inv_transforms, replay_model=True,
+                                                                dynamic_args=True)  # fmt: skip
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
         def init_chain(key, values, data):
-            z = unconstrain_fn(model, (), data, values) if by_value else None
-            return kernel.init(key, num_warmup, z, (), data)
+            key, key_start = jax.random.split(key)  # as NUTS.init: the second key finds the start
+            if by_value:
+                z = {name: inv_transforms[name].inv(value) for name, value in values.items()}
+            else:
+                (z, _, _), _ = find_valid_initial_params(key_start, model, init_strategy=init, model_kwargs=data)
+            # NUTS's defaults, as NUTS(model) passes them (its diagonal mass matrix in the structured form, one
+            # block per site: the float order of the model-built kernel).
+            return init_kernel(z, num_warmup, target_accept_prob=0.8, max_tree_depth=max_tree_depth, dense_mass=[],
+                               model_args=(), model_kwargs=data, rng_key=key)  # fmt: skip
 
-        # Called in this order: NUTS.init sets up the kernel's sample and postprocess functions.
         return _NutsPrograms(
             init=jax.jit(init_chain),
-            step=jax.jit(lambda state, data: kernel.sample(state, (), data)),  # one program for every chain and iteration
-            constrain=jax.jit(lambda z, data: jax.vmap(kernel.postprocess_fn((), data))(z)),
+            step=jax.jit(lambda state, data: sample_kernel(state, model_args=(), model_kwargs=data)),  # every chain, iteration
+            constrain=jax.jit(lambda z, data: jax.vmap(postprocess_fn_gen(**data))(z)),
         )
 
     # A strategy such as init_to_median() is a new functools.partial on every call: keyed by what it is.

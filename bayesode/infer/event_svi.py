@@ -10,6 +10,7 @@ as a program of its own) and builds its loop afresh on every call.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -38,7 +39,9 @@ class SviSettings(NamedTuple):
 
 
 def _svi(model, centre: dict, settings: SviSettings):
-    guide = autoguide.AutoNormal(model, init_loc_fn=init_to_value(values=centre), init_scale=settings.init_scale)
+    # Set up on the weights' sites only (see event_map._map_program: the whole model's set-up traces the solve's gradient).
+    guide = autoguide.AutoNormal(functools.partial(model, latents_only=True), init_loc_fn=init_to_value(values=centre),
+                                 init_scale=settings.init_scale)  # fmt: skip
     rate = settings.learning_rate
     if settings.decay_to is not None:
         rate = optax.cosine_decay_schedule(rate, settings.steps, settings.decay_to)

@@ -88,7 +88,7 @@ def one_step_forecasts(net, ts, ys, mask, config: SolverConfig | None = None):
 
 
 def make_jump_filter_model(net, *, weight_prior=None, config: SolverConfig | None = None):
-    """A NumPyro model ``model(ts, ys, mask)`` of irregular, partly observed series.
+    """A NumPyro model ``model(ts, ys, mask, latents_only=False)`` of irregular, partly observed series.
 
     Parameters
     ----------
@@ -103,7 +103,8 @@ def make_jump_filter_model(net, *, weight_prior=None, config: SolverConfig | Non
     The returned model takes ``ts`` (series, obs), ``ys`` (series, obs, D) with any
     finite value where ``mask`` (series, obs, D) is False. Sites: ``njode.<keypath>``
     per weight, ``obs`` (series, obs) observed, and the factor ``solver_failures``
-    (-inf when a segment's solve failed where it mattered).
+    (-inf when a segment's solve failed where it mattered). ``latents_only=True`` stops after the weights'
+    sites (no solve): what an autoguide or a sampler sets itself up on.
 
     Examples
     --------
@@ -125,8 +126,10 @@ def make_jump_filter_model(net, *, weight_prior=None, config: SolverConfig | Non
 
 
 def _make_model(net, weight_prior, config: SolverConfig):
-    def model(ts, ys, mask):
+    def model(ts, ys, mask, latents_only=False):
         sampled = sample_net(net, weight_prior)
+        if latents_only:  # the weights' sites alone: what a guide's or a sampler's set-up needs, without a solve
+            return
         mean, sd, status, _ = one_step_forecasts(sampled, ts, ys, mask, config)
         # A failed segment of a real observation makes the draw impossible (a rejected proposal).
         failed = jnp.any((status != 0) & jnp.any(mask, -1))

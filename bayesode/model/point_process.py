@@ -56,7 +56,7 @@ def event_arrays(events: EventSequences, dtype=jnp.float32, *, origin: float | N
 
 
 def point_process_model(process, *, weight_prior=None, config: SolverConfig | None = None):
-    """Return a NumPyro model ``model(times, marks, mask, t0, t_end, save_ts=None)``.
+    """Return a NumPyro model ``model(times, marks, mask, t0, t_end, save_ts=None, latents_only=False)``.
 
     Parameters
     ----------
@@ -69,7 +69,9 @@ def point_process_model(process, *, weight_prior=None, config: SolverConfig | No
 
     The model takes ``times, marks, mask`` (sequence, event), ``t0, t_end`` (sequence,)
     (:func:`event_arrays` builds them, as time since an origin) and optional ``save_ts`` (save,)
-    shared by all sequences, on the same clock, where the intensity is recorded.
+    shared by all sequences, on the same clock, where the intensity is recorded. ``latents_only=True``
+    stops after the weights' sites (no solve, no likelihood): an autoguide or a sampler sets itself up
+    on that, and NumPyro's set-up would otherwise trace and compile the gradient of the whole solve.
 
     Examples
     --------
@@ -92,8 +94,10 @@ def point_process_model(process, *, weight_prior=None, config: SolverConfig | No
 
 
 def _make_model(process, weight_prior, config: SolverConfig):
-    def model(times, marks, mask, t0, t_end, save_ts=None):
+    def model(times, marks, mask, t0, t_end, save_ts=None, latents_only=False):
         drawn = sample_field(process, weight_prior)
+        if latents_only:  # the weights' sites alone: what a guide's or a sampler's set-up needs, without a solve
+            return
 
         def one(times, marks, mask, t0, t_end):
             sol = solve_event_jumps(drawn, times, marks, mask, t_end, t0=t0, save_ts=save_ts, config=config)
