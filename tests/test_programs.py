@@ -137,3 +137,26 @@ def test_jump_filter_model_is_shared_by_nets_of_one_shape():
     model = make_jump_filter_model(net(0), weight_prior=Normal(1.0))
     assert make_jump_filter_model(net(1), weight_prior=Normal(1.0)) is model
     assert make_jump_filter_model(net(0, width=5), weight_prior=Normal(1.0)) is not model
+
+
+def test_latents_model_stops_bayesodes_models_before_the_solve_and_leaves_others_whole():
+    import jax.random as jr
+
+    from bayesode.infer.programs import latents_model
+    from bayesode.model import event_arrays, make_jump_filter_model, point_process_model
+    from bayesode.solving import NeuralJumpODE, NeuralJumpProcess
+
+    events = event_arrays(bo.datasets.make_event_sequences([[0.5, 1.0]], t_end=2.0))
+    irregular = dict(ts=np.array([[0.0, 0.5]]), ys=np.ones((1, 2, 1)), mask=np.ones((1, 2, 1), bool))
+    for model, data in ((point_process_model(NeuralJumpProcess(2, width=4, key=jr.key(0))), events),
+                        (make_jump_filter_model(NeuralJumpODE(1, hidden_dim=2, width=4, key=jr.key(0))), irregular)):  # fmt: skip
+        whole = handlers.trace(handlers.seed(model, 0)).get_trace(**data)
+        latent = handlers.trace(handlers.seed(latents_model(model), 0)).get_trace(**data)
+        sampled = {k for k, s in whole.items() if s["type"] == "sample" and not s["is_observed"]}
+        # Every latent site, and nothing of the solve (no factor, observation or deterministic site).
+        assert set(latent) == sampled and len(sampled) > 3
+
+    def plain(x=None):
+        numpyro.sample("x", dist.Normal(0.0, 1.0))
+
+    assert latents_model(plain) is plain

@@ -7,7 +7,6 @@ wing's program cache (``programs.PROGRAMS``) by model, shapes and settings, so a
 
 from __future__ import annotations
 
-import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +18,7 @@ import optax
 from numpyro.infer import SVI, autoguide, init_to_value
 
 from ..errors import FitFailedError
-from .programs import PROGRAMS, shapes_key
+from .programs import PROGRAMS, latents_model, shapes_key
 from .svi import _TraceELBO
 
 
@@ -67,6 +66,8 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
 
     Parameters
     ----------
+    model : a NumPyro model taking ``data`` as keywords; its guide sets itself up on
+        :func:`~bayesode.infer.programs.latents_model` of it.
     starts : dict (site -> value) or a list of them (:func:`start_points`).
     workers : threads running starts side by side (default: the CPU count, at most the starts). One
         compiled program serves every start (the start is its argument); JAX releases the GIL while
@@ -104,9 +105,9 @@ def _map_program(model, steps: int, learning_rate: float):
     """``run(values, key, data) -> (point, losses, final_loss)``: one start's MAP fit, jitted."""
 
     def run(values, key, data):
-        # The guide is set up on the weights' sites only: on the whole model NumPyro's set-up would trace
+        # The guide sets itself up on the latent sites alone: on the whole model NumPyro's set-up would trace
         # and compile the gradient of the solve once more (about half of this program's build time).
-        guide = autoguide.AutoDelta(functools.partial(model, latents_only=True), init_loc_fn=init_to_value(values=values))
+        guide = autoguide.AutoDelta(latents_model(model), init_loc_fn=init_to_value(values=values))
         optimizer = optax.chain(optax.clip_by_global_norm(10.0),
                                 optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
         # NumPyro's Trace_ELBO in site order: the same program in every process, so JAX's disk cache serves it.

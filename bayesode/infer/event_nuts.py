@@ -28,7 +28,7 @@ from ..errors import FitFailedError
 from .console import Progress, StopOnSigint
 from .event_checkpoint import SAVE_EVERY, EventCheckpoint
 from .fit_failures import library_checks_stop_the_fit
-from .programs import PROGRAMS, shapes_key
+from .programs import PROGRAMS, latents_model, shapes_key
 
 REPORT_EVERY = 10  # iterations between progress lines
 
@@ -113,13 +113,13 @@ def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_de
     and key use: a test compares the draws with ``MCMC``'s), through the functional kernel
     (``numpyro.infer.hmc.hmc``) with the potential from ``get_potential_fn``. Why: ``NUTS.init`` sets
     itself up by ``initialize_model``, which traces and compiles the gradient of the whole solve once
-    more inside the start program; the transforms here come from the weights' sites alone
-    (``latents_only=True``: no solve).
+    more inside the start program; the transforms here come from the latent sites alone
+    (:func:`~bayesode.infer.programs.latents_model`: no solve).
     """
     by_value = isinstance(init, dict)
 
     def build():
-        inv_transforms = get_transforms(handlers.seed(model, 0), (), {**data, "latents_only": True}, params={})
+        inv_transforms = get_transforms(handlers.seed(latents_model(model), 0), (), data, params={})
         potential_fn_gen, postprocess_fn_gen = get_potential_fn(model, inv_transforms, replay_model=True,
                                                                 dynamic_args=True)  # fmt: skip
         init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")

@@ -10,14 +10,13 @@ as a program of its own) and builds its loop afresh on every call.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
 import optax
 from numpyro.infer import SVI, TraceMeanField_ELBO, autoguide, init_to_value
 
-from .programs import PROGRAMS, shapes_key
+from .programs import PROGRAMS, latents_model, shapes_key
 from .svi import _TraceELBO
 
 
@@ -39,9 +38,8 @@ class SviSettings(NamedTuple):
 
 
 def _svi(model, centre: dict, settings: SviSettings):
-    # Set up on the weights' sites only (see event_map._map_program: the whole model's set-up traces the solve's gradient).
-    guide = autoguide.AutoNormal(functools.partial(model, latents_only=True), init_loc_fn=init_to_value(values=centre),
-                                 init_scale=settings.init_scale)  # fmt: skip
+    # Set up on the latent sites alone (see programs.latents_model).
+    guide = autoguide.AutoNormal(latents_model(model), init_loc_fn=init_to_value(values=centre), init_scale=settings.init_scale)
     rate = settings.learning_rate
     if settings.decay_to is not None:
         rate = optax.cosine_decay_schedule(rate, settings.steps, settings.decay_to)

@@ -9,6 +9,7 @@ iterations so the failure report replays only those (see ``bayesode.infer.nuts``
 from __future__ import annotations
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -255,6 +256,18 @@ def get_sampler(model, md, settings, cache: ProgramCache | None = None) -> Sampl
     cache = PROGRAMS if cache is None else cache
     key = (md.shapes(), tuple(sorted(settings.items())))
     return cache.get(model, "nuts", key, lambda: Sampler(model, md, **settings))
+
+
+def latents_model(model):
+    """``model`` stopped after its latent sites (``latents_only=True``: no solve, no likelihood) where it
+    takes that keyword, as bayesode's models do; else ``model`` itself. What an autoguide or a
+    sampler sets itself up on: NumPyro's set-up (``initialize_model``) traces and compiles the gradient
+    of the model it is given, and on the whole model that is the gradient of every solve once more."""
+    try:
+        takes_it = "latents_only" in inspect.signature(model).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin, some callables)
+        takes_it = False
+    return functools.partial(model, latents_only=True) if takes_it else model
 
 
 def shapes_key(tree) -> tuple:
