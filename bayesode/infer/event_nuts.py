@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from numpyro import handlers
 from numpyro.infer.hmc import hmc
-from numpyro.infer.util import find_valid_initial_params, get_potential_fn, get_transforms
+from numpyro.infer.util import get_potential_fn, get_transforms, initialize_model
 
 from ..errors import FitFailedError
 from .console import Progress, StopOnSigint
@@ -106,8 +106,8 @@ def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_de
     and kept in ``PROGRAMS``: the start values and the data are arguments, so a refit traces nothing.
 
     ``init`` a dict: each chain starts at these constrained values; else a NumPyro init strategy, from
-    which each chain's start is found as ``NUTS.init`` finds it (``find_valid_initial_params`` on the
-    chain's key), and which the cache keys on (its function and settings).
+    which each chain's start is found as ``NUTS.init`` finds it (``initialize_model`` on the chain's key),
+    and which the cache keys on (its function and settings).
 
     NumPyro's NUTS as ``NUTS(model).init`` and ``.sample`` run it (the same potential, kernel settings
     and key use: a test compares the draws with ``MCMC``'s), through the functional kernel
@@ -128,8 +128,8 @@ def _nuts_programs(model, init, data: dict, key, *, num_warmup: int, max_tree_de
             key, key_start = jax.random.split(key)  # as NUTS.init: the second key finds the start
             if by_value:
                 z = {name: inv_transforms[name].inv(value) for name, value in values.items()}
-            else:
-                (z, _, _), _ = find_valid_initial_params(key_start, model, init_strategy=init, model_kwargs=data)
+            else:  # NumPyro's own set-up, as NUTS.init runs it (its full cost, on this path only)
+                z = initialize_model(key_start, model, init_strategy=init, dynamic_args=True, model_kwargs=data).param_info.z
             # NUTS's defaults, as NUTS(model) passes them (its diagonal mass matrix in the structured form, one
             # block per site: the float order of the model-built kernel).
             return init_kernel(z, num_warmup, target_accept_prob=0.8, max_tree_depth=max_tree_depth, dense_mass=[],
