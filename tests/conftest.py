@@ -26,23 +26,22 @@ def strict_jax():
         yield
 
 
-# Seconds each heavy unit took in one two-worker run on the 2-core machine (2026-12-05, an AMD EPYC
-# without AVX-512: `bash scripts/test.sh --durations=0`, cold compile cache; the units that run did not reach,
-# as it stopped at a failure, are the earlier estimates x 1.3, this machine's slowdown on the rest).
+# Seconds each heavy unit took in one two-worker run on the 2-core machine (2026-12-07, an Intel Xeon:
+# `bash .ci/run` with `--durations=0`, cold compile cache; units under 20 s are left out and so run last).
 # pytest-xdist hands out units (a module, or one notebook) in collection order as workers free
 # up, so the heaviest go first (longest-processing-time order) and the short unit tests fill
 # the gaps at the end instead of one long module running alone on one worker.
 UNIT_SECONDS = {
-    "test_event_checkpoint": 680, "test_event_fit": 580, "test_cli": 416, "test_infer": 372, "test_readme": 348,
-    "test_sbc": 306, "08_jump_ode_regression": 304, "test_event_delay": 279, "test_observation_jumps": 248,
-    "test_plain_model": 247, "test_series_devices": 226, "test_parallel": 177, "test_adjoints": 170,
-    "test_solve": 151, "test_jumps": 147, "test_robustness": 126, "01_quickstart": 123, "test_ensemble": 119,
-    "test_precision": 116, "test_structured": 116, "test_cache": 109, "test_resume": 104, "test_lv_reference": 102,
-    "test_draws_pinned": 100, "test_model": 96, "04_svi_vs_nuts": 93, "02_mechanistic_neural_hybrid": 87,
-    "test_exact": 86, "test_distributed": 83, "06_dosing": 76, "test_hierarchy": 74, "03_time_series": 72,
-    "test_event_jumps": 65, "test_plots": 58, "05_structured_fields": 53, "test_published": 52,
-    "07_sir_influenza": 42, "test_function_space": 39, "test_observation": 39, "test_docstrings": 39,
-    "test_stability": 35,
+    "test_event_fit": 359, "test_infer": 257, "test_cli": 256, "test_event_checkpoint": 243, "test_readme": 222,
+    "test_sbc": 200, "test_observation_jumps": 172, "test_plain_model": 156, "test_series_devices": 145,
+    "08_jump_ode_regression": 132, "test_event_delay": 122, "test_parallel": 117, "test_adjoints": 107,
+    "test_solve": 97, "test_jumps": 95, "test_laplace": 95, "test_ensemble": 89, "test_fit_failures": 86,
+    "01_quickstart": 84, "test_structured": 82, "test_precision": 82, "test_draws_pinned": 81,
+    "test_robustness": 77, "test_cache": 76, "test_lv_reference": 71, "test_resume": 67, "test_exact": 67,
+    "test_model": 63, "02_mechanistic_neural_hybrid": 59, "06_dosing": 51, "04_svi_vs_nuts": 49,
+    "03_time_series": 49, "05_structured_fields": 48, "test_distributed": 47, "07_sir_influenza": 43,
+    "test_event_jumps": 43, "test_hierarchy": 34, "test_plots": 33, "test_observation": 31, "test_stability": 27,
+    "test_event_grid": 26, "test_results": 26,
 }  # fmt: skip
 
 
