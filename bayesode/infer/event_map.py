@@ -106,7 +106,7 @@ def _map_program(model, steps: int, learning_rate: float):
 
     def run(values, key, data):
         # The guide sets itself up on the latent sites alone: on the whole model NumPyro's set-up would trace
-        # and compile the gradient of the solve once more (about half of this program's build time).
+        # and compile the gradient of the solve once more (measured in docs/decisions.md, 2026-12-07).
         guide = autoguide.AutoDelta(latents_model(model), init_loc_fn=init_to_value(values=values))
         optimizer = optax.chain(optax.clip_by_global_norm(10.0),
                                 optax.adam(optax.cosine_decay_schedule(learning_rate, steps, 0.01)))  # fmt: skip
