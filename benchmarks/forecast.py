@@ -16,11 +16,15 @@ Methods:
   map-ensemble    a deep ensemble: the members' MAP points (map_points), no sampling
   nuts-single     NUTS over every weight from one MAP start (one chain)
   stacked         fit_full_weight: members from MAP starts, NUTS each, stacking on leave-future-out
-  laplace-mix     an equal-weight mixture of Laplace approximations at the members' MAP points (every
-                  latent, NumPyro's unconstrained space; exact Hessian, forward over forward mode;
-                  eigenvalues floored at a precision chosen by leave-future-out: members fitted on the first
-                  60%, 70%, 80% of the training points, each floor scored on the rest); prototype, not in the package
-  laplace-glm     the same members and Gaussians, with the predictive linearised in the latents: the observation
+  laplace-mix     fit_full_weight(method="laplace") (`bayesode fit --bayesian-layers all`): an equal-weight
+                  mixture of Laplace approximations at the members' MAP points (every latent, NumPyro's
+                  unconstrained space; exact Hessian, forward over forward mode; eigenvalues floored at a
+                  precision chosen by leave-future-out: members fitted without the training points after
+                  60%, 70%, 80% of the training times, each floor scored on the rest)
+  svi-mix         an equal-weight mixture of full-rank SVI fits of every weight from different seeds (the
+                  fit neural-linear's hidden layer comes from), draws pushed through the net; prototype
+  svi-nuts        run_svi_nuts over every weight (one full-rank SVI fit, 4 NUTS chains near it); prototype
+  laplace-glm     the members and Gaussians of the prototype below (_laplace_components), with the predictive linearised in the latents: the observation
                   location is its value at each member's centre plus its Jacobian times the draw's offset (a GLM
                   predictive, Immer et al. 2021); the floor chosen the same way with this predictive; prototype
   laplace-stack   laplace-mix's members weighted by stacking on PSIS leave-future-out (the training points'
@@ -61,7 +65,7 @@ from bayesode.results.export import column_names
 
 PROBLEMS = ("lynx_hare", "spiral", "ude_lv", "pendulum")
 METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "laplace-mix", "laplace-glm", "laplace-stack",
-           "mechanistic")
+           "svi-mix", "svi-nuts", "mechanistic")
 SIZES = {
     "quick": dict(members=4, map_steps=300, warmup=100, samples=100, svi_steps=500, chains=2),
     "full": dict(members=8, map_steps=2000, warmup=500, samples=500, svi_steps=3000, chains=4),
@@ -327,10 +331,11 @@ def run_method(method, train, full, model_for, mechanistic, size, seed):
         extra["members"] = f"{len(within)}/{len(ens['starts'])}"
         extra["situation"] = ens["report"]["situation"]
     elif method == "laplace-mix":
-        model, comps, floor, valid = laplace_mixture(train, model_for, size, seed, _nonlinear_score(seed))
-        post = _laplace_posterior(model, train, comps, floor, seed)
-        extra["members"] = f"{len(comps)}/{size['members']}"
-        extra["situation"] = _floor_note(floor, valid)
+        post = fit_full_weight(model, train, key=seed, method="laplace", num_members=size["members"],
+                               map_steps=size["map_steps"], progress=False)  # fmt: skip
+        ens = post.settings["ensemble"]
+        extra["members"] = f"{len(ens['weights'])}/{size['members']}"
+        extra["situation"] = _floor_note(ens["floor"], {row[0]: row[1] for row in ens["validation"]})
     elif method == "laplace-glm":
         model, comps, floor, valid = laplace_mixture(train, model_for, size, seed, _linearised_score(model_for, seed))
         lin = _linearisation(model_for, train, comps, full)
@@ -343,6 +348,19 @@ def run_method(method, train, full, model_for, mechanistic, size, seed):
         post, w = _stack_members(_laplace_posterior(model, train, comps, floor, seed), train)
         extra["members"] = f"{len(comps)}/{size['members']}"
         extra["situation"] = f"floor {floor:g}, weights " + " ".join(f"{x:.2f}" for x in w)
+    elif method == "svi-mix":
+        fits = [bo.run_svi(model, train, key=seed * 1000 + m, guide="full-rank", num_steps=size["svi_steps"],
+                           num_draws=400 // size["members"], progress=False) for m in range(size["members"])]
+        samples = {k: np.concatenate([np.asarray(f.samples[k]) for f in fits], axis=1) for k in fits[0].samples}
+        post = bo.Posterior(samples=samples, sample_stats={}, data=train, model=model, settings={"method": "svi-mix"})
+        extra["members"] = f"{len(fits)}"
+        extra["situation"] = "final losses " + " ".join(f"{float(np.asarray(f.losses)[-1]):.4g}" for f in fits)
+    elif method == "svi-nuts":
+        post = bo.run_svi_nuts(model, train, key=seed, svi_steps=size["svi_steps"], num_warmup=size["warmup"],
+                               num_samples=size["samples"], num_chains=size["chains"], max_tree_depth=6,
+                               restart_stuck_chains=False, progress=False)  # fmt: skip
+        extra["ess_s"], extra["rhat_fs"] = _ess_rate(post, None, post.settings["wall_time_s"])
+        extra["compile_s"] = post.settings["init_and_compile_s"]
     elif method == "mechanistic":
         if mechanistic is None:
             return None, {}

@@ -240,7 +240,7 @@ def test_neural_fit_fixes_the_hidden_layer_and_predict_rebuilds_it(tmp_path, goo
     # every weight: members from MAP fits, each sampled by NUTS (--method is not used); a small budget
     argv = argv[:-3] + ["--bayesian-layers", "all", "--warmup", "20", "--samples", "10",
                         "--out", out_dir + "_all", "--no-progress"]  # fmt: skip
-    code, out, err = run(argv, capsys)
+    code, out, err = run(argv + ["--full-weight", "nuts"], capsys)
     assert code == 0, err
     post = bo.Posterior.load(os.path.join(out_dir + "_all", "posterior.nc"))
     assert {"field.layers[0].weight", "field.layers[1].weight"} <= set(post.samples)
@@ -248,6 +248,18 @@ def test_neural_fit_fixes_the_hidden_layer_and_predict_rebuilds_it(tmp_path, goo
     # the saved fit keeps every member's divergence count; the table says what its R-hat is of
     assert post.diagnostics()["divergences"] == sum(post.settings["ensemble"]["member_divergences"])
     assert "R-hat and ESS above are of the pooled resample" in out
+
+    # the default for every weight: the Laplace mixture, its floor chosen by leave-future-out; predict reads it
+    argv[argv.index("--out") + 1] = out_dir + "_laplace"
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    post = bo.Posterior.load(os.path.join(out_dir + "_laplace", "posterior.nc"))
+    info = post.settings["ensemble"]
+    assert post.settings["method"] == "laplace-mixture" and info["floor_chosen"] and info["draws_per_member"] == 10
+    assert {"field.layers[0].weight", "field.layers[1].weight"} <= set(post.samples)
+    assert "Laplace mixture: independent draws" in out and "by a mixture of Laplace approximations" in out
+    code, out, err = run(["predict", out_dir + "_laplace", "--until", "10", "--points", "5"], capsys)
+    assert code == 0, err
 
 
 # ---------------------------------------------------------------- as a user runs it: a subprocess

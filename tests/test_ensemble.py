@@ -216,7 +216,7 @@ def test_fit_full_weight_returns_a_pooled_posterior_arviz_understands():
 
     from bayesode.diagnostics import SITUATIONS, fit_full_weight
 
-    post = fit_full_weight(_oscillator_model(), _oscillator_data(), key=0, num_members=3, map_steps=100,
+    post = fit_full_weight(_oscillator_model(), _oscillator_data(), key=0, method="nuts", num_members=3, map_steps=100,
                            learning_rate=0.05, num_warmup=50, num_samples=50, progress=False)  # fmt: skip
     info = post.settings["ensemble"]
     assert info["report"]["situation"] in SITUATIONS

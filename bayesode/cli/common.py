@@ -180,6 +180,11 @@ def diagnostics_table(post) -> str:
         lines += ["", "no diagnostic warnings."]
     if post.settings.get("method") == "svi":
         lines += ["(SVI: draws come from a variational approximation; R-hat, ESS and divergences do not apply.)"]
+    if post.settings.get("method") == "laplace-mixture":
+        info = post.settings.get("ensemble", {})
+        lines += [f"(Laplace mixture: independent draws from Gaussians at {len(info.get('weights', []))} MAP members, "
+                  f"Hessian eigenvalues floored at {info.get('floor', float('nan')):g}; R-hat and ESS do not judge it, "
+                  "the function-space report above says how far the members differ.)"]  # fmt: skip
     if post.settings.get("method") == "ensemble":
         within = d.get("function_space_rhat_within_max")
         lines += ["(ensemble: R-hat and ESS above are of the pooled resample and say nothing of convergence; "

@@ -115,7 +115,9 @@ def _fit(args, model, data):
     if args.model == "neural" and args.bayesian_layers == "all":
         from bayesode.diagnostics import fit_full_weight
 
-        return fit_full_weight(model, data, num_warmup=args.warmup, num_samples=args.samples,
+        if args.full_weight == "laplace":
+            return fit_full_weight(model, data, method="laplace", draws_per_member=args.samples, **common)
+        return fit_full_weight(model, data, method="nuts", num_warmup=args.warmup, num_samples=args.samples,
                                max_tree_depth=nuts_kw["max_tree_depth"], chain_method=args.chain_method,
                                **common)  # fmt: skip
     if args.method == "nuts":
@@ -123,6 +125,14 @@ def _fit(args, model, data):
     if args.method == "svi":
         return bo.run_svi(model, data, num_steps=args.svi_steps, **common, **svi_kw)
     return bo.run_svi_nuts(model, data, svi_steps=args.svi_steps, **common, **nuts_kw)
+
+
+def _how(args) -> str:
+    """The fit method in words, as the console reports it."""
+    if args.model == "neural" and args.bayesian_layers == "all":
+        return {"laplace": "a mixture of Laplace approximations over every weight",
+                "nuts": "NUTS members over every weight, stacked"}[args.full_weight]  # fmt: skip
+    return args.method
 
 
 def _interrupted_before_draws(args) -> int:
@@ -154,9 +164,10 @@ def run(args) -> int:
         model = _model_for(args, data)
         _check_model_input(args, model, data)
         if not args.no_progress:
+            how = _how(args)
             print(
                 f"fitting {args.model} to {source_name(args)} ({data.num_series} series, {data.ts.shape[1]} times, "
-                f"{list(data.state_names)}) by {args.method}; compiling first (a minute or more on a small CPU)",
+                f"{list(data.state_names)}) by {how}; compiling first (a minute or more on a small CPU)",
                 file=sys.stderr,
             )
         t0 = time.time()
@@ -184,7 +195,7 @@ def _report(args, post, data, fit_s, until) -> int:
     print(diagnostics_table(post))
     compile_s = post.settings.get("compile_s")  # the sampler's (NUTS or SVI) compile, apart from running it
     compiling = f" ({compile_s:.0f} s of it compiling the sampler)" if compile_s is not None else ""
-    print(f"\nfit: {args.model} by {args.method} ({post.precision}) in {fit_s:.0f} s{compiling}")
+    print(f"\nfit: {args.model} by {_how(args)} ({post.precision}) in {fit_s:.0f} s{compiling}")
     print("wrote " + "\n      ".join(written))
     if post.settings.get("interrupted"):
         print(

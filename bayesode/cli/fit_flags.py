@@ -106,8 +106,17 @@ def add_parser(subparsers) -> None:
         choices=["last", "all"],
         help="neural: last (default) fixes the hidden layers at a point fit of the whole network (SVI) "
         "and samples the output layer, y0 and noise (a neural-linear model: chains mix in minutes); all "
-        "samples every weight: 8 members from MAP fits, each sampled by NUTS, weighted by stacking "
+        "gives every weight a posterior: 8 members from MAP fits, combined as --full-weight says "
         "(--method is not used)",
+    )
+    g.add_argument(
+        "--full-weight",
+        default="laplace",
+        choices=["laplace", "nuts"],
+        help="with --bayesian-layers all: laplace (default) mixes Laplace approximations at the members, their "
+        "width chosen by leave-future-out (minutes; --samples draws per member); nuts samples each member by "
+        "NUTS (--warmup, --samples per member) and weights them by stacking (slower; forecast worse in "
+        "benchmarks/forecast.py)",
     )
     g.add_argument(
         "--precision",

@@ -9,34 +9,61 @@ from __future__ import annotations
 
 import json
 
+from ..errors import ConfigError
 from ..infer import run_ensemble
+from ..infer.laplace_mixture import run_laplace_mixture
 from .function_space import ensemble_report
 
-__all__ = ["fit_full_weight"]
+__all__ = ["FULL_WEIGHT_METHODS", "fit_full_weight"]
+
+FULL_WEIGHT_METHODS = ("laplace", "nuts")
 
 
-def fit_full_weight(model, ts, ys=None, *, key, num_members: int = 8, validation: str = "loo", forecast_ts=None,
-                    progress: bool = True, **kwargs):  # fmt: skip
-    """Every weight Bayesian: members from ``num_members`` MAP fits, each sampled by NUTS, stacked.
+def fit_full_weight(model, ts, ys=None, *, key, method: str = "laplace", num_members: int = 8,
+                    validation: str | None = None, forecast_ts=None, progress: bool = True, **kwargs):  # fmt: skip
+    """Every weight Bayesian: members from ``num_members`` MAP fits, each widened into a posterior, combined.
 
-    What ``bayesode fit --bayesian-layers all`` runs. ``kwargs`` go to
-    :func:`bayesode.infer.run_ensemble` (``num_warmup``, ``num_samples``, ``chains_per_member``,
-    ``map_steps``, ``lfo_start``, ``chain_method``, ...).
+    What ``bayesode fit --bayesian-layers all`` runs (``--full-weight`` picks ``method``):
+
+    - ``"laplace"`` (default): an equal-weight mixture of Laplace approximations at the members,
+      their Hessians' eigenvalues floored at a precision chosen by leave-future-out
+      (:func:`bayesode.infer.run_laplace_mixture`; ``kwargs``: ``map_steps``, ``floor``,
+      ``floors``, ``origins``, ``draws_per_member``, ``forward_model``). Independent draws, not MCMC.
+    - ``"nuts"``: each member sampled by NUTS, the members weighted by stacking on ``validation``
+      (``"loo"``, the default, or ``"lfo"``) (:func:`bayesode.infer.run_ensemble`; ``kwargs``:
+      ``num_warmup``, ``num_samples``, ``chains_per_member``, ``map_steps``, ``lfo_start``,
+      ``chain_method``, ...).
+
+    The Laplace mixture forecast held-out futures better than the stacked NUTS members on the four
+    problems of ``benchmarks/forecast.py`` and costs a minute or two where NUTS costs many
+    (docs/decisions.md, 2026-12-07 (later)); neither beats the neural-linear default
+    (:func:`bayesode.run_neural_linear`) on the bundled lynx-hare years.
 
     Returns
     -------
-    Posterior : the pooled (stacking-weighted) posterior; ``post.settings["ensemble"]`` holds the
-    weights, every start (kept or dropped, with the reason) and ``report``: the function-space
-    situation in plain words (also among ``post.diagnostics()["warnings"]`` unless it is "one mode
-    that mixes"). Its InferenceData layout is described in :mod:`bayesode.infer.ensemble`.
+    Posterior : the pooled posterior; ``post.settings["ensemble"]`` holds the weights, every start
+    (kept or dropped, with the reason), the method's own record (NUTS: stacking and Pareto k;
+    Laplace: the floor and its validation table) and ``report``: the function-space situation in
+    plain words (also among ``post.diagnostics()["warnings"]`` unless it is "one mode that mixes").
+    Its InferenceData layout is described in :mod:`bayesode.infer.ensemble`.
     """
-    ens = run_ensemble(model, ts, ys, key=key, num_members=num_members, validation=validation, progress=progress,
-                       **kwargs)  # fmt: skip
+    if method not in FULL_WEIGHT_METHODS:
+        raise ConfigError(f"`method`={method!r} is unknown; choose one of {list(FULL_WEIGHT_METHODS)}.")
+    if method == "laplace":
+        if validation is not None:
+            raise ConfigError("`validation` weights NUTS members by stacking (method='nuts'); the Laplace mixture "
+                              "weights its members equally and chooses its floor by leave-future-out (`origins`).")  # fmt: skip
+        ens = run_laplace_mixture(model, ts, ys, key=key, num_members=num_members, progress=progress, **kwargs)
+    else:
+        ens = run_ensemble(model, ts, ys, key=key, num_members=num_members, validation=validation or "loo",
+                           progress=progress, **kwargs)  # fmt: skip
     report = ensemble_report(ens, forecast_ts=forecast_ts)
     post = ens.pooled
     info = post.settings["ensemble"]
     message = report["message"]
-    if info["points_pareto_k_high"]:
+    if method == "laplace":
+        message = _laplace_words(info) + " " + message
+    elif info["points_pareto_k_high"]:
         message += (f" {info['points_pareto_k_high']} of the member-by-point predictive densities behind the weights "
                     f"have Pareto k > {info['pareto_k_threshold']:.2f} (importance sampling unreliable there with this many draws "
                     f"per member; more draws raise the bound to 0.7): treat the weights as rough.")
@@ -52,3 +79,20 @@ def fit_full_weight(model, ts, ys=None, *, key, num_members: int = 8, validation
     for group in idata.groups():
         idata[group].attrs["bayesode_settings"] = json.dumps(post.settings, default=str)
     return post
+
+
+def _laplace_words(info: dict) -> str:
+    """What a Laplace mixture is and how its width was set, in plain words."""
+    kept = [s for s in info["starts"] if s["kept"]]
+    negative = [s["negative_eigenvalues"] for s in kept]
+    if info["floor_chosen"]:
+        best = max(info["validation"], key=lambda row: row[1])
+        how = (f"chosen by leave-future-out over {len(info['origins'])} origins (best mean held-out log predictive "
+               f"density {best[1]:.3g} per point)")
+    else:
+        how = "given"
+    return (f"A mixture of Laplace approximations at {len(kept)} MAP members, equal weights: independent draws, "
+            f"not MCMC, so R-hat and ESS do not judge it. Every Hessian eigenvalue below {info['floor']:g} was "
+            f"raised to it ({how}); the members' Hessians had {min(negative)}-{max(negative)} negative "
+            f"eigenvalues (the MAP points are not exact optima: the floor sets the width there). Check held-out "
+            f"coverage before trusting the bands far from the data.")

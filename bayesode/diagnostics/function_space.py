@@ -164,7 +164,7 @@ def _fmt_groups(modes, noun) -> str:
 
 
 def function_space_report(post, *, groups=None, weights=None, dropped=(), forecast_ts=None, grid=None,
-                          quantities=None) -> dict:
+                          quantities=None, independent: bool = False) -> dict:
     """Within-group convergence and between-group modes in function space, in numbers and words.
 
     Parameters
@@ -177,6 +177,8 @@ def function_space_report(post, *, groups=None, weights=None, dropped=(), foreca
     forecast_ts, grid : see :func:`function_space_draws`.
     quantities : the output of :func:`function_space_draws`, if already computed (then
         ``forecast_ts`` and ``grid`` are not used).
+    independent : the draws within each group are independent (a Laplace mixture's), not a
+        Markov chain: within-group R-hat is still computed but judges nothing, so it adds no words.
 
     Returns
     -------
@@ -199,19 +201,22 @@ def function_space_report(post, *, groups=None, weights=None, dropped=(), foreca
     noun = "member" if weights is not None else "chain"
     lines = []
     if len(modes) == 1:
-        mixed = rhat_within <= RHAT_MAX
+        mixed = independent or rhat_within <= RHAT_MAX
         situation = SITUATIONS[0] if mixed else SITUATIONS[1]
         who = f"all {labels.size} {noun}s agree" if labels.size > 1 else f"the one {noun}"
-        lines.append(f"{situation}: {who} on the trajectories and the vector field (function-space R-hat within "
-                     f"{noun}s {rhat_within:.3f}{' <= ' if mixed else ' > '}{RHAT_MAX})"
-                     + ("." if mixed else "; run longer before trusting intervals."))  # fmt: skip
+        if independent:
+            lines.append(f"{situation}: {who} on the trajectories and the vector field (independent draws).")
+        else:
+            lines.append(f"{situation}: {who} on the trajectories and the vector field (function-space R-hat within "
+                         f"{noun}s {rhat_within:.3f}{' <= ' if mixed else ' > '}{RHAT_MAX})"
+                         + ("." if mixed else "; run longer before trusting intervals."))  # fmt: skip
     elif weights is not None:
         situation = SITUATIONS[2]
         w = np.asarray(weights)
         mass = [float(sum(w[list(labels).index(g)] for g in m)) for m in modes]
         parts = "; ".join(f"{_fmt_groups([m], noun)} weight {p:.2f}" for m, p in zip(modes, mass))
         lines.append(f"{situation}: the {labels.size} members sit in {len(modes)} distinct modes (functions that "
-                     f"differ by more than their own spread; between/within spread {spread:.1f}). Stacking weights "
+                     f"differ by more than their own spread; between/within spread {spread:.1f}). {'Weights' if independent else 'Stacking weights'} "
                      f"by mode: {parts}. The pooled posterior mixes them in these proportions.")  # fmt: skip
     else:
         situation = SITUATIONS[3]
@@ -220,7 +225,7 @@ def function_space_report(post, *, groups=None, weights=None, dropped=(), foreca
                      f"spread (between/within {spread:.1f}), so R-hat across chains reports the modes, not slow "
                      "mixing. Pooling the chains with equal weight is not a posterior estimate; use "
                      "bayesode.fit_full_weight (members weighted by stacking), or keep one mode.")  # fmt: skip
-    if len(modes) > 1 and rhat_within > RHAT_MAX:
+    if len(modes) > 1 and rhat_within > RHAT_MAX and not independent:
         worst = [g for g, v in within.items() if v["rhat_max"] > RHAT_MAX]
         lines.append(f"Within {_fmt_groups([worst], noun)} the function-space R-hat exceeds {RHAT_MAX} (max "
                      f"{rhat_within:.3f}): not mixed inside its own mode; run longer.")  # fmt: skip
@@ -242,4 +247,5 @@ def ensemble_report(ens, *, forecast_ts=None, grid=None) -> dict:
     """:func:`function_space_report` of an ensemble's members, grouped by member, with weights."""
     dropped = [s for s in ens.starts if not s["kept"]]
     return function_space_report(ens.members, groups=ens.member_of_chain, weights=ens.weights, dropped=dropped,
-                                 forecast_ts=forecast_ts, grid=grid)  # fmt: skip
+                                 forecast_ts=forecast_ts, grid=grid,
+                                 independent=ens.pooled.settings.get("method") == "laplace-mixture")  # fmt: skip

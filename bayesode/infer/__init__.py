@@ -4,13 +4,15 @@ Modules, one job each: ``programs`` (compiled NUTS programs and their cache), ``
 (checks before a fit), ``chains`` (how chains map onto devices), ``stuck`` (chains stuck in a
 poor mode), ``checkpoint``, ``console`` (progress, Ctrl-C), ``nuts`` (``run_nuts``), ``svi``
 (``run_svi``), ``workflows`` (``run_svi_nuts``, ``run_neural_linear``), ``distributed``,
-``runtime``.
+``runtime``; the full-weight posterior: ``ensemble`` (NUTS members, stacking),
+``laplace_mixture`` (Laplace approximations at MAP members).
 """
 
 from .distributed import run_nuts_distributed
 from .ensemble import Ensemble, map_points, pool_members, run_ensemble
 from .event_forecast import forecast_events, held_out_log_likelihood
 from .jump_filter import filter_online, fit_jump_filter, fit_njode_point, njode_loss
+from .laplace_mixture import run_laplace_mixture
 from .nuts import run_nuts
 from .point_process import (
     DELAYED_EVENT_SOLVER,
@@ -34,6 +36,6 @@ __all__ = [
     "fit_jump_filter", "fit_njode_point", "forecast_events", "get_sampler", "held_out_log_likelihood",
     "intensity_bands", "make_event_process", "map_points", "njode_loss", "PARETO_K_MAX", "pareto_k_threshold", "pointwise_lfo",
     "pointwise_loo", "pool_members", "prior_failure_rate", "retry_nonfinite_starts", "run_ensemble",
-    "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi", "run_svi_nuts", "solve_draws",
+    "run_laplace_mixture", "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi", "run_svi_nuts", "solve_draws",
     "stacking_weights", "to_inference_data", "use_cpu_cores",
 ]

@@ -225,18 +225,20 @@ class Posterior:
             out["rhat_max"] = float(max(float(rhat[v].max()) for v in rhat.data_vars))
             out["ess_bulk_min"] = float(min(float(bulk[v].min()) for v in bulk.data_vars))
             out["ess_tail_min"] = float(min(float(tail[v].min()) for v in tail.data_vars))
-            if not out["rhat_max"] <= RHAT_MAX:
+            # Independent draws (a Laplace mixture's): R-hat and ESS only restate the number of draws.
+            independent = self.settings.get("method") == "laplace-mixture"
+            if not out["rhat_max"] <= RHAT_MAX and not independent:
                 out["warnings"].append(
                     f"R-hat is {out['rhat_max']:.3f} (> {RHAT_MAX}): chains disagree; run longer or reparametrise."
                 )
             need = ESS_MIN_PER_CHAIN * self.num_chains
-            if not min(out["ess_bulk_min"], out["ess_tail_min"]) >= need:
+            if not min(out["ess_bulk_min"], out["ess_tail_min"]) >= need and not independent:
                 out["warnings"].append(
                     f"effective sample size is low (bulk {out['ess_bulk_min']:.0f}, tail {out['ess_tail_min']:.0f}; "
                     f"want >= {need}): draw more samples before trusting intervals."
                 )
         st = self.sample_stats
-        if st:
+        if "diverging" in st:  # a sampler's statistics (a Laplace mixture's draws carry only their member)
             out["divergences"] = int(np.sum(st["diverging"]))
             # A full-weight ensemble's pooled draws are a resample holding only the chosen draws' statistics:
             # divergences count every member's own sampling.

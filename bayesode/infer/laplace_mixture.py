@@ -1,0 +1,341 @@
+"""Every weight Bayesian by a mixture of Laplace approximations at MAP members (Eschenhagen et al. 2021).
+
+:func:`run_laplace_mixture`:
+
+1. fits ``num_members`` MAP points from prior draws (:func:`bayesode.infer.map_points`, one
+   vmapped program); a member whose log density there is not finite is dropped, with the reason;
+2. at each member takes the exact Hessian ``H`` of the potential (minus the log joint density
+   in NumPyro's unconstrained space, every latent: weights, ``y0``, noise), forward over forward
+   mode through a twin of the model whose solves use ``diffrax.ForwardMode`` (the default
+   adjoint's custom VJP has no forward mode; central differences of the gradient are far off
+   where the curvature is steep);
+3. replaces ``H``'s eigenvalues below a *floor* by the floor and draws ``Normal(centre, H_floored^-1)``;
+   the members have equal weight.
+
+**Why a floor.** The MAP points of a neural ODE are not exact optima: the potential is a narrow,
+curved valley and Adam stops on its wall, so every member's Hessian has negative and near-zero
+eigenvalues. Unfloored, the draws explode through the net; the floor is the precision given to
+those directions. It is chosen by leave-future-out over several origins (``origins``): the
+members are refitted with the training points after each origin held out (masked: same shapes,
+so the programs compile once), every floor in ``floors`` is scored by the mean log predictive
+density of the held-out training points, and the floor with the best mean over the origins is
+used for the members fitted on all points. Earlier origins forecast further ahead, as a held-out
+future asks; one late origin alone picks floors that are too narrow (measured:
+docs/decisions.md, 2026-12-06 (late)).
+
+This is not MCMC: the draws are independent, so R-hat and ESS say nothing of convergence; the
+function-space report (:func:`bayesode.diagnostics.function_space_report`) says how far the
+members differ. The returned :class:`~bayesode.results.Posterior` has the same layout as
+:func:`bayesode.infer.run_ensemble`'s pooled posterior: ``posterior`` (chain, draw) is an
+equal-weight resample of the members' draws, ``sample_stats`` holds ``member``,
+``member_chain``, ``member_draw`` (where each draw came from), and ``settings["laplace_mixture"]``
+the floor, the validation table and every member (kept or dropped, negative eigenvalues).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+from scipy.special import logsumexp
+
+from ..caching import ProgramCache
+from ..checks import as_key, positive_int, positive_number, seed_of
+from ..datasets import as_data
+from ..errors import ConfigError, InitializationError
+from ..model import check_model
+from ..results import Posterior
+from ..results.predictive import model_draws
+from .console import phase
+from .ensemble import Ensemble, _attach_stacking_group, _why_failed, map_points, pool_members
+from .precision import fits_in_precision
+from .programs import latents_model
+
+__all__ = ["FLOORS", "ORIGINS", "forward_twin", "run_laplace_mixture"]
+
+FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors tried (half decades)
+ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of the observation times
+MIN_HELD_OUT_TIMES = 2  # an origin must leave at least this many observation times to score
+MIN_SCORED_DRAWS = 0.5  # a floor whose draws mostly fail to solve on the data scores -inf
+
+# Per model: its ForwardMode twin (so the compiled Hessian is reused) and the compiled Hessians.
+TWINS = ProgramCache()
+HESSIANS = ProgramCache()
+
+
+def forward_twin(model):
+    """``model`` with its solves in ``diffrax.ForwardMode`` (what the exact Hessian differentiates).
+
+    A model that already solves in forward mode is its own twin; a preset model (``bayesode.models``)
+    is rebuilt from its recipe with ``adjoint="forward"``. Other models raise: pass
+    ``forward_model=`` (the same model built with ``SolverConfig(adjoint=diffrax.ForwardMode())``).
+    """
+    from ..model.presets import MODEL_KINDS, from_recipe
+
+    if model.spec.solver.forward_mode:
+        return model
+    recipe = model.spec.recipe or {}
+    if recipe.get("kind") not in MODEL_KINDS:
+        raise ConfigError(
+            "the Laplace mixture needs the model's Hessian, by forward-mode differentiation through its solves, "
+            "and this model's solver uses a reverse adjoint and has no recipe to rebuild it from; pass "
+            "`forward_model=`: the same model built with SolverConfig(adjoint=diffrax.ForwardMode())."
+        )
+    return TWINS.get(model, "forward_twin", (), lambda: from_recipe({**recipe, "adjoint": "forward"}))
+
+
+def _hessians(twin, shapes, unravel):
+    """Compiled ``(us (member, P), md) -> (member, P, P)``: the potential's Hessian at each ``u``.
+
+    Cached per twin and data shapes; ``unravel`` (the latents' flat order) is fixed by both, so the
+    first call's is every later call's."""
+
+    def build():
+        def one(u, md):
+            return jax.jacfwd(jax.jacfwd(lambda v: potential_energy(twin, (md,), {}, unravel(v))))(u)
+
+        return jax.jit(jax.vmap(one, in_axes=(0, None)))
+
+    return HESSIANS.get(twin, "hessian", shapes, build)
+
+
+@dataclasses.dataclass
+class _Members:
+    """The kept members: ``centres`` (member, P) float64 unconstrained points in ``unravel``'s order,
+    their Hessians' ``eigenvalues`` (member, P) and ``vectors`` (member, P, P); ``records`` of
+    every start, kept or dropped (with the reason)."""
+
+    centres: np.ndarray
+    eigenvalues: np.ndarray
+    vectors: np.ndarray
+    unravel: object
+    records: list
+    dtype: object = None  # the model's float type, the draws' when constrained
+
+    @property
+    def num_kept(self) -> int:
+        return int(self.centres.shape[0])
+
+
+def _fit_members(model, twin, data, key, num_members: int, map_steps: int) -> _Members:
+    md = data.model_data()
+    params, pe, losses = map_points(model, data, key=key, num_points=num_members, num_steps=map_steps)
+    records = [{"start": m, "final_potential": float(pe[m]), "kept": False, "failed_steps": int(np.isnan(losses[m]).sum()),
+                "reason": _why_failed(float(pe[m]))} for m in range(num_members)]  # fmt: skip
+    fitted = [m for m in range(num_members) if records[m]["reason"] is None]
+    empty = _Members(np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0, 0)), None, records)
+    if not fitted:
+        return empty
+    lm = latents_model(model)
+    zs = [unconstrain_fn(lm, (md,), {}, {k: jnp.asarray(v[m]) for k, v in params.items()}) for m in fitted]
+    unravel = ravel_pytree(zs[0])[1]
+    flat = jnp.stack([ravel_pytree(z)[0] for z in zs])
+    hess = np.asarray(_hessians(twin, md.shapes(), unravel)(flat, md), np.float64)
+    centres, values, vectors = [], [], []
+    for i, m in enumerate(fitted):
+        if not np.all(np.isfinite(hess[i])):
+            records[m]["reason"] = "the Hessian at the fitted point is not finite (a solve fails nearby)"
+            continue
+        w, v = np.linalg.eigh((hess[i] + hess[i].T) / 2)
+        records[m].update(kept=True, member=len(centres), reason=None, negative_eigenvalues=int(np.sum(w < 0)),
+                          min_eigenvalue=float(w[0]), max_eigenvalue=float(w[-1]))  # fmt: skip
+        centres.append(np.asarray(flat[i], np.float64))
+        values.append(w)
+        vectors.append(v)
+    if not centres:
+        return empty
+    return _Members(np.stack(centres), np.stack(values), np.stack(vectors), unravel, records, flat.dtype)
+
+
+def _draws(members: _Members, floor: float, normals: np.ndarray) -> np.ndarray:
+    """``(member, draw, P)`` unconstrained draws ``centre + V diag(max(w, floor))^-1/2 z``."""
+    scale = 1.0 / np.sqrt(np.maximum(members.eigenvalues, floor))  # (member, P)
+    return members.centres[:, None, :] + np.einsum("mdp,mp,mqp->mdq", normals, scale, members.vectors)
+
+
+def _constrained(model, md, members: _Members, us: np.ndarray) -> dict:
+    """site -> (..., site shape) constrained values of the flat unconstrained draws ``us`` (..., P)."""
+    lead = us.shape[:-1]
+    flat = jnp.asarray(us.reshape(-1, us.shape[-1]), members.dtype)
+    unravel = members.unravel
+
+    def build():  # the latent sites only: no solve is traced
+        return jax.jit(jax.vmap(lambda u, md: constrain_fn(latents_model(model), (md,), {}, unravel(u)), in_axes=(0, None)))
+
+    out = HESSIANS.get(model, "constrain", md.shapes(), build)(flat, md)
+    return {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in out.items()}
+
+
+def _held_out_mlpd(model, md, params: dict, held: np.ndarray, key) -> float:
+    """Mean over the ``held`` entries (series, time, observed) of the log predictive density of the
+    draws ``params`` (site -> (draw, ...)); draws whose solve fails are left out, and a floor whose
+    draws mostly fail scores -inf."""
+    n = next(iter(params.values())).shape[0]
+    out = model_draws(model, md, jax.random.key_data(jax.random.split(key, n)), params)
+    ll = np.asarray(out["log_lik"], np.float64)[:, held]  # (draw, point)
+    ok = np.all(np.asarray(out["status"]) == 0, axis=1) & np.all(np.isfinite(ll), axis=1)
+    if ok.mean() < MIN_SCORED_DRAWS:
+        return -np.inf
+    ll = ll[ok]
+    return float(np.mean(logsumexp(ll, axis=0) - np.log(ll.shape[0])))
+
+
+def validation_origins(data, origins) -> list[float]:
+    """The held-out origins (raw times): for each fraction, the observation time at that fraction of the
+    distinct observation times; an origin leaving fewer than ``MIN_HELD_OUT_TIMES`` after it is skipped."""
+    times = np.unique(data.ts[data.mask.any(axis=-1)])
+    cuts = []
+    for fraction in origins:
+        cut = float(times[max(int(np.ceil(fraction * times.size)) - 1, 0)])
+        if np.sum(times > cut) >= MIN_HELD_OUT_TIMES and cut not in cuts:
+            cuts.append(cut)
+    return cuts
+
+
+def held_out_before(data, cut: float):
+    """``data`` with every observation after ``cut`` (raw time) made missing: the same shapes."""
+    ys = np.where((data.ts > cut)[..., None], np.nan, data.ys)
+    return dataclasses.replace(data, ys=ys)
+
+
+@fits_in_precision
+def run_laplace_mixture(
+    model,
+    ts,
+    ys=None,
+    *,
+    key,
+    num_members: int = 8,
+    map_steps: int = 2000,
+    floor: float | None = None,
+    floors=FLOORS,
+    origins=ORIGINS,
+    draws_per_member: int = 100,
+    num_chains: int = 4,
+    forward_model=None,
+    progress: bool = True,
+    precision: str | None = None,
+    **data_kwargs,
+) -> Ensemble:
+    """A posterior over every weight: an equal-weight mixture of Laplace approximations at MAP members.
+
+    Parameters
+    ----------
+    model : a bayesode model (a preset, or from ``make_model`` with ``forward_model``).
+    key : int or PRNG key: the MAP starts, the Gaussian draws and the pooling.
+    num_members, map_steps : MAP members and Adam steps each (:func:`bayesode.infer.map_points`).
+    floor : the precision floor on the Hessians' eigenvalues; None (default) chooses it from
+        ``floors`` by leave-future-out over ``origins`` (fractions of the observation times; see
+        the module docstring). Choosing costs ``len(origins)`` more member fits.
+    draws_per_member : Gaussian draws per member (the pooled posterior holds the same total, in
+        ``num_chains`` chains).
+    forward_model : the model with ``ForwardMode`` solves (default :func:`forward_twin`).
+    precision : {"float32", "float64"}, optional; default the model's (see :func:`bayesode.run_nuts`).
+
+    Returns
+    -------
+    Ensemble : ``members`` (chain = member, its Gaussian draws), equal ``weights`` and ``pooled``,
+    the posterior to use; ``pooled.settings["ensemble"]`` holds ``floor``, ``validation``
+    (``[floor, mean mlpd, per-origin mlpd]`` rows), ``origins`` (raw times) and ``starts`` (every
+    start: kept or dropped with the reason, its potential, its Hessian's negative eigenvalues).
+    :func:`bayesode.diagnostics.fit_full_weight` adds the function-space report.
+    """
+    check_model(model)
+    data = as_data(ts, ys, **data_kwargs)
+    model.spec.check_data(data)
+    num_members = positive_int("num_members", num_members)
+    map_steps = positive_int("map_steps", map_steps)
+    draws_per_member = positive_int("draws_per_member", draws_per_member)
+    num_chains = positive_int("num_chains", num_chains)
+    if floor is not None:
+        floor = positive_number("floor", floor)
+    floors = tuple(positive_number("floors", f) for f in np.atleast_1d(floors).tolist())
+    if not floors:
+        raise ConfigError("`floors` is empty; give at least one precision floor to choose from.")
+    origins = tuple(np.atleast_1d(origins).tolist())
+    if not origins or not all(isinstance(o, float) and 0 < o < 1 for o in origins):
+        raise ConfigError(f"`origins` must be fractions of the observation times in (0, 1); got {origins!r}.")
+    if forward_model is None:
+        twin = forward_twin(model)
+    else:
+        check_model(forward_model)
+        if not forward_model.spec.solver.forward_mode:
+            raise ConfigError("`forward_model` must solve with SolverConfig(adjoint=diffrax.ForwardMode()); "
+                              f"its adjoint is {type(forward_model.spec.solver.adjoint).__name__}.")  # fmt: skip
+        twin = forward_model
+    seed = seed_of(key)
+    k_fit, k_draw, k_pool = jax.random.split(as_key(key), 3)
+    rng = np.random.default_rng(np.asarray(k_draw).tolist())
+    md = data.model_data()
+    t0 = time.time()
+
+    normals = None  # (member, draw, P): the same standard normals at every origin and floor
+    table, cuts = [], []
+    if floor is None:
+        cuts = validation_origins(data, origins)
+        if not cuts:
+            raise ConfigError(
+                f"too few observation times to choose the Laplace floor by leave-future-out (each origin must leave "
+                f">= {MIN_HELD_OUT_TIMES} times after it); pass `floor=` (e.g. 100).")  # fmt: skip
+        table = np.full((len(floors), len(cuts)), -np.inf)
+        for j, cut in enumerate(cuts):
+            with phase(f"Laplace mixture: {num_members} MAP fits without the points after {cut:g} "
+                       f"({j + 1} of {len(cuts)} origins)", progress):  # fmt: skip
+                early = _fit_members(model, twin, held_out_before(data, cut), k_fit, num_members, map_steps)
+            if not early.num_kept:
+                continue
+            if normals is None:
+                normals = rng.standard_normal((num_members, draws_per_member, early.centres.shape[1]))
+            held = (data.ts > cut)[..., None] & data.mask
+            for i, f in enumerate(floors):
+                params = _constrained(model, md, early, _draws(early, f, normals[: early.num_kept]))
+                params = {k: v.reshape((-1,) + v.shape[2:]) for k, v in params.items()}
+                table[i, j] = _held_out_mlpd(model, md, params, held, jax.random.fold_in(k_draw, j))
+        mean = table.mean(axis=1)
+        if not np.any(np.isfinite(mean)):
+            raise InitializationError(
+                "no precision floor gave finite held-out log densities at every origin (the members' fits or "
+                f"their draws' solves failed); per floor and origin: {np.round(table, 3).tolist()}. Pass `floor=` "
+                "to skip the choice, or check the model against the data (bayesode.infer.prior_failure_rate).")
+        floor = floors[int(np.argmax(np.where(np.isfinite(mean), mean, -np.inf)))]
+    with phase(f"Laplace mixture: {num_members} MAP fits on all the data, their Hessians", progress):
+        members_fit = _fit_members(model, twin, data, k_fit, num_members, map_steps)
+    if not members_fit.num_kept:
+        reasons = "; ".join(f"start {r['start']}: {r['reason']}" for r in members_fit.records)
+        raise InitializationError(f"every member's fit failed, so there is no Laplace mixture: {reasons}.")
+    if normals is None:
+        normals = rng.standard_normal((num_members, draws_per_member, members_fit.centres.shape[1]))
+    num_kept = members_fit.num_kept
+    samples = _constrained(model, md, members_fit, _draws(members_fit, floor, normals[:num_kept]))
+    members = Posterior(samples=samples, sample_stats={}, data=data, model=model,
+                        settings={"method": "laplace-mixture-members", "seed": seed})  # fmt: skip
+    member_of_chain = np.arange(num_kept)
+    weights = np.full(num_kept, 1.0 / num_kept)
+    pooled = pool_members(members, member_of_chain, weights, key=k_pool, num_chains=num_chains)
+    info = {
+        "method": "laplace-mixture",
+        "floor": float(floor),
+        "floor_chosen": bool(len(cuts)),
+        "origins": cuts,
+        "validation": [[f, float(np.mean(row)), [float(x) for x in row]] for f, row in zip(floors, table)] if len(cuts) else [],
+        "weights": weights.tolist(),
+        "starts": members_fit.records,
+        "map_steps": map_steps,
+        "draws_per_member": draws_per_member,
+        "member_of_chain": member_of_chain.tolist(),
+    }
+    members.settings["ensemble"] = info
+    pooled.settings.update(method="laplace-mixture", seed=seed, ensemble=info, precision=precision,
+                           wall_time_s=time.time() - t0)  # fmt: skip
+    # The same `stacking` group as the NUTS ensemble's: here equal weights, no per-member elpd.
+    group = {"weights": info["weights"], "elpd": [np.nan] * num_kept, "pareto_k_max": [np.nan] * num_kept,
+             "validation": "none (a Laplace mixture: equal weights)"}  # fmt: skip
+    _attach_stacking_group(pooled, group, member_of_chain, key=jax.random.fold_in(k_pool, 1))
+    return Ensemble(members=members, member_of_chain=member_of_chain, weights=weights, lpd=np.zeros((0, num_kept)),
+                    pareto_k=np.zeros((0, num_kept)), starts=members_fit.records, validation="laplace-floor",
+                    lfo_start=None, pooled=pooled)  # fmt: skip
