@@ -86,6 +86,15 @@ def test_run_neural_linear_is_svi_then_freeze_then_the_stage_two_fit():
         np.testing.assert_array_equal(post.samples[k], by_hand.samples[k])
     assert post.settings["hidden_fit"]["final_loss"] == pytest.approx(float(hidden.losses[-1]))
     assert post.model.spec.recipe["fixed_layers"] is not None
+    # its caveat (fixed hidden layers: narrow bands away from the data, optimistic LOO) goes with it:
+    # in the diagnostics, in the InferenceData az.loo reads, and in the command line's table
+    from bayesode.cli.common import diagnostics_table
+    from bayesode.results.posterior import NEURAL_LINEAR_CAVEAT
+
+    assert post.diagnostics()["caveats"] == [NEURAL_LINEAR_CAVEAT] and by_hand.diagnostics()["caveats"] == []
+    assert post.to_arviz(key=0).log_likelihood.attrs["bayesode_caveat"] == NEURAL_LINEAR_CAVEAT
+    table = diagnostics_table(post)
+    assert "caveat: neural-linear posterior" in table and "optimistic, see the caveat below" in table
     with pytest.raises(bo.ConfigError, match="`method` must be one of"):
         bo.run_neural_linear(model, DATA, key=0, method="mcmc")
     with pytest.raises(bo.ConfigError, match="`hidden_svi_steps` must be a positive int"):

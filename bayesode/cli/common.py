@@ -172,12 +172,17 @@ def diagnostics_table(post) -> str:
     ]
     if post.losses is not None:
         rows.append(("final SVI loss", f"{float(post.losses[-1]):.2f}"))
+    loo = _loo_row(post)
+    if loo is not None:
+        rows.append(loo)
     width = max(len(r[0]) for r in rows)
     lines = ["diagnostics", "-" * (width + 24)] + [f"{a:<{width}}  {b}" for a, b in rows]
     if d["warnings"]:
         lines += ["", "warnings:"] + [f"  - {command_line_advice(w)}" for w in d["warnings"]]
     else:
         lines += ["", "no diagnostic warnings."]
+    for caveat in d.get("caveats", []):
+        lines += [f"caveat: {caveat}"]
     if post.settings.get("method") == "svi":
         lines += ["(SVI: draws come from a variational approximation; R-hat, ESS and divergences do not apply.)"]
     if post.settings.get("method") == "laplace-mixture":
@@ -191,6 +196,29 @@ def diagnostics_table(post) -> str:
                   + (f"the function-space R-hat within members is {within:.3f}; " if within is not None else "")
                   + "divergences count every member's sampling.)"]  # fmt: skip
     return "\n".join(lines)
+
+
+def _loo_row(post):
+    """("PSIS-LOO elpd", value) from the fit's InferenceData where it has one (after saving, or loaded), else None."""
+    import warnings
+
+    import arviz as az
+    import numpy as np
+
+    try:
+        idata = post.to_arviz()  # the one made when the fit was saved, or loaded; none yet: no row
+    except ConfigError:
+        return None
+    if "log_likelihood" not in idata.groups():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ's Pareto-k warning: counted below instead
+        res = az.loo(idata, pointwise=True)
+    k = np.asarray(res.pareto_k)
+    note = f"; {int((k > 0.7).sum())} of {k.size} points with Pareto k > 0.7" if np.any(k > 0.7) else ""
+    if post.caveats():
+        note += "; optimistic, see the caveat below"
+    return ("PSIS-LOO elpd", f"{float(res.elpd_loo):.1f} (se {float(res.se):.1f}{note})")
 
 
 def posterior_path(folder: str) -> str:

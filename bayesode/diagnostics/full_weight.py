@@ -95,4 +95,6 @@ def _laplace_words(info: dict) -> str:
             f"not MCMC, so R-hat and ESS do not judge it. Every Hessian eigenvalue below {info['floor']:g} was "
             f"raised to it ({how}); the members' Hessians had {min(negative)}-{max(negative)} negative "
             f"eigenvalues (the MAP points are not exact optima: the floor sets the width there). Check held-out "
-            f"coverage before trusting the bands far from the data.")
+            f"coverage before trusting the bands far from the data."
+            + (f" {info['rejected_draws']} draws fell where the model does not solve on the data (or its likelihood "
+               f"is not finite) and were redrawn." if info.get("rejected_draws") else ""))

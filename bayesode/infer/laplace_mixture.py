@@ -62,6 +62,7 @@ FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors
 ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of the observation times
 MIN_HELD_OUT_TIMES = 2  # an origin must leave at least this many observation times to score
 MIN_SCORED_DRAWS = 0.5  # a floor whose draws mostly fail to solve on the data scores -inf
+REDRAW_ROUNDS = 20  # rejection rounds for draws where the model fails (each replaces the failed ones)
 
 # Per model: its ForwardMode twin (so the compiled Hessian is reused) and the compiled Hessians.
 TWINS = ProgramCache()
@@ -183,6 +184,33 @@ def _held_out_mlpd(model, md, params: dict, held: np.ndarray, key) -> float:
         return -np.inf
     ll = ll[ok]
     return float(np.mean(logsumexp(ll, axis=0) - np.log(ll.shape[0])))
+
+
+def _solvable_draws(model, md, members: _Members, floor: float, normals: np.ndarray, rng):
+    """Each member's Gaussian restricted to where the model solves on the data and its likelihood is
+    finite (elsewhere the posterior density is zero, and NUTS would reject the point too), by rejection:
+    a draw that fails is replaced by a fresh one, up to ``REDRAW_ROUNDS`` times.
+
+    Returns ``(samples site -> (member, draw, ...), rejected (member,))``: the count of draws replaced.
+    Raises where draws still fail after the last round (the Gaussian sits mostly where the model fails)."""
+    normals = normals.copy()
+    rejected = np.zeros(normals.shape[0], dtype=int)
+    for _ in range(REDRAW_ROUNDS):
+        samples = _constrained(model, md, members, _draws(members, floor, normals))
+        flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+        n = normals.shape[0] * normals.shape[1]
+        out = model_draws(model, md, np.zeros((n, 2), np.uint32), flat)  # the log-likelihood draws nothing
+        ll = np.where(np.asarray(md.mask)[None], np.asarray(out["log_lik"]), 0.0)
+        ok = (np.all(np.asarray(out["status"]) == 0, axis=1) & np.all(np.isfinite(ll.reshape(n, -1)), axis=1))
+        bad = ~ok.reshape(normals.shape[:2])
+        if not bad.any():
+            return samples, rejected
+        rejected += bad.sum(axis=1)
+        normals[bad] = rng.standard_normal((int(bad.sum()), normals.shape[2]))
+    raise InitializationError(
+        f"{int(bad.sum())} of {bad.size} Laplace draws still fail to solve on the data (or give a non-finite "
+        f"likelihood) after {REDRAW_ROUNDS} rounds of redrawing ({int(rejected.sum())} replaced in all): the "
+        f"Gaussians at floor {floor:g} reach far into where the model fails; pass a larger `floor`.")
 
 
 def validation_origins(data, origins) -> list[float]:
@@ -311,7 +339,10 @@ def run_laplace_mixture(
     if normals is None:
         normals = rng.standard_normal((num_members, draws_per_member, members_fit.centres.shape[1]))
     num_kept = members_fit.num_kept
-    samples = _constrained(model, md, members_fit, _draws(members_fit, floor, normals[:num_kept]))
+    samples, rejected = _solvable_draws(model, md, members_fit, floor, normals[:num_kept], rng)
+    for record in members_fit.records:
+        if record["kept"]:
+            record["rejected_draws"] = int(rejected[record["member"]])
     members = Posterior(samples=samples, sample_stats={}, data=data, model=model,
                         settings={"method": "laplace-mixture-members", "seed": seed})  # fmt: skip
     member_of_chain = np.arange(num_kept)
@@ -319,6 +350,7 @@ def run_laplace_mixture(
     pooled = pool_members(members, member_of_chain, weights, key=k_pool, num_chains=num_chains)
     info = {
         "method": "laplace-mixture",
+        "rejected_draws": int(rejected.sum()),
         "floor": float(floor),
         "floor_chosen": bool(len(cuts)),
         "origins": cuts,

@@ -193,7 +193,9 @@ def inference_data(samples, sample_stats, data, spec, derived, prior=None) -> az
     groups = dict(
         posterior={name: samples[site] for name, site in variables.items()},
         posterior_predictive={"trajectory": derived["trajectory"], **_per_column(derived["obs"], data, reserved)},
-        log_likelihood={"obs": _joint(derived["log_lik"], data)},
+        # float64 whatever the fit's precision: ArviZ's PSIS-LOO on a float32 log-likelihood gave NaN where the
+        # draws' densities spread widely (a Laplace mixture's lynx-hare fit), and the same values in float64 did not.
+        log_likelihood={"obs": _joint(derived["log_lik"], data).astype(np.float64)},
         observed_data={name: v[0, 0] for name, v in _per_column(data.ys[None, None], data, reserved).items()},
         constant_data={"ts": data.ts, "ys": data.ys},
         sample_stats=stats or None,

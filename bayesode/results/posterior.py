@@ -27,6 +27,12 @@ from .predictive import model_draws
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
 EBFMI_MIN = 0.2
+NEURAL_LINEAR_CAVEAT = (
+    "neural-linear posterior: the hidden layers are fixed at an SVI fit to every data point and only the output "
+    "layer, y0 and the noise are sampled, so the bands leave out the hidden layers' uncertainty (too narrow away "
+    "from the data) and az.loo / az.compare on this fit are optimistic (the hidden layers saw each point LOO leaves "
+    "out). Every weight gets a posterior with `bayesode fit --bayesian-layers all` (bayesode.fit_full_weight)."
+)
 
 
 def package_versions() -> dict:
@@ -158,6 +164,8 @@ class Posterior:
             idata.add_groups({"svi": xr.Dataset({"loss": ("step", np.asarray(self.losses))})}, warn_on_custom_groups=False)
         for group in idata.groups():
             idata[group].attrs.update(attrs)
+        for caveat in self.caveats():  # where az.loo / az.compare read from, for whoever opens the file
+            idata.log_likelihood.attrs["bayesode_caveat"] = caveat
         self._idata, self._idata_seed = idata, seed
         return idata
 
@@ -206,6 +214,12 @@ class Posterior:
         )
 
     # ------------------------------------------------------------ diagnostics
+    def caveats(self) -> list[str]:
+        """What this kind of posterior leaves out, in plain words (not a failure of this run)."""
+        if "hidden_fit" in self.settings:  # run_neural_linear: `bayesode fit`'s default
+            return [NEURAL_LINEAR_CAVEAT]
+        return []
+
     def diagnostics(self) -> dict:
         """R-hat, bulk/tail ESS, divergences, tree-depth saturation, E-BFMI, solver failures; plus plain-word warnings.
 
@@ -297,6 +311,7 @@ class Posterior:
                 out["warnings"].append(report["message"])
         if self.settings.get("interrupted"):
             out["warnings"].append("the run was interrupted: these draws are partial.")
+        out["caveats"] = self.caveats()
         return out
 
     def summary(self, **kwargs):
