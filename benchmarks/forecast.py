@@ -319,7 +319,7 @@ def run_method(method, train, full, model_for, mechanistic, size, seed):
         extra["ess_s"], extra["rhat_fs"] = _ess_rate(post, None, post.settings["wall_time_s"])
         extra["compile_s"] = post.settings["init_and_compile_s"]
     elif method == "stacked":
-        post = fit_full_weight(model, train, key=seed, num_members=size["members"], map_steps=size["map_steps"],
+        post = fit_full_weight(model, train, key=seed, method="nuts", num_members=size["members"], map_steps=size["map_steps"],
                                num_warmup=size["warmup"], num_samples=size["samples"], validation="lfo",
                                progress=False)  # fmt: skip
         ens = post.settings["ensemble"]
