@@ -87,8 +87,8 @@ def _laplace_words(info: dict) -> str:
     negative = [s["negative_eigenvalues"] for s in kept]
     if info["floor_chosen"]:
         best = max(info["validation"], key=lambda row: row[1])
-        how = (f"chosen by leave-future-out over {len(info['origins'])} origins (best mean held-out log predictive "
-               f"density {best[1]:.3g} per point)")
+        how = (f"chosen by leave-future-out over {len(info['origins'])} origins, best mean held-out log predictive "
+               f"density {best[1]:.3g} per point")
     else:
         how = "given"
     return (f"A mixture of Laplace approximations at {len(kept)} MAP members, equal weights: independent draws, "
