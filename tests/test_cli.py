@@ -122,6 +122,7 @@ def test_other_user_errors_are_one_line(tmp_path, good_csv, capsys):
         (["fit", "--thin", "6", "--samples", "5"], r"--thin 6 keeps no draw of --samples 5"),
         (["fit", "--thin", "2", "--method", "svi"], r"--thin thins the draws of --method nuts or svi\+nuts; not --method svi"),
         (["fit", "--thin", "2", "--bayesian-layers", "all"], r"--thin thins the draws of --method nuts.*--bayesian-layers all"),
+        (["fit", "--full-weight", "nuts"], r"--full-weight chooses how --bayesian-layers all"),
         (["fit", "--model", "lotka-volterra", "--weight-scale", "0.3"], r"--weight-scale sets a network's weight prior"),
     ]
     for argv, match in cases:

@@ -100,6 +100,16 @@ def check_thin(args) -> None:
         )
 
 
+def check_full_weight(args) -> None:
+    """--full-weight chooses how --bayesian-layers all builds its posterior; alone it would be ignored."""
+    every_weight = args.model == "neural" and args.bayesian_layers == "all"
+    if args.full_weight is not None and not every_weight:
+        raise ConfigError("--full-weight chooses how --bayesian-layers all (with --model neural) builds the posterior "
+                          "over every weight; add --bayesian-layers all, or leave --full-weight out.")  # fmt: skip
+    if args.full_weight is None:
+        args.full_weight = "laplace"
+
+
 def _fit(args, model, data):
     import bayesode as bo
 
@@ -144,6 +154,7 @@ def _interrupted_before_draws(args) -> int:
 
 def run(args) -> int:
     check_thin(args)
+    check_full_weight(args)
     resume = resuming(args)
     check_out_dir(args.out, overwrite=args.overwrite, resume=resume)
     data = load_data(args)

@@ -111,7 +111,7 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument(
         "--full-weight",
-        default="laplace",
+        default=None,
         choices=["laplace", "nuts"],
         help="with --bayesian-layers all: laplace (default) mixes Laplace approximations at the members, their "
         "width chosen by leave-future-out (minutes; --samples draws per member); nuts samples each member by "
