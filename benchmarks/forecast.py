@@ -21,6 +21,8 @@ Methods:
                   unconstrained space; exact Hessian, forward over forward mode; eigenvalues floored at a
                   precision chosen by leave-future-out: members fitted without the training points after
                   60%, 70%, 80% of the training times, each floor scored on the rest)
+  laplace-weighted  laplace-mix with weighting="stacking": members weighted by stacking on their own
+                  held-out densities at the origins (the chosen floor)
   svi-mix         an equal-weight mixture of full-rank SVI fits of every weight from different seeds (the
                   fit neural-linear's hidden layer comes from), draws pushed through the net; prototype
   svi-nuts        run_svi_nuts over every weight (one full-rank SVI fit, 4 NUTS chains near it); prototype
@@ -65,7 +67,7 @@ from bayesode.results.export import column_names
 
 PROBLEMS = ("lynx_hare", "spiral", "ude_lv", "pendulum")
 METHODS = ("neural-linear", "map-ensemble", "nuts-single", "stacked", "laplace-mix", "laplace-glm", "laplace-stack",
-           "svi-mix", "svi-nuts", "mechanistic")
+           "laplace-weighted", "svi-mix", "svi-nuts", "mechanistic")
 SIZES = {
     "quick": dict(members=4, map_steps=300, warmup=100, samples=100, svi_steps=500, chains=2),
     "full": dict(members=8, map_steps=2000, warmup=500, samples=500, svi_steps=3000, chains=4),
@@ -348,6 +350,13 @@ def run_method(method, train, full, model_for, mechanistic, size, seed):
         post, w = _stack_members(_laplace_posterior(model, train, comps, floor, seed), train)
         extra["members"] = f"{len(comps)}/{size['members']}"
         extra["situation"] = f"floor {floor:g}, weights " + " ".join(f"{x:.2f}" for x in w)
+    elif method == "laplace-weighted":
+        post = fit_full_weight(model, train, key=seed, method="laplace", weighting="stacking",
+                               num_members=size["members"], map_steps=size["map_steps"], progress=False)  # fmt: skip
+        ens = post.settings["ensemble"]
+        extra["members"] = f"{len(ens['weights'])}/{size['members']}"
+        extra["situation"] = f"floor {ens['floor']:g}; {ens['weighting']}; weights " + " ".join(
+            f"{w:.2f}" for w in ens["weights"])
     elif method == "svi-mix":
         fits = [bo.run_svi(model, train, key=seed * 1000 + m, guide="full-rank", num_steps=size["svi_steps"],
                            num_draws=400 // size["members"], progress=False) for m in range(size["members"])]

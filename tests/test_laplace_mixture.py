@@ -140,6 +140,38 @@ def test_a_given_floor_skips_the_choice_and_draws_the_same_members():
     assert np.std(c.members.samples["omega"], axis=1).max() < np.std(a.members.samples["omega"], axis=1).max()
 
 
+@pytest.mark.slow  # four member fits and their Hessians
+def test_stacking_weights_the_members_by_their_own_held_out_densities():
+    """weighting="stacking": the weights are stacking_weights of the members' held-out densities at the chosen
+    floor, recomputed here from the same members and draws (so exactly, up to the optimiser's tolerance)."""
+    from bayesode.infer.laplace_mixture import _constrained, _draws, _held_out_lpd
+    from bayesode.infer.stacking import stacking_weights
+
+    model, twin, data = _oscillator_model(), _oscillator_model(diffrax.ForwardMode()), _oscillator_data()
+    ens = run_laplace_mixture(model, data, key=5, num_members=3, map_steps=150, floors=(1.0, 100.0), draws_per_member=30,
+                              weighting="stacking", forward_model=twin, progress=False)  # fmt: skip
+    info = ens.pooled.settings["ensemble"]
+    assert info["weighting"].startswith("stacking") and np.isclose(sum(info["weights"]), 1.0)
+    # recompute: the same key gives the same member fits, normals and scoring at every origin
+    k_fit, k_draw, _ = jax.random.split(jax.random.PRNGKey(5), 3)
+    rng = np.random.default_rng(np.asarray(k_draw).tolist())
+    md, lpds = data.model_data(), []
+    with precision_scope("float64"):
+        for j, cut in enumerate(info["origins"]):
+            early = _fit_members(model, twin, held_out_before(data, cut), k_fit, 3, 150)
+            if j == 0:
+                normals = rng.standard_normal((3, 30, early.centres.shape[1]))
+            params = _constrained(model, md, early, _draws(early, info["floor"], normals))
+            params = {k: v.reshape((-1,) + v.shape[2:]) for k, v in params.items()}
+            held = (data.ts > cut)[..., None] & data.mask
+            lpds.append(_held_out_lpd(model, md, params, held, 3, jax.random.fold_in(k_draw, j))[1])
+    np.testing.assert_allclose(info["weights"], stacking_weights(np.concatenate(lpds)), atol=1e-6)
+    with pytest.raises(ConfigError, match="leave `floor=None`"):
+        run_laplace_mixture(model, data, key=0, floor=10.0, weighting="stacking", forward_model=twin)
+    with pytest.raises(ConfigError, match="`weighting`='best' is unknown"):
+        run_laplace_mixture(model, data, key=0, weighting="best", forward_model=twin)
+
+
 def test_bad_arguments_are_named_before_any_fit():
     from bayesode.diagnostics import fit_full_weight
 

@@ -55,6 +55,7 @@ from .console import phase
 from .ensemble import Ensemble, _attach_stacking_group, _why_failed, map_points, pool_members
 from .precision import fits_in_precision
 from .programs import latents_model
+from .stacking import stacking_weights
 
 __all__ = ["FLOORS", "ORIGINS", "forward_twin", "run_laplace_mixture"]
 
@@ -62,6 +63,7 @@ FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors
 ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of the observation times
 MIN_HELD_OUT_TIMES = 2  # an origin must leave at least this many observation times to score
 MIN_SCORED_DRAWS = 0.5  # a floor whose draws mostly fail to solve on the data scores -inf
+WEIGHTINGS = ("equal", "stacking")
 REDRAW_ROUNDS = 20  # rejection rounds for draws where the model fails (each replaces the failed ones)
 
 # Per model: its ForwardMode twin (so the compiled Hessian is reused) and the compiled Hessians.
@@ -172,18 +174,23 @@ def _constrained(model, md, members: _Members, us: np.ndarray) -> dict:
     return {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in out.items()}
 
 
-def _held_out_mlpd(model, md, params: dict, held: np.ndarray, key) -> float:
-    """Mean over the ``held`` entries (series, time, observed) of the log predictive density of the
-    draws ``params`` (site -> (draw, ...)); draws whose solve fails are left out, and a floor whose
-    draws mostly fail scores -inf."""
+def _held_out_lpd(model, md, params: dict, held: np.ndarray, num_members: int, key) -> tuple[float, np.ndarray]:
+    """Log predictive densities of the ``held`` entries (series, time, observed) under the draws ``params``
+    (site -> (draw, ...), member-major blocks of ``num_members``): the mixture's mean over the entries,
+    and each member's own per entry, ``(entry, member)``. Draws whose solve fails are left out; a
+    mixture (or member) whose draws mostly fail scores -inf."""
     n = next(iter(params.values())).shape[0]
     out = model_draws(model, md, jax.random.key_data(jax.random.split(key, n)), params)
-    ll = np.asarray(out["log_lik"], np.float64)[:, held]  # (draw, point)
+    ll = np.asarray(out["log_lik"], np.float64)[:, held]  # (draw, entry)
     ok = np.all(np.asarray(out["status"]) == 0, axis=1) & np.all(np.isfinite(ll), axis=1)
+    per_member = np.full((ll.shape[1], num_members), -np.inf)
+    for m, (rows, good) in enumerate(zip(np.split(ll, num_members), np.split(ok, num_members))):
+        if good.mean() >= MIN_SCORED_DRAWS:
+            per_member[:, m] = logsumexp(rows[good], axis=0) - np.log(good.sum())
     if ok.mean() < MIN_SCORED_DRAWS:
-        return -np.inf
+        return -np.inf, per_member
     ll = ll[ok]
-    return float(np.mean(logsumexp(ll, axis=0) - np.log(ll.shape[0])))
+    return float(np.mean(logsumexp(ll, axis=0) - np.log(ll.shape[0]))), per_member
 
 
 def _solvable_draws(model, md, members: _Members, floor: float, normals: np.ndarray, rng):
@@ -245,6 +252,7 @@ def run_laplace_mixture(
     origins=ORIGINS,
     draws_per_member: int = 100,
     num_chains: int = 4,
+    weighting: str = "equal",
     forward_model=None,
     progress: bool = True,
     precision: str | None = None,
@@ -262,6 +270,10 @@ def run_laplace_mixture(
         the module docstring). Choosing costs ``len(origins)`` more member fits.
     draws_per_member : Gaussian draws per member (the pooled posterior holds the same total, in
         ``num_chains`` chains).
+    weighting : ``"equal"`` (default) or ``"stacking"``: members weighted by stacking
+        (:func:`bayesode.infer.stacking_weights`) on their own held-out densities at the chosen floor,
+        every origin's held-out points together (each origin's members start from the same prior draws
+        as the final ones); needs the floor chosen (``floor=None``) and every start kept at every origin.
     forward_model : the model with ``ForwardMode`` solves (default :func:`forward_twin`).
     precision : {"float32", "float64"}, optional; default the model's (see :func:`bayesode.run_nuts`).
 
@@ -288,6 +300,11 @@ def run_laplace_mixture(
     origins = tuple(np.atleast_1d(origins).tolist())
     if not origins or not all(isinstance(o, float) and 0 < o < 1 for o in origins):
         raise ConfigError(f"`origins` must be fractions of the observation times in (0, 1); got {origins!r}.")
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"`weighting`={weighting!r} is unknown; choose one of {list(WEIGHTINGS)}.")
+    if weighting == "stacking" and floor is not None:
+        raise ConfigError("`weighting='stacking'` weights members on the held-out points the floor is chosen on; "
+                          "leave `floor=None`.")  # fmt: skip
     if forward_model is None:
         twin = forward_twin(model)
     else:
@@ -311,10 +328,13 @@ def run_laplace_mixture(
                 f"too few observation times to choose the Laplace floor by leave-future-out (each origin must leave "
                 f">= {MIN_HELD_OUT_TIMES} times after it); pass `floor=` (e.g. 100).")  # fmt: skip
         table = np.full((len(floors), len(cuts)), -np.inf)
+        member_lpd = {f: [] for f in floors}  # floor -> per origin (entry, start) held-out densities
+        kept_everywhere = True
         for j, cut in enumerate(cuts):
             with phase(f"Laplace mixture: {num_members} MAP fits without the points after {cut:g} "
                        f"({j + 1} of {len(cuts)} origins)", progress):  # fmt: skip
                 early = _fit_members(model, twin, held_out_before(data, cut), k_fit, num_members, map_steps)
+            kept_everywhere &= early.num_kept == num_members
             if not early.num_kept:
                 continue
             if normals is None:
@@ -323,7 +343,9 @@ def run_laplace_mixture(
             for i, f in enumerate(floors):
                 params = _constrained(model, md, early, _draws(early, f, normals[: early.num_kept]))
                 params = {k: v.reshape((-1,) + v.shape[2:]) for k, v in params.items()}
-                table[i, j] = _held_out_mlpd(model, md, params, held, jax.random.fold_in(k_draw, j))
+                table[i, j], per_member = _held_out_lpd(model, md, params, held, early.num_kept,
+                                                        jax.random.fold_in(k_draw, j))  # fmt: skip
+                member_lpd[f].append(per_member)
         mean = table.mean(axis=1)
         if not np.any(np.isfinite(mean)):
             raise InitializationError(
@@ -347,6 +369,13 @@ def run_laplace_mixture(
                         settings={"method": "laplace-mixture-members", "seed": seed})  # fmt: skip
     member_of_chain = np.arange(num_kept)
     weights = np.full(num_kept, 1.0 / num_kept)
+    weighting_note = "equal"
+    if weighting == "stacking":
+        if kept_everywhere and num_kept == num_members:
+            weights = stacking_weights(np.concatenate(member_lpd[floor], axis=0))
+            weighting_note = "stacking on the origins' held-out points"
+        else:
+            weighting_note = "equal (stacking asked, but a start was dropped at some origin, so members do not match)"
     pooled = pool_members(members, member_of_chain, weights, key=k_pool, num_chains=num_chains)
     info = {
         "method": "laplace-mixture",
@@ -356,6 +385,7 @@ def run_laplace_mixture(
         "origins": cuts,
         "validation": [[f, float(np.mean(row)), [float(x) for x in row]] for f, row in zip(floors, table)] if len(cuts) else [],
         "weights": weights.tolist(),
+        "weighting": weighting_note,
         "starts": members_fit.records,
         "map_steps": map_steps,
         "draws_per_member": draws_per_member,
