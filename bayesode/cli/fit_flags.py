@@ -115,8 +115,8 @@ def add_parser(subparsers) -> None:
         choices=["laplace", "nuts"],
         help="with --bayesian-layers all: laplace (default) mixes Laplace approximations at the members, their "
         "width chosen by leave-future-out (minutes; --samples draws per member); nuts samples each member by "
-        "NUTS (--warmup, --samples per member) and weights them by stacking (slower; forecast worse in "
-        "benchmarks/forecast.py)",
+        "NUTS (--warmup, --samples per member) and weights them by stacking (slower; narrower held-out "
+        "coverage in benchmarks/forecast.py)",
     )
     g.add_argument(
         "--precision",
