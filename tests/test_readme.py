@@ -46,12 +46,12 @@ def _run(script: str, cwd: Path, *args, timeout=1500) -> subprocess.CompletedPro
 def test_the_readme_has_the_examples_this_test_runs():
     blocks = python_blocks()
     assert len(blocks) >= 4
-    assert "run_svi_nuts" in blocks[0] and "make_model" in blocks[1] and "run_nuts_distributed" in blocks[2]
+    assert "run_neural_linear" in blocks[0] and "make_model" in blocks[1] and "run_nuts_distributed" in blocks[2]
     assert "def my_model" in blocks[3]
     assert fast("num_warmup=500, num_samples=500, num_chains=4)") == "num_warmup=30, num_samples=30, num_chains=2, max_tree_depth=6)"
 
 
-@pytest.mark.slow  # two fits (neural SVI+NUTS, hybrid NUTS) compiled from scratch: minutes
+@pytest.mark.slow  # two fits (neural-linear, hybrid NUTS) compiled from scratch: minutes
 def test_everyday_use_and_your_own_model_run_as_printed(tmp_path):
     blocks = python_blocks()
     # The second block continues the first (it reuses `data`), as in a notebook.

@@ -9,8 +9,10 @@
    mode through a twin of the model whose solves use ``diffrax.ForwardMode`` (the default
    adjoint's custom VJP has no forward mode; central differences of the gradient are far off
    where the curvature is steep);
-3. replaces ``H``'s eigenvalues below a *floor* by the floor and draws ``Normal(centre, H_floored^-1)``;
-   the members have equal weight.
+3. replaces ``H``'s eigenvalues below a *floor* by the floor and draws ``Normal(centre, H_floored^-1)``,
+   redrawing any draw where the model fails on the data (zero posterior density there);
+4. mixes the members with equal weights (or, ``weighting="stacking"``, by stacking on their own
+   held-out densities at the origins below).
 
 **Why a floor.** The MAP points of a neural ODE are not exact optima: the potential is a narrow,
 curved valley and Adam stops on its wall, so every member's Hessian has negative and near-zero
@@ -25,11 +27,16 @@ docs/decisions.md, 2026-12-06 (late)).
 
 This is not MCMC: the draws are independent, so R-hat and ESS say nothing of convergence; the
 function-space report (:func:`bayesode.diagnostics.function_space_report`) says how far the
-members differ. The returned :class:`~bayesode.results.Posterior` has the same layout as
-:func:`bayesode.infer.run_ensemble`'s pooled posterior: ``posterior`` (chain, draw) is an
-equal-weight resample of the members' draws, ``sample_stats`` holds ``member``,
-``member_chain``, ``member_draw`` (where each draw came from), and ``settings["laplace_mixture"]``
-the floor, the validation table and every member (kept or dropped, negative eigenvalues).
+members differ. The returned :class:`~bayesode.infer.Ensemble`'s ``pooled`` posterior has the same
+layout as :func:`bayesode.infer.run_ensemble`'s: ``posterior`` (chain, draw) is a weighted resample
+of the members' draws, ``sample_stats`` holds ``member``, ``member_chain``, ``member_draw`` (where
+each draw came from), the ``stacking`` group the weights, and ``settings["ensemble"]`` the floor,
+the validation table and every start (kept or dropped, its Hessian's negative eigenvalues, its
+redrawn draws).
+
+Cost: per fit, the member fits plus one Hessian per member, ``P`` x ``P`` forward-mode solves
+batched (``P`` latents); the floor's choice repeats that at every origin. Memory grows with
+``num_members * P**2`` batched solves, fine for the small networks this is for (``P`` ~ 50-200).
 """
 
 from __future__ import annotations
