@@ -193,6 +193,14 @@ def test_bad_arguments_are_named_before_any_fit():
         fit_full_weight(model, data, key=0, method="mcmc")
     with pytest.raises(ConfigError, match="`validation` weights NUTS members"):
         fit_full_weight(model, data, key=0, method="laplace", validation="lfo")
+    from bayesode.infer.laplace_mixture import MAX_LATENTS, _num_latents
+
+    assert _num_latents(model, data.model_data()) == 1  # omega alone (y0 and the noise are fixed)
+    # one state, width 40, two hidden layers: 80 + 1,640 + 41 weights, then y0 and the noise
+    huge = bo.models.neural(data=data, width=40, depth=2, form="additive", likelihood="normal")
+    assert _num_latents(huge, data.model_data()) == 1761 + 2 > MAX_LATENTS
+    with pytest.raises(ConfigError, match="1763 latent values .* the Laplace mixture's exact Hessian"):
+        run_laplace_mixture(huge, data, key=0)
     short = bo.make_data([1.0, 2.0, 3.0], [[1.0], [0.5], [0.2]], t0=0.0)
     with pytest.raises(ConfigError, match="too few observation times to choose the Laplace floor"):
         run_laplace_mixture(model, short, key=0, forward_model=twin, num_members=1, map_steps=5)

@@ -48,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 from scipy.special import logsumexp
 
@@ -72,6 +74,9 @@ MIN_HELD_OUT_TIMES = 2  # an origin must leave at least this many observation ti
 MIN_SCORED_DRAWS = 0.5  # a floor whose draws mostly fail to solve on the data scores -inf
 WEIGHTINGS = ("equal", "stacking")
 REDRAW_ROUNDS = 20  # rejection rounds for draws where the model fails (each replaces the failed ones)
+# The exact Hessian costs P**2 forward-mode solves per member, batched: past this many latents the time and
+# memory grow out of proportion (1,000 latents: a million solves a member), so such a model is refused.
+MAX_LATENTS = 1000
 
 # Per model: its ForwardMode twin (so the compiled Hessian is reused) and the compiled Hessians.
 TWINS = ProgramCache()
@@ -97,6 +102,13 @@ def forward_twin(model):
             "`forward_model=`: the same model built with SolverConfig(adjoint=diffrax.ForwardMode())."
         )
     return TWINS.get(model, "forward_twin", (), lambda: from_recipe({**recipe, "adjoint": "forward"}))
+
+
+def _num_latents(model, md) -> int:
+    """How many unconstrained values the model's latent sites hold (a trace of its latent sites only)."""
+    tr = handlers.trace(handlers.seed(latents_model(model), 0)).get_trace(md)
+    return int(sum(np.size(biject_to(v["fn"].support).inv(v["value"])) for v in tr.values()
+                   if v["type"] == "sample" and not v["is_observed"]))  # fmt: skip
 
 
 def _hessians(twin, shapes, unravel):
@@ -324,6 +336,12 @@ def run_laplace_mixture(
     k_fit, k_draw, k_pool = jax.random.split(as_key(key), 3)
     rng = np.random.default_rng(np.asarray(k_draw).tolist())
     md = data.model_data()
+    num_latents = _num_latents(model, md)
+    if num_latents > MAX_LATENTS:
+        raise ConfigError(
+            f"the model has {num_latents} latent values (weights, y0, noise); the Laplace mixture's exact Hessian "
+            f"costs their square in ODE solves per member, and past {MAX_LATENTS} that is out of reach. Use "
+            "method='nuts' (NUTS members), a smaller network, or neural-linear (run_neural_linear).")  # fmt: skip
     t0 = time.time()
 
     normals = None  # (member, draw, P): the same standard normals at every origin and floor
