@@ -91,7 +91,8 @@ def _laplace_words(info: dict) -> str:
                f"density {best[1]:.3g} per point")
     else:
         how = "given"
-    return (f"A mixture of Laplace approximations at {len(kept)} MAP members, equal weights: independent draws, "
+    return (f"A mixture of Laplace approximations at {len(kept)} MAP members (weights: {info.get('weighting', 'equal')}): "
+            f"independent draws, "
             f"not MCMC, so R-hat and ESS do not judge it. Every Hessian eigenvalue below {info['floor']:g} was "
             f"raised to it ({how}); the members' Hessians had {min(negative)}-{max(negative)} negative "
             f"eigenvalues (the MAP points are not exact optima: the floor sets the width there). Check held-out "
