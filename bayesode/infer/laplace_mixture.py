@@ -193,15 +193,22 @@ def _constrained(model, md, members: _Members, us: np.ndarray) -> dict:
     return {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in out.items()}
 
 
-def _held_out_lpd(model, md, params: dict, held: np.ndarray, num_members: int, key) -> tuple[float, np.ndarray]:
+def _log_likelihood(model, md, params: dict, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(log_lik (draw, entry), ok (draw,))`` of the draws ``params`` (site -> (draw, ...)) at the
+    ``entries`` (series, time, observed); ``ok``: the draw's solve succeeded and every entry's
+    log-likelihood is finite (elsewhere the posterior density is zero)."""
+    n = next(iter(params.values())).shape[0]
+    out = model_draws(model, md, np.zeros((n, 2), np.uint32), params)  # the log-likelihood draws nothing
+    ll = np.asarray(out["log_lik"], np.float64)[:, entries]
+    return ll, np.all(np.asarray(out["status"]) == 0, axis=1) & np.all(np.isfinite(ll), axis=1)
+
+
+def _held_out_lpd(model, md, params: dict, held: np.ndarray, num_members: int) -> tuple[float, np.ndarray]:
     """Log predictive densities of the ``held`` entries (series, time, observed) under the draws ``params``
     (site -> (draw, ...), member-major blocks of ``num_members``): the mixture's mean over the entries,
     and each member's own per entry, ``(entry, member)``. Draws whose solve fails are left out; a
     mixture (or member) whose draws mostly fail scores -inf."""
-    n = next(iter(params.values())).shape[0]
-    out = model_draws(model, md, jax.random.key_data(jax.random.split(key, n)), params)
-    ll = np.asarray(out["log_lik"], np.float64)[:, held]  # (draw, entry)
-    ok = np.all(np.asarray(out["status"]) == 0, axis=1) & np.all(np.isfinite(ll), axis=1)
+    ll, ok = _log_likelihood(model, md, params, held)
     per_member = np.full((ll.shape[1], num_members), -np.inf)
     for m, (rows, good) in enumerate(zip(np.split(ll, num_members), np.split(ok, num_members))):
         if good.mean() >= MIN_SCORED_DRAWS:
@@ -224,10 +231,7 @@ def _solvable_draws(model, md, members: _Members, floor: float, normals: np.ndar
     for _ in range(REDRAW_ROUNDS):
         samples = _constrained(model, md, members, _draws(members, floor, normals))
         flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-        n = normals.shape[0] * normals.shape[1]
-        out = model_draws(model, md, np.zeros((n, 2), np.uint32), flat)  # the log-likelihood draws nothing
-        ll = np.where(np.asarray(md.mask)[None], np.asarray(out["log_lik"]), 0.0)
-        ok = (np.all(np.asarray(out["status"]) == 0, axis=1) & np.all(np.isfinite(ll.reshape(n, -1)), axis=1))
+        _, ok = _log_likelihood(model, md, flat, np.asarray(md.mask))
         bad = ~ok.reshape(normals.shape[:2])
         if not bad.any():
             return samples, rejected
@@ -368,8 +372,7 @@ def run_laplace_mixture(
             for i, f in enumerate(floors):
                 params = _constrained(model, md, early, _draws(early, f, normals[: early.num_kept]))
                 params = {k: v.reshape((-1,) + v.shape[2:]) for k, v in params.items()}
-                table[i, j], per_member = _held_out_lpd(model, md, params, held, early.num_kept,
-                                                        jax.random.fold_in(k_draw, j))  # fmt: skip
+                table[i, j], per_member = _held_out_lpd(model, md, params, held, early.num_kept)
                 member_lpd[f].append(per_member)
         mean = table.mean(axis=1)
         if not np.any(np.isfinite(mean)):
