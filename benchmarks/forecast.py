@@ -51,10 +51,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+from numpyro.infer.util import constrain_fn
 from scipy.integrate import solve_ivp
 from scipy.special import logsumexp
 
@@ -62,6 +61,7 @@ import bayesode as bo
 from bayesode.diagnostics import fit_full_weight, function_space_report
 from bayesode.infer import map_points
 from bayesode.infer.ensemble import _default_lfo_start  # the start fit_full_weight(validation="lfo") uses
+from bayesode.infer.laplace_mixture import _fit_members
 from bayesode.infer.stacking import pointwise_lfo, stacking_weights
 from bayesode.results.export import column_names
 
@@ -154,26 +154,12 @@ LAPLACE_ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out: fit on this fraction of t
 
 
 def _laplace_components(model_for, data, size, seed):
-    """Each finite MAP member: (centre, unravel, eigenvalues, eigenvectors) of the potential's Hessian at it.
-
-    The Hessian is exact: forward over forward mode through a twin of the model whose solves use
-    ``ForwardMode`` (the default adjoint's custom VJP has no forward mode). Central differences of the
-    gradient were used before; with a step of 0.01 they are far off where the curvature is steep (on the
-    spiral's MAP points the stiffest eigenvalue is near 1e8; docs/decisions.md, 2026-12-06 late)."""
+    """Each finite MAP member: (centre, unravel, eigenvalues, eigenvectors) of the potential's exact Hessian at
+    it, from the package's own member fits (bayesode.infer.laplace_mixture), for the prototypes below."""
     model, twin = model_for(data), model_for(data, adjoint="forward")
-    md = data.model_data()
-    params, pe, _ = map_points(model, data, key=seed, num_points=size["members"], num_steps=size["map_steps"])
-    members = [unconstrain_fn(model, (md,), {}, {k: jnp.asarray(v[m]) for k, v in params.items()})
-               for m in np.flatnonzero(np.isfinite(pe))]  # fmt: skip
-    unravel = ravel_pytree(members[0])[1]  # one structure: one compiled Hessian for every member
-    hessian = jax.jit(jax.jacfwd(jax.jacfwd(lambda u: potential_energy(twin, (md,), {}, unravel(u)))))
-    comps = []
-    for member in members:
-        flat = ravel_pytree(member)[0]
-        hess = np.asarray(hessian(flat), np.float64)
-        eigenvalues, vectors = np.linalg.eigh((hess + hess.T) / 2)
-        comps.append((np.asarray(flat), unravel, eigenvalues, vectors))  # the centre in the model's precision
-    return model, comps
+    members = _fit_members(model, twin, data, seed, size["members"], size["map_steps"])
+    return model, [(np.asarray(c, members.dtype), members.unravel, w, v)
+                   for c, w, v in zip(members.centres, members.eigenvalues, members.vectors)]  # fmt: skip
 
 
 def _laplace_posterior(model, data, comps, floor, seed, draws=400):

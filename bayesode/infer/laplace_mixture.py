@@ -78,9 +78,9 @@ REDRAW_ROUNDS = 20  # rejection rounds for draws where the model fails (each rep
 # memory grow out of proportion (1,000 latents: a million solves a member), so such a model is refused.
 MAX_LATENTS = 1000
 
-# Per model: its ForwardMode twin (so the compiled Hessian is reused) and the compiled Hessians.
+# Per model: its ForwardMode twin (so the compiled Hessian is reused), and the compiled Hessian and constrain programs.
 TWINS = ProgramCache()
-HESSIANS = ProgramCache()
+LAPLACE_PROGRAMS = ProgramCache()
 
 
 def forward_twin(model):
@@ -123,7 +123,7 @@ def _hessians(twin, shapes, unravel):
 
         return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
-    return HESSIANS.get(twin, "hessian", shapes, build)
+    return LAPLACE_PROGRAMS.get(twin, "hessian", shapes, build)
 
 
 @dataclasses.dataclass
@@ -189,7 +189,7 @@ def _constrained(model, md, members: _Members, us: np.ndarray) -> dict:
     def build():  # the latent sites only: no solve is traced
         return jax.jit(jax.vmap(lambda u, md: constrain_fn(latents_model(model), (md,), {}, unravel(u)), in_axes=(0, None)))
 
-    out = HESSIANS.get(model, "constrain", md.shapes(), build)(flat, md)
+    out = LAPLACE_PROGRAMS.get(model, "constrain", md.shapes(), build)(flat, md)
     return {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in out.items()}
 
 
