@@ -61,7 +61,7 @@ import bayesode as bo
 from bayesode.diagnostics import fit_full_weight, function_space_report
 from bayesode.infer import map_points
 from bayesode.infer.ensemble import _default_lfo_start  # the start fit_full_weight(validation="lfo") uses
-from bayesode.infer.laplace_mixture import _fit_members
+from bayesode.infer.laplace_members import _fit_members
 from bayesode.infer.stacking import pointwise_lfo, stacking_weights
 from bayesode.results.export import column_names
 
@@ -155,7 +155,7 @@ LAPLACE_ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out: fit on this fraction of t
 
 def _laplace_components(model_for, data, size, seed):
     """Each finite MAP member: (centre, unravel, eigenvalues, eigenvectors) of the potential's exact Hessian at
-    it, from the package's own member fits (bayesode.infer.laplace_mixture), for the prototypes below."""
+    it, from the package's own member fits (bayesode.infer.laplace_members), for the prototypes below."""
     model, twin = model_for(data), model_for(data, adjoint="forward")
     members = _fit_members(model, twin, data, seed, size["members"], size["map_steps"])
     return model, [(np.asarray(c, members.dtype), members.unravel, w, v)

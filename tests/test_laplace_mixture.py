@@ -13,15 +13,8 @@ from jax.scipy.stats import norm
 
 import bayesode as bo
 from bayesode.errors import ConfigError
-from bayesode.infer.laplace_mixture import (
-    _draws,
-    _fit_members,
-    _Members,
-    forward_twin,
-    held_out_before,
-    run_laplace_mixture,
-    validation_origins,
-)
+from bayesode.infer.laplace_members import _draws, _fit_members, _Members, forward_twin
+from bayesode.infer.laplace_mixture import held_out_before, run_laplace_mixture, validation_origins
 from bayesode.solving.precision import precision_scope
 
 TIMES = np.array([1, 2, 2.5, 3, 4, 5, 5.5, 6], dtype=float)
@@ -144,7 +137,8 @@ def test_a_given_floor_skips_the_choice_and_draws_the_same_members():
 def test_stacking_weights_the_members_by_their_own_held_out_densities():
     """weighting="stacking": the weights are stacking_weights of the members' held-out densities at the chosen
     floor, recomputed here from the same members and draws (so exactly, up to the optimiser's tolerance)."""
-    from bayesode.infer.laplace_mixture import _constrained, _draws, _held_out_lpd
+    from bayesode.infer.laplace_members import _constrained
+    from bayesode.infer.laplace_mixture import _held_out_lpd
     from bayesode.infer.stacking import stacking_weights
 
     model, twin, data = _oscillator_model(), _oscillator_model(diffrax.ForwardMode()), _oscillator_data()
@@ -193,7 +187,7 @@ def test_bad_arguments_are_named_before_any_fit():
         fit_full_weight(model, data, key=0, method="mcmc")
     with pytest.raises(ConfigError, match="`validation` weights NUTS members"):
         fit_full_weight(model, data, key=0, method="laplace", validation="lfo")
-    from bayesode.infer.laplace_mixture import MAX_LATENTS, _num_latents
+    from bayesode.infer.laplace_members import MAX_LATENTS, _num_latents
 
     assert _num_latents(model, data.model_data()) == 1  # omega alone (y0 and the noise are fixed)
     # one state, width 40, two hidden layers: 80 + 1,640 + 41 weights, then y0 and the noise

@@ -1,6 +1,6 @@
 """Every weight Bayesian by a mixture of Laplace approximations at MAP members (Eschenhagen et al. 2021).
 
-:func:`run_laplace_mixture`:
+:func:`run_laplace_mixture` (the members, their Hessians and draws: :mod:`.laplace_members`):
 
 1. fits ``num_members`` MAP points from prior draws (:func:`bayesode.infer.map_points`, one
    vmapped program); a member whose log density there is not finite is dropped, with the reason;
@@ -45,15 +45,9 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
-from numpyro import handlers
-from numpyro.distributions.transforms import biject_to
-from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 from scipy.special import logsumexp
 
-from ..caching import ProgramCache
 from ..checks import as_key, positive_int, positive_number, seed_of
 from ..datasets import as_data
 from ..errors import ConfigError, InitializationError
@@ -61,12 +55,12 @@ from ..model import check_model
 from ..results import Posterior
 from ..results.predictive import model_draws
 from .console import phase
-from .ensemble import Ensemble, _attach_stacking_group, _why_failed, map_points, pool_members
+from .ensemble import Ensemble, _attach_stacking_group, pool_members
+from .laplace_members import MAX_LATENTS, _constrained, _draws, _fit_members, _Members, _num_latents, forward_twin
 from .precision import fits_in_precision
-from .programs import latents_model
 from .stacking import stacking_weights
 
-__all__ = ["FLOORS", "ORIGINS", "forward_twin", "run_laplace_mixture"]
+__all__ = ["FLOORS", "ORIGINS", "run_laplace_mixture"]
 
 FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors tried (half decades)
 ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of the observation times
@@ -74,123 +68,6 @@ MIN_HELD_OUT_TIMES = 2  # an origin must leave at least this many observation ti
 MIN_SCORED_DRAWS = 0.5  # a floor whose draws mostly fail to solve on the data scores -inf
 WEIGHTINGS = ("equal", "stacking")
 REDRAW_ROUNDS = 20  # rejection rounds for draws where the model fails (each replaces the failed ones)
-# The exact Hessian costs P**2 forward-mode solves per member, batched: past this many latents the time and
-# memory grow out of proportion (1,000 latents: a million solves a member), so such a model is refused.
-MAX_LATENTS = 1000
-
-# Per model: its ForwardMode twin (so the compiled Hessian is reused), and the compiled Hessian and constrain programs.
-TWINS = ProgramCache()
-LAPLACE_PROGRAMS = ProgramCache()
-
-
-def forward_twin(model):
-    """``model`` with its solves in ``diffrax.ForwardMode`` (what the exact Hessian differentiates).
-
-    A model that already solves in forward mode is its own twin; a preset model (``bayesode.models``)
-    is rebuilt from its recipe with ``adjoint="forward"``. Other models raise: pass
-    ``forward_model=`` (the same model built with ``SolverConfig(adjoint=diffrax.ForwardMode())``).
-    """
-    from ..model.presets import MODEL_KINDS, from_recipe
-
-    if model.spec.solver.forward_mode:
-        return model
-    recipe = model.spec.recipe or {}
-    if recipe.get("kind") not in MODEL_KINDS:
-        raise ConfigError(
-            "the Laplace mixture needs the model's Hessian, by forward-mode differentiation through its solves, "
-            "and this model's solver uses a reverse adjoint and has no recipe to rebuild it from; pass "
-            "`forward_model=`: the same model built with SolverConfig(adjoint=diffrax.ForwardMode())."
-        )
-    return TWINS.get(model, "forward_twin", (), lambda: from_recipe({**recipe, "adjoint": "forward"}))
-
-
-def _num_latents(model, md) -> int:
-    """How many unconstrained values the model's latent sites hold (a trace of its latent sites only)."""
-    tr = handlers.trace(handlers.seed(latents_model(model), 0)).get_trace(md)
-    return int(sum(np.size(biject_to(v["fn"].support).inv(v["value"])) for v in tr.values()
-                   if v["type"] == "sample" and not v["is_observed"]))  # fmt: skip
-
-
-def _hessians(twin, shapes, unravel):
-    """Compiled ``(us (member, P), md) -> (member, P, P)``: the potential's Hessian at each ``u``.
-
-    Cached per twin and data shapes; ``unravel`` (the latents' flat order) is fixed by both, so the
-    first call's is every later call's."""
-
-    def build():
-        def one(u, md):
-            return jax.jacfwd(jax.jacfwd(lambda v: potential_energy(twin, (md,), {}, unravel(v))))(u)
-
-        return jax.jit(jax.vmap(one, in_axes=(0, None)))
-
-    return LAPLACE_PROGRAMS.get(twin, "hessian", shapes, build)
-
-
-@dataclasses.dataclass
-class _Members:
-    """The kept members: ``centres`` (member, P) float64 unconstrained points in ``unravel``'s order,
-    their Hessians' ``eigenvalues`` (member, P) and ``vectors`` (member, P, P); ``records`` of
-    every start, kept or dropped (with the reason)."""
-
-    centres: np.ndarray
-    eigenvalues: np.ndarray
-    vectors: np.ndarray
-    unravel: object
-    records: list
-    dtype: object = None  # the model's float type, the draws' when constrained
-
-    @property
-    def num_kept(self) -> int:
-        return int(self.centres.shape[0])
-
-
-def _fit_members(model, twin, data, key, num_members: int, map_steps: int) -> _Members:
-    md = data.model_data()
-    params, pe, losses = map_points(model, data, key=key, num_points=num_members, num_steps=map_steps)
-    records = [{"start": m, "final_potential": float(pe[m]), "kept": False, "failed_steps": int(np.isnan(losses[m]).sum()),
-                "reason": _why_failed(float(pe[m]))} for m in range(num_members)]  # fmt: skip
-    fitted = [m for m in range(num_members) if records[m]["reason"] is None]
-    empty = _Members(np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0, 0)), None, records)
-    if not fitted:
-        return empty
-    lm = latents_model(model)
-    zs = [unconstrain_fn(lm, (md,), {}, {k: jnp.asarray(v[m]) for k, v in params.items()}) for m in fitted]
-    unravel = ravel_pytree(zs[0])[1]
-    flat = jnp.stack([ravel_pytree(z)[0] for z in zs])
-    hess = np.asarray(_hessians(twin, md.shapes(), unravel)(flat, md), np.float64)
-    centres, values, vectors = [], [], []
-    for i, m in enumerate(fitted):
-        if not np.all(np.isfinite(hess[i])):
-            records[m]["reason"] = "the Hessian at the fitted point is not finite (a solve fails nearby)"
-            continue
-        w, v = np.linalg.eigh((hess[i] + hess[i].T) / 2)
-        records[m].update(kept=True, member=len(centres), reason=None, negative_eigenvalues=int(np.sum(w < 0)),
-                          min_eigenvalue=float(w[0]), max_eigenvalue=float(w[-1]))  # fmt: skip
-        centres.append(np.asarray(flat[i], np.float64))
-        values.append(w)
-        vectors.append(v)
-    if not centres:
-        return empty
-    return _Members(np.stack(centres), np.stack(values), np.stack(vectors), unravel, records, flat.dtype)
-
-
-def _draws(members: _Members, floor: float, normals: np.ndarray) -> np.ndarray:
-    """``(member, draw, P)`` unconstrained draws ``centre + V diag(max(w, floor))^-1/2 z``."""
-    scale = 1.0 / np.sqrt(np.maximum(members.eigenvalues, floor))  # (member, P)
-    return members.centres[:, None, :] + np.einsum("mdp,mp,mqp->mdq", normals, scale, members.vectors)
-
-
-def _constrained(model, md, members: _Members, us: np.ndarray) -> dict:
-    """site -> (..., site shape) constrained values of the flat unconstrained draws ``us`` (..., P)."""
-    lead = us.shape[:-1]
-    flat = jnp.asarray(us.reshape(-1, us.shape[-1]), members.dtype)
-    unravel = members.unravel
-
-    def build():  # the latent sites only: no solve is traced
-        return jax.jit(jax.vmap(lambda u, md: constrain_fn(latents_model(model), (md,), {}, unravel(u)), in_axes=(0, None)))
-
-    out = LAPLACE_PROGRAMS.get(model, "constrain", md.shapes(), build)(flat, md)
-    return {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in out.items()}
 
 
 def _log_likelihood(model, md, params: dict, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -164,8 +164,8 @@ class Posterior:
             idata.add_groups({"svi": xr.Dataset({"loss": ("step", np.asarray(self.losses))})}, warn_on_custom_groups=False)
         for group in idata.groups():
             idata[group].attrs.update(attrs)
-        for caveat in self.caveats():  # where az.loo / az.compare read from, for whoever opens the file
-            idata.log_likelihood.attrs["bayesode_caveat"] = caveat
+        if self.caveats():  # where az.loo / az.compare read from, for whoever opens the file
+            idata.log_likelihood.attrs["bayesode_caveat"] = " ".join(self.caveats())
         self._idata, self._idata_seed = idata, seed
         return idata
 
