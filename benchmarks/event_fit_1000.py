@@ -5,8 +5,9 @@ simulated by thinning with a fixed seed: 998 events), fitted by :func:`bayesode.
 with its defaults and the given method, then :func:`bayesode.infer.intensity_bands` on 200 times.
 Prints one line per method: events, fit seconds, fit + bands seconds, draws, median band width.
 
-    python benchmarks/event_fit_1000.py --methods svi svi+nuts
+    python benchmarks/event_fit_1000.py --methods laplace svi svi+nuts
     python benchmarks/event_fit_1000.py --methods svi --solver fixed   # FixedSteps() between events
+    python benchmarks/event_fit_1000.py --methods laplace --sequences 7 8 9   # other simulated sequences
 """
 
 from __future__ import annotations
@@ -30,27 +31,31 @@ def one_sequence(seed: int = 7, t_end: float = 100.0) -> np.ndarray:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", nargs="*", default=["svi", "svi+nuts"], choices=["svi", "svi+nuts", "nuts"])
+    ap.add_argument("--methods", nargs="*", default=["svi", "svi+nuts"], choices=["laplace", "svi", "svi+nuts", "nuts"])
+    ap.add_argument("--sequences", nargs="*", type=int, default=[7], help="seeds of the simulated sequences (default 7)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fit (default 1)")
-    ap.add_argument("--solver", choices=["adaptive", "fixed"], default="adaptive",
-                    help="EVENT_SOLVER (adaptive, the default) or FixedSteps()")  # fmt: skip
+    ap.add_argument("--solver", choices=["default", "adaptive", "fixed"], default="default",
+                    help="the method's default (FixedSteps() for laplace, else EVENT_SOLVER), EVENT_SOLVER or FixedSteps()")  # fmt: skip
     args = ap.parse_args(argv)
-    config = EVENT_SOLVER if args.solver == "adaptive" else FixedSteps()
-    times = one_sequence()
-    events = make_event_sequences([times], t_end=100.0)
+    config = {"default": None, "adaptive": EVENT_SOLVER, "fixed": FixedSteps()}[args.solver]
     truth = 10 * (1 + 0.5 * np.sin(np.linspace(0.0, 100.0, 200) / 8))
     print(f"solver: {args.solver}")
-    print(f"{'method':10s} {'events':>6s} {'fit_s':>7s} {'bands_s':>8s} {'draws':>9s} {'band_width_median':>18s} {'covers_truth':>12s} {'fixed_ll_err':>12s}")
-    for method in args.methods:
+    print(f"{'method':10s} {'seq':>3s} {'events':>6s} {'fit_s':>7s} {'bands_s':>8s} {'draws':>9s} {'band_width_median':>18s} "
+          f"{'covers_truth':>12s} {'rel_err_median':>14s} {'fixed_ll_err':>12s} {'floor':>6s}")  # fmt: skip
+    for sequence, method in [(s, m) for s in args.sequences for m in args.methods]:
+        times = one_sequence(sequence)
+        events = make_event_sequences([times], t_end=100.0)
         t = time.time()
         fit = fit_events(events, key=args.seed, method=method, config=config)
         fit_s = time.time() - t
         bands = intensity_bands(fit, np.linspace(0.0, 100.0, 200))
         width = float(np.median(bands["upper"] - bands["lower"]))
         covers = float(np.mean((bands["lower"][0, :, 0] <= truth) & (truth <= bands["upper"][0, :, 0])))
-        print(f"{method:10s} {times.size:6d} {fit_s:7.1f} {time.time() - t:8.1f} "
-              f"{fit.num_chains:>3d} x {fit.num_draws:<3d} {width:18.2f} {covers:12.2f} "
-              f"{fit.stats.get('fixed_steps_ll_error', float('nan')):12.3f}", flush=True)  # fmt: skip
+        median = np.median(bands["draws"][:, 0, :, 0], axis=0)
+        floor = fit.stats.get("laplace", {}).get("floor", float("nan"))
+        print(f"{method:10s} {sequence:3d} {times.size:6d} {fit_s:7.1f} {time.time() - t:8.1f} "
+              f"{fit.num_chains:>3d} x {fit.num_draws:<3d} {width:18.2f} {covers:12.2f} {np.mean(np.abs(median - truth) / truth):14.3f} "
+              f"{fit.stats.get('fixed_steps_ll_error', float('nan')):12.3f} {floor:6g}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

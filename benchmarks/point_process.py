@@ -38,8 +38,16 @@ from scipy import optimize
 
 from bayesode.datasets import load_events
 from bayesode.errors import FitFailedError
-from bayesode.infer import EVENT_SOLVER, EventFit, fit_events, held_out_log_likelihood, make_event_process, solve_draws
-from bayesode.solving import NeuralJumpProcess, events_log_likelihood, solve_event_jumps
+from bayesode.infer import (
+    EVENT_SOLVER,
+    LAPLACE_DECAY,
+    EventFit,
+    fit_events,
+    held_out_log_likelihood,
+    make_event_process,
+    solve_draws,
+)
+from bayesode.solving import FixedSteps, NeuralJumpProcess, events_log_likelihood, solve_event_jumps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "scripts"))
 from _point_processes import PARAMETERS, intensity  # noqa: E402
@@ -135,9 +143,10 @@ def run_case(kind: str, args) -> dict:
     hist_lists = [hist.event_list(i)[0] for i in range(events.num_sequences)]
     n_future = int(fut.mask.sum())
     start = time.perf_counter()
+    decay = (LAPLACE_DECAY if args.method == "laplace" else 0.0) if args.decay is None else args.decay
     process = make_event_process(hist, key=jr.key(args.seed), latent_dim=args.latent_dim, width=args.width,
-                                 decay=args.decay, delayed=args.delayed)  # fmt: skip
-    fit = fit_events(hist, key=args.seed, process=process, method=args.method, map_steps=args.map_steps,
+                                 decay=decay, delayed=args.delayed)  # fmt: skip
+    fit = fit_events(hist, key=args.seed, process=process, method=args.method, map_steps=args.map_steps, config=args.config,
                      map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup, num_samples=args.samples, num_chains=1)  # fmt: skip
     fit_s = time.perf_counter() - start
     if args.delayed:  # what the MAP learned: the delay and the onset time (1 / rate), in the data's time units
@@ -202,7 +211,7 @@ def scale_table(sizes=(100, 1000, 10000), repeats=3) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--method", default="svi", choices=["svi", "svi+nuts", "nuts"])
+    ap.add_argument("--method", default="svi", choices=["svi", "svi+nuts", "nuts", "laplace"])
     ap.add_argument("--map-steps", type=int, default=1500)
     ap.add_argument("--map-starts", type=int, default=1)
     ap.add_argument("--svi-steps", type=int, default=1000)
@@ -211,13 +220,17 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=100)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--latent-dim", type=int, default=2)
-    ap.add_argument("--decay", type=float, default=0.0)
+    ap.add_argument("--decay", type=float, default=None,
+                    help="the latent state's pull (default: fit_events' for the method: LAPLACE_DECAY for laplace, else 0)")
     ap.add_argument("--delayed", action="store_true", help="a delayed jump per event (NeuralJumpProcess(delayed=True))")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", nargs="*", default=list(KINDS))
     ap.add_argument("--scale-only", action="store_true")
     ap.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 10000])
+    ap.add_argument("--solver", choices=["default", "adaptive", "fixed"], default="default",
+                    help="the method's default (FixedSteps() for laplace, else EVENT_SOLVER), EVENT_SOLVER or FixedSteps()")
     args = ap.parse_args()
+    args.config = {"default": None, "adaptive": EVENT_SOLVER, "fixed": FixedSteps()}[args.solver]
     print(f"jax {jax.__version__}, devices {jax.devices()}, method {args.method}, map_steps {args.map_steps}, "
           f"map_starts {args.map_starts}, svi_steps {args.svi_steps}, latent {args.latent_dim}, width {args.width}, decay {args.decay}, "
           f"delayed {args.delayed}")

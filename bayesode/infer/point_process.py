@@ -30,6 +30,7 @@ from ..datasets import EventSequences
 from ..errors import ConfigError, DataError, FitFailedError
 from ..model import Normal, event_arrays, point_process_model, sample_field
 from ..solving import (
+    FixedSteps,
     NeuralJumpProcess,
     SolverConfig,
 )
@@ -43,11 +44,16 @@ from .event_draws import (
     failed_message,
     nuts_start,
 )
+from .event_laplace import laplace_stage
 from .event_map import map_stage
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
 
-METHODS = ("svi", "nuts", "svi+nuts")
+METHODS = ("svi", "nuts", "svi+nuts", "laplace")
+# The latent state's pull towards 0 of the default process in a Laplace fit (``make_event_process(decay=)``): without
+# it, draws away from the MAP let the state drift over hundreds of events and the leave-future-out validation
+# picks floors too narrow to cover (measured: docs/decisions.md, 2026-12-07 (events)).
+LAPLACE_DECAY = 0.1
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
 # likelihood (relative error ~1e-6 of the log-likelihood) and halves the gradient cost
 # against Tsit5 at 1e-6 (see benchmarks/point_process.py); 64 steps bound a failed segment.
@@ -66,7 +72,8 @@ class EventFit:
     ``stats``: ``map_loss`` (steps,) and ``map`` (site -> MAP value) of the warm start's best start,
     ``map_start_loss`` (start,) every start's final loss, ``diverging``
     (chain, draw) and ``interrupted`` (Ctrl-C kept fewer draws) for NUTS, ``svi_loss`` (steps,) for
-    SVI, ``fixed_steps_ll_error`` (nats; NaN unless ``config`` is ``FixedSteps``), ``warnings``: what
+    SVI, ``laplace`` for ``method="laplace"`` (the floor, its validation scores (origin, floor), the
+    Hessian's negative eigenvalues, the redrawn draws), ``fixed_steps_ll_error`` (nats; NaN unless ``config`` is ``FixedSteps``), ``warnings``: what
     a reader of the result must be told (failed solves, divergences, an interruption, a fixed-step
     error), also warned by ``fit_events`` and kept in :func:`to_inference_data`'s attrs.
     """
@@ -124,6 +131,7 @@ def fit_events(
     width: int = 16,
     depth: int = 1,
     delayed: bool = False,
+    decay: float | None = None,
     weight_prior=None,
     config: SolverConfig | None = None,
     method: str = "svi+nuts",
@@ -151,18 +159,25 @@ def fit_events(
         effects that start after a lag (an incubation period; a kernel that is 0 below its onset,
         as the power-law Hawkes benchmark's). Needs the adaptive solver; ``method="svi"`` is the one
         measured (NUTS on it is slow: docs/decisions.md). With your own ``process``, set it there.
+    decay : float, optional
+        The default process's pull of the latent state towards 0 (:class:`NeuralJumpProcess`); default
+        :data:`LAPLACE_DECAY` for ``method="laplace"``, 0 otherwise. With your own ``process``, set it there.
     weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
     config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive; :data:`DELAYED_EVENT_SOLVER`,
-        with more steps per segment, for a delayed process).
+        with more steps per segment, for a delayed process; ``FixedSteps()`` for ``method="laplace"``, whose MAP
+        fits and Hessians are its cost, with the held-out events scored by the adaptive solver).
         ``FixedSteps()`` is several times cheaper per gradient on long sequences (see
         :mod:`bayesode.solving.event_grid`); the fit then checks up to 20 of its draws against an
         adaptive solve, keeps the largest difference in ``stats["fixed_steps_ll_error"]`` (nats)
         and warns above 1 nat.
-    method : {"svi+nuts", "svi", "nuts"}
+    method : {"svi+nuts", "svi", "nuts", "laplace"}
         Every method starts with ``map_steps`` of MAP optimisation from the template's weights.
         ``"svi"`` then fits a mean-field Normal guide centred at the MAP and keeps ``num_samples``
         draws per chain from it; ``"svi+nuts"`` starts every NUTS chain at the guide's median;
-        ``"nuts"`` at the MAP.
+        ``"nuts"`` at the MAP. ``"laplace"``: a Gaussian at the MAP with the potential's exact Hessian,
+        its eigenvalues floored at a precision chosen by leave-future-out (the MAP refitted with the
+        last 40%, 30% and 20% of every window held out; :mod:`~bayesode.infer.event_laplace`):
+        ``num_chains x num_samples`` independent draws, the fast route for long sequences.
     map_steps : Adam steps of the MAP warm start (0: none), on a cosine schedule from ``learning_rate``
         to 1% of it. Why: a constant step size leaves the fit oscillating around the optimum, and SVI
         or NUTS started from an unconverged point spend their budget on getting there.
@@ -209,15 +224,23 @@ def fit_events(
     k_init, k_map, k_svi, k_draw, k_nuts = jax.random.split(key, 5)
     if not isinstance(delayed, bool):
         raise ConfigError(f"`delayed` must be True or False; got {delayed!r}.")
+    if method == "laplace" and map_steps == 0:
+        raise ConfigError("`method='laplace'` builds its Gaussian at the MAP: `map_steps` must be positive.")
+    if decay is not None:
+        decay = 0.0 if decay == 0 and not isinstance(decay, bool) else positive_number("decay", decay)
+        if process is not None:
+            raise ConfigError("`decay` sets the default process's pull; with your own `process`, set it there "
+                              "(make_event_process(..., decay=)) and leave `decay` out.")  # fmt: skip
     if process is None:
+        decay = (LAPLACE_DECAY if method == "laplace" else 0.0) if decay is None else decay
         process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth,
-                                     delayed=delayed)  # fmt: skip
+                                     delayed=delayed, decay=decay)  # fmt: skip
     elif delayed and not is_delayed(process):
         raise ConfigError("`delayed=True` builds the default process; with your own `process`, make it delayed "
                           "(make_event_process(..., delayed=True)) and leave `delayed` out.")  # fmt: skip
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     if config is None:
-        config = DELAYED_EVENT_SOLVER if is_delayed(process) else EVENT_SOLVER
+        config = DELAYED_EVENT_SOLVER if is_delayed(process) else FixedSteps() if method == "laplace" else EVENT_SOLVER
     check_delayed_solver(process, config)  # before any work
     model = point_process_model(process, weight_prior=weight_prior, config=config)
     data = event_arrays(events)
@@ -228,11 +251,17 @@ def fit_events(
                     num_chains=num_chains, max_tree_depth=max_tree_depth)  # fmt: skip
     checkpoint = EventCheckpoint(checkpoint_dir, {**settings, **fingerprint(data, process, weight_prior, config, key)})
     init_values = _initial_values(process, weight_prior)
+    template = init_values
     if map_steps:
         init_values, stats["map_loss"], stats["map_start_loss"] = map_stage(
             model, init_values, data, k_map, steps=map_steps, starts=map_starts, learning_rate=learning_rate,
             checkpoint=checkpoint, progress=progress, caller="fit_events")  # fmt: skip
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
+    if method == "laplace":
+        reference = config if isinstance(config, SolverConfig) else EVENT_SOLVER
+        samples, found, notes = laplace_stage(process, weight_prior, config, reference, events, model, template, init_values,
+                                              data, k_draw, k_map, settings, checkpoint, progress)  # fmt: skip
+        return _finished(EventFit(process, weight_prior, config, events, samples, method, {**stats, **found}), notes)
     if method in ("svi", "svi+nuts"):
         centre = dict(init_values)
         svi_settings = SviSettings(svi_steps, float(learning_rate))
