@@ -1,6 +1,8 @@
 """fit_events(method="laplace"): the Gaussian at the MAP, its exact Hessian, the held-out scoring that picks its
 floor, and the fit end to end (bayesode/infer/event_laplace.py)."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -144,3 +146,21 @@ def test_hessian_config_swaps_the_adjoint_only():
     assert hessian_config(FixedSteps()) == FixedSteps()
     with pytest.raises(ConfigError, match="`config`"):
         hessian_config("tsit5")
+
+
+def test_cli_events_laplace_writes_the_fit_and_says_its_floor(tmp_path, capsys):
+    import arviz as az
+
+    from bayesode.cli.main import main as cli_main
+
+    out = tmp_path / "coal"
+    status = cli_main(["events", "--dataset", "coal_explosions", "--method", "laplace", "--map-steps", "100", "--samples", "20",
+                       "--chains", "1", "--width", "4", "--points", "30", "--no-progress", "--out", str(out)])  # fmt: skip
+    assert status == 0
+    said = capsys.readouterr().out
+    floor = re.search(r"Laplace at the MAP: 20 independent draws; precision floor ([0-9.e+]+), chosen by leave-future-out "
+                      r"at 60%, 70%, 80% of the window", said)  # fmt: skip
+    assert floor is not None, said
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert idata.attrs["method"] == "laplace" and float(floor.group(1)) in FLOORS
+    assert idata.posterior_predictive["intensity"].shape == (1, 20, 1, 30, 1)
