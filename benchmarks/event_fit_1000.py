@@ -34,6 +34,7 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", nargs="*", default=["svi", "svi+nuts"], choices=["laplace", "svi", "svi+nuts", "nuts"])
     ap.add_argument("--sequences", nargs="*", type=int, default=[7], help="seeds of the simulated sequences (default 7)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fit (default 1)")
+    ap.add_argument("--map-starts", type=int, default=1, help="fit_events' map_starts (default 1)")
     ap.add_argument("--solver", choices=["default", "adaptive", "fixed"], default="default",
                     help="the method's default (FixedSteps() for laplace, else EVENT_SOLVER), EVENT_SOLVER or FixedSteps()")  # fmt: skip
     args = ap.parse_args(argv)
@@ -46,7 +47,7 @@ def main(argv=None) -> None:
         times = one_sequence(sequence)
         events = make_event_sequences([times], t_end=100.0)
         t = time.time()
-        fit = fit_events(events, key=args.seed, method=method, config=config)
+        fit = fit_events(events, key=args.seed, method=method, config=config, map_starts=args.map_starts)
         fit_s = time.time() - t
         bands = intensity_bands(fit, np.linspace(0.0, 100.0, 200))
         width = float(np.median(bands["upper"] - bands["lower"]))

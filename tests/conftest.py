@@ -35,7 +35,7 @@ UNIT_SECONDS = {
     "test_event_fit": 359, "test_infer": 257, "test_cli": 256, "test_event_checkpoint": 243, "test_readme": 222,
     "test_sbc": 200, "test_observation_jumps": 172, "test_plain_model": 156, "test_series_devices": 145,
     "08_jump_ode_regression": 132, "test_event_delay": 122, "test_parallel": 117, "test_adjoints": 107,
-    "test_solve": 97, "test_jumps": 95, "test_laplace": 95, "test_ensemble": 89, "test_laplace_mixture": 65, "test_fit_failures": 86,
+    "test_solve": 97, "test_jumps": 95, "test_laplace": 95, "test_ensemble": 89, "test_laplace_mixture": 65, "test_event_laplace": 90, "test_fit_failures": 86,
     "01_quickstart": 84, "test_structured": 82, "test_precision": 82, "test_draws_pinned": 81,
     "test_robustness": 77, "test_cache": 76, "test_lv_reference": 71, "test_resume": 67, "test_exact": 67,
     "test_model": 63, "02_mechanistic_neural_hybrid": 59, "06_dosing": 51, "04_svi_vs_nuts": 49,
