@@ -129,6 +129,17 @@ def held_out_after(data: dict, fraction: float) -> tuple[dict, np.ndarray]:
     return {**data, "mask": data["mask"] & before, "t_end": cut}, held
 
 
+def validation_splits(data: dict, origins=ORIGINS) -> list[tuple[float, dict, np.ndarray]]:
+    """``(fraction, training data, held-out mask)`` per origin (:func:`held_out_after`) that keeps events before it and
+    holds out at least ``MIN_HELD_OUT_EVENTS``; ConfigError when none does (called before any fit)."""
+    splits = [(f, *held_out_after(data, f)) for f in origins]
+    splits = [(f, d, held) for f, d, held in splits if held.sum() >= MIN_HELD_OUT_EVENTS and np.any(d["mask"])]
+    if not splits:
+        raise ConfigError(f"fit_events (laplace): no origin in {tuple(origins)} holds out at least {MIN_HELD_OUT_EVENTS} "
+                          "events with events before it; the floor cannot be chosen (more events are needed).")  # fmt: skip
+    return splits
+
+
 def validation_scores(programs: _Programs, point: LaplacePoint, data: dict, held: np.ndarray, floors, key) -> list[float]:
     """Mean one-step log predictive density of the ``held`` events (sequence, event) under the draws at each floor."""
     normals = np.asarray(jax.random.normal(key, (SCORED_DRAWS, point.centre.size)))
@@ -162,11 +173,7 @@ def event_laplace(model, hessian_model, reference_model, values: dict, data: dic
     """
     programs = _programs(model, hessian_model, reference_model, values, data)
     k_score, k_draw, k_redraw = jax.random.split(key, 3)
-    splits = [(f, *held_out_after(data, f)) for f in origins]
-    splits = [(f, d, held) for f, d, held in splits if held.sum() >= MIN_HELD_OUT_EVENTS and d["mask"].any()]
-    if not splits:
-        raise ConfigError(f"fit_events (laplace): no origin in {tuple(origins)} holds out at least {MIN_HELD_OUT_EVENTS} "
-                          "events with events before it; the floor cannot be chosen (more events are needed).")  # fmt: skip
+    splits = validation_splits(data, origins)
 
     def score(split):
         fraction, d, held = split

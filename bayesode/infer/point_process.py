@@ -44,7 +44,7 @@ from .event_draws import (
     failed_message,
     nuts_start,
 )
-from .event_laplace import laplace_stage
+from .event_laplace import laplace_stage, validation_splits
 from .event_map import map_stage
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
@@ -244,6 +244,8 @@ def fit_events(
     check_delayed_solver(process, config)  # before any work
     model = point_process_model(process, weight_prior=weight_prior, config=config)
     data = event_arrays(events)
+    if method == "laplace":
+        validation_splits(data)  # enough events for the floor's validation, before any fit
     stats: dict = {}
     notes: list = []  # what the result must say (stats["warnings"])
     settings = dict(method=method, map_steps=map_steps, map_starts=map_starts, svi_steps=svi_steps,
