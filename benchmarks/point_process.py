@@ -40,7 +40,6 @@ from bayesode.datasets import load_events
 from bayesode.errors import FitFailedError
 from bayesode.infer import (
     EVENT_SOLVER,
-    LAPLACE_DECAY,
     EventFit,
     fit_events,
     held_out_log_likelihood,
@@ -143,15 +142,17 @@ def run_case(kind: str, args) -> dict:
     hist_lists = [hist.event_list(i)[0] for i in range(events.num_sequences)]
     n_future = int(fut.mask.sum())
     start = time.perf_counter()
-    decay = (LAPLACE_DECAY if args.method == "laplace" else 0.0) if args.decay is None else args.decay
-    process = make_event_process(hist, key=jr.key(args.seed), latent_dim=args.latent_dim, width=args.width,
-                                 decay=decay, delayed=args.delayed)  # fmt: skip
+    # laplace without --decay: fit_events builds the process and chooses its decay (LAPLACE_DECAYS)
+    process = None if args.method == "laplace" and args.decay is None else make_event_process(
+        hist, key=jr.key(args.seed), latent_dim=args.latent_dim, width=args.width, decay=args.decay or 0.0,
+        delayed=args.delayed)  # fmt: skip
     fit = fit_events(hist, key=args.seed, process=process, method=args.method, map_steps=args.map_steps, config=args.config,
+                     latent_dim=args.latent_dim, width=args.width, delayed=args.delayed,
                      map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup, num_samples=args.samples, num_chains=1)  # fmt: skip
     fit_s = time.perf_counter() - start
     if args.delayed:  # what the MAP learned: the delay and the onset time (1 / rate), in the data's time units
         m = fit.stats["map"]
-        at_map = eqx.tree_at(lambda p: (p.log_delay, p.log_onset), process,
+        at_map = eqx.tree_at(lambda p: (p.log_delay, p.log_onset), fit.process,
                              (jnp.asarray(m["field.log_delay"]), jnp.asarray(m["field.log_onset"])))  # fmt: skip
         print(f"  [{kind}] MAP delay {float(at_map.delay()):.3f}, onset time {float(1 / at_map.onset_rate()):.3f}",
               flush=True)  # fmt: skip
@@ -221,7 +222,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--latent-dim", type=int, default=2)
     ap.add_argument("--decay", type=float, default=None,
-                    help="the latent state's pull (default: fit_events' for the method: LAPLACE_DECAY for laplace, else 0)")
+                    help="the latent state's pull (default 0; for laplace, fit_events chooses among LAPLACE_DECAYS)")
     ap.add_argument("--delayed", action="store_true", help="a delayed jump per event (NeuralJumpProcess(delayed=True))")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", nargs="*", default=list(KINDS))

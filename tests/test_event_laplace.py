@@ -11,7 +11,14 @@ from numpyro.infer.util import potential_energy
 
 from bayesode.datasets import make_event_sequences
 from bayesode.errors import ConfigError
-from bayesode.infer import EVENT_SOLVER, fit_events, intensity_bands, make_event_process, to_inference_data
+from bayesode.infer import (
+    EVENT_SOLVER,
+    LAPLACE_DECAYS,
+    fit_events,
+    intensity_bands,
+    make_event_process,
+    to_inference_data,
+)
 from bayesode.infer.event_draws import _training_status
 from bayesode.infer.event_laplace import (
     FLOORS,
@@ -114,7 +121,11 @@ def test_laplace_fit_end_to_end_and_resumes(tmp_path):
     info = fit.stats["laplace"]
     assert info["scores"].shape == (3, len(FLOORS))
     assert info["floor"] == FLOORS[int(np.argmax(info["scores"].mean(axis=0)))]
-    assert fit.samples["field.z0"].shape == (2, 60, 2) and fit.process.decay == 0.1
+    assert fit.samples["field.z0"].shape == (2, 60, 2)
+    # Both decays fitted, the one with the best validation score (its mean over origins at its floor) kept.
+    decays, scores = info["decay_scores"].T
+    assert decays.tolist() == list(LAPLACE_DECAYS) and np.isclose(scores.max(), info["scores"].mean(axis=0).max())
+    assert fit.process.decay == info["decay"] == decays[np.argmax(scores)]
     assert np.all(_training_status(fit.process, fit.weight_prior, fit.config, ev, fit.flat_samples()) == 0)
     ts = np.linspace(0.5, 15.5, 40)
     bands = intensity_bands(fit, ts)
@@ -158,7 +169,7 @@ def test_cli_events_laplace_writes_the_fit_and_says_its_floor(tmp_path, capsys):
                        "--chains", "1", "--width", "4", "--points", "30", "--no-progress", "--out", str(out)])  # fmt: skip
     assert status == 0
     said = capsys.readouterr().out
-    floor = re.search(r"Laplace at the MAP: 20 independent draws; precision floor ([0-9.e+]+), chosen by leave-future-out "
+    floor = re.search(r"Laplace at the MAP: 20 independent draws; precision floor ([0-9.e+]+), latent decay 0(?:\.1)?, chosen by leave-future-out "
                       r"at 60%, 70%, 80% of the window", said)  # fmt: skip
     assert floor is not None, said
     idata = az.from_netcdf(out / "posterior.nc")

@@ -62,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["svi+nuts", "svi", "nuts", "laplace"], default="svi+nuts",
                    help="after the MAP warm start: SVI then NUTS from it (default), SVI alone, NUTS alone, or a Laplace "
                         "approximation at the MAP with its width chosen by leave-future-out (the fast route for long "
-                        "sequences; its latent state decays, see fit_events)")
+                        "sequences; the same validation chooses the latent state's decay, see fit_events)")
     p.add_argument("--map-steps", type=int_at_least(0), default=1500, help="Adam steps of the MAP warm start (default 1500; 0: none)")
     p.add_argument("--map-starts", type=int_at_least(1), default=1,
                    help="MAP fits from this many starting points, side by side on the cores; the lowest loss is kept (default 1)")
@@ -152,7 +152,8 @@ def run(args) -> int:
         print(f"NUTS divergences: {int(fit.stats['diverging'].sum())}")
     if "laplace" in fit.stats:
         info = fit.stats["laplace"]
-        print(f"Laplace at the MAP: {fit.num_chains * fit.num_draws} independent draws; precision floor {info['floor']:g}, "
+        decay = f", latent decay {info['decay']:g}" if "decay" in info else ""
+        print(f"Laplace at the MAP: {fit.num_chains * fit.num_draws} independent draws; precision floor {info['floor']:g}{decay}, "
               f"chosen by leave-future-out at {', '.join(f'{o:.0%}' for o in info['origins'])} of the window; the "
               f"Hessian had {info['negative_eigenvalues']} negative eigenvalues; {info['redrawn']} draws redrawn")  # fmt: skip
     if args.delayed:

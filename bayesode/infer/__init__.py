@@ -17,7 +17,7 @@ from .nuts import run_nuts
 from .point_process import (
     DELAYED_EVENT_SOLVER,
     EVENT_SOLVER,
-    LAPLACE_DECAY,
+    LAPLACE_DECAYS,
     EventFit,
     fit_events,
     intensity_bands,
@@ -35,7 +35,7 @@ from .workflows import run_neural_linear, run_svi_nuts
 __all__ = [
     "DELAYED_EVENT_SOLVER", "enable_compilation_cache", "Ensemble", "EVENT_SOLVER", "EventFit", "filter_online", "fit_events",
     "fit_jump_filter", "fit_njode_point", "forecast_events", "get_sampler", "held_out_log_likelihood",
-    "intensity_bands", "LAPLACE_DECAY", "make_event_process", "map_points", "njode_loss", "PARETO_K_MAX", "pareto_k_threshold", "pointwise_lfo",
+    "intensity_bands", "LAPLACE_DECAYS", "make_event_process", "map_points", "njode_loss", "PARETO_K_MAX", "pareto_k_threshold", "pointwise_lfo",
     "pointwise_loo", "pool_members", "prior_failure_rate", "retry_nonfinite_starts", "run_ensemble",
     "run_laplace_mixture", "run_neural_linear", "run_nuts", "run_nuts_distributed", "run_svi", "run_svi_nuts", "solve_draws",
     "stacking_weights", "to_inference_data", "use_cpu_cores",

@@ -44,7 +44,7 @@ from ..model import point_process_model
 from ..model.point_process import SITE_EVENT_LOG_LIK, SITE_STATUS
 from ..solving import FixedSteps, SolverConfig
 from .event_draws import _training_status, check_fixed_steps
-from .event_map import fit_map, start_points
+from .event_map import fit_map, map_stage, start_points
 from .programs import PROGRAMS, latents_model, shapes_key
 
 FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors tried (half decades)
@@ -210,32 +210,53 @@ def event_laplace(model, hessian_model, reference_model, values: dict, data: dic
     return samples, info
 
 
-def laplace_stage(process, weight_prior, config, reference, events, model, template: dict, map_values: dict, data: dict,
-                  key, map_key, settings: dict, checkpoint, progress: bool) -> tuple[dict, dict, list]:  # fmt: skip
-    """``fit_events(method="laplace")`` after its MAP stage: :func:`event_laplace`, saved as the checkpoint's
-    ``"laplace"`` stage. The MAP at each origin reruns the MAP stage's starts (around ``template``) and key
-    (``map_key``); ``reference`` is the adaptive solver that scores the held-out events.
+def laplace_fit(processes: dict, weight_prior, config, reference, events, data: dict, keys, settings: dict, checkpoint,
+                progress: bool, *, initial_values) -> tuple:  # fmt: skip
+    """``fit_events(method="laplace")``: for each process in ``processes`` (decay -> process: the default process at
+    each of ``LAPLACE_DECAYS``, or the user's), the MAP stage and :func:`event_laplace`, each saved as a checkpoint
+    stage; the process whose leave-future-out score (the mean over the origins at its chosen floor) is best is kept.
+    ``reference``: the adaptive solver that scores the held-out events; ``keys``: the MAP stage's and the draws';
+    ``initial_values(process, weight_prior)``: the template's weights (site -> value).
 
-    Returns ``(samples site -> (chain, draw, ...), stats, notes)``: ``stats`` holds ``laplace`` (the floor, its
-    validation table, the Hessian's negative eigenvalues, the redrawn count), ``solve_status`` and
-    ``fixed_steps_ll_error``; ``notes`` what the result must say."""
+    Returns ``(process, samples site -> (chain, draw, ...), stats, notes)``: ``stats`` holds the kept MAP stage's
+    ``map``, ``map_loss``, ``map_start_loss``; ``laplace`` (the floor, its validation table, the Hessian's negative
+    eigenvalues, the redrawn count; with several processes ``decay`` and ``decay_scores`` (decay, score) rows);
+    ``solve_status`` and ``fixed_steps_ll_error``; ``notes`` what the result must say."""
+    map_key, key = keys
     num_chains, num_samples = settings["num_chains"], settings["num_samples"]
     k_start, k_fit = jax.random.split(map_key)  # as map_stage splits it
-
-    def run():
-        samples, info = event_laplace(
-            model, point_process_model(process, weight_prior=weight_prior, config=hessian_config(config)),
-            point_process_model(process, weight_prior=weight_prior, config=reference), map_values, data, key,
-            map_starts=start_points(template, settings["map_starts"], k_start), map_key=k_fit,
-            map_steps=settings["map_steps"], learning_rate=settings["learning_rate"], num_draws=num_chains * num_samples,
-            training_status=lambda s: _training_status(process, weight_prior, config, events, s),
+    tried = []
+    for decay, process in processes.items():
+        suffix = "" if len(processes) == 1 else f"-decay{decay:g}"
+        model = point_process_model(process, weight_prior=weight_prior, config=config)
+        template = initial_values(process, weight_prior)
+        values, map_loss, start_loss = map_stage(
+            model, template, data, map_key, steps=settings["map_steps"], starts=settings["map_starts"],
+            learning_rate=settings["learning_rate"], checkpoint=checkpoint, progress=progress, caller="fit_events",
+            stage="map" + suffix,
         )  # fmt: skip
-        return {"samples": samples, "info": info}
 
-    found = checkpoint.stage("laplace", run, what="Laplace at the MAP, its floor by leave-future-out ({how})",
-                             progress=progress)  # fmt: skip
-    flat = {k: np.asarray(v) for k, v in found["samples"].items()}
-    info = {k: np.asarray(v) if np.ndim(v) else np.asarray(v).item() for k, v in found["info"].items()}
+        def run(process=process, model=model, template=template, values=values):
+            samples, info = event_laplace(
+                model, point_process_model(process, weight_prior=weight_prior, config=hessian_config(config)),
+                point_process_model(process, weight_prior=weight_prior, config=reference), values, data, key,
+                map_starts=start_points(template, settings["map_starts"], k_start), map_key=k_fit,
+                map_steps=settings["map_steps"], learning_rate=settings["learning_rate"],
+                num_draws=num_chains * num_samples,
+                training_status=lambda s: _training_status(process, weight_prior, config, events, s),
+            )  # fmt: skip
+            return {"samples": samples, "info": info}
+
+        what = "Laplace at the MAP" + ("" if len(processes) == 1 else f" (decay {decay:g})")
+        found = checkpoint.stage("laplace" + suffix, run, what=what + ", its floor by leave-future-out ({how})",
+                                 progress=progress)  # fmt: skip
+        info = {k: np.asarray(v) if np.ndim(v) else np.asarray(v).item() for k, v in found["info"].items()}
+        score = float(np.max(np.mean(info["scores"], axis=0)))
+        tried.append((decay, score, process, values, map_loss, start_loss, found["samples"], info))
+    decay, _, process, values, map_loss, start_loss, flat, info = max(tried, key=lambda t: t[1])
+    if len(tried) > 1:
+        info["decay"], info["decay_scores"] = float(decay), np.array([[t[0], t[1]] for t in tried])
+    flat = {k: np.asarray(v) for k, v in flat.items()}
     notes = []
     if info["redrawn"]:
         notes.append(f"fit_events (laplace): {info['redrawn']} draws failed to solve on the training sequences and "
@@ -245,6 +266,7 @@ def laplace_stage(process, weight_prior, config, reference, events, model, templ
         notes.append(f"fit_events (laplace): the leave-future-out validation chose the floor {info['floor']:g}, at the "
                      f"end of the range tried ({FLOORS[0]:g} to {FLOORS[-1]:g}); the bands may be too {side}.")  # fmt: skip
     error, note = check_fixed_steps(process, weight_prior, config, events, flat, "fit_events (laplace)")
-    stats = {"laplace": info, "solve_status": np.zeros((num_chains, num_samples), np.int32), "fixed_steps_ll_error": error}
+    stats = {"map": {k: np.asarray(v) for k, v in values.items()}, "map_loss": map_loss, "map_start_loss": start_loss,
+             "laplace": info, "solve_status": np.zeros((num_chains, num_samples), np.int32), "fixed_steps_ll_error": error}  # fmt: skip
     samples = {k: v.reshape((num_chains, num_samples) + v.shape[1:]) for k, v in flat.items()}
-    return samples, stats, notes + [note]
+    return process, samples, stats, notes + [note]

@@ -38,10 +38,10 @@ def start_points(template_values: dict, num_starts: int, key) -> list[dict]:
 
 
 def map_stage(model, template: dict, data: dict, key, *, steps: int, starts: int, learning_rate: float, checkpoint,
-              progress: bool, caller: str):  # fmt: skip
+              progress: bool, caller: str, stage: str = "map"):  # fmt: skip
     """The MAP stage of a jump fit: :func:`fit_map` from :func:`start_points` (``starts`` of them around
     ``template``, site -> value), saved to and loaded from ``checkpoint``
-    (:class:`~bayesode.infer.event_checkpoint.EventCheckpoint`) as its ``"map"`` stage.
+    (:class:`~bayesode.infer.event_checkpoint.EventCheckpoint`) as its ``stage`` (default ``"map"``).
 
     Returns ``(values, losses, start_losses)``: site -> MAP value in ``template``'s order (the model's
     site order), the best start's losses (steps,) and every start's final loss (start,).
@@ -53,7 +53,7 @@ def map_stage(model, template: dict, data: dict, key, *, steps: int, starts: int
         values, losses, final = fit_map(model, points, data, k_map, steps, learning_rate, caller=caller)
         return {"values": values, "map_loss": losses, "map_start_loss": final}
 
-    found = checkpoint.stage("map", run, what=f"MAP warm start ({starts} start(s) x {steps} Adam steps, {{how}})",
+    found = checkpoint.stage(stage, run, what=f"MAP warm start ({starts} start(s) x {steps} Adam steps, {{how}})",
                              progress=progress)  # fmt: skip
     values = {name: jnp.asarray(found["values"][name]) for name in template}
     # A jump-filter checkpoint written before this stage was shared kept no losses: empty, not a failure.

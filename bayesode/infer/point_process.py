@@ -44,16 +44,17 @@ from .event_draws import (
     failed_message,
     nuts_start,
 )
-from .event_laplace import laplace_stage, validation_splits
+from .event_laplace import laplace_fit, validation_splits
 from .event_map import map_stage
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
 
 METHODS = ("svi", "nuts", "svi+nuts", "laplace")
-# The latent state's pull towards 0 of the default process in a Laplace fit (``make_event_process(decay=)``): without
-# it, draws away from the MAP let the state drift over hundreds of events and the leave-future-out validation
-# picks floors too narrow to cover (measured: docs/decisions.md, 2026-12-07 (events)).
-LAPLACE_DECAY = 0.1
+# The latent state's pulls towards 0 (``make_event_process(decay=)``) a Laplace fit of the default process tries, the
+# leave-future-out validation choosing: on a 1,000-event sequence without a pull the draws drift over hundreds of
+# events and the validation picks floors too narrow to cover; on the exponential Hawkes suite the pull costs the
+# MAP (measured: docs/decisions.md, 2026-12-07 (events)).
+LAPLACE_DECAYS = (0.0, 0.1)
 # Segments between events are short: a 3rd-order solver at 1e-4 is accurate enough for a
 # likelihood (relative error ~1e-6 of the log-likelihood) and halves the gradient cost
 # against Tsit5 at 1e-6 (see benchmarks/point_process.py); 64 steps bound a failed segment.
@@ -160,8 +161,9 @@ def fit_events(
         as the power-law Hawkes benchmark's). Needs the adaptive solver; ``method="svi"`` is the one
         measured (NUTS on it is slow: docs/decisions.md). With your own ``process``, set it there.
     decay : float, optional
-        The default process's pull of the latent state towards 0 (:class:`NeuralJumpProcess`); default
-        :data:`LAPLACE_DECAY` for ``method="laplace"``, 0 otherwise. With your own ``process``, set it there.
+        The default process's pull of the latent state towards 0 (:class:`NeuralJumpProcess`); default 0, and
+        for ``method="laplace"`` each of :data:`LAPLACE_DECAYS` fitted, the one whose leave-future-out score is
+        best kept (``stats["laplace"]["decay_scores"]``). With your own ``process``, set it there.
     weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
     config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive; :data:`DELAYED_EVENT_SOLVER`,
         with more steps per segment, for a delayed process; ``FixedSteps()`` for ``method="laplace"``, whose MAP
@@ -231,10 +233,16 @@ def fit_events(
         if process is not None:
             raise ConfigError("`decay` sets the default process's pull; with your own `process`, set it there "
                               "(make_event_process(..., decay=)) and leave `decay` out.")  # fmt: skip
+    decays = (LAPLACE_DECAYS if method == "laplace" else (0.0,)) if decay is None else (decay,)
+
+    def build(decay):
+        return make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth,
+                                  delayed=delayed, decay=decay)  # fmt: skip
+
     if process is None:
-        decay = (LAPLACE_DECAY if method == "laplace" else 0.0) if decay is None else decay
-        process = make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth,
-                                     delayed=delayed, decay=decay)  # fmt: skip
+        process = build(decays[0])
+    elif method == "laplace":  # the user's process, as given
+        decays, build = (None,), lambda _: process  # noqa: E731
     elif delayed and not is_delayed(process):
         raise ConfigError("`delayed=True` builds the default process; with your own `process`, make it delayed "
                           "(make_event_process(..., delayed=True)) and leave `delayed` out.")  # fmt: skip
@@ -251,19 +259,22 @@ def fit_events(
     settings = dict(method=method, map_steps=map_steps, map_starts=map_starts, svi_steps=svi_steps,
                     learning_rate=float(learning_rate), num_warmup=num_warmup, num_samples=num_samples,
                     num_chains=num_chains, max_tree_depth=max_tree_depth)  # fmt: skip
+    if method == "laplace" and len(decays) > 1:
+        settings["decays"] = [float(d) for d in decays]
     checkpoint = EventCheckpoint(checkpoint_dir, {**settings, **fingerprint(data, process, weight_prior, config, key)})
+    if method == "laplace":
+        reference = config if isinstance(config, SolverConfig) else EVENT_SOLVER
+        process, samples, found, notes = laplace_fit(
+            {d: build(d) for d in decays}, weight_prior, config, reference, events, data, (k_map, k_draw), settings,
+            checkpoint, progress, initial_values=_initial_values,
+        )  # fmt: skip
+        return _finished(EventFit(process, weight_prior, config, events, samples, method, found), notes)
     init_values = _initial_values(process, weight_prior)
-    template = init_values
     if map_steps:
         init_values, stats["map_loss"], stats["map_start_loss"] = map_stage(
             model, init_values, data, k_map, steps=map_steps, starts=map_starts, learning_rate=learning_rate,
             checkpoint=checkpoint, progress=progress, caller="fit_events")  # fmt: skip
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
-    if method == "laplace":
-        reference = config if isinstance(config, SolverConfig) else EVENT_SOLVER
-        samples, found, notes = laplace_stage(process, weight_prior, config, reference, events, model, template, init_values,
-                                              data, k_draw, k_map, settings, checkpoint, progress)  # fmt: skip
-        return _finished(EventFit(process, weight_prior, config, events, samples, method, {**stats, **found}), notes)
     if method in ("svi", "svi+nuts"):
         centre = dict(init_values)
         svi_settings = SviSettings(svi_steps, float(learning_rate))
