@@ -10,7 +10,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import potential_energy
 
 from bayesode.datasets import make_event_sequences
-from bayesode.errors import ConfigError
+from bayesode.errors import ConfigError, FitFailedError
 from bayesode.infer import (
     EVENT_SOLVER,
     LAPLACE_DECAYS,
@@ -27,6 +27,7 @@ from bayesode.infer.event_laplace import (
     held_out_after,
     hessian_config,
     laplace_point,
+    solvable_draws,
     validation_scores,
 )
 from bayesode.infer.point_process import _initial_values
@@ -175,3 +176,28 @@ def test_cli_events_laplace_writes_the_fit_and_says_its_floor(tmp_path, capsys):
     idata = az.from_netcdf(out / "posterior.nc")
     assert idata.attrs["method"] == "laplace" and float(floor.group(1)) in FLOORS
     assert idata.posterior_predictive["intensity"].shape == (1, 20, 1, 30, 1)
+
+
+def test_draws_that_fail_are_redrawn_and_the_others_kept():
+    # A stand-in for a failed solve: draws whose z0[0] is above the centre's by more than 0.5 "fail". They must be
+    # replaced (the count returned), every returned draw must pass, and draws that passed at first stay as drawn.
+    process = make_event_process(EVENTS, key=jax.random.key(2), width=3)
+    prior = Normal(1.0)
+    model = point_process_model(process, weight_prior=prior, config=FixedSteps())
+    data = event_arrays(EVENTS)
+    values = _initial_values(process, prior)
+    programs = _programs(model, model, model, values, data)
+    point = laplace_point(programs, values, data)
+    centre = float(values["field.z0"][0])
+
+    def status(samples):
+        return (samples["field.z0"][:, 0] > centre + 0.5).astype(int)
+
+    normals = np.asarray(jax.random.normal(jax.random.key(1), (200, point.centre.size)))  # read-only, as in the fit
+    first, _ = solvable_draws(programs, point, 1.0, normals, lambda s: np.zeros(200, int), np.random.default_rng(0))
+    samples, redrawn = solvable_draws(programs, point, 1.0, normals, status, np.random.default_rng(0))
+    passed = status(first) == 0
+    assert redrawn >= (~passed).sum() > 0 and np.all(status(samples) == 0)
+    np.testing.assert_array_equal(samples["field.z0"][passed], first["field.z0"][passed])
+    with pytest.raises(FitFailedError, match="still fail"):
+        solvable_draws(programs, point, 1.0, normals, lambda s: np.ones(200, int), np.random.default_rng(0))

@@ -158,6 +158,24 @@ def _values(programs: _Programs, point: LaplacePoint, flat_draws: np.ndarray) ->
     return programs.to_constrained(jax.vmap(point.unravel)(flat))
 
 
+def solvable_draws(programs: _Programs, point: LaplacePoint, floor: float, normals: np.ndarray, training_status, rng):
+    """The Gaussian at ``floor`` restricted to weights whose solve succeeds on the training sequences (the posterior
+    density is zero elsewhere), by rejection: a draw of the normals (draw, P) that fails is replaced by a fresh one,
+    up to ``REDRAW_ROUNDS`` times. Returns ``(samples site -> (draw, ...), redrawn count)``."""
+    normals = np.array(normals, np.float64)  # a writable copy
+    redrawn = 0
+    for _ in range(REDRAW_ROUNDS):
+        samples = {k: np.asarray(v) for k, v in _values(programs, point, point.draws(floor, normals)).items()}
+        bad = np.asarray(training_status(samples)) != 0
+        if not bad.any():
+            return samples, redrawn
+        redrawn += int(bad.sum())
+        normals[bad] = rng.standard_normal((int(bad.sum()), normals.shape[1]))
+    raise FitFailedError(f"fit_events (laplace): {int(bad.sum())} of {normals.shape[0]} draws at floor {floor:g} still fail "
+                         f"to solve on the training sequences after {REDRAW_ROUNDS} rounds of redrawing; the Gaussian "
+                         "reaches far into weights where the solve fails.")  # fmt: skip
+
+
 def event_laplace(model, hessian_model, reference_model, values: dict, data: dict, key, *, map_starts: list[dict],
                   map_key, map_steps: int, learning_rate: float, num_draws: int, training_status,
                   floors=FLOORS, origins=ORIGINS) -> tuple[dict, dict]:  # fmt: skip
@@ -192,18 +210,7 @@ def event_laplace(model, hessian_model, reference_model, values: dict, data: dic
     point = laplace_point(programs, values, data)
     normals = np.asarray(jax.random.normal(k_draw, (num_draws, point.centre.size)))
     rng = np.random.default_rng(np.asarray(jax.random.key_data(k_redraw)).ravel())
-    redrawn = 0
-    for _ in range(REDRAW_ROUNDS):
-        samples = {k: np.asarray(v) for k, v in _values(programs, point, point.draws(floor, normals)).items()}
-        bad = np.asarray(training_status(samples)) != 0
-        if not bad.any():
-            break
-        redrawn += int(bad.sum())
-        normals[bad] = rng.standard_normal((int(bad.sum()), normals.shape[1]))
-    else:
-        raise FitFailedError(f"fit_events (laplace): {int(bad.sum())} of {num_draws} draws at floor {floor:g} still fail "
-                             f"to solve on the training sequences after {REDRAW_ROUNDS} rounds of redrawing; the "
-                             "Gaussian reaches far into weights where the solve fails.")  # fmt: skip
+    samples, redrawn = solvable_draws(programs, point, floor, normals, training_status, rng)
     info = {"floor": floor, "floors": np.asarray(floors, float), "origins": np.array([s[0] for s in splits]),
             "scores": table, "negative_eigenvalues": int(np.sum(point.eigenvalues < 0)),
             "min_eigenvalue": float(point.eigenvalues[0]), "redrawn": redrawn}  # fmt: skip
