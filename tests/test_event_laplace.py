@@ -127,6 +127,7 @@ def test_laplace_fit_end_to_end_and_resumes(tmp_path):
     decays, scores = info["decay_scores"].T
     assert decays.tolist() == list(LAPLACE_DECAYS) and np.isclose(scores.max(), info["scores"].mean(axis=0).max())
     assert fit.process.decay == info["decay"] == decays[np.argmax(scores)]
+    assert fit.config == EVENT_SOLVER  # the draws are solved adaptively (the grid served the MAP and Hessian)
     assert np.all(_training_status(fit.process, fit.weight_prior, fit.config, ev, fit.flat_samples()) == 0)
     ts = np.linspace(0.5, 15.5, 40)
     bands = intensity_bands(fit, ts)

@@ -166,8 +166,9 @@ def fit_events(
         best kept (``stats["laplace"]["decay_scores"]``). With your own ``process``, set it there.
     weight_prior : default ``Normal(1.0)`` on every weight and ``z0``.
     config : SolverConfig or FixedSteps, default :data:`EVENT_SOLVER` (adaptive; :data:`DELAYED_EVENT_SOLVER`,
-        with more steps per segment, for a delayed process; ``FixedSteps()`` for ``method="laplace"``, whose MAP
-        fits and Hessians are its cost, with the held-out events scored by the adaptive solver).
+        with more steps per segment, for a delayed process; ``FixedSteps()`` for ``method="laplace"``'s MAP
+        fits and Hessians, its cost, whose draws are then scored and solved by :data:`EVENT_SOLVER`: the fit's
+        ``config``).
         ``FixedSteps()`` is several times cheaper per gradient on long sequences (see
         :mod:`bayesode.solving.event_grid`); the fit then checks up to 20 of its draws against an
         adaptive solve, keeps the largest difference in ``stats["fixed_steps_ll_error"]`` (nats)
@@ -268,7 +269,8 @@ def fit_events(
             {d: build(d) for d in decays}, weight_prior, config, reference, events, data, (k_map, k_draw), settings,
             checkpoint, progress, initial_values=_initial_values,
         )  # fmt: skip
-        return _finished(EventFit(process, weight_prior, config, events, samples, method, found), notes)
+        # The draws are solved by the adaptive reference from here on (bands, LOO, forecasts): see event_laplace.
+        return _finished(EventFit(process, weight_prior, reference, events, samples, method, found), notes)
     init_values = _initial_values(process, weight_prior)
     if map_steps:
         init_values, stats["map_loss"], stats["map_start_loss"] = map_stage(
