@@ -147,6 +147,8 @@ def test_laplace_settings_are_checked_before_any_fit():
         fit_events(EVENTS, key=0, decay=-1.0)
     with pytest.raises(ConfigError, match="with your own `process`"):
         fit_events(EVENTS, key=0, decay=0.1, process=make_event_process(EVENTS, key=jax.random.key(0)))
+    with pytest.raises(ConfigError, match="does not take a delayed process"):
+        fit_events(EVENTS, key=0, method="laplace", delayed=True)
     with pytest.raises(ConfigError, match="holds out at least"):
         fit_events(make_event_sequences([[0.5, 1.0, 1.5]], t_end=2.0), key=0, method="laplace", map_steps=2, width=2)
 

@@ -251,6 +251,9 @@ def fit_events(
     if config is None:
         config = DELAYED_EVENT_SOLVER if is_delayed(process) else FixedSteps() if method == "laplace" else EVENT_SOLVER
     check_delayed_solver(process, config)  # before any work
+    if method == "laplace" and is_delayed(process):  # its Hessian: the delayed timeline's nextafter has no derivative rule
+        raise ConfigError("`method='laplace'` does not take a delayed process (no second derivatives through its "
+                          "arrivals' timeline); use method='svi'.")  # fmt: skip
     model = point_process_model(process, weight_prior=weight_prior, config=config)
     data = event_arrays(events)
     if method == "laplace":
