@@ -240,13 +240,12 @@ def fit_events(
         return make_event_process(events, key=k_init, latent_dim=latent_dim, width=width, depth=depth,
                                   delayed=delayed, decay=decay)  # fmt: skip
 
-    if process is None:
-        process = build(decays[0])
-    elif method == "laplace":  # the user's process, as given
-        decays, build = (None,), lambda _: process  # noqa: E731
-    elif delayed and not is_delayed(process):
-        raise ConfigError("`delayed=True` builds the default process; with your own `process`, make it delayed "
-                          "(make_event_process(..., delayed=True)) and leave `delayed` out.")  # fmt: skip
+    if process is not None:
+        if delayed and not is_delayed(process):
+            raise ConfigError("`delayed=True` builds the default process; with your own `process`, make it delayed "
+                              "(make_event_process(..., delayed=True)) and leave `delayed` out.")  # fmt: skip
+        decays, build = (None,), lambda _: process  # noqa: E731  (the user's process, as given)
+    process = build(decays[0])
     weight_prior = Normal(1.0) if weight_prior is None else weight_prior
     if config is None:
         config = DELAYED_EVENT_SOLVER if is_delayed(process) else FixedSteps() if method == "laplace" else EVENT_SOLVER
