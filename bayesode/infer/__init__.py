@@ -11,6 +11,7 @@ poor mode), ``checkpoint``, ``console`` (progress, Ctrl-C), ``nuts`` (``run_nuts
 from .distributed import run_nuts_distributed
 from .ensemble import Ensemble, map_points, pool_members, run_ensemble
 from .event_forecast import forecast_events, held_out_log_likelihood
+from .event_posterior import intensity_bands, solve_draws, to_inference_data
 from .jump_filter import filter_online, fit_jump_filter, fit_njode_point, njode_loss
 from .laplace_mixture import run_laplace_mixture
 from .nuts import run_nuts
@@ -20,10 +21,7 @@ from .point_process import (
     LAPLACE_DECAYS,
     EventFit,
     fit_events,
-    intensity_bands,
     make_event_process,
-    solve_draws,
-    to_inference_data,
 )
 from .preflight import prior_failure_rate, retry_nonfinite_starts
 from .programs import get_sampler

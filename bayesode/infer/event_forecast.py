@@ -16,7 +16,8 @@ from ..model import event_arrays
 from ..solving import Status, events_log_likelihood, pending_arrivals, simulate_events
 from ..solving.event_jumps import is_delayed
 from .event_draws import _draw_process, _failure_message, _warn_if_failed
-from .point_process import EventFit, solve_draws
+from .event_posterior import solve_draws
+from .point_process import EventFit
 
 
 def forecast_events(fit: EventFit, horizon: float, *, key, max_events: int, window: float | None = None,

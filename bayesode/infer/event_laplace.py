@@ -48,13 +48,12 @@ from ..model.point_process import SITE_EVENT_LOG_LIK, SITE_STATUS
 from ..solving import FixedSteps, SolverConfig
 from .event_draws import _training_status
 from .event_map import fit_map, map_stage, start_points
+from .laplace_members import FLOORS, REDRAW_ROUNDS
 from .programs import PROGRAMS, latents_model, shapes_key
 
-FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors tried (half decades)
 ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of each sequence's window
 SCORED_DRAWS = 100  # draws per floor and origin in the validation
 MIN_HELD_OUT_EVENTS = 5  # an origin must hold out at least this many events (all sequences) to score
-REDRAW_ROUNDS = 20  # rejection rounds for draws whose solve fails on the training sequences
 
 
 def hessian_config(config):

@@ -24,11 +24,16 @@ from ..errors import ConfigError
 from .ensemble import _why_failed, map_points
 from .programs import latents_model
 
-__all__ = ["MAX_LATENTS", "forward_twin"]
+__all__ = ["FLOORS", "MAX_LATENTS", "REDRAW_ROUNDS", "forward_twin"]
 
 # The exact Hessian costs P**2 forward-mode solves per member, batched: past this many latents the time and
 # memory grow out of proportion (1,000 latents: a million solves a member), so such a model is refused.
 MAX_LATENTS = 1000
+
+# Shared with the point-process Laplace fit (event_laplace.py): the precision floors tried (half decades), and the
+# rejection rounds for draws where the model fails (each round replaces the failed ones).
+FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)
+REDRAW_ROUNDS = 20
 
 # Per model: its ForwardMode twin (so the compiled Hessian is reused), and the compiled Hessian and constrain programs.
 TWINS = ProgramCache()

@@ -56,18 +56,26 @@ from ..results import Posterior
 from ..results.predictive import model_draws
 from .console import phase
 from .ensemble import Ensemble, _attach_stacking_group, pool_members
-from .laplace_members import MAX_LATENTS, _constrained, _draws, _fit_members, _Members, _num_latents, forward_twin
+from .laplace_members import (
+    FLOORS,
+    MAX_LATENTS,
+    REDRAW_ROUNDS,
+    _constrained,
+    _draws,
+    _fit_members,
+    _Members,
+    _num_latents,
+    forward_twin,
+)
 from .precision import fits_in_precision
 from .stacking import stacking_weights
 
 __all__ = ["FLOORS", "ORIGINS", "run_laplace_mixture"]
 
-FLOORS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)  # precision floors tried (half decades)
 ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of the observation times
 MIN_HELD_OUT_TIMES = 2  # an origin must leave at least this many observation times to score
 MIN_SCORED_DRAWS = 0.5  # a floor whose draws mostly fail to solve on the data scores -inf
 WEIGHTINGS = ("equal", "stacking")
-REDRAW_ROUNDS = 20  # rejection rounds for draws where the model fails (each replaces the failed ones)
 
 
 def _log_likelihood(model, md, params: dict, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
