@@ -241,6 +241,21 @@ def test_dose_gate_at_t0_solves_on_every_prior_draw_in_float32():
     np.testing.assert_allclose(sol.ys[..., 0], exact, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("ka", [1.5, 40.0])
+def test_a_fast_rise_late_in_time_solves_as_it_does_near_zero_in_float32(ka):
+    # The blow-up check once counted any 8 short steps that each grew the state: 1024 ULPs of t = 500 are 0.06
+    # time units in float32, longer than a rise at rate 40, so this absorption failed (dt_min) at t0 = 500 and
+    # t0 = 5000 but solved at t0 = 0. Tolerance 1e-3: at t = 500 float32 resolves time to 6e-5, and the solve's
+    # own error is 1e-4 (measured: 3e-4 at t0 = 500, 3e-3 at t0 = 5000, where t is resolved to 5e-4).
+    exact = DOSE_OVER_V * ka / (ka - KE) * (np.exp(-KE * 24.0) - np.exp(-ka * 24.0))
+    for t0 in (0.0, 500.0):
+        field = lambda t, y, a, t0=t0: DOSE_OVER_V * ka * jnp.exp(-ka * (t - t0)) - KE * y  # noqa: E731
+        ts = jnp.linspace(t0, t0 + 24.0, 49, dtype=jnp.float32)
+        sol = bo.solve(field, jnp.zeros(1), ts, config=bo.SolverConfig(rtol=1e-4, atol=1e-4))
+        assert int(sol.status) == STATUS_OK, t0
+        np.testing.assert_allclose(float(sol.ys[-1, 0]), exact, rtol=1e-3)
+
+
 # ---------------------------------------------------------------- the adapter in solving/cacheable.py
 def _plain_diffrax(ts):
     return diffrax.diffeqsolve(

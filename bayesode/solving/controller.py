@@ -17,9 +17,14 @@ one short step, because diffrax does cross a jump with a few short steps
   :data:`STUCK_ULPS` ULPs of ``t`` (a NaN field value; a jump too large for
   the dtype at this tolerance);
 - *blowing up*: :data:`GROWTH_PATIENCE` accepted steps in a row shorter than
-  :data:`GROWTH_ULPS` ULPs of ``t``, each growing the largest state by over
-  1% (a finite-time singularity: in float32 ``1/(t* - t)`` cannot reach the
-  ``max_abs_state`` bound, since ``t* - t`` cannot go below one ULP).
+  :data:`GROWTH_ULPS` ULPs of ``t``, each shorter than the one before and
+  growing the largest state by over 1% (a finite-time singularity: in float32
+  ``1/(t* - t)`` cannot reach the ``max_abs_state`` bound, since ``t* - t``
+  cannot go below one ULP; its steps shrink with ``t* - t``). Without "shorter
+  than the one before", a fast rise that the controller resolves with
+  growing steps (an absorption with a rate of 40, an event's delayed onset)
+  failed once ``t`` was large: 1024 ULPs of ``t = 500`` are 0.06 time units in
+  float32, longer than the rise itself, so every such solve there stopped.
 
 With these values the discontinuity family in ``tests/test_solve.py``
 succeeds wherever plain diffrax (no floor) does, and failed solves stay
@@ -78,19 +83,27 @@ class ResolutionFloor(diffrax.AbstractAdaptiveStepSizeController):
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         t1, state = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        return t1, (state, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        # (inner state, stuck count, growth count, length of the last accepted step: none yet, so inf)
+        last = jnp.full((), jnp.inf, jnp.result_type(t0))
+        return t1, (state, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), last)
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
-        inner, stuck, growth = controller_state
+        inner, stuck, growth, last = controller_state
         keep, next_t0, next_t1, made_jump, inner, result = self.controller.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, inner
         )
         stuck = jnp.where(_shorter_than(next_t0, next_t1, STUCK_ULPS), stuck + 1, 0)
-        growing = _shorter_than(t0, t1, GROWTH_ULPS) & ~(_size(y1_candidate) <= GROWTH_FACTOR * _size(y0))
+        length = jnp.abs(t1 - t0)
+        growing = (
+            _shorter_than(t0, t1, GROWTH_ULPS)
+            & (length < last)
+            & ~(_size(y1_candidate) <= GROWTH_FACTOR * _size(y0))
+        )
         growth = jnp.where(keep, jnp.where(growing, growth + 1, 0), growth)
+        last = jnp.where(keep, length, last)
         failed = (stuck >= STUCK_PATIENCE) | (growth >= GROWTH_PATIENCE)
         result = diffrax.RESULTS.where(failed, diffrax.RESULTS.dt_min_reached, result)
-        return keep, next_t0, next_t1, made_jump, (inner, stuck, growth), result
+        return keep, next_t0, next_t1, made_jump, (inner, stuck, growth, last), result
 
 
 def step_controller(config, dtype, norm=None) -> diffrax.AbstractAdaptiveStepSizeController:
