@@ -135,7 +135,8 @@ def test_other_user_errors_are_one_line(tmp_path, good_csv, capsys):
 def test_bad_option_values_are_refused_by_the_parser(capsys):
     for argv in (["fit", "--chains", "0"], ["fit", "--prob", "1.5"], ["predict", "d", "--until", "nan"],
                  ["fit", "--thin", "0"], ["fit", "--thin", "1.5"], ["fit", "--weight-scale", "0"],
-                 ["fit", "--weight-scale", "-1"], ["fit", "--weight-scale", "wide"], ["fit", "--weight-scale", "inf"]):  # fmt: skip
+                 ["fit", "--weight-scale", "-1"], ["fit", "--weight-scale", "wide"], ["fit", "--weight-scale", "inf"],
+                 ["events", "--decay", "-0.1"], ["events", "--decay", "nan"]):  # fmt: skip
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == 2

@@ -7,6 +7,7 @@ import re
 import sys
 from dataclasses import replace
 
+import arviz as az
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -159,9 +160,10 @@ def test_events_command_writes_the_run_and_rejects_a_missing_file(tmp_path, caps
     csv.write_text("time,sequence\n0.5,a\n1.2,a\n2.0,b\n2.6,a\n")
     out = tmp_path / "run"
     status = cli_main(["events", "--csv", str(csv), "--t0", "0", "--t-end", "3", "--method", "svi", "--map-steps", "5", "--map-starts", "2",
-                       "--svi-steps", "5",
+                       "--svi-steps", "5", "--decay", "0.3",
                        "--samples", "3", "--chains", "1", "--width", "4", "--points", "20", "--out", str(out)])  # fmt: skip
     assert status == 0
+    assert az.from_netcdf(out / "posterior.nc").attrs["latent_decay"] == 0.3  # --decay reached the fitted process
     for name in ("posterior.nc", "intensity.png", "time_rescaling.png", "time_rescaling.txt"):
         assert (out / name).is_file(), name
     assert "time-rescaling KS test: 4 events" in (out / "time_rescaling.txt").read_text()
@@ -308,7 +310,6 @@ def test_events_command_keeps_the_nuts_draws_on_ctrl_c(tmp_path, monkeypatch, ca
     # Each stage shows itself: the MAP as a line before and after, NUTS as progress lines.
     assert "MAP warm start (1 start(s) x 5 Adam steps, compiled on first use) ..." in err
     assert re.search(r"MAP warm start \(.*\): \d+\.\d s", err) and "phase=sample" in err, err
-    import arviz as az
 
     saved = az.from_netcdf(str(out / "posterior.nc"))
     assert saved.posterior.sizes["draw"] == 10 and saved.attrs["interrupted"] == 1

@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 
-from .common import EXIT_INTERRUPTED, checkpoint_dir, int_at_least, resume_hint, resuming
+from .common import EXIT_INTERRUPTED, checkpoint_dir, int_at_least, non_negative_float, resume_hint, resuming
 from .outputs import check_out_dir, prepare_out_dir
 
 EPILOG = """your events (--csv): a header line, then one row per event, e.g.
@@ -75,6 +75,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--delayed", action="store_true",
                    help="experimental: each event also acts after a learned delay (effects that start after a lag); "
                         "measured with --method svi, NUTS on it is slow (docs/decisions.md)")
+    p.add_argument("--decay", type=non_negative_float, default=None,
+                   help="pull of the latent state towards 0, per mean gap between events: keeps the intensity bounded "
+                        "where the data do not pin the weights (default 0; with --method laplace, 0 or 0.1 chosen by "
+                        "leave-future-out)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--points", type=int_at_least(1), default=200, help="times at which the intensity is saved")
     p.add_argument("--no-progress", action="store_true", help="hide the progress lines (MAP, SVI, NUTS)")
@@ -123,7 +127,7 @@ def run(args) -> int:
             fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
                              map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
                              num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
-                             width=args.width, delayed=args.delayed, progress=not args.no_progress,
+                             width=args.width, delayed=args.delayed, decay=args.decay, progress=not args.no_progress,
                              checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:  # before any NUTS draw (MAP, SVI or warmup)
         print(f"bayesode events: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)

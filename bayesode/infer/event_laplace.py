@@ -48,7 +48,7 @@ from ..model.point_process import SITE_EVENT_LOG_LIK, SITE_STATUS
 from ..solving import FixedSteps, SolverConfig
 from .event_draws import _training_status
 from .event_map import fit_map, map_stage, start_points
-from .laplace_members import FLOORS, REDRAW_ROUNDS
+from .laplace_members import FLOORS, REDRAW_ROUNDS, floored_draws
 from .programs import PROGRAMS, latents_model, shapes_key
 
 ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of each sequence's window
@@ -77,7 +77,7 @@ class LaplacePoint:
 
     def draws(self, floor: float, normals: np.ndarray) -> np.ndarray:
         """(draw, P) unconstrained draws ``centre + V diag(max(w, floor))^-1/2 z`` of the normals (draw, P)."""
-        return self.centre[None] + (normals / np.sqrt(np.maximum(self.eigenvalues, floor))) @ self.vectors.T
+        return floored_draws(self.centre, self.eigenvalues, self.vectors, floor, normals)
 
 
 class _Programs:

@@ -79,5 +79,6 @@ def to_inference_data(fit: EventFit, save_ts=None, *, num_draws=None):
         dims={"intensity": ["sequence", "time", "mark"], "events": ["event"], "event_time": ["event"],
               "event_sequence": ["event"], "event_mark": ["event"]},  # fmt: skip
         attrs={"method": fit.method, "model": "bayesode neural jump ODE (Jia & Benson 2019)",
-               "warnings": json.dumps(fit.stats.get("warnings", [])), "interrupted": int(bool(fit.stats.get("interrupted")))},
+               "warnings": json.dumps(fit.stats.get("warnings", [])), "interrupted": int(bool(fit.stats.get("interrupted"))),
+               **({"latent_decay": float(fit.process.decay)} if hasattr(fit.process, "decay") else {})},
     )

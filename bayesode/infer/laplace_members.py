@@ -131,10 +131,17 @@ def _fit_members(model, twin, data, key, num_members: int, map_steps: int) -> _M
     return _Members(np.stack(centres), np.stack(values), np.stack(vectors), unravel, records, flat.dtype)
 
 
+def floored_draws(centre, eigenvalues, vectors, floor: float, normals: np.ndarray) -> np.ndarray:
+    """Draws ``centre + V diag(max(w, floor))^-1/2 z`` of a Gaussian given by its precision's eigenvalues ``w``
+    (..., P) and eigenvectors ``V`` (..., P, P) as columns, from ``normals`` (..., draw, P); ``...`` a batch of
+    Gaussians (e.g. the mixture's members) or none. Returns (..., draw, P)."""
+    scale = 1.0 / np.sqrt(np.maximum(eigenvalues, floor))  # (..., P)
+    return centre[..., None, :] + np.einsum("...dp,...p,...qp->...dq", normals, scale, vectors)
+
+
 def _draws(members: _Members, floor: float, normals: np.ndarray) -> np.ndarray:
-    """``(member, draw, P)`` unconstrained draws ``centre + V diag(max(w, floor))^-1/2 z``."""
-    scale = 1.0 / np.sqrt(np.maximum(members.eigenvalues, floor))  # (member, P)
-    return members.centres[:, None, :] + np.einsum("mdp,mp,mqp->mdq", normals, scale, members.vectors)
+    """``(member, draw, P)`` unconstrained draws of each member's floored Gaussian."""
+    return floored_draws(members.centres, members.eigenvalues, members.vectors, floor, normals)
 
 
 def _constrained(model, md, members: _Members, us: np.ndarray) -> dict:
