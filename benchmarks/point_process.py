@@ -169,14 +169,14 @@ def run_case(kind: str, args) -> dict:
         map_score = held_out_log_likelihood(point, hist, fut)["per_event"]
     except FitFailedError:  # the point's solve failed on the future (e.g. an intensity underflowing to 0)
         map_score = -np.inf
-    truth = held_out_parametric(kind, PARAMETERS[kind], hist_lists, full_lists) / n_future
-    right = held_out_parametric(kind, fit_ml(kind, hist_lists, T_SPLIT), hist_lists, full_lists) / n_future
-    poisson = held_out_parametric("poisson", fit_ml("poisson", hist_lists, T_SPLIT), hist_lists, full_lists) / n_future
-    wrong = {other: held_out_parametric(other, fit_ml(other, hist_lists, T_SPLIT), hist_lists, full_lists) / n_future
-             for other in KINDS if other != kind}  # fmt: skip
-    best_wrong = max(wrong, key=wrong.get)
     # Paired by sequence: the model's predictive density of each sequence's future against the truth's.
     truth_seq = np.array([held_out_parametric(kind, PARAMETERS[kind], [h], [f]) for h, f in zip(hist_lists, full_lists)])
+    truth = float(truth_seq.sum()) / n_future
+    # Every family of the suite fitted by maximum likelihood: the right one (kind) and the wrong ones.
+    ml = {family: held_out_parametric(family, fit_ml(family, hist_lists, T_SPLIT), hist_lists, full_lists) / n_future
+          for family in KINDS}  # fmt: skip
+    right, poisson = ml[kind], ml["poisson"]
+    best_wrong = max((family for family in KINDS if family != kind), key=ml.get)
     diff = np.asarray(scored["per_sequence"], np.float64) - truth_seq
     gap_se = float(np.sqrt(diff.size) * np.std(diff, ddof=1) / n_future)
     # Intensity just before each held-out event, given everything before it.
@@ -193,7 +193,7 @@ def run_case(kind: str, args) -> dict:
     right_coverage = band_coverage(kind, hist, events, T_SPLIT, true_lam, held, seed=args.seed)
     return {"kind": kind, "events": int(events.mask.sum()), "held_out": n_future, "model": model, "map": map_score, "truth": truth,
             "right_ml": right, "poisson_ml": poisson,
-            "wrong_ml": wrong[best_wrong], "wrong_family": best_wrong, "gap_se": gap_se, "rel_err": rel_err, "coverage": coverage, "right_coverage": right_coverage, "fit_s": fit_s,
+            "wrong_ml": ml[best_wrong], "wrong_family": best_wrong, "gap_se": gap_se, "rel_err": rel_err, "coverage": coverage, "right_coverage": right_coverage, "fit_s": fit_s,
             "divergent": float(np.mean(fit.stats["diverging"])) if "diverging" in fit.stats else float("nan")}  # fmt: skip
 
 
