@@ -11,7 +11,8 @@ from scipy.stats import norm
 
 import bayesode as bo
 from bayesode.errors import ConfigError, DataError
-from bayesode.infer.ensemble import map_points, pool_members, run_ensemble
+from bayesode.infer.ensemble import pool_members, run_ensemble
+from bayesode.infer.map_fits import map_points
 from bayesode.infer.stacking import pareto_k_threshold, pointwise_lfo, pointwise_loo, stacking_weights
 
 

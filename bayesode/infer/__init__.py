@@ -9,11 +9,12 @@ poor mode), ``checkpoint``, ``console`` (progress, Ctrl-C), ``nuts`` (``run_nuts
 """
 
 from .distributed import run_nuts_distributed
-from .ensemble import Ensemble, map_points, pool_members, run_ensemble
+from .ensemble import Ensemble, pool_members, run_ensemble
 from .event_forecast import forecast_events, held_out_log_likelihood
 from .event_posterior import intensity_bands, solve_draws, to_inference_data
 from .jump_filter import filter_online, fit_jump_filter, fit_njode_point, njode_loss
 from .laplace_mixture import run_laplace_mixture
+from .map_fits import map_points
 from .nuts import run_nuts
 from .point_process import (
     DELAYED_EVENT_SOLVER,

@@ -21,7 +21,7 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from ..caching import ProgramCache
 from ..errors import ConfigError
-from .ensemble import _why_failed, map_points
+from .map_fits import _why_failed, map_points
 from .programs import latents_model
 
 __all__ = ["FLOORS", "MAX_LATENTS", "REDRAW_ROUNDS", "forward_twin"]
