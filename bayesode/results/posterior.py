@@ -1,6 +1,6 @@
-"""The fit result: ArviZ export, prediction, diagnostics, save/load.
+"""The fit result: ArviZ export, prediction, diagnostics (the sampler's statistics read in :mod:`.sampler_report`), save/load.
 
-With :mod:`.export` (the InferenceData layout), the only modules that import ArviZ.
+The InferenceData layout is :mod:`.export`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import xarray as xr
 from ..checks import as_key, positive_int, seed_of
 from ..datasets import Data, check_times
 from ..errors import ConfigError, DataError
-from ..solving.diffeq import FAILURE_ADVICE, FAILURE_CAUSES
 from ..solving.precision import float_dtype, precision_scope
 from .export import STATS_TO_ARVIZ, inference_data, latent_layout, obs_dim_of, site_names, state_names_of
 from .predictive import model_draws
+from .sampler_report import sampler_report
 
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
-EBFMI_MIN = 0.2
 NEURAL_LINEAR_CAVEAT = (
     "neural-linear posterior: the hidden layers are fixed at an SVI fit to every data point and only the output "
     "layer, y0 and the noise are sampled, so the bands leave out the hidden layers' uncertainty (too narrow away "
@@ -253,50 +252,9 @@ class Posterior:
                 )
         st = self.sample_stats
         if "diverging" in st:  # a sampler's statistics (a Laplace mixture's draws carry only their member)
-            out["divergences"] = int(np.sum(st["diverging"]))
-            # A full-weight ensemble's pooled draws are a resample holding only the chosen draws' statistics:
-            # divergences count every member's own sampling.
-            per_member = self.settings.get("ensemble", {}).get("member_divergences")
-            if per_member is not None and self.settings.get("method") == "ensemble":
-                out["divergences_in_pooled_draws"] = out["divergences"]
-                out["divergences"] = int(sum(per_member))
-            out["tree_depth_saturated"] = float(np.mean(st["tree_depth_saturated"]))
-            energy = st["energy"]
-            if energy.shape[1] > 2:
-                out["ebfmi_min"] = float(np.min(az.bfmi(energy)))
-                if out["ebfmi_min"] < EBFMI_MIN:
-                    out["warnings"].append(
-                        f"E-BFMI is {out['ebfmi_min']:.2f} (< {EBFMI_MIN}): momentum resampling explores energy "
-                        "poorly; the posterior may have heavy tails or a funnel."
-                    )
-            if out["divergences"]:
-                where = ""
-                if "divergences_in_pooled_draws" in out:
-                    where = " in the members' sampling (" + ", ".join(
-                        f"member {m}: {n}" for m, n in enumerate(per_member) if n) + ")"  # fmt: skip
-                out["warnings"].append(
-                    f"{out['divergences']} divergent transitions{where}: the sampler could not follow the posterior "
-                    "everywhere; raise target_accept_prob or reparametrise."
-                )
-            if out["tree_depth_saturated"] > 0.01:
-                out["warnings"].append(
-                    f"{out['tree_depth_saturated']:.0%} of iterations hit the maximum tree depth: sampling is "
-                    "inefficient; raise max_tree_depth or rescale the model."
-                )
-            failures = {c: int(np.sum(st.get(f"solver_failures_{c}", 0))) for c in FAILURE_CAUSES.values()}
-            out["solver_failures"] = int(np.sum(st["solver_failures"]))
-            member_failures = self.settings.get("ensemble", {}).get("member_solver_failures")
-            if member_failures is not None and self.settings.get("method") == "ensemble":  # as divergences
-                failures = {c: int(sum(member_failures.get(c, [0]))) for c in FAILURE_CAUSES.values()}
-                out["solver_failures"] = int(sum(member_failures["total"]))
-            out["solver_failures_by_cause"] = {c: n for c, n in failures.items() if n}
-            out["warmup_solver_failures"] = self.settings.get("warmup_solver_failures", {}).get("total", 0)
-            if out["solver_failures"]:
-                advice = "; ".join(FAILURE_ADVICE[c] for c in out["solver_failures_by_cause"])
-                out["warnings"].append(
-                    f"{out['solver_failures']} ODE solves failed during sampling ({out['solver_failures_by_cause']}); "
-                    f"they were rejected, not used. If frequent: {advice}."
-                )
+            entries, warnings = sampler_report(st, self.settings)
+            out.update(entries)
+            out["warnings"].extend(warnings)
         for r in self.settings.get("restarted_chains", []):
             out["warnings"].append(
                 f"chain {r['chain']} was stuck in warmup where the log density is {r['potential'] - r['donor_potential']:.0f} "
