@@ -30,6 +30,7 @@ from bayesode.infer.event_laplace import (
     solvable_draws,
     validation_scores,
 )
+from bayesode.infer.laplace_members import redraw_failed
 from bayesode.infer.point_process import _initial_values
 from bayesode.model import Normal, event_arrays, point_process_model
 from bayesode.solving import FixedSteps, per_event_log_likelihood, solve_event_jumps
@@ -204,3 +205,22 @@ def test_draws_that_fail_are_redrawn_and_the_others_kept():
     np.testing.assert_array_equal(samples["field.z0"][passed], first["field.z0"][passed])
     with pytest.raises(FitFailedError, match="still fail"):
         solvable_draws(programs, point, 1.0, normals, lambda s: np.ones(200, int), np.random.default_rng(0))
+
+
+def test_redraw_failed_keeps_passing_draws_and_counts_replacements_per_member():
+    # The rejection both Laplace fits use, on a batch of Gaussians (member, draw, P) as the mixture draws them:
+    # draws whose first coordinate is above 1 "fail". Every returned draw passes, draws that passed at first are
+    # kept as drawn, each member's count is at least its first-round failures, and a check that always fails is
+    # reported as still failing (not returned as a result).
+    normals = np.random.default_rng(3).standard_normal((2, 300, 4))
+
+    def failed(samples):
+        return samples[..., 0] > 1.0
+
+    samples, replaced, still = redraw_failed(lambda z: 2.0 * z, failed, normals, np.random.default_rng(0))
+    kept = ~failed(2.0 * normals)
+    assert not still.any() and not failed(samples).any()
+    np.testing.assert_array_equal(samples[kept], 2.0 * normals[kept])
+    assert (~kept).any(axis=1).all() and replaced.shape == (2,) and np.all(replaced >= (~kept).sum(axis=1))
+    _, _, still = redraw_failed(lambda z: z, lambda s: np.ones(s.shape[:-1], bool), normals, np.random.default_rng(0))
+    assert still.all()

@@ -48,7 +48,7 @@ from ..model.point_process import SITE_EVENT_LOG_LIK, SITE_STATUS
 from ..solving import FixedSteps, SolverConfig
 from .event_draws import _training_status
 from .event_map import fit_map, map_stage, start_points
-from .laplace_members import FLOORS, REDRAW_ROUNDS, floored_draws
+from .laplace_members import FLOORS, REDRAW_ROUNDS, floored_draws, redraw_failed
 from .programs import PROGRAMS, latents_model, shapes_key
 
 ORIGINS = (0.6, 0.7, 0.8)  # leave-future-out origins, as fractions of each sequence's window
@@ -161,21 +161,16 @@ def _values(programs: _Programs, point: LaplacePoint, flat_draws: np.ndarray) ->
 
 
 def solvable_draws(programs: _Programs, point: LaplacePoint, floor: float, normals: np.ndarray, training_status, rng):
-    """The Gaussian at ``floor`` restricted to weights whose solve succeeds on the training sequences (the posterior
-    density is zero elsewhere), by rejection: a draw of the normals (draw, P) that fails is replaced by a fresh one,
-    up to ``REDRAW_ROUNDS`` times. Returns ``(samples site -> (draw, ...), redrawn count)``."""
-    normals = np.array(normals, np.float64)  # a writable copy
-    redrawn = 0
-    for _ in range(REDRAW_ROUNDS):
-        samples = {k: np.asarray(v) for k, v in _values(programs, point, point.draws(floor, normals)).items()}
-        bad = np.asarray(training_status(samples)) != 0
-        if not bad.any():
-            return samples, redrawn
-        redrawn += int(bad.sum())
-        normals[bad] = rng.standard_normal((int(bad.sum()), normals.shape[1]))
-    raise FitFailedError(f"fit_events (laplace): {int(bad.sum())} of {normals.shape[0]} draws at floor {floor:g} still fail "
-                         f"to solve on the training sequences after {REDRAW_ROUNDS} rounds of redrawing; the Gaussian "
-                         "reaches far into weights where the solve fails.")  # fmt: skip
+    """The Gaussian at ``floor`` restricted to weights whose solve succeeds on the training sequences, by rejection
+    (:func:`~bayesode.infer.laplace_members.redraw_failed`). Returns ``(samples site -> (draw, ...), redrawn count)``."""
+    samples, replaced, bad = redraw_failed(
+        lambda z: {k: np.asarray(v) for k, v in _values(programs, point, point.draws(floor, z)).items()},
+        lambda s: np.asarray(training_status(s)) != 0, normals, rng)  # fmt: skip
+    if bad.any():
+        raise FitFailedError(f"fit_events (laplace): {int(bad.sum())} of {normals.shape[0]} draws at floor {floor:g} still "
+                             f"fail to solve on the training sequences after {REDRAW_ROUNDS} rounds of redrawing; the "
+                             "Gaussian reaches far into weights where the solve fails.")  # fmt: skip
+    return samples, int(replaced.sum())
 
 
 def event_laplace(model, hessian_model, reference_model, values: dict, data: dict, key, *, map_starts: list[dict],

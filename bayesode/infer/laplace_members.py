@@ -139,6 +139,26 @@ def floored_draws(centre, eigenvalues, vectors, floor: float, normals: np.ndarra
     return centre[..., None, :] + np.einsum("...dp,...p,...qp->...dq", normals, scale, vectors)
 
 
+def redraw_failed(make_samples, failed, normals: np.ndarray, rng) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A Gaussian restricted to where the model solves (the posterior density is zero elsewhere), by rejection.
+
+    ``make_samples(normals) -> samples`` turns standard normals (..., P) into draws; ``failed(samples)`` says which
+    draws fail, shaped ``normals.shape[:-1]``. Each round replaces the failed draws' normals with fresh ones, up to
+    ``REDRAW_ROUNDS`` rounds. Returns ``(samples, replaced, still_failed)``: the last round's samples, how many times
+    each batch entry (normals' leading axis) had a draw replaced, and which draws still fail (all False on success;
+    the caller says what failing means for it)."""
+    normals = np.array(normals, np.float64)  # a writable copy
+    replaced = np.zeros(normals.shape[0], dtype=int)
+    for _ in range(REDRAW_ROUNDS):
+        samples = make_samples(normals)
+        bad = np.asarray(failed(samples), bool)
+        if not bad.any():
+            break
+        replaced += bad.reshape(normals.shape[0], -1).sum(axis=1)
+        normals[bad] = rng.standard_normal((int(bad.sum()), normals.shape[-1]))
+    return samples, replaced, bad
+
+
 def _draws(members: _Members, floor: float, normals: np.ndarray) -> np.ndarray:
     """``(member, draw, P)`` unconstrained draws of each member's floored Gaussian."""
     return floored_draws(members.centres, members.eigenvalues, members.vectors, floor, normals)

@@ -66,6 +66,7 @@ from .laplace_members import (
     _Members,
     _num_latents,
     forward_twin,
+    redraw_failed,
 )
 from .precision import fits_in_precision
 from .stacking import stacking_weights
@@ -106,26 +107,24 @@ def _held_out_lpd(model, md, params: dict, held: np.ndarray, num_members: int) -
 
 def _solvable_draws(model, md, members: _Members, floor: float, normals: np.ndarray, rng):
     """Each member's Gaussian restricted to where the model solves on the data and its likelihood is
-    finite (elsewhere the posterior density is zero, and NUTS would reject the point too), by rejection:
-    a draw that fails is replaced by a fresh one, up to ``REDRAW_ROUNDS`` times.
+    finite (elsewhere the posterior density is zero, and NUTS would reject the point too), by rejection
+    (:func:`~bayesode.infer.laplace_members.redraw_failed`).
 
     Returns ``(samples site -> (member, draw, ...), rejected (member,))``: the count of draws replaced.
     Raises where draws still fail after the last round (the Gaussian sits mostly where the model fails)."""
-    normals = normals.copy()
-    rejected = np.zeros(normals.shape[0], dtype=int)
-    for _ in range(REDRAW_ROUNDS):
-        samples = _constrained(model, md, members, _draws(members, floor, normals))
+
+    def failed(samples):
         flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-        _, ok = _log_likelihood(model, md, flat, np.asarray(md.mask))
-        bad = ~ok.reshape(normals.shape[:2])
-        if not bad.any():
-            return samples, rejected
-        rejected += bad.sum(axis=1)
-        normals[bad] = rng.standard_normal((int(bad.sum()), normals.shape[2]))
-    raise InitializationError(
-        f"{int(bad.sum())} of {bad.size} Laplace draws still fail to solve on the data (or give a non-finite "
-        f"likelihood) after {REDRAW_ROUNDS} rounds of redrawing ({int(rejected.sum())} replaced in all): the "
-        f"Gaussians at floor {floor:g} reach far into where the model fails; pass a larger `floor`.")
+        return ~_log_likelihood(model, md, flat, np.asarray(md.mask))[1].reshape(normals.shape[:2])
+
+    samples, rejected, bad = redraw_failed(lambda z: _constrained(model, md, members, _draws(members, floor, z)),
+                                           failed, normals, rng)  # fmt: skip
+    if bad.any():
+        raise InitializationError(
+            f"{int(bad.sum())} of {bad.size} Laplace draws still fail to solve on the data (or give a non-finite "
+            f"likelihood) after {REDRAW_ROUNDS} rounds of redrawing ({int(rejected.sum())} replaced in all): the "
+            f"Gaussians at floor {floor:g} reach far into where the model fails; pass a larger `floor`.")
+    return samples, rejected
 
 
 def validation_origins(data, origins) -> list[float]:
