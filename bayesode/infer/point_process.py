@@ -182,7 +182,9 @@ def fit_events(
         the same per-layer scale: :func:`~bayesode.infer.event_map.start_points`), run side by side
         on the CPU cores; the one with the lowest training loss (negative log density) is kept. Why:
         a neural jump ODE's optimisation has local optima (one start can plateau far from the
-        others), and the data, not the luck of one initialisation, should pick the point.
+        others), and the data, not the luck of one initialisation, should pick the point. Caution: the
+        lowest training loss can be the point that forecasts worst where the network can overfit (a
+        delayed power-law fit: docs/decisions.md, 2026-12-07 (night)).
     svi_steps, learning_rate : Adam steps of SVI (cosine schedule to 10% of ``learning_rate``; the
         ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``) and the peak step size.
     num_warmup, num_samples, num_chains : NUTS (NumPyro's kernel; the chains take turns, iteration by
