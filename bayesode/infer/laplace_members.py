@@ -139,7 +139,7 @@ def floored_draws(centre, eigenvalues, vectors, floor: float, normals: np.ndarra
     return centre[..., None, :] + np.einsum("...dp,...p,...qp->...dq", normals, scale, vectors)
 
 
-def redraw_failed(make_samples, failed, normals: np.ndarray, rng) -> tuple[dict, np.ndarray, np.ndarray]:
+def redraw_failed(make_samples, failed, normals: np.ndarray, rng) -> tuple[object, np.ndarray, np.ndarray]:
     """A Gaussian restricted to where the model solves (the posterior density is zero elsewhere), by rejection.
 
     ``make_samples(normals) -> samples`` turns standard normals (..., P) into draws; ``failed(samples)`` says which
