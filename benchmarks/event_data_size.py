@@ -25,21 +25,20 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
 from bayesode.datasets import load_events, make_event_sequences
 from bayesode.infer import EVENT_SOLVER, EventFit, held_out_log_likelihood, make_event_process, solve_draws
+from bayesode.infer.event_draws import draws_log_likelihood
 from bayesode.infer.event_map import fit_map, start_points
 from bayesode.infer.point_process import DELAYED_EVENT_SOLVER, _initial_values
 from bayesode.model import Normal, event_arrays, point_process_model
-from bayesode.solving import events_log_likelihood
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "scripts"))
 from _point_processes import PARAMETERS, simulate  # noqa: E402
-from point_process import T_SPLIT, held_out_parametric, loglik  # noqa: E402
+from point_process import T_END, T_SPLIT, held_out_parametric, loglik  # noqa: E402
 
 FRESH_SEQUENCES, FRESH_SEED, EXTRA_SEED = 40, 2024, 999
 
@@ -51,9 +50,7 @@ def sequences(lists: list, t_end: float):
 
 def log_likelihoods(point: EventFit, events) -> np.ndarray:
     """(sequence,) the point's log-likelihood of each sequence of ``events``."""
-    sol = solve_draws(point, events)
-    return np.asarray(jax.vmap(jax.vmap(events_log_likelihood))(sol, jnp.broadcast_to(jnp.asarray(events.mask),
-                                                                                      sol.log_rates.shape)))[0]  # fmt: skip
+    return np.asarray(draws_log_likelihood(solve_draws(point, events), events.mask))[0]
 
 
 def run(kind: str, extra: int, args) -> dict:
@@ -81,7 +78,7 @@ def run(kind: str, extra: int, args) -> dict:
     train_gap = float(log_likelihoods(point, hist).sum()) - sum(loglik(kind, truth, h, T_SPLIT) for h in hist_lists)
     rng = np.random.default_rng(FRESH_SEED)
     fresh = [simulate(kind, rng) for _ in range(FRESH_SEQUENCES)]
-    f_hist, f_fut = sequences(fresh, 100.0).split(T_SPLIT)
+    f_hist, f_fut = sequences(fresh, T_END).split(T_SPLIT)
     n80 = int(f_hist.mask.sum())
     diff = log_likelihoods(point, f_hist) - np.array([loglik(kind, truth, s[s <= T_SPLIT], T_SPLIT) for s in fresh])
     later = (held_out_log_likelihood(point, f_hist, f_fut)["total"]

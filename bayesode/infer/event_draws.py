@@ -49,6 +49,12 @@ def _solve_all(template, weight_prior, samples, arrays, save_ts, config):
     return jax.lax.map(one_draw, samples)
 
 
+def draws_log_likelihood(sol, mask) -> jax.Array:
+    """(draw, sequence) log-likelihood of each sequence under each draw, from a solution with leading
+    (draw, sequence) axes (:func:`_solve_all`) and the sequences' event mask (sequence, event)."""
+    return jax.vmap(jax.vmap(events_log_likelihood))(sol, jnp.broadcast_to(jnp.asarray(mask), sol.log_rates.shape))
+
+
 def _training_status(process, weight_prior, config, events, flat: dict) -> np.ndarray:
     """(draw,) worst solve status over the training sequences of each draw in ``flat`` (site -> (draw, ...))."""
     sol = _solve_all(process, weight_prior, {k: jnp.asarray(v) for k, v in flat.items()}, event_arrays(events), None,
@@ -115,8 +121,7 @@ def check_fixed_steps(process, weight_prior, config, events, flat: dict, what: s
     lls = []
     for solver in (config, REFERENCE_SOLVER):
         sol = _solve_all(process, weight_prior, draws, arrays, None, solver)
-        ll = jax.vmap(jax.vmap(events_log_likelihood))(sol, jnp.broadcast_to(arrays["mask"], sol.log_rates.shape))
-        lls.append(np.asarray(ll).sum(axis=1))
+        lls.append(np.asarray(draws_log_likelihood(sol, arrays["mask"])).sum(axis=1))
     both = np.isfinite(lls[0]) & np.isfinite(lls[1])
     error = float(np.max(np.abs(lls[0] - lls[1])[both])) if both.any() else float("nan")
     if error <= FIXED_STEPS_NATS:

@@ -13,9 +13,9 @@ from ..checks import as_key, positive_int
 from ..datasets import EventSequences
 from ..errors import ConfigError, FitFailedError
 from ..model import event_arrays
-from ..solving import Status, events_log_likelihood, pending_arrivals, simulate_events
+from ..solving import Status, pending_arrivals, simulate_events
 from ..solving.event_jumps import is_delayed
-from .event_draws import _draw_process, _failure_message, _warn_if_failed
+from .event_draws import _draw_process, _failure_message, _warn_if_failed, draws_log_likelihood
 from .event_posterior import solve_draws
 from .point_process import EventFit
 
@@ -76,8 +76,7 @@ def held_out_log_likelihood(fit: EventFit, history: EventSequences, future: Even
     whole = _join(history, future)
     full = solve_draws(fit, whole, num_draws=num_draws)
     past = solve_draws(fit, history, num_draws=num_draws)
-    ll_full = jax.vmap(jax.vmap(events_log_likelihood))(full, jnp.broadcast_to(jnp.asarray(whole.mask), full.log_rates.shape))
-    ll_past = jax.vmap(jax.vmap(events_log_likelihood))(past, jnp.broadcast_to(jnp.asarray(history.mask), past.log_rates.shape))
+    ll_full, ll_past = draws_log_likelihood(full, whole.mask), draws_log_likelihood(past, history.mask)
     status = np.maximum(np.asarray(full.status).max(axis=1), np.asarray(past.status).max(axis=1))  # (draw,)
     cond = np.asarray(ll_full - ll_past, np.float64)  # (draw, sequence)
     ok = (status == 0) & np.all(np.isfinite(cond), axis=1)
