@@ -86,13 +86,58 @@ def loglik(kind: str, p: dict, t: np.ndarray, T: float) -> float:
         mu, b = p["mu"], p["beta"]
         lam = np.exp(mu * t - b * np.arange(t.size))
         edges = np.concatenate([[0.0], t, [T]])
-        comp = np.sum(np.exp(-b * np.arange(t.size + 1)) * (np.exp(mu * edges[1:]) - np.exp(mu * edges[:-1])) / mu)
+        # exp(mu a) expm1(mu (b - a)) / mu: the difference of exponentials cancels to 0 in floats for a tiny mu
+        comp = np.sum(np.exp(-b * np.arange(t.size + 1) + mu * edges[:-1]) * np.expm1(mu * np.diff(edges)) / mu)
         return float(np.sum(np.log(lam)) - comp)
     raise ValueError(kind)
 
 
+class Pooled:
+    """Sequences on [0, T] pooled for the parametric likelihoods: every event, its sequence and rank, and every
+    pair (earlier event, later event) of a sequence with their lag, computed once: :func:`loglik` summed over the
+    sequences, vectorised (a Nelder-Mead fit on 300 sequences takes seconds; :func:`check_pooled`)."""
+
+    def __init__(self, seqs: list, T: float):
+        self.T, self.num = T, len(seqs)
+        self.times = np.concatenate(seqs)
+        self.rank = np.concatenate([np.arange(s.size) for s in seqs])
+        starts = np.cumsum([0] + [s.size for s in seqs[:-1]])
+        later, lag = [], []
+        for s, first in zip(seqs, starts):
+            i, j = np.tril_indices(s.size, -1)
+            later.append(first + i)
+            lag.append(s[i] - s[j])
+        self.later, self.lag = np.concatenate(later), np.concatenate(lag)
+        # self-correcting compensator: the intervals between events, each with its count of earlier events
+        self.edge0 = np.concatenate([np.concatenate([[0.0], s]) for s in seqs])
+        self.edge1 = np.concatenate([np.concatenate([s, [T]]) for s in seqs])
+        self.count = np.concatenate([np.arange(s.size + 1) for s in seqs])
+
+    def loglik(self, kind: str, p: dict) -> float:
+        t, T = self.times, self.T
+        if kind == "poisson":
+            return t.size * np.log(p["rate"]) - p["rate"] * T * self.num
+        if kind == "self_correcting":
+            mu, b = p["mu"], p["beta"]
+            comp = np.exp(-b * self.count + mu * self.edge0) * np.expm1(mu * (self.edge1 - self.edge0)) / mu
+            return float(np.sum(mu * t - b * self.rank) - comp.sum())
+        if kind == "hawkes_exponential":
+            mu, a, b = p["mu"], p["alpha"], p["beta"]
+            kernel = a * np.exp(-b * self.lag)
+            comp = mu * T * self.num + a / b * np.sum(-np.expm1(-b * (T - t)))
+        else:  # hawkes_power_law
+            mu, a, b, s = p["mu"], p["alpha"], p["beta"], p["sigma"]
+            on = self.lag > s
+            kernel = np.where(on, a * (b / s) * (np.where(on, self.lag, s) / s) ** (-b - 1), 0.0)
+            comp = mu * T * self.num + np.sum(a * (1.0 - (np.maximum(T - t, s) / s) ** (-b)))
+        lam = mu + np.bincount(self.later, kernel, minlength=t.size)
+        return float(np.sum(np.log(lam)) - comp)
+
+
 def fit_ml(kind: str, seqs: list, T: float) -> dict:
-    """ML parameters of ``kind`` over independent sequences on [0, T] (log-parameters, Nelder-Mead)."""
+    """ML parameters of ``kind`` over independent sequences on [0, T] (log-parameters, Nelder-Mead; the power
+    law's onset ``sigma`` fixed at 1)."""
+    pooled = Pooled(seqs, T)
     names = list(PARAMETERS[kind]) if kind != "hawkes_power_law" else ["mu", "alpha", "beta"]
     start = {"rate": 1.0, "mu": 0.5, "alpha": 0.5, "beta": 1.5}
     fixed = {"sigma": 1.0} if kind == "hawkes_power_law" else {}
@@ -101,12 +146,21 @@ def fit_ml(kind: str, seqs: list, T: float) -> dict:
         p = dict(zip(names, np.exp(x)), **fixed)
         if kind == "hawkes_exponential" and p["alpha"] >= p["beta"]:
             return 1e10  # explosive: outside the stationary family
-        v = -sum(loglik(kind, p, s, T) for s in seqs)
+        with np.errstate(all="ignore"):
+            v = -pooled.loglik(kind, p)
         return v if np.isfinite(v) else 1e10
 
     res = optimize.minimize(nll, np.log([start[n] for n in names]), method="Nelder-Mead",
                             options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})  # fmt: skip
     return dict(zip(names, np.exp(res.x)), **fixed)
+
+
+def check_pooled(seqs: list, T: float) -> None:
+    """The pooled likelihoods equal :func:`loglik` summed over the sequences (relative 1e-9), each family."""
+    pooled = Pooled(seqs, T)
+    for kind, p in PARAMETERS.items():
+        one_by_one = sum(loglik(kind, p, s, T) for s in seqs)
+        assert abs(pooled.loglik(kind, p) - one_by_one) <= 1e-9 * abs(one_by_one), (kind, pooled.loglik(kind, p), one_by_one)
 
 
 def held_out_parametric(kind: str, p: dict, hist: list, full: list) -> float:
@@ -251,6 +305,7 @@ def main() -> None:
           f"delayed {args.delayed}")
     if not args.scale_only:
         check_hawkes_closed_form(load_events("hawkes_exponential_events").event_list(0)[0])
+        check_pooled([s[0] for s in map(load_events("hawkes_power_law_events").event_list, range(10))], T_END)
         print("\nheld-out log-likelihood per event on (80, 100] (higher is better); intensity at held-out events")
         head = ("process", "events", "held", "model", "MAP", "truth", "gap", "+-se", "right ML", "Poisson ML",
                 "best wrong ML", "rel.err", "cover90", "right cov", "fit s", "div")  # fmt: skip

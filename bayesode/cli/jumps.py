@@ -66,6 +66,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--map-steps", type=int_at_least(0), default=1500, help="Adam steps of the MAP warm start (default 1500; 0: none)")
     p.add_argument("--map-starts", type=int_at_least(1), default=1,
                    help="MAP fits from this many starting points, side by side on the cores; the lowest loss is kept (default 1)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=None,
+                   help="sequences per Adam step of the MAP and SVI stages, a random subset each step (default: all; "
+                        "for files of many sequences; not with --method laplace)")
     p.add_argument("--svi-steps", type=int_at_least(1), default=1000, help="Adam steps of SVI (default 1000)")
     p.add_argument("--warmup", type=int_at_least(0), default=200, help="NUTS warmup iterations per chain (default 200)")
     p.add_argument("--samples", type=int_at_least(1), default=200, help="draws kept per chain (default 200)")
@@ -125,9 +128,9 @@ def run(args) -> int:
             # The fit's warnings are also in fit.stats["warnings"]: printed once below, in the summary.
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"bayesode\.cli\.jumps")
             fit = fit_events(events, key=args.seed, method=args.method, map_steps=args.map_steps,
-                             map_starts=args.map_starts, svi_steps=args.svi_steps, num_warmup=args.warmup,
-                             num_samples=args.samples, num_chains=args.chains, latent_dim=args.latent_dim,
-                             width=args.width, delayed=args.delayed, decay=args.decay, progress=not args.no_progress,
+                             map_starts=args.map_starts, batch_size=args.batch_size, svi_steps=args.svi_steps,
+                             num_warmup=args.warmup, num_samples=args.samples, num_chains=args.chains,
+                             latent_dim=args.latent_dim, width=args.width, delayed=args.delayed, decay=args.decay, progress=not args.no_progress,
                              checkpoint_dir=checkpoint)  # fmt: skip
     except KeyboardInterrupt:  # before any NUTS draw (MAP, SVI or warmup)
         print(f"bayesode events: interrupted before any draw was kept; {resume_hint(checkpoint)}.", file=sys.stderr)

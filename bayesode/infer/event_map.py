@@ -38,10 +38,11 @@ def start_points(template_values: dict, num_starts: int, key) -> list[dict]:
 
 
 def map_stage(model, template: dict, data: dict, key, *, steps: int, starts: int, learning_rate: float, checkpoint,
-              progress: bool, caller: str, stage: str = "map"):  # fmt: skip
+              progress: bool, caller: str, stage: str = "map", batch_size: int | None = None):  # fmt: skip
     """The MAP stage of a jump fit: :func:`fit_map` from :func:`start_points` (``starts`` of them around
     ``template``, site -> value), saved to and loaded from ``checkpoint``
-    (:class:`~bayesode.infer.event_checkpoint.EventCheckpoint`) as its ``stage`` (default ``"map"``).
+    (:class:`~bayesode.infer.event_checkpoint.EventCheckpoint`) as its ``stage`` (default ``"map"``);
+    ``batch_size`` as :func:`fit_map`'s.
 
     Returns ``(values, losses, start_losses)``: site -> MAP value in ``template``'s order (the model's
     site order), the best start's losses (steps,) and every start's final loss (start,).
@@ -50,7 +51,8 @@ def map_stage(model, template: dict, data: dict, key, *, steps: int, starts: int
     points = start_points(template, starts, k_start)
 
     def run():
-        values, losses, final = fit_map(model, points, data, k_map, steps, learning_rate, caller=caller)
+        values, losses, final = fit_map(model, points, data, k_map, steps, learning_rate, caller=caller,
+                                        batch_size=batch_size)  # fmt: skip
         return {"values": values, "map_loss": losses, "map_start_loss": final}
 
     found = checkpoint.stage(stage, run, what=f"MAP warm start ({starts} start(s) x {steps} Adam steps, {{how}})",
@@ -61,7 +63,7 @@ def map_stage(model, template: dict, data: dict, key, *, steps: int, starts: int
 
 
 def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *, workers: int | None = None,
-            caller: str = "fit_events"):
+            caller: str = "fit_events", batch_size: int | None = None):
     """MAP by Adam on a cosine schedule (NumPyro ``AutoDelta``) from each start; the best one.
 
     Parameters
@@ -73,6 +75,10 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
         compiled program serves every start (the start is its argument); JAX releases the GIL while
         it runs, so starts on different cores run at the same time.
     caller : the function named in the error when no start finds a solvable point.
+    batch_size : given, every step's loss and gradient come from ``model(**data, batch_size=batch_size)``
+        (a model with a subsampling plate, as :func:`~bayesode.model.point_process_model`'s: a random
+        subset of the sequences each step, its likelihood scaled up); the final losses, which choose the
+        start, from all the data.
 
     Returns ``(values, losses, final_losses)``: site -> value of the start with the lowest negative
     log density at its returned weights, that start's losses (steps,), and every start's final
@@ -85,9 +91,9 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
     names = list(starts[0])
 
     keys = jr.split(key, len(starts))
-    settings = (shapes_key(data), shapes_key(starts[0]), shapes_key(keys[0]), int(steps), float(learning_rate))
+    settings = (shapes_key(data), shapes_key(starts[0]), shapes_key(keys[0]), int(steps), float(learning_rate), batch_size)
     compiled = PROGRAMS.get(model, "event_map", settings,
-                            lambda: _map_program(model, steps, learning_rate).lower(starts[0], keys[0], data).compile())  # fmt: skip
+                            lambda: _map_program(model, steps, learning_rate, batch_size).lower(starts[0], keys[0], data).compile())  # fmt: skip
     workers = min(len(starts), os.cpu_count() or 1) if workers is None else workers
     with ThreadPoolExecutor(max(workers, 1)) as pool:
         results = list(pool.map(lambda a: compiled(*a, data), zip(starts, keys)))
@@ -101,8 +107,9 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
     return {k: values[k] for k in names}, np.asarray(losses), final_losses
 
 
-def _map_program(model, steps: int, learning_rate: float):
+def _map_program(model, steps: int, learning_rate: float, batch_size: int | None = None):
     """``run(values, key, data) -> (point, losses, final_loss)``: one start's MAP fit, jitted."""
+    step_kwargs = {} if batch_size is None else {"batch_size": batch_size}  # only a model with the keyword gets it
 
     def run(values, key, data):
         # The guide sets itself up on the latent sites alone: on the whole model NumPyro's set-up would trace
@@ -116,7 +123,7 @@ def _map_program(model, steps: int, learning_rate: float):
 
         def body(carry, _):
             st, last_ok, last_loss = carry
-            new, loss = svi.stable_update(st, **data)  # loss at st's params
+            new, loss = svi.stable_update(st, **data, **step_kwargs)  # loss at st's params
             ok = jnp.isfinite(loss)
             last_ok = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), svi.get_params(st), last_ok)
             return (new, last_ok, jnp.where(ok, loss, last_loss)), loss

@@ -28,6 +28,8 @@ class SviSettings(NamedTuple):
     cosine schedule to this fraction of ``learning_rate`` (None: constant). ``mean_field_elbo``:
     the ELBO with the analytic KL to a Normal prior (``TraceMeanField_ELBO``), else the Monte Carlo
     one (NumPyro's ``Trace_ELBO``, summed in site order so the program is the same in every process).
+    ``batch_size``: each step's ELBO from ``model(**data, batch_size=batch_size)``, a random subset of the
+    sequences (a model with a subsampling plate, as :func:`~bayesode.model.point_process_model`'s); None: all.
     """
 
     steps: int
@@ -35,6 +37,7 @@ class SviSettings(NamedTuple):
     init_scale: float = 0.02
     decay_to: float | None = 0.1
     mean_field_elbo: bool = True
+    batch_size: int | None = None
 
 
 def _svi(model, centre: dict, settings: SviSettings):
@@ -60,7 +63,9 @@ def fit_svi(model, centre: dict, data: dict, key, settings: SviSettings) -> dict
         def run(centre, key, data):
             guide, svi = _svi(model, centre, settings)
             state = svi.init(key, **data)
-            state, losses = jax.lax.scan(lambda st, _: svi.stable_update(st, **data), state, None, length=steps)
+            step_kwargs = {} if settings.batch_size is None else {"batch_size": settings.batch_size}
+            state, losses = jax.lax.scan(lambda st, _: svi.stable_update(st, **data, **step_kwargs), state, None,
+                                         length=steps)  # fmt: skip
             params = svi.get_params(state)
             start = {k: v for k, v in guide.median(params).items() if k in centre}
             return {"params": params, "svi_loss": losses, "start": start}

@@ -3,9 +3,9 @@
 Every inexact array of the process (flow, jump and readout weights, and ``z0``) gets
 a prior through :func:`sample_field`, so its sites are ``field.flow.layers[0].weight``,
 ``field.jump.layers[0].weight``, ``field.readout.weight``, ``field.z0`` and so on.
-The point-process log-likelihood of all sequences enters through one
-``numpyro.factor`` (site ``events``); a failed solve makes it ``-inf`` (a rejected
-proposal, never an exception). Deterministic sites:
+The point-process log-likelihood enters through ``numpyro.factor`` (site ``events``,
+one term per sequence, in the plate ``sequences``, which can subsample them); a failed
+solve makes it ``-inf`` (a rejected proposal, never an exception). Deterministic sites:
 
 - ``event_log_lik`` (sequence, event): per-event terms for LOO, 0 on padding
   (see :func:`bayesode.solving.per_event_log_likelihood`);
@@ -30,6 +30,7 @@ SITE_EVENTS = "events"
 SITE_EVENT_LOG_LIK = "event_log_lik"
 SITE_INTENSITY = "intensity"
 SITE_STATUS = "solve_status"
+SITE_SEQUENCES = "sequences"
 
 
 def event_arrays(events: EventSequences, dtype=jnp.float32, *, origin: float | None = None) -> dict:
@@ -56,7 +57,7 @@ def event_arrays(events: EventSequences, dtype=jnp.float32, *, origin: float | N
 
 
 def point_process_model(process, *, weight_prior=None, config: SolverConfig | None = None):
-    """Return a NumPyro model ``model(times, marks, mask, t0, t_end, save_ts=None, latents_only=False)``.
+    """Return a NumPyro model ``model(times, marks, mask, t0, t_end, save_ts=None, latents_only=False, batch_size=None)``.
 
     Parameters
     ----------
@@ -72,6 +73,10 @@ def point_process_model(process, *, weight_prior=None, config: SolverConfig | No
     shared by all sequences, on the same clock, where the intensity is recorded. ``latents_only=True``
     stops after the weights' sites (no solve, no likelihood): an autoguide or a sampler sets itself up
     on that, and NumPyro's set-up would otherwise trace and compile the gradient of the whole solve.
+    ``batch_size``: solve that many sequences, a random subset drawn on each call (NumPyro's subsampling
+    plate ``sequences``), their log-likelihood scaled up to all sequences: an unbiased estimate of the
+    log density for stochastic optimisation (MAP, SVI); ``None`` (the default): every sequence, as a
+    sampler and every score need. The deterministic sites are then over the subset.
 
     Examples
     --------
@@ -94,7 +99,7 @@ def point_process_model(process, *, weight_prior=None, config: SolverConfig | No
 
 
 def _make_model(process, weight_prior, config: SolverConfig):
-    def model(times, marks, mask, t0, t_end, save_ts=None, latents_only=False):
+    def model(times, marks, mask, t0, t_end, save_ts=None, latents_only=False, batch_size=None):
         drawn = sample_field(process, weight_prior)
         if latents_only:  # the weights' sites alone: what a guide's or a sampler's set-up needs, without a solve
             return
@@ -103,11 +108,17 @@ def _make_model(process, weight_prior, config: SolverConfig):
             sol = solve_event_jumps(drawn, times, marks, mask, t_end, t0=t0, save_ts=save_ts, config=config)
             return events_log_likelihood(sol, mask), per_event_log_likelihood(sol, mask), sol.status, sol.rates
 
-        ll, per_event, status, rates = jax.vmap(one)(times, marks, mask, t0, t_end)
+        # The sequences are independent given the weights: a subsampling plate solves `batch_size` of them, drawn
+        # afresh on every call, and scales their log-likelihood by sequences / batch_size (an unbiased estimate).
+        with numpyro.plate(SITE_SEQUENCES, times.shape[0], subsample_size=batch_size) as idx:
+            arrays = (times, marks, mask, t0, t_end)
+            if batch_size is not None:
+                arrays = tuple(a[idx] for a in arrays)
+            ll, per_event, status, rates = jax.vmap(one)(*arrays)
+            numpyro.factor(SITE_EVENTS, ll)
         numpyro.deterministic(SITE_STATUS, status)
         numpyro.deterministic(SITE_EVENT_LOG_LIK, per_event)
         if save_ts is not None:
             numpyro.deterministic(SITE_INTENSITY, rates)
-        numpyro.factor(SITE_EVENTS, jnp.sum(ll))
 
     return model
