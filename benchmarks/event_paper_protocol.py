@@ -69,7 +69,8 @@ def run_case(kind: str, args) -> dict:
     start = time.perf_counter()
     fit = fit_events(sequences(train), key=args.seed, method="svi", batch_size=args.batch_size, map_steps=args.map_steps,
                      svi_steps=args.svi_steps, learning_rate=args.lr, num_samples=args.draws, num_chains=1,
-                     latent_dim=args.latent_dim, width=args.width, delayed=args.delayed, decay=args.decay)  # fmt: skip
+                     latent_dim=args.latent_dim, width=args.width, delayed=args.delayed, decay=args.decay,
+                     progress=True)  # fmt: skip
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     ll, rates = scores(fit, test, None)
