@@ -22,6 +22,7 @@ exact simulation; training seed 2019, test seed 2020), so the figures are agains
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from scipy.special import logsumexp
 
 from bayesode.datasets import make_event_sequences
 from bayesode.errors import FitFailedError
-from bayesode.infer import EventFit, fit_events, solve_draws
+from bayesode.infer import DELAYED_EVENT_SOLVER, EVENT_SOLVER, EventFit, fit_events, solve_draws
 from bayesode.infer.event_draws import draws_log_likelihood
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,11 +67,15 @@ def run_case(kind: str, args) -> dict:
     train = [simulate(kind, train_rng) for _ in range(TRAIN_SEQUENCES)]
     test = [simulate(kind, test_rng) for _ in range(TEST_SEQUENCES)]
     n_train, n_test = sum(s.size for s in train), sum(s.size for s in test)
+    config = None
+    if args.max_steps is not None:  # the default solver's step cap per segment between events, raised
+        default = DELAYED_EVENT_SOLVER if args.delayed else EVENT_SOLVER
+        config = dataclasses.replace(default, max_steps=args.max_steps)
     start = time.perf_counter()
     fit = fit_events(sequences(train), key=args.seed, method="svi", batch_size=args.batch_size, map_steps=args.map_steps,
                      svi_steps=args.svi_steps, learning_rate=args.lr, num_samples=args.draws, num_chains=1,
                      latent_dim=args.latent_dim, width=args.width, delayed=args.delayed, decay=args.decay,
-                     progress=True)  # fmt: skip
+                     config=config, progress=True)  # fmt: skip
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     ll, rates = scores(fit, test, None)
@@ -113,12 +118,14 @@ def main() -> None:
     ap.add_argument("--latent-dim", type=int, default=2)
     ap.add_argument("--decay", type=float, default=None)
     ap.add_argument("--delayed", action="store_true", help="a delayed jump per event (the power law's onset)")
+    ap.add_argument("--max-steps", type=int, default=None, help="solver steps per segment between events (default: "
+                    "fit_events' solver's); raise it where the guide's draws fail with max_steps")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     print(f"jax {jax.__version__}; {TRAIN_SEQUENCES} training / {TEST_SEQUENCES} test sequences on [0, {T_END:g}]; "
           f"fit_events(method='svi', batch_size={args.batch_size}, map_steps={args.map_steps}, svi_steps={args.svi_steps}, "
           f"learning_rate={args.lr}, latent_dim={args.latent_dim}, width={args.width}, delayed={args.delayed}, "
-          f"decay={args.decay}); {args.draws} draws")  # fmt: skip
+          f"decay={args.decay}, max_steps={args.max_steps}); {args.draws} draws")  # fmt: skip
     print("test log-likelihood per event (higher is better); intensity at the test events")
     head = ("process", "train ev", "test ev", "model", "MAP", "truth", "gap", "+-se", "gap %", "right ML",
             "best wrong ML", "rel.err", "cover90", "fit s", "score s")  # fmt: skip
