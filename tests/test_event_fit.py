@@ -420,3 +420,28 @@ def test_minibatch_fit_finds_a_poisson_rate_and_refuses_bad_batch_sizes():
         fit_events(ev, key=0, batch_size=0)
     with pytest.raises(ConfigError, match="`method='laplace'` fits its MAP on all sequences"):
         fit_events(ev, key=0, method="laplace", batch_size=3)
+
+
+def test_a_minibatch_map_reports_a_point_that_fails_on_unseen_data_as_failed():
+    # Four "sequences": three pull x up; the fourth's density is -inf from x = 1 on (a solve that fails there).
+    # Steps that do not draw the fourth step over the cliff, and the last point finite on its subset can be
+    # infinite on all four: the start's final loss is judged on all the data, never on the subset.
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpyro
+    import numpyro.distributions as dist
+
+    from bayesode.errors import FitFailedError
+    from bayesode.infer.event_map import fit_map
+
+    def model(cliff, batch_size=None):
+        x = numpyro.sample("x", dist.Normal(0.0, 10.0))
+        with numpyro.plate("sequences", 4, subsample_size=batch_size) as idx:
+            c = cliff[idx] if batch_size is not None else cliff
+            numpyro.factor("terms", jnp.where(c, jnp.where(x < 1.0, 0.0, -jnp.inf), 20.0 * x))
+
+    data = {"cliff": jnp.array([False, False, False, True])}
+    values, _, final = fit_map(model, {"x": jnp.array(0.0)}, data, jr.key(0), steps=60, learning_rate=0.5)
+    assert 0.0 < float(values["x"]) < 1.0 and np.isfinite(final[0])  # full batch: the last point before the cliff
+    with pytest.raises(FitFailedError, match="no weights whose solve succeeds"):
+        fit_map(model, {"x": jnp.array(0.0)}, data, jr.key(0), steps=60, learning_rate=0.5, batch_size=1)

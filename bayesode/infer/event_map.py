@@ -78,7 +78,7 @@ def fit_map(model, starts, data: dict, key, steps: int, learning_rate: float, *,
     batch_size : given, every step's loss and gradient come from ``model(**data, batch_size=batch_size)``
         (a model with a subsampling plate, as :func:`~bayesode.model.point_process_model`'s: a random
         subset of the sequences each step, its likelihood scaled up); the final losses, which choose the
-        start, from all the data.
+        start, from all the data (so a point whose solve fails on a sequence no step drew is ``inf``).
 
     Returns ``(values, losses, final_losses)``: site -> value of the start with the lowest negative
     log density at its returned weights, that start's losses (steps,), and every start's final
@@ -131,6 +131,8 @@ def _map_program(model, steps: int, learning_rate: float, batch_size: int | None
         init = (state, svi.get_params(state), jnp.full_like(svi.evaluate(state, **data), jnp.inf))  # loss's dtype (x64 too)
         (state, last_ok, last_loss), losses = jax.lax.scan(body, init, None, length=steps)
         final_loss = svi.evaluate(state, **data)
+        if batch_size is not None:  # last_ok was finite on a subset of the sequences: all of them decide
+            last_loss = svi.loss.loss(key, last_ok, svi.model, svi.guide, **data)
         final_ok = jnp.isfinite(final_loss)
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(final_ok, a, b), svi.get_params(state), last_ok)
         point = {k: v for k, v in guide.median(params).items() if k in values}
