@@ -445,3 +445,23 @@ def test_a_minibatch_map_reports_a_point_that_fails_on_unseen_data_as_failed():
     assert 0.0 < float(values["x"]) < 1.0 and np.isfinite(final[0])  # full batch: the last point before the cliff
     with pytest.raises(FitFailedError, match="no weights whose solve succeeds"):
         fit_map(model, {"x": jnp.array(0.0)}, data, jr.key(0), steps=60, learning_rate=0.5, batch_size=1)
+
+
+def test_a_map_whose_steps_mostly_failed_or_ended_failing_is_reported():
+    # A self-correcting fit at 300 sequences once ended with its last MAP steps all non-finite (the intensity
+    # underflowed) and went on quietly. The result must say so: most steps failed, or all of the last tenth did.
+    from bayesode.infer.event_map import stalled_message
+
+    good = np.linspace(10.0, 1.0, 100)
+    assert stalled_message(good, "fit_events") is None
+    some = good.copy()
+    some[::5] = np.nan  # scattered failed steps: a rough optimisation, not a stall
+    assert stalled_message(some, "fit_events") is None
+    stalled = good.copy()
+    stalled[90:] = np.nan
+    message = stalled_message(stalled, "fit_events")
+    assert message.startswith("fit_events: 10 of 100 MAP steps had a non-finite loss") and "10 of the last 10" in message
+    mostly = good.copy()
+    mostly[1:80:2], mostly[40:70] = np.inf, np.inf
+    assert "of 100 MAP steps had a non-finite loss" in stalled_message(mostly, "fit_events")
+    assert stalled_message(np.zeros(0), "fit_events") is None

@@ -39,7 +39,7 @@ from .event_draws import (
     nuts_start,
 )
 from .event_laplace import laplace_fit, validation_splits
-from .event_map import map_stage
+from .event_map import map_stage, stalled_message
 from .event_nuts import sample_nuts
 from .event_svi import SviSettings, draw_svi, fit_svi
 
@@ -293,6 +293,7 @@ def fit_events(
             model, init_values, data, k_map, steps=map_steps, starts=map_starts, learning_rate=learning_rate,
             checkpoint=checkpoint, progress=progress, caller="fit_events", batch_size=batch_size)  # fmt: skip
         stats["map"] = {k: np.asarray(v) for k, v in init_values.items()}
+        notes.append(stalled_message(stats["map_loss"], "fit_events"))
     if method in ("svi", "svi+nuts"):
         centre = dict(init_values)
         svi_settings = SviSettings(svi_steps, float(learning_rate), batch_size=batch_size)
