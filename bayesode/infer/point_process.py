@@ -189,10 +189,11 @@ def fit_events(
     batch_size : sequences per Adam step of the MAP and SVI stages: each step solves a random subset
         of this many sequences and scales their log-likelihood up to all of them (NumPyro's
         subsampling plate, see :func:`~bayesode.model.point_process_model`), an unbiased estimate of
-        the full gradient at a fraction of its cost. Why: with hundreds of sequences a full-batch
-        step solves every one of them; stochastic steps on the cosine schedule reach the optimum in
-        about as many steps. Default ``None``: every sequence each step. The starts' final losses,
-        NUTS and every score use all sequences; ``method="laplace"`` does not take it.
+        the full gradient for less. Why: with hundreds of sequences a full-batch step solves every one
+        of them (costs and the paper-size benchmark: docs/decisions.md, 2026-12-07 (evening)). The
+        steps are noisy: read ``stats["map_loss"]``; the fit warns when the MAP's steps mostly failed or
+        ended failing. Default ``None``: every sequence each step. The starts' final losses, NUTS and
+        every score use all sequences; ``method="laplace"`` does not take it.
     svi_steps, learning_rate : Adam steps of SVI (cosine schedule to 10% of ``learning_rate``; the
         ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``) and the peak step size.
     num_warmup, num_samples, num_chains : NUTS (NumPyro's kernel; the chains take turns, iteration by
