@@ -31,7 +31,6 @@ import jax
 import numpy as np
 from scipy.special import logsumexp
 
-from bayesode.datasets import make_event_sequences
 from bayesode.errors import FitFailedError
 from bayesode.infer import DELAYED_EVENT_SOLVER, EVENT_SOLVER, EventFit, fit_events, solve_draws
 from bayesode.infer.event_draws import draws_log_likelihood
@@ -39,23 +38,18 @@ from bayesode.infer.event_draws import draws_log_likelihood
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data" / "scripts"))
 from _point_processes import PARAMETERS, intensity, simulate  # noqa: E402
-from point_process import KINDS, Pooled, check_pooled, fit_ml, loglik  # noqa: E402
+from event_data_size import sequences  # noqa: E402
+from point_process import KINDS, T_END, Pooled, check_pooled, fit_ml, loglik  # noqa: E402
 
-T_END = 100.0
 TRAIN_SEQUENCES, TEST_SEQUENCES, TRAIN_SEED, TEST_SEED = 300, 100, 2019, 2020
 CHUNK = 20  # test sequences solved at once (memory: a delayed process's solve of every draw)
-
-
-def sequences(lists: list):
-    return make_event_sequences(lists, [np.zeros(s.size, int) for s in lists], t0=np.zeros(len(lists)),
-                                t_end=np.full(len(lists), T_END))  # fmt: skip
 
 
 def scores(fit: EventFit, test: list, num_draws: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(draw, sequence) log-likelihoods of the test sequences and (draw, event) intensities at their events."""
     lls, rates = [], []
     for i in range(0, len(test), CHUNK):
-        chunk = sequences(test[i : i + CHUNK])
+        chunk = sequences(test[i : i + CHUNK], T_END)
         sol = solve_draws(fit, chunk, num_draws=num_draws)
         lls.append(np.asarray(draws_log_likelihood(sol, chunk.mask), np.float64))
         rates.append(np.exp(np.asarray(sol.log_rates, np.float64))[:, chunk.mask])
@@ -72,7 +66,7 @@ def run_case(kind: str, args) -> dict:
         default = DELAYED_EVENT_SOLVER if args.delayed else EVENT_SOLVER
         config = dataclasses.replace(default, max_steps=args.max_steps)
     start = time.perf_counter()
-    fit = fit_events(sequences(train), key=args.seed, method="svi", batch_size=args.batch_size, map_steps=args.map_steps,
+    fit = fit_events(sequences(train, T_END), key=args.seed, method="svi", batch_size=args.batch_size, map_steps=args.map_steps,
                      svi_steps=args.svi_steps, learning_rate=args.lr, num_samples=args.draws, num_chains=1,
                      latent_dim=args.latent_dim, width=args.width, delayed=args.delayed, decay=args.decay,
                      config=config, progress=True)  # fmt: skip
