@@ -193,6 +193,38 @@ def test_gradient_of_the_neural_likelihood_matches_finite_differences():
         assert np.all(np.isfinite(np.asarray(grad)))
 
 
+@pytest.mark.parametrize("config", [SolverConfig(), FixedSteps()], ids=["adaptive", "fixed-steps"])
+def test_an_intensity_that_underflows_at_an_event_keeps_a_finite_gradient_under_a_scaled_likelihood(config):
+    # A minibatch scales the log-likelihood by sequences / batch size (10 here). Where the intensity underflows at an
+    # event, the old floor log(maximum(rate, tiny)) passed the cotangent 10 / tiny (inf in float32) through its zero
+    # gradient: inf * 0 = NaN, at every step of a minibatched self-correcting fit of 300 sequences (docs/decisions.md).
+    times, marks, mask = jnp.array([0.5, 1.5, 2.5]), jnp.zeros(3, int), jnp.ones(3, bool)
+
+    def scaled_grad(process):
+        params, static = eqx.partition(process, eqx.is_inexact_array)
+
+        def loss(p):
+            sol = solve_event_jumps(eqx.combine(p, static), times, marks, mask, 3.0, config=config)
+            return 10.0 * events_log_likelihood(sol, mask)
+
+        return jax.grad(loss)(params)
+
+    # Without log_rates (the floor): mu = 0 puts the first event's intensity at 0; its term has no gradient, the others do.
+    grad = scaled_grad(Hawkes(mu=0.0, alpha=1.0, beta=1.0))
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grad))
+    assert float(grad.alpha) != 0.0
+    # NeuralJumpProcess.log_rates: exact where the intensity underflows (readout bias -200: every rate 0 in float32), so
+    # d(loglik)/d(bias) = number of events (each log-rate is linear in the bias there; the compensator ~ e^-200 is 0).
+    process = NeuralJumpProcess(2, width=4, key=jr.key(0), rate_scale=2.0)
+    z = jnp.array([0.3, -0.4])
+    np.testing.assert_allclose(process.log_rates(z), jnp.log(process.rates(z)), rtol=1e-6)  # ordinary intensities: the same
+    starved = eqx.tree_at(lambda p: p.readout.bias, process, jnp.full((1,), -200.0))
+    assert float(starved.rates(z)[0]) == 0.0 and np.isfinite(float(starved.log_rates(z)[0]))
+    grad = scaled_grad(starved)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grad))
+    np.testing.assert_allclose(float(grad.readout.bias[0]), 30.0, rtol=1e-5)
+
+
 def test_decay_keeps_the_latent_state_bounded_where_the_flow_alone_drifts():
     # The flow's last bias at +3 pushes z up by 3 per unit time forever. With decay 1 the state
     # settles within the flow's output bound (sum |W_last| + |b|, tanh units are in [-1, 1]);

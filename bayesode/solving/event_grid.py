@@ -30,6 +30,24 @@ from ..errors import ConfigError
 from .status import Status
 
 
+def log_intensity(process, z, mark):
+    """``log lambda_mark(z)``: the process's own ``log_rates(z)[mark]`` where it has one (exact also
+    where the intensity underflows), else ``log rates(z)[mark]`` floored at the dtype's smallest
+    normal number, with gradient 0 below the floor.
+
+    Why the double ``where`` rather than ``log(maximum(rate, tiny))``: that floor also has gradient 0,
+    but its reverse pass multiplies the cotangent ``1 / tiny`` by 0, and a subsampled likelihood's
+    scale (sequences / batch size) lifts ``1 / tiny`` past float32's range: ``inf * 0`` made the whole
+    gradient NaN at every step of a minibatched fit whose intensity underflowed at some event.
+    """
+    if hasattr(process, "log_rates"):
+        return process.log_rates(z)[mark]
+    rate = process.rates(z)[mark]
+    tiny = jnp.finfo(rate.dtype).tiny
+    above = rate > tiny
+    return jnp.where(above, jnp.log(jnp.where(above, rate, 1.0)), jnp.log(tiny))
+
+
 class FixedSteps(eqx.Module):
     """Solve a jump ODE between events with fixed steps on a grid (see the module docstring).
 
@@ -101,22 +119,17 @@ def solve_on_grid(process, flow, z0, times, marks, mask, t_end, t0, save, args, 
     term = diffrax.ODETerm(flow)
     solver = config.solver
 
-    tiny = jnp.finfo(dtype).tiny
-
-    def log_rate_of(z, k):
-        return jnp.log(jnp.maximum(process.rates(z)[k], tiny))
-
     def step(carry, x):
         t_prev, y_prev, state, jumped, ok, error = carry
         t, event, k = x
         # FSAL solvers carry the field's value at the step's end; after a jump it is recomputed.
         y, y_error, _, state, _ = solver.step(term, t_prev, t, y_prev, args, state, jumped)
         z_before, compensator = y[:-1], y[-1]
-        log_rate = log_rate_of(z_before, k)
+        log_rate = log_intensity(process, z_before, k)
         # The step's error in the log-likelihood, in nats: the compensator's, and at an event the
         # log-rate's at the state's error.
         error = error + jnp.abs(y_error[-1])
-        error = error + jnp.where(event, jnp.abs(log_rate_of(z_before + y_error[:-1], k) - log_rate), 0.0)
+        error = error + jnp.where(event, jnp.abs(log_intensity(process, z_before + y_error[:-1], k) - log_rate), 0.0)
         ok = ok & jnp.all(jnp.isfinite(y)) & (jnp.max(jnp.abs(y)) < config.max_abs_state)
         z_after = jnp.where(event, z_before + process.jump_size(z_before, k), z_before)
         carry = (t, jnp.concatenate([z_after, compensator[None]]), state, event, ok, error)

@@ -44,7 +44,7 @@ import jax.random as jr
 from ..errors import ConfigError
 from ..fields.basic import MLPField
 from .diffeq import STATUS_OK, SolverConfig, solve
-from .event_grid import FixedSteps, solve_on_grid
+from .event_grid import FixedSteps, log_intensity, solve_on_grid
 from .integrate import guard_gradients
 
 MAX_ONSET_RATE = 40.0  # the delayed inflow's fastest drain rate, per t_scale (an onset time of t_scale / 40)
@@ -182,6 +182,11 @@ class NeuralJumpProcess(eqx.Module):
     def rates(self, y):
         return self.rate_scale * jax.nn.softplus(self.readout(y[: self.latent_dim]))
 
+    def log_rates(self, y):
+        """``log rates(y)``, also where the intensity underflows (``log softplus(x) -> x`` as ``x -> -inf``), so
+        the likelihood's gradient still pulls the intensity up at an event it has all but missed."""
+        return math.log(self.rate_scale) + _log_softplus(self.readout(y[: self.latent_dim]))
+
     @property
     def delayed(self) -> bool:
         return self.log_delay is not None
@@ -199,6 +204,14 @@ class NeuralJumpProcess(eqx.Module):
         z, u, tau = y[: self.latent_dim], y[self.latent_dim : -1], y[-1:]
         left = u * jnp.exp(-self.onset_rate() * tau)
         return jnp.concatenate([jnp.zeros_like(z), left - u + self.delayed_jump[mark].astype(y.dtype), -tau])
+
+
+def _log_softplus(x):
+    """``log(softplus(x))``; below -20, ``x - exp(x) / 2`` (its expansion; ``softplus(x) ~ exp(x)`` underflows).
+    Each branch sees only inputs where it is finite, so neither leaks a NaN into the gradient."""
+    low = x < -20.0
+    x_low, x_high = jnp.where(low, x, -20.0), jnp.where(low, -20.0, x)
+    return jnp.where(low, x_low - 0.5 * jnp.exp(x_low), jnp.log(jax.nn.softplus(x_high)))
 
 
 class _FlowWithCompensator(eqx.Module):
@@ -304,8 +317,7 @@ def solve_event_jumps(process, times, marks, mask, t_end, *, t0=0.0, save_ts=Non
         ts = jnp.concatenate([jnp.clip(save, start, end), end[None]])
         sol = solve(flow, jnp.concatenate([z, zero]), ts, t0=start, args=args, config=config)
         z_before, increment = sol.ys[-1, :-1], sol.ys[-1, -1]
-        rate = process.rates(z_before)[mark]
-        log_rate = jnp.log(jnp.maximum(rate, jnp.finfo(dtype).tiny))
+        log_rate = log_intensity(process, z_before, mark)
         z_after = jnp.where(is_event, z_before + process.jump_size(z_before, mark), z_before)
         if delayed:
             z_after = jnp.where(is_arrival, z_after + process.delayed_jump_size(z_before, mark), z_after)
