@@ -465,3 +465,13 @@ def test_a_map_whose_steps_mostly_failed_or_ended_failing_is_reported():
     mostly[1:80:2], mostly[40:70] = np.inf, np.inf
     assert "of 100 MAP steps had a non-finite loss" in stalled_message(mostly, "fit_events")
     assert stalled_message(np.zeros(0), "fit_events") is None
+
+
+def test_the_guide_starts_narrower_the_more_events_the_fit_has():
+    # The SVI guide's starting scale: 0.02 (where it was chosen) up to 900 events, then shrinking as a posterior
+    # spread does, 1 / sqrt(events): 4 times the events, half the scale. Exact arithmetic, float tolerance.
+    from bayesode.infer.event_svi import initial_scale
+
+    assert initial_scale(1) == initial_scale(900) == 0.02
+    np.testing.assert_allclose([initial_scale(3600), initial_scale(90_000)], [0.01, 0.002], rtol=1e-12)
+    assert initial_scale(0) == 0.02  # no events: refused before by fit_events; never a division by zero

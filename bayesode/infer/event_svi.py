@@ -10,6 +10,7 @@ as a program of its own) and builds its loop afresh on every call.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -38,6 +39,15 @@ class SviSettings(NamedTuple):
     decay_to: float | None = 0.1
     mean_field_elbo: bool = True
     batch_size: int | None = None
+
+
+def initial_scale(num_events: int) -> float:
+    """The guide's starting scale for a fit to ``num_events`` events: 0.02 up to 900 events, then
+    ``0.02 * sqrt(900 / num_events)``. Why: a weight's posterior spread shrinks like ``1 / sqrt(events)``, and
+    a guide started far wider than the posterior spends many noisy steps shrinking (a minibatched fit of
+    tens of thousands of events ended its SVI stage far from the optimum: docs/decisions.md, 2026-12-07 (fortieth
+    session)), while one started narrower widens quickly (the entropy's gradient is ``1 / scale``)."""
+    return 0.02 * min(1.0, math.sqrt(900 / max(int(num_events), 1)))
 
 
 def _svi(model, centre: dict, settings: SviSettings):

@@ -41,7 +41,7 @@ from .event_draws import (
 from .event_laplace import laplace_fit, validation_splits
 from .event_map import map_stage, stalled_message
 from .event_nuts import sample_nuts
-from .event_svi import SviSettings, draw_svi, fit_svi
+from .event_svi import SviSettings, draw_svi, fit_svi, initial_scale
 
 METHODS = ("svi", "nuts", "svi+nuts", "laplace")
 # The latent state's pulls towards 0 (``make_event_process(decay=)``) a Laplace fit of the default process tries, the
@@ -195,7 +195,8 @@ def fit_events(
         ended failing. Default ``None``: every sequence each step. The starts' final losses, NUTS and
         every score use all sequences; ``method="laplace"`` does not take it.
     svi_steps, learning_rate : Adam steps of SVI (cosine schedule to 10% of ``learning_rate``; the
-        ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``) and the peak step size.
+        ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``; the guide starts at the MAP with
+        the scale :func:`~bayesode.infer.event_svi.initial_scale`, narrower the more events) and the peak step size.
     num_warmup, num_samples, num_chains : NUTS (NumPyro's kernel; the chains take turns, iteration by
         iteration: :mod:`~bayesode.infer.event_nuts`). Ctrl-C while it samples keeps the draws made so
         far (the same number per chain) and warns; ``stats["interrupted"]`` says so.
@@ -297,7 +298,8 @@ def fit_events(
         notes.append(stalled_message(stats["map_loss"], "fit_events"))
     if method in ("svi", "svi+nuts"):
         centre = dict(init_values)
-        svi_settings = SviSettings(svi_steps, float(learning_rate), batch_size=batch_size)
+        svi_settings = SviSettings(svi_steps, float(learning_rate), init_scale=initial_scale(int(events.mask.sum())),
+                                   batch_size=batch_size)  # fmt: skip
 
         def run_svi():
             return fit_svi(model, centre, data, k_svi, svi_settings)

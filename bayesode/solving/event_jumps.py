@@ -25,7 +25,9 @@ below its onset, an incubation period) is out of reach of a smooth flow that sta
 at the event (see docs/decisions.md, 2026-12-05).
 
 A process is any object with ``z0`` (latent,) (or ``initial_state()``), ``field(t, z, args)``,
-``jump_size(z, mark)`` and ``rates(z) -> (mark,)`` positive:
+``jump_size(z, mark)`` and ``rates(z) -> (mark,)`` positive, and optionally ``log_rates(z)``, its logarithm
+computed where ``rates`` underflows (without it the log-rate is floored at the dtype's smallest normal number,
+with no gradient below it: :func:`~bayesode.solving.event_grid.log_intensity`):
 :class:`NeuralJumpProcess` is the neural one; a test or a parametric model
 (Hawkes: ``field = -beta z``, ``jump_size = alpha``, ``rates = mu + z``) can be
 written in a few lines.
