@@ -64,8 +64,9 @@ def map_stage(model, template: dict, data: dict, key, *, steps: int, starts: int
 
 def stalled_message(losses, caller: str) -> str | None:
     """What a result must say when the kept start's MAP steps mostly failed, or all of its last tenth did
-    (``losses`` (steps,); a non-finite loss is a failed solve, the step not taken); None otherwise. Such a
-    start keeps its last finite point, which need not be near an optimum."""
+    (``losses`` (steps,); NumPyro's ``stable_update`` reports NaN and does not take a step whose loss or gradient
+    is not finite: a failed solve, or an overflow in the gradient); None otherwise. Such a start keeps its last
+    finite point, which need not be near an optimum."""
     losses = np.asarray(losses)
     if losses.size == 0:
         return None
@@ -73,8 +74,8 @@ def stalled_message(losses, caller: str) -> str | None:
     tail = failed[-max(losses.size // 10, 1):]
     if failed.mean() <= 0.5 and not tail.all():
         return None
-    return (f"{caller}: {int(failed.sum())} of {losses.size} MAP steps had a non-finite loss (a failed solve; the "
-            f"step is not taken), {int(tail.sum())} of the last {tail.size}: the MAP stopped at its last finite "
+    return (f"{caller}: {int(failed.sum())} of {losses.size} MAP steps had a non-finite loss (a failed solve or a "
+            f"non-finite gradient; the step is not taken), {int(tail.sum())} of the last {tail.size}: the MAP stopped at its last finite "
             "point, which may be far from an optimum, and what follows starts there. Try a smaller "
             "`learning_rate`, a larger `batch_size`, or more solver steps (`config`).")  # fmt: skip
 
