@@ -41,7 +41,7 @@ from .event_draws import (
 from .event_laplace import laplace_fit, validation_splits
 from .event_map import map_stage, stalled_message
 from .event_nuts import sample_nuts
-from .event_svi import SviSettings, draw_svi, fit_svi, initial_scale
+from .event_svi import SviSettings, draw_svi, fit_svi, initial_scale, width_factor
 
 METHODS = ("svi", "nuts", "svi+nuts", "laplace")
 # The latent state's pulls towards 0 (``make_event_process(decay=)``) a Laplace fit of the default process tries, the
@@ -196,7 +196,9 @@ def fit_events(
         every score use all sequences; ``method="laplace"`` does not take it.
     svi_steps, learning_rate : Adam steps of SVI (cosine schedule to 10% of ``learning_rate``; the
         ELBO's KL to the Normal prior is analytic, ``TraceMeanField_ELBO``; the guide starts at the MAP with
-        the scale :func:`~bayesode.infer.event_svi.initial_scale`, narrower the more events) and the peak step size.
+        the scale :func:`~bayesode.infer.event_svi.initial_scale`, narrower the more events, its locations
+        step at ``learning_rate`` times :func:`~bayesode.infer.event_svi.width_factor`, and the guide
+        returned is the mean of the last half of the iterates) and the peak step size.
     num_warmup, num_samples, num_chains : NUTS (NumPyro's kernel; the chains take turns, iteration by
         iteration: :mod:`~bayesode.infer.event_nuts`). Ctrl-C while it samples keeps the draws made so
         far (the same number per chain) and warns; ``stats["interrupted"]`` says so.
@@ -298,8 +300,12 @@ def fit_events(
         notes.append(stalled_message(stats["map_loss"], "fit_events"))
     if method in ("svi", "svi+nuts"):
         centre = dict(init_values)
-        svi_settings = SviSettings(svi_steps, float(learning_rate), init_scale=initial_scale(int(events.mask.sum())),
-                                   batch_size=batch_size)  # fmt: skip
+        # The guide starts at the MAP as wide as the posterior is expected to be, its locations step in
+        # proportion, and the last half of the iterates is averaged (docs/decisions.md, 2026-12-08).
+        num_events = int(events.mask.sum())
+        svi_settings = SviSettings(svi_steps, float(learning_rate), init_scale=initial_scale(num_events),
+                                   batch_size=batch_size, average_last=0.5,
+                                   loc_learning_rate=float(learning_rate) * width_factor(num_events))  # fmt: skip
 
         def run_svi():
             return fit_svi(model, centre, data, k_svi, svi_settings)
